@@ -1,0 +1,109 @@
+// Which pieces one peer holds for one task, in arrival order. The arrival log doubles as a version
+// number, so a child long-polling a parent gets only the pieces it has not seen (a delta), and a seed
+// that is still downloading streams each piece to its children the moment it lands.
+import { Effect } from "effect"
+import type { TaskId } from "./domain.ts"
+import { pieceCountOf } from "./piece-layout.ts"
+import { type PieceEntry, PieceAvailability } from "./protocol.ts"
+
+export class PieceLedger {
+  readonly pieceCount: number
+  private readonly digests: Array<string | undefined>
+  private readonly log: Array<PieceEntry> = []
+  private readonly arriving = new Set<number>()
+  private waiters: Array<() => void> = []
+
+  constructor(
+    readonly taskId: TaskId,
+    readonly contentLength: number,
+    readonly pieceLength: number
+  ) {
+    this.pieceCount = pieceCountOf(contentLength, pieceLength)
+    this.digests = new Array(this.pieceCount)
+  }
+
+  get version(): number {
+    return this.log.length
+  }
+
+  get complete(): boolean {
+    return this.log.length === this.pieceCount
+  }
+
+  has(index: number): boolean {
+    return this.digests[index] !== undefined
+  }
+
+  digestOf(index: number): string | undefined {
+    return this.digests[index]
+  }
+
+  /** Indices held, in arrival order. */
+  held(): Array<number> {
+    return this.log.map((e) => e.index)
+  }
+
+  markArriving(index: number): void {
+    if (!this.has(index) && !this.arriving.has(index)) {
+      this.arriving.add(index)
+    }
+  }
+
+  clearArriving(index: number): void {
+    this.arriving.delete(index)
+  }
+
+  /** Records a verified piece. Idempotent: a second add of the same piece changes nothing. */
+  add(index: number, digest: string): void {
+    if (index < 0 || index >= this.pieceCount) {
+      throw new RangeError(`piece index ${index} outside 0..${this.pieceCount - 1} of task ${this.taskId}`)
+    }
+    this.arriving.delete(index)
+    if (this.digests[index] !== undefined) return
+    this.digests[index] = digest
+    this.log.push({ index, digest })
+    this.wake()
+  }
+
+  since(since: number): PieceAvailability {
+    return new PieceAvailability({
+      taskId: this.taskId,
+      version: this.log.length,
+      contentLength: this.contentLength,
+      pieceLength: this.pieceLength,
+      pieces: since >= this.log.length ? [] : this.log.slice(Math.max(0, since)),
+      arriving: [...this.arriving],
+      complete: this.complete
+    })
+  }
+
+  /** Resolves once the version exceeds `since`. Interruptible: an abandoned wait leaves nothing behind. */
+  awaitChange(since: number): Effect.Effect<PieceAvailability> {
+    return Effect.suspend(() => {
+      if (this.log.length > since || this.complete) return Effect.succeed(this.since(since))
+      return Effect.callback<PieceAvailability>((resume) => {
+        const waiter = () => {
+          if (this.log.length > since) {
+            resume(Effect.succeed(this.since(since)))
+            return true
+          }
+          return false
+        }
+        const entry = () => {
+          if (!waiter()) this.waiters.push(entry)
+        }
+        this.waiters.push(entry)
+        return Effect.sync(() => {
+          this.waiters = this.waiters.filter((w) => w !== entry)
+        })
+      })
+    })
+  }
+
+  private wake(): void {
+    if (this.waiters.length === 0) return
+    const waiting = this.waiters
+    this.waiters = []
+    for (const w of waiting) w()
+  }
+}

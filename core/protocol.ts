@@ -1,0 +1,169 @@
+// The wire vocabulary. Three conversations: peer → scheduler (reports and requests for parents),
+// scheduler → peer (what to do), peer ↔ peer (what a parent holds; a piece). Tagged unions so each
+// world can route on `_tag`, and Schemas so every boundary decodes and names the field that is wrong.
+import { Schema } from "effect"
+import { Host, NonNegativeInt, PeerId, PositiveInt, Sha256Hex, Task, TaskId } from "./domain.ts"
+
+// ---------------------------------------------------------------- peer → scheduler
+
+export class AnnounceHost extends Schema.TaggedClass<AnnounceHost>()("AnnounceHost", {
+  host: Host
+}) {}
+
+export class RegisterPeer extends Schema.TaggedClass<RegisterPeer>()("RegisterPeer", {
+  peerId: PeerId,
+  taskId: TaskId,
+  url: Schema.String,
+  host: Host,
+  /** Known when the peer probed the origin or imported the content itself. */
+  contentLength: Schema.NullOr(NonNegativeInt),
+  pieceLength: PositiveInt,
+  /** Pieces already on disk (a restart, or a move to another scheduler). */
+  finishedPieces: Schema.Array(NonNegativeInt),
+  /** Only the task's metadata is wanted (a HEAD or stat), not a download. */
+  metadataOnly: Schema.Boolean
+}) {}
+
+export class DownloadStarted extends Schema.TaggedClass<DownloadStarted>()("DownloadStarted", {
+  peerId: PeerId,
+  taskId: TaskId
+}) {}
+
+export class BackToSourceStarted extends Schema.TaggedClass<BackToSourceStarted>()("BackToSourceStarted", {
+  peerId: PeerId,
+  taskId: TaskId,
+  contentLength: NonNegativeInt
+}) {}
+
+export class PieceFinished extends Schema.TaggedClass<PieceFinished>()("PieceFinished", {
+  peerId: PeerId,
+  taskId: TaskId,
+  index: NonNegativeInt,
+  /** null when the piece came from the origin. */
+  parentId: Schema.NullOr(PeerId),
+  digest: Sha256Hex,
+  length: PositiveInt,
+  costMillis: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
+}) {}
+
+export class PieceFailed extends Schema.TaggedClass<PieceFailed>()("PieceFailed", {
+  peerId: PeerId,
+  taskId: TaskId,
+  index: NonNegativeInt,
+  parentId: Schema.NullOr(PeerId),
+  /** A temporary failure (timeout, busy) does not make the parent bad; a digest mismatch does. */
+  temporary: Schema.Boolean,
+  reason: Schema.String
+}) {}
+
+export class RescheduleParents extends Schema.TaggedClass<RescheduleParents>()("RescheduleParents", {
+  peerId: PeerId,
+  taskId: TaskId,
+  blockedParents: Schema.Array(PeerId),
+  reason: Schema.String
+}) {}
+
+export class DownloadFinished extends Schema.TaggedClass<DownloadFinished>()("DownloadFinished", {
+  peerId: PeerId,
+  taskId: TaskId,
+  contentLength: NonNegativeInt
+}) {}
+
+export class DownloadFailed extends Schema.TaggedClass<DownloadFailed>()("DownloadFailed", {
+  peerId: PeerId,
+  taskId: TaskId,
+  reason: Schema.String
+}) {}
+
+export class LeavePeer extends Schema.TaggedClass<LeavePeer>()("LeavePeer", {
+  peerId: PeerId,
+  taskId: TaskId
+}) {}
+
+/** Messages that ask the scheduler for parents and wait for its answer. */
+export const ScheduleRequest = Schema.Union([RegisterPeer, RescheduleParents])
+export type ScheduleRequest = typeof ScheduleRequest.Type
+
+/** Messages that only inform the scheduler. */
+export const PeerReport = Schema.Union([
+  AnnounceHost,
+  DownloadStarted,
+  BackToSourceStarted,
+  PieceFinished,
+  PieceFailed,
+  DownloadFinished,
+  DownloadFailed,
+  LeavePeer
+])
+export type PeerReport = typeof PeerReport.Type
+
+export const PeerToScheduler = Schema.Union([ScheduleRequest, PeerReport])
+export type PeerToScheduler = typeof PeerToScheduler.Type
+
+// ---------------------------------------------------------------- scheduler → peer
+
+export const CandidateParent = Schema.Struct({
+  peerId: PeerId,
+  host: Host
+})
+export type CandidateParent = typeof CandidateParent.Type
+
+export class CandidateParents extends Schema.TaggedClass<CandidateParents>()("CandidateParents", {
+  task: Task,
+  parents: Schema.Array(CandidateParent)
+}) {}
+
+export class NeedBackToSource extends Schema.TaggedClass<NeedBackToSource>()("NeedBackToSource", {
+  taskId: TaskId,
+  reason: Schema.String
+}) {}
+
+export class EmptyTask extends Schema.TaggedClass<EmptyTask>()("EmptyTask", {
+  taskId: TaskId
+}) {}
+
+export class MetadataOnly extends Schema.TaggedClass<MetadataOnly>()("MetadataOnly", {
+  task: Task
+}) {}
+
+/** Rounds exhausted, or back-to-source not allowed: the peer decides what to do (usually fail). */
+export class ScheduleFailed extends Schema.TaggedClass<ScheduleFailed>()("ScheduleFailed", {
+  taskId: TaskId,
+  reason: Schema.String
+}) {}
+
+export const SchedulerToPeer = Schema.Union([CandidateParents, NeedBackToSource, EmptyTask, MetadataOnly, ScheduleFailed])
+export type SchedulerToPeer = typeof SchedulerToPeer.Type
+
+// ---------------------------------------------------------------- peer ↔ peer
+
+export const PieceEntry = Schema.Struct({ index: NonNegativeInt, digest: Sha256Hex })
+export type PieceEntry = typeof PieceEntry.Type
+
+/**
+ * What a parent holds, as a delta: the pieces it gained after `since` (its ledger version), and the
+ * pieces it is fetching right now. A child long-polls this, so pieces stream on while they arrive.
+ */
+export class PieceAvailability extends Schema.TaggedClass<PieceAvailability>()("PieceAvailability", {
+  taskId: TaskId,
+  version: NonNegativeInt,
+  contentLength: Schema.NullOr(NonNegativeInt),
+  pieceLength: PositiveInt,
+  pieces: Schema.Array(PieceEntry),
+  arriving: Schema.Array(NonNegativeInt),
+  /** The parent holds every piece. */
+  complete: Schema.Boolean
+}) {}
+
+export class PieceRequest extends Schema.TaggedClass<PieceRequest>()("PieceRequest", {
+  taskId: TaskId,
+  index: NonNegativeInt
+}) {}
+
+/** Header of a piece on the wire; the bytes follow it. */
+export class PieceData extends Schema.TaggedClass<PieceData>()("PieceData", {
+  taskId: TaskId,
+  index: NonNegativeInt,
+  digest: Sha256Hex,
+  length: PositiveInt
+}) {}

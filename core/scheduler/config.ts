@@ -1,0 +1,24 @@
+// Scheduler knobs, defaulting to Dragonfly's (scheduler.yaml v2.0: backSourceCount 3,
+// retryBackSourceLimit 5, retryLimit 10, retryInterval 50ms; 15 sampled candidates).
+export interface SchedulerConfig {
+  /** Parents handed to a peer per round. */
+  readonly candidateParentLimit: number
+  /** Peers sampled from the task before filtering (bounds the cost of a round). */
+  readonly filterParentLimit: number
+  /** Peers of one task allowed to fetch from the origin (seeds excluded). */
+  readonly backToSourceCount: number
+  /** After this many fruitless rounds a peer is sent to the origin (if the task allows). */
+  readonly retryBackToSourceLimit: number
+  /** Rounds per peer before the scheduler gives up on it. */
+  readonly retryLimit: number
+  readonly retryIntervalMillis: number
+}
+
+export const defaultSchedulerConfig: SchedulerConfig = {
+  candidateParentLimit: 3,
+  filterParentLimit: 15,
+  backToSourceCount: 3,
+  retryBackToSourceLimit: 5,
+  retryLimit: 10,
+  retryIntervalMillis: 50
+}

@@ -1,0 +1,85 @@
+// Scoring candidate parents. Replaceable: a strategy supplies its own Evaluator; the filter and the
+// top-K handout around it stay the same.
+import type { Host, PeerState } from "../domain.ts"
+
+/** What the scheduler knows of a peer when it scores it as a parent. */
+export interface PeerView {
+  readonly id: string
+  readonly host: Host
+  readonly state: PeerState
+  readonly finishedPieces: number
+  readonly pieceCosts: ReadonlyArray<number>
+}
+
+export interface HostLoad {
+  /** Children currently assigned to any peer of this host. */
+  readonly uploads: number
+}
+
+export interface Evaluator {
+  readonly name: string
+  /** Higher is better. */
+  score(parent: PeerView, parentLoad: HostLoad, child: PeerView, totalPieces: number): number
+  isBadParent(parent: PeerView): boolean
+}
+
+const LOCATION_DEPTH = 5
+
+/** Shared leading elements of "a|b|c|d|e" locations, as a fraction of the maximum depth. */
+export const locationAffinity = (a: string, b: string): number => {
+  if (a === "" || b === "") return 0
+  const xs = a.split("|")
+  const ys = b.split("|")
+  let n = 0
+  while (n < Math.min(xs.length, ys.length, LOCATION_DEPTH) && xs[n] === ys[n]) n++
+  return n / LOCATION_DEPTH
+}
+
+export const idcAffinity = (a: string, b: string): number => (a !== "" && a === b ? 1 : 0)
+
+/** Seed peers first while they are fetching (they hold what nobody else has yet). */
+export const hostTypeScore = (parent: PeerView): number => {
+  if (parent.host.type === "seed") {
+    return parent.state === "received-normal" || parent.state === "running" || parent.state === "back-to-source"
+      ? 1
+      : 0
+  }
+  return 0.5
+}
+
+/**
+ * Dragonfly's bad-node rule: a failed or departed peer is bad; so is one whose last piece took far
+ * longer than usual (20× the mean with few samples, mean + 3σ with enough for a normal fit).
+ */
+export const isBadParentByCost = (parent: PeerView): boolean => {
+  if (parent.state === "failed" || parent.state === "leave" || parent.state === "pending") return true
+  const costs = parent.pieceCosts
+  if (costs.length < 2) return false
+  const last = costs[costs.length - 1]
+  const prior = costs.slice(0, -1)
+  const mean = prior.reduce((a, b) => a + b, 0) / prior.length
+  if (prior.length < 30) return last > 20 * mean
+  const variance = prior.reduce((a, b) => a + (b - mean) ** 2, 0) / prior.length
+  return last > mean + 3 * Math.sqrt(variance)
+}
+
+/**
+ * Load quality as Dragonfly weighs it (peak bandwidth 0.5, bandwidth duration 0.3, concurrency 0.2),
+ * from what a scheduler without host telemetry knows: the share of upload slots in use stands for
+ * peak usage and for duration, and concurrency is 1/(1 + uploads).
+ */
+export const loadQuality = (host: Host, load: HostLoad): number => {
+  const free = Math.max(0, 1 - load.uploads / host.uploadSlots)
+  return 0.5 * free + 0.3 * free + 0.2 / (1 + load.uploads)
+}
+
+/** Dragonfly's current default: 0.6 load quality + 0.2 IDC + 0.1 location + 0.1 host type. */
+export const dragonflyEvaluator: Evaluator = {
+  name: "dragonfly",
+  score: (parent, load, child) =>
+    0.6 * loadQuality(parent.host, load) +
+    0.2 * idcAffinity(parent.host.idc, child.host.idc) +
+    0.1 * locationAffinity(parent.host.location, child.host.location) +
+    0.1 * hostTypeScore(parent),
+  isBadParent: isBadParentByCost
+}

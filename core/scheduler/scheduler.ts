@@ -1,0 +1,372 @@
+// The scheduler: one state machine per scheduler process, driven by peer messages. It keeps a DAG of
+// peers per task, hands each peer its best K parents, triggers a seed peer on a task's first
+// download and decides who may go to the origin. Time (rounds) comes from Effect's Clock and
+// sampling from Effect's Random, so the same code runs under virtual time and on real sockets.
+import { Effect, Random } from "effect"
+import type { Host, PeerState, TaskId } from "../domain.ts"
+import { Task } from "../domain.ts"
+import { pieceCountOf } from "../piece-layout.ts"
+import {
+  CandidateParents,
+  EmptyTask,
+  MetadataOnly,
+  NeedBackToSource,
+  type PeerReport,
+  type RegisterPeer,
+  ScheduleFailed,
+  type ScheduleRequest,
+  type SchedulerToPeer
+} from "../protocol.ts"
+import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
+import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
+import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
+import { TaskDag } from "./task-dag.ts"
+
+const MAX_COSTS = 64
+
+interface PeerRecord extends PeerView {
+  readonly id: string
+  readonly taskId: TaskId
+  host: Host
+  state: PeerState
+  finished: Set<number>
+  finishedPieces: number
+  pieceCosts: Array<number>
+  blocklist: Set<string>
+  rounds: number
+}
+
+interface TaskRecord {
+  readonly id: TaskId
+  url: string
+  contentLength: number | null
+  pieceLength: number
+  digests: Array<string | null>
+  readonly peers: Map<string, PeerRecord>
+  readonly dag: TaskDag
+  readonly backToSource: Set<string>
+  seedTriggered: boolean
+}
+
+/** A read-only view for tests, metrics and chaos checkers. */
+export interface TaskSnapshot {
+  readonly taskId: TaskId
+  readonly peers: ReadonlyArray<{ id: string; hostId: string; state: PeerState; parents: ReadonlyArray<string> }>
+  readonly backToSource: ReadonlyArray<string>
+  readonly acyclic: boolean
+}
+
+export class Scheduler {
+  private readonly tasks = new Map<TaskId, TaskRecord>()
+  private readonly hosts = new Map<string, Host>()
+  private readonly hostUploads = new Map<string, number>()
+
+  constructor(
+    readonly config: SchedulerConfig = defaultSchedulerConfig,
+    readonly evaluator: Evaluator = dragonflyEvaluator
+  ) {}
+
+  // ------------------------------------------------------------ requests
+
+  readonly request = (message: ScheduleRequest): Effect.Effect<SchedulerToPeer, never, SeedPeerTrigger> =>
+    message._tag === "RegisterPeer" ? this.register(message) : this.reschedule(message.taskId, message.peerId, message.blockedParents)
+
+  private register(m: RegisterPeer): Effect.Effect<SchedulerToPeer, never, SeedPeerTrigger> {
+    return Effect.gen({ self: this }, function*() {
+      this.hosts.set(m.host.id, m.host)
+      const task = this.taskFor(m.taskId, m.url, m.pieceLength)
+      if (m.contentLength !== null && task.contentLength === null) this.learnLength(task, m.contentLength)
+      if (m.metadataOnly) {
+        return task.contentLength === null
+          ? new NeedBackToSource({ taskId: task.id, reason: "task metadata not known yet" })
+          : new MetadataOnly({ task: this.taskMessage(task) })
+      }
+      if (task.contentLength === 0) return new EmptyTask({ taskId: task.id })
+
+      const peer = this.addPeer(task, m.peerId, m.host)
+      for (const i of m.finishedPieces) peer.finished.add(i)
+      peer.finishedPieces = peer.finished.size
+      if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
+        peer.state = "succeeded"
+        return new MetadataOnly({ task: this.taskMessage(task) })
+      }
+      if (m.host.type === "seed") {
+        peer.state = "back-to-source"
+        task.backToSource.add(peer.id)
+        return new NeedBackToSource({ taskId: task.id, reason: "seed peers fetch from the origin" })
+      }
+      yield* this.triggerSeed(task)
+      return yield* this.scheduleRounds(task, peer)
+    })
+  }
+
+  private reschedule(taskId: TaskId, peerId: string, blocked: ReadonlyArray<string>): Effect.Effect<SchedulerToPeer> {
+    return Effect.suspend(() => {
+      const task = this.tasks.get(taskId)
+      const peer = task?.peers.get(peerId)
+      if (task === undefined || peer === undefined) {
+        return Effect.succeed(new ScheduleFailed({ taskId, reason: `peer ${peerId} is not registered for task ${taskId}` }))
+      }
+      for (const b of blocked) peer.blocklist.add(b)
+      this.dropParents(task, peer.id)
+      return this.scheduleRounds(task, peer)
+    })
+  }
+
+  /** Rounds of filter → score → top K, spaced by the retry interval, until parents or a verdict. */
+  private scheduleRounds(task: TaskRecord, peer: PeerRecord): Effect.Effect<SchedulerToPeer> {
+    const round: Effect.Effect<SchedulerToPeer> = Effect.gen({ self: this }, function*() {
+      if (peer.state === "leave" || peer.state === "failed") {
+        return new ScheduleFailed({ taskId: task.id, reason: `peer ${peer.id} is ${peer.state}` })
+      }
+      peer.rounds++
+      const parents = task.contentLength === null ? [] : yield* this.selectParents(task, peer)
+      if (parents.length > 0) {
+        this.dropParents(task, peer.id)
+        for (const p of parents) {
+          task.dag.addEdge(p.id, peer.id)
+          this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
+        }
+        if (peer.state === "pending") peer.state = "received-normal"
+        return new CandidateParents({
+          task: this.taskMessage(task),
+          parents: parents.map((p) => ({ peerId: p.id, host: p.host }))
+        })
+      }
+      const noSource = !this.hasSeedHost() && !this.hasActiveSource(task)
+      if (noSource || peer.rounds >= this.config.retryBackToSourceLimit) {
+        if (task.backToSource.size < this.config.backToSourceCount) {
+          task.backToSource.add(peer.id)
+          peer.state = "back-to-source"
+          return new NeedBackToSource({
+            taskId: task.id,
+            reason: noSource ? "no seed peer and no peer holds the task" : `no parent after ${peer.rounds} rounds`
+          })
+        }
+      }
+      if (peer.rounds >= this.config.retryLimit) {
+        return new ScheduleFailed({ taskId: task.id, reason: `no parent after ${peer.rounds} rounds` })
+      }
+      return undefined as never
+    })
+    const loop: Effect.Effect<SchedulerToPeer> = Effect.flatMap(round, (answer) =>
+      answer !== undefined
+        ? Effect.succeed(answer)
+        : Effect.andThen(Effect.sleep(this.config.retryIntervalMillis), loop))
+    return loop
+  }
+
+  /** Sample, filter, score, keep the top K. */
+  private selectParents(task: TaskRecord, child: PeerRecord): Effect.Effect<Array<PeerRecord>> {
+    return Effect.map(Random.shuffle(task.peers.values()), (shuffled) => {
+      const sampled = shuffled.slice(0, this.config.filterParentLimit)
+      const total = task.contentLength === null ? 0 : pieceCountOf(task.contentLength, task.pieceLength)
+      const scored: Array<{ p: PeerRecord; s: number }> = []
+      for (const p of sampled) {
+        if (!this.isCandidate(task, p, child)) continue
+        scored.push({ p, s: this.evaluator.score(p, { uploads: this.hostUploads.get(p.host.id) ?? 0 }, child, total) })
+      }
+      // Stable on ties (the shuffle already randomised order), best first.
+      scored.sort((a, b) => b.s - a.s)
+      return scored.slice(0, this.config.candidateParentLimit).map((x) => x.p)
+    })
+  }
+
+  /** The filter every candidate must pass; exported through `candidateFilter` for property tests. */
+  isCandidate(task: TaskRecord, p: PeerRecord, child: PeerRecord): boolean {
+    if (p.id === child.id) return false
+    if (p.host.id === child.host.id) return false
+    if (child.blocklist.has(p.id)) return false
+    if (p.state !== "running" && p.state !== "back-to-source" && p.state !== "succeeded" && p.state !== "received-normal") {
+      return false
+    }
+    if (this.evaluator.isBadParent(p)) return false
+    const alreadyParent = task.dag.parentsOf(child.id).has(p.id)
+    if (!alreadyParent && (this.hostUploads.get(p.host.id) ?? 0) >= p.host.uploadSlots) return false
+    return task.dag.canAddEdge(p.id, child.id)
+  }
+
+  // ------------------------------------------------------------ reports
+
+  readonly report = (m: PeerReport): Effect.Effect<void> =>
+    Effect.sync(() => {
+      if (m._tag === "AnnounceHost") {
+        this.hosts.set(m.host.id, m.host)
+        return
+      }
+      const task = this.tasks.get(m.taskId)
+      const peer = task?.peers.get(m.peerId)
+      if (task === undefined || peer === undefined) return
+      switch (m._tag) {
+        case "DownloadStarted":
+          if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
+          return
+        case "BackToSourceStarted":
+          peer.state = "back-to-source"
+          task.backToSource.add(peer.id)
+          if (task.contentLength === null) this.learnLength(task, m.contentLength)
+          return
+        case "PieceFinished":
+          if (!peer.finished.has(m.index)) {
+            peer.finished.add(m.index)
+            peer.finishedPieces = peer.finished.size
+          }
+          peer.pieceCosts.push(m.costMillis)
+          if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
+          // Digests seen from the origin are authoritative; a parent's claim fills a gap only.
+          if (task.digests[m.index] === null || m.parentId === null) task.digests[m.index] = m.digest
+          return
+        case "PieceFailed":
+          if (!m.temporary && m.parentId !== null) peer.blocklist.add(m.parentId)
+          return
+        case "DownloadFinished":
+          peer.state = "succeeded"
+          this.dropParents(task, peer.id)
+          return
+        case "DownloadFailed":
+          peer.state = "failed"
+          this.removePeer(task, peer.id)
+          return
+        case "LeavePeer":
+          peer.state = "leave"
+          this.removePeer(task, peer.id)
+          task.peers.delete(peer.id)
+          return
+      }
+    })
+
+  /** Forget a host (it left, or its daemon told us it is going away). */
+  leaveHost(hostId: string): void {
+    this.hosts.delete(hostId)
+    for (const task of this.tasks.values()) {
+      for (const p of [...task.peers.values()]) {
+        if (p.host.id === hostId) {
+          p.state = "leave"
+          this.removePeer(task, p.id)
+          task.peers.delete(p.id)
+        }
+      }
+    }
+  }
+
+  snapshot(taskId: TaskId): TaskSnapshot | undefined {
+    const task = this.tasks.get(taskId)
+    if (task === undefined) return undefined
+    return {
+      taskId,
+      peers: [...task.peers.values()].map((p) => ({
+        id: p.id,
+        hostId: p.host.id,
+        state: p.state,
+        parents: [...task.dag.parentsOf(p.id)]
+      })),
+      backToSource: [...task.backToSource],
+      acyclic: task.dag.isAcyclic()
+    }
+  }
+
+  hostCount(): number {
+    return this.hosts.size
+  }
+
+  // ------------------------------------------------------------ internals
+
+  private taskFor(id: TaskId, url: string, pieceLength: number): TaskRecord {
+    let task = this.tasks.get(id)
+    if (task === undefined) {
+      task = {
+        id,
+        url,
+        contentLength: null,
+        pieceLength,
+        digests: [],
+        peers: new Map(),
+        dag: new TaskDag(),
+        backToSource: new Set(),
+        seedTriggered: false
+      }
+      this.tasks.set(id, task)
+    }
+    return task
+  }
+
+  private learnLength(task: TaskRecord, contentLength: number): void {
+    task.contentLength = contentLength
+    task.digests = new Array(pieceCountOf(contentLength, task.pieceLength)).fill(null)
+  }
+
+  private addPeer(task: TaskRecord, id: string, host: Host): PeerRecord {
+    let peer = task.peers.get(id)
+    if (peer === undefined) {
+      peer = {
+        id,
+        taskId: task.id,
+        host,
+        state: "pending",
+        finished: new Set(),
+        finishedPieces: 0,
+        pieceCosts: [],
+        blocklist: new Set(),
+        rounds: 0
+      }
+      task.peers.set(id, peer)
+      task.dag.addVertex(id)
+    } else {
+      peer.host = host
+      if (peer.state === "failed" || peer.state === "leave") peer.state = "pending"
+      peer.rounds = 0
+    }
+    return peer
+  }
+
+  private dropParents(task: TaskRecord, peerId: string): void {
+    for (const p of task.dag.removeInEdges(peerId)) {
+      const host = task.peers.get(p)?.host.id
+      if (host !== undefined) this.hostUploads.set(host, Math.max(0, (this.hostUploads.get(host) ?? 0) - 1))
+    }
+  }
+
+  private removePeer(task: TaskRecord, peerId: string): void {
+    this.dropParents(task, peerId)
+    const me = task.peers.get(peerId)
+    for (const c of [...task.dag.childrenOf(peerId)]) {
+      task.dag.removeEdge(peerId, c)
+      if (me !== undefined) this.hostUploads.set(me.host.id, Math.max(0, (this.hostUploads.get(me.host.id) ?? 0) - 1))
+    }
+    task.backToSource.delete(peerId)
+  }
+
+  private hasSeedHost(): boolean {
+    for (const h of this.hosts.values()) if (h.type === "seed") return true
+    return false
+  }
+
+  private hasActiveSource(task: TaskRecord): boolean {
+    for (const p of task.peers.values()) {
+      if (p.state === "back-to-source" || p.state === "succeeded" || p.finishedPieces > 0) return true
+    }
+    return false
+  }
+
+  /** On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it. */
+  private triggerSeed(task: TaskRecord): Effect.Effect<void, never, SeedPeerTrigger> {
+    if (task.seedTriggered) return Effect.void
+    const seeds = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    if (seeds.length === 0) return Effect.void
+    task.seedTriggered = true
+    const seed = seeds[parseInt(task.id.slice(0, 8), 16) % seeds.length]
+    return SeedPeerTrigger.use((t) =>
+      t.trigger(seed, { taskId: task.id, url: task.url, pieceLength: task.pieceLength, headers: {} })
+    )
+  }
+
+  private taskMessage(task: TaskRecord): Task {
+    return new Task({
+      id: task.id,
+      url: task.url,
+      contentLength: task.contentLength ?? 0,
+      pieceLength: task.pieceLength,
+      pieceDigests: task.digests
+    })
+  }
+}

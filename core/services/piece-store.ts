@@ -1,0 +1,22 @@
+// Where a peer keeps pieces. Writes are atomic per piece; a task is presented as complete only after
+// every piece is written and verified (`commit`).
+import { Context, type Effect } from "effect"
+import type { TaskId } from "../domain.ts"
+import type { StoreFailed } from "../errors.ts"
+import type { PieceLedger } from "../piece-ledger.ts"
+
+export interface StoredTask {
+  readonly taskId: TaskId
+  readonly url: string
+  readonly contentLength: number
+  readonly pieceLength: number
+}
+
+export class PieceStore extends Context.Service<PieceStore, {
+  /** Opens (or resumes) the task's storage and returns its ledger of held pieces. */
+  open(task: StoredTask): Effect.Effect<PieceLedger, StoreFailed>
+  write(taskId: TaskId, index: number, bytes: Uint8Array, digest: string): Effect.Effect<void, StoreFailed>
+  read(taskId: TaskId, index: number): Effect.Effect<Uint8Array, StoreFailed>
+  /** All pieces are in: make the content available as a whole. */
+  commit(taskId: TaskId): Effect.Effect<void, StoreFailed>
+}>()("damselfly/core/PieceStore") {}

@@ -1,11 +1,31 @@
-// PLACEHOLDER signature — the implementation is being written now.
-import { Effect } from "effect"
+// The peer: one download of one task. It registers with the scheduler, takes the parents it is given
+// (or the origin when told, or when the scheduler cannot be reached), and runs a single loop that owns
+// all state: sources and what they hold, pieces in flight, what is verified. Fetches run in child
+// fibers that post their outcome back to the loop, so there is no shared mutable state between fibers.
+import { Clock, Effect, Fiber, Option, Queue, Random } from "effect"
 import type { Host, TaskId } from "../domain.ts"
-import { DownloadError } from "../errors.ts"
-import type { PieceStore } from "../services/piece-store.ts"
-import type { Origin, PieceTransfer } from "../services/piece-transfer.ts"
-import type { SchedulerChannel } from "../services/scheduler-channel.ts"
-import type { Sha256 } from "../services/sha256.ts"
+import { DownloadError, type OriginFailed, type SchedulerUnavailable, TransferFailed } from "../errors.ts"
+import { pieceAt, pieceCountOf } from "../piece-layout.ts"
+import type { PieceLedger } from "../piece-ledger.ts"
+import {
+  BackToSourceStarted,
+  type CandidateParent,
+  DownloadFailed,
+  DownloadFinished,
+  DownloadStarted,
+  PieceFailed,
+  PieceFinished,
+  type PieceAvailability,
+  type PeerReport,
+  RegisterPeer,
+  RescheduleParents,
+  type SchedulerToPeer
+} from "../protocol.ts"
+import { PieceStore } from "../services/piece-store.ts"
+import { Origin, type OriginRequest, PieceTransfer } from "../services/piece-transfer.ts"
+import { SchedulerChannel } from "../services/scheduler-channel.ts"
+import { Sha256 } from "../services/sha256.ts"
+import { chooseSource, pickPieces } from "./piece-picker.ts"
 
 export interface DownloadRequest {
   readonly url: string
@@ -17,19 +37,28 @@ export interface DownloadRequest {
 }
 
 export interface PeerOptions {
-  /** Piece downloads in flight at once, over all parents. */
+  /** Piece downloads in flight at once, over all sources. */
   readonly concurrentPieces: number
+  /** Pieces in flight from any one parent at once. */
+  readonly perParentPieces: number
   /** Prefer low piece indices (streaming to a reader) over pure rarest-first. */
   readonly sequentialBias: boolean
-  /** No progress for this long → ask the scheduler for other parents. */
+  /** No piece finished for this long → ask the scheduler for other parents. */
   readonly stallTimeoutMillis: number
+  /** One piece from one parent may take this long before it counts as a (temporary) failure. */
+  readonly pieceTimeoutMillis: number
+  /** Temporary failures after which a parent is dropped and blocklisted. */
+  readonly parentFailureLimit: number
   readonly disableBackToSource: boolean
 }
 
 export const defaultPeerOptions: PeerOptions = {
-  concurrentPieces: 4,
+  concurrentPieces: 8,
+  perParentPieces: 4,
   sequentialBias: false,
   stallTimeoutMillis: 10_000,
+  pieceTimeoutMillis: 60_000,
+  parentFailureLimit: 3,
   disableBackToSource: false
 }
 
@@ -45,8 +74,340 @@ export interface DownloadResult {
 
 export type PeerServices = SchedulerChannel | PieceTransfer | Origin | PieceStore | Sha256
 
+const ORIGIN = "origin"
+
+/** A place pieces come from: a parent peer, or the origin (which holds everything). */
+interface Source {
+  readonly id: string
+  readonly parent: CandidateParent | undefined
+  readonly uploadBandwidth: number
+  readonly maxInflight: number
+  readonly have: Uint8Array
+  readonly claimed: Map<number, string>
+  inflight: number
+  failures: number
+  /** No new fetches go to a retired source (dropped, failed, or replaced by a reschedule). */
+  retired: boolean
+  watcher: Fiber.Fiber<void> | undefined
+}
+
+type LoopEvent =
+  | { readonly _tag: "Availability"; readonly source: Source; readonly availability: PieceAvailability }
+  | { readonly _tag: "AvailabilityLost"; readonly source: Source; readonly reason: string }
+  | { readonly _tag: "Fetched"; readonly source: Source; readonly index: number; readonly bytes: Uint8Array; readonly millis: number }
+  | { readonly _tag: "FetchFailed"; readonly source: Source; readonly index: number; readonly reason: string; readonly temporary: boolean }
+
 export const downloadTask = (
-  _request: DownloadRequest,
-  _options: PeerOptions = defaultPeerOptions
+  request: DownloadRequest,
+  options: PeerOptions = defaultPeerOptions
 ): Effect.Effect<DownloadResult, DownloadError, PeerServices> =>
-  Effect.fail(new DownloadError({ message: "not implemented yet" }))
+  Effect.gen(function*() {
+    const channel = yield* SchedulerChannel
+    const transfer = yield* PieceTransfer
+    const origin = yield* Origin
+    const store = yield* PieceStore
+    const sha = yield* Sha256
+    const events = yield* Queue.unbounded<LoopEvent>()
+    const originRequest: OriginRequest = { url: request.url, headers: request.headers }
+    const base = { peerId: request.peerId, taskId: request.taskId }
+
+    // Reports are one-way and must never hold up the transfer loop.
+    const report = (m: PeerReport) => Effect.forkChild(Effect.ignore(channel.report(m)))
+    const fail = (message: string) =>
+      Effect.andThen(report(new DownloadFailed({ ...base, reason: message })), Effect.fail(new DownloadError({ message })))
+
+    // ---------------------------------------------------------------- task state, once the length is known
+    let ledger: PieceLedger | undefined
+    let pieceCount = 0
+    let availability = new Int32Array(0)
+    let expected: Array<string | null> = []
+    const inflight = new Set<number>()
+    const sources = new Map<string, Source>()
+    let bytesFromPeers = 0
+    let bytesFromOrigin = 0
+    let backToSource = false
+    let lastProgress = 0
+
+    const openTask = (contentLength: number, pieceLength: number) =>
+      Effect.gen(function*() {
+        if (ledger !== undefined) return
+        ledger = yield* Effect.mapError(
+          store.open({ taskId: request.taskId, url: request.url, contentLength, pieceLength }),
+          (e) => new DownloadError({ message: `piece store: ${e.message}` })
+        )
+        pieceCount = pieceCountOf(contentLength, pieceLength)
+        availability = new Int32Array(pieceCount)
+        if (expected.length !== pieceCount) expected = new Array(pieceCount).fill(null)
+      })
+
+    const wanted = (i: number) => !inflight.has(i) && !ledger!.has(i)
+
+    const retire = (s: Source) =>
+      Effect.gen(function*() {
+        if (s.retired) return
+        s.retired = true
+        for (let i = 0; i < pieceCount; i++) if (s.have[i] === 1) availability[i]--
+        if (s.watcher !== undefined) yield* Fiber.interrupt(s.watcher)
+      })
+
+    const watch = (s: Source) =>
+      Effect.gen(function*() {
+        let since = 0
+        while (true) {
+          const a = yield* transfer.availability(s.parent!, request.taskId, since)
+          since = a.version
+          yield* Queue.offer(events, { _tag: "Availability", source: s, availability: a })
+          if (a.complete) return
+        }
+      }).pipe(
+        Effect.catch((e: TransferFailed) =>
+          Queue.offer(events, { _tag: "AvailabilityLost", source: s, reason: e.message })
+        ),
+        Effect.asVoid
+      )
+
+    const adoptParents = (parents: ReadonlyArray<CandidateParent>) =>
+      Effect.gen(function*() {
+        for (const s of sources.values()) if (s.id !== ORIGIN) yield* retire(s)
+        for (const p of parents) {
+          const existing = sources.get(p.peerId)
+          if (existing !== undefined) sources.delete(p.peerId)
+          const s: Source = {
+            id: p.peerId,
+            parent: p,
+            uploadBandwidth: p.host.uploadBandwidth,
+            maxInflight: options.perParentPieces,
+            have: new Uint8Array(pieceCount),
+            claimed: new Map(),
+            inflight: existing?.inflight ?? 0,
+            failures: 0,
+            retired: false,
+            watcher: undefined
+          }
+          sources.set(p.peerId, s)
+          s.watcher = yield* Effect.forkChild(watch(s))
+        }
+      })
+
+    const goToOrigin = (reason: string) =>
+      Effect.gen(function*() {
+        if (options.disableBackToSource) return yield* fail(`back-to-source disabled and ${reason}`)
+        backToSource = true
+        if (ledger === undefined) {
+          const probe = yield* Effect.mapError(origin.probe(originRequest), (e: OriginFailed) =>
+            new DownloadError({ message: `origin: ${e.message}` }))
+          yield* openTask(probe.contentLength, request.pieceLength)
+        }
+        yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
+        for (const s of sources.values()) yield* retire(s)
+        const s: Source = {
+          id: ORIGIN,
+          parent: undefined,
+          uploadBandwidth: Number.MAX_SAFE_INTEGER,
+          maxInflight: options.concurrentPieces,
+          have: new Uint8Array(pieceCount).fill(1),
+          claimed: new Map(),
+          inflight: 0,
+          failures: 0,
+          retired: false,
+          watcher: undefined
+        }
+        for (let i = 0; i < pieceCount; i++) availability[i]++
+        sources.set(ORIGIN, s)
+      })
+
+    /** Acts on what the scheduler said. Returns false when the task needs no download loop. */
+    const follow = (answer: SchedulerToPeer): Effect.Effect<boolean, DownloadError> =>
+      Effect.gen(function*() {
+        switch (answer._tag) {
+          case "CandidateParents": {
+            yield* openTask(answer.task.contentLength, answer.task.pieceLength)
+            answer.task.pieceDigests.forEach((d, i) => {
+              if (d !== null && i < expected.length) expected[i] = d
+            })
+            yield* adoptParents(answer.parents)
+            yield* report(new DownloadStarted(base))
+            return true
+          }
+          case "EmptyTask":
+            yield* openTask(0, request.pieceLength)
+            return false
+          case "MetadataOnly":
+            yield* openTask(answer.task.contentLength, answer.task.pieceLength)
+            if (ledger!.complete) return false
+            yield* goToOrigin("the scheduler had metadata but no parents")
+            return true
+          case "NeedBackToSource":
+            yield* goToOrigin(answer.reason)
+            return true
+          case "ScheduleFailed":
+            yield* goToOrigin(`scheduling failed: ${answer.reason}`)
+            return true
+        }
+      })
+
+    const ask = (message: RegisterPeer | RescheduleParents) =>
+      channel.request(message).pipe(
+        Effect.matchEffect({
+          onFailure: (e: SchedulerUnavailable) => Effect.andThen(goToOrigin(`scheduler unreachable: ${e.message}`), Effect.succeed(true)),
+          onSuccess: follow
+        })
+      )
+
+    const reschedule = (reason: string) =>
+      Effect.gen(function*() {
+        const blocked = [...sources.values()].filter((s) => s.retired && s.id !== ORIGIN).map((s) => s.id)
+        for (const s of sources.values()) if (s.id !== ORIGIN) yield* retire(s)
+        yield* ask(new RescheduleParents({ ...base, blockedParents: blocked, reason }))
+      })
+
+    // ---------------------------------------------------------------- fetching
+
+    const fetch = (s: Source, index: number) =>
+      Effect.gen(function*() {
+        const piece = pieceAt(ledger!.contentLength, ledger!.pieceLength, index)
+        const started = yield* Clock.currentTimeMillis
+        const bytes = s.id === ORIGIN
+          ? yield* Effect.mapError(origin.fetchRange(originRequest, piece.offset, piece.length), (e) => ({
+            message: `origin: ${e.message}`,
+            temporary: true
+          }))
+          : yield* transfer.fetchPiece(s.parent!, request.taskId, index).pipe(
+            Effect.timeoutOrElse({
+              duration: options.pieceTimeoutMillis,
+              orElse: () => Effect.fail(new TransferFailed({ message: `timed out after ${options.pieceTimeoutMillis} ms`, temporary: true }))
+            }),
+            Effect.mapError((e: TransferFailed) => ({ message: e.message, temporary: e.temporary }))
+          )
+        const millis = (yield* Clock.currentTimeMillis) - started
+        yield* Queue.offer(events, { _tag: "Fetched", source: s, index, bytes, millis })
+      }).pipe(
+        Effect.catch((e: { message: string; temporary: boolean }) =>
+          Queue.offer(events, { _tag: "FetchFailed", source: s, index, reason: e.message, temporary: e.temporary })
+        ),
+        Effect.asVoid
+      )
+
+    const dispatch = (offset: number) =>
+      Effect.gen(function*() {
+        const room = options.concurrentPieces - inflight.size
+        if (room <= 0) return
+        const picks = pickPieces({ pieceCount, availability, wanted }, room, offset, options.sequentialBias)
+        for (const index of picks) {
+          const holders = [...sources.values()].filter((s) => !s.retired && s.have[index] === 1)
+          const s = chooseSource(holders)
+          if (s === undefined) continue
+          inflight.add(index)
+          ledger!.markArriving(index)
+          s.inflight++
+          yield* Effect.forkChild(fetch(s, index))
+        }
+      })
+
+    const onFetched = (s: Source, index: number, bytes: Uint8Array, millis: number) =>
+      Effect.gen(function*() {
+        const digest = sha.hex(bytes)
+        const want = expected[index] ?? (s.id === ORIGIN ? null : s.claimed.get(index) ?? null)
+        if (want !== null && want !== digest) {
+          // A corrupt piece: never stored, the parent is dropped and reported as bad.
+          ledger!.clearArriving(index)
+          yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary: false, reason: `digest mismatch: got ${digest}, expected ${want}` }))
+          if (s.id === ORIGIN) return yield* fail(`origin content of piece ${index} does not match the task's digest`)
+          yield* retire(s)
+          return
+        }
+        yield* Effect.mapError(store.write(request.taskId, index, bytes, digest), (e) => new DownloadError({ message: `piece store: ${e.message}` }))
+        ledger!.add(index, digest)
+        expected[index] = digest
+        const length = pieceAt(ledger!.contentLength, ledger!.pieceLength, index).length
+        if (s.id === ORIGIN) bytesFromOrigin += length
+        else bytesFromPeers += length
+        lastProgress = yield* Clock.currentTimeMillis
+        yield* report(new PieceFinished({ ...base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+      })
+
+    const onFetchFailed = (s: Source, index: number, reason: string, temporary: boolean) =>
+      Effect.gen(function*() {
+        ledger!.clearArriving(index)
+        yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary, reason }))
+        s.failures++
+        if (s.id === ORIGIN) {
+          if (s.failures > options.parentFailureLimit * pieceCount + 8) return yield* fail(`origin keeps failing: ${reason}`)
+          return
+        }
+        if (!temporary || s.failures >= options.parentFailureLimit) yield* retire(s)
+      })
+
+    // ---------------------------------------------------------------- the run
+
+    const register = new RegisterPeer({
+      ...base,
+      url: request.url,
+      host: request.host,
+      contentLength: null,
+      pieceLength: request.pieceLength,
+      finishedPieces: [],
+      metadataOnly: false
+    })
+    let needLoop = yield* ask(register)
+    if (ledger === undefined) return yield* fail("the scheduler gave no task metadata")
+    lastProgress = yield* Clock.currentTimeMillis
+    const rotation = yield* Random.nextIntBetween(0, Math.max(0, pieceCount - 1))
+
+    while (needLoop && !ledger.complete) {
+      yield* dispatch(rotation)
+      const live = [...sources.values()].some((s) => !s.retired)
+      if (!live && inflight.size === 0) {
+        yield* reschedule("no live parent")
+        continue
+      }
+      const now = yield* Clock.currentTimeMillis
+      const wait = Math.max(1, lastProgress + options.stallTimeoutMillis - now)
+      const next = yield* Effect.timeoutOption(Queue.take(events), wait)
+      if (Option.isNone(next)) {
+        if (!sources.has(ORIGIN)) yield* reschedule(`no piece for ${options.stallTimeoutMillis} ms`)
+        lastProgress = yield* Clock.currentTimeMillis
+        continue
+      }
+      const ev = next.value
+      switch (ev._tag) {
+        case "Availability": {
+          if (ev.source.retired) break
+          for (const p of ev.availability.pieces) {
+            if (p.index < pieceCount && ev.source.have[p.index] === 0) {
+              ev.source.have[p.index] = 1
+              ev.source.claimed.set(p.index, p.digest)
+              availability[p.index]++
+            }
+          }
+          break
+        }
+        case "AvailabilityLost":
+          yield* retire(ev.source)
+          break
+        case "Fetched":
+          ev.source.inflight--
+          inflight.delete(ev.index)
+          yield* onFetched(ev.source, ev.index, ev.bytes, ev.millis)
+          break
+        case "FetchFailed":
+          ev.source.inflight--
+          inflight.delete(ev.index)
+          yield* onFetchFailed(ev.source, ev.index, ev.reason, ev.temporary)
+          break
+      }
+    }
+    needLoop = false
+
+    for (const s of sources.values()) yield* retire(s)
+    yield* Effect.mapError(store.commit(request.taskId), (e) => new DownloadError({ message: `piece store: ${e.message}` }))
+    yield* report(new DownloadFinished({ ...base, contentLength: ledger.contentLength }))
+    return {
+      taskId: request.taskId,
+      contentLength: ledger.contentLength,
+      pieceCount,
+      bytesFromPeers,
+      bytesFromOrigin,
+      backToSource
+    } satisfies DownloadResult
+  })

@@ -12,6 +12,8 @@ export interface SchedulerConfig {
   /** Rounds per peer before the scheduler gives up on it. */
   readonly retryLimit: number
   readonly retryIntervalMillis: number
+  /** How long peers wait for a triggered seed peer to learn the task's length before counting rounds. */
+  readonly seedWaitMillis: number
 }
 
 export const defaultSchedulerConfig: SchedulerConfig = {
@@ -20,5 +22,6 @@ export const defaultSchedulerConfig: SchedulerConfig = {
   backToSourceCount: 3,
   retryBackToSourceLimit: 5,
   retryLimit: 10,
-  retryIntervalMillis: 50
+  retryIntervalMillis: 50,
+  seedWaitMillis: 10_000
 }

@@ -34,6 +34,7 @@ interface PeerRecord extends PeerView {
   pieceCosts: Array<number>
   blocklist: Set<string>
   rounds: number
+  seedWaitRounds: number
 }
 
 interface TaskRecord {
@@ -115,9 +116,16 @@ export class Scheduler {
 
   /** Rounds of filter → score → top K, spaced by the retry interval, until parents or a verdict. */
   private scheduleRounds(task: TaskRecord, peer: PeerRecord): Effect.Effect<SchedulerToPeer> {
-    const round: Effect.Effect<SchedulerToPeer> = Effect.gen({ self: this }, function*() {
+    const round: Effect.Effect<SchedulerToPeer | undefined> = Effect.gen({ self: this }, function*() {
       if (peer.state === "leave" || peer.state === "failed") {
         return new ScheduleFailed({ taskId: task.id, reason: `peer ${peer.id} is ${peer.state}` })
+      }
+      // While a triggered seed is still probing the origin the task's length is unknown; those rounds
+      // do not count toward going back to source (up to the seed wait limit), or every early peer
+      // of a flash crowd would hit the origin.
+      if (task.contentLength === null && task.seedTriggered && peer.seedWaitRounds * this.config.retryIntervalMillis < this.config.seedWaitMillis) {
+        peer.seedWaitRounds++
+        return undefined
       }
       peer.rounds++
       const parents = task.contentLength === null ? [] : yield* this.selectParents(task, peer)
@@ -147,7 +155,7 @@ export class Scheduler {
       if (peer.rounds >= this.config.retryLimit) {
         return new ScheduleFailed({ taskId: task.id, reason: `no parent after ${peer.rounds} rounds` })
       }
-      return undefined as never
+      return undefined
     })
     const loop: Effect.Effect<SchedulerToPeer> = Effect.flatMap(round, (answer) =>
       answer !== undefined
@@ -307,7 +315,8 @@ export class Scheduler {
         finishedPieces: 0,
         pieceCosts: [],
         blocklist: new Set(),
-        rounds: 0
+        rounds: 0,
+        seedWaitRounds: 0
       }
       task.peers.set(id, peer)
       task.dag.addVertex(id)

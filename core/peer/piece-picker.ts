@@ -1,0 +1,60 @@
+// Which pieces to fetch next, and from whom. Pure functions: the conductor owns the state, the
+// picker only reads it, so its invariants are checked by property tests without any world.
+
+export interface PickerView {
+  readonly pieceCount: number
+  /** Parents currently offering piece i (0 = nobody has it). */
+  readonly availability: ArrayLike<number>
+  /** True when we still need piece i and nobody is fetching it. */
+  wanted(index: number): boolean
+}
+
+/**
+ * Up to `max` pieces, rarest first among pieces some source holds; equally rare pieces are taken
+ * from a random rotation (`offset`) so that peers sharing parents spread over different pieces.
+ * With `sequential`, pieces go in index order instead (a reader is streaming the content).
+ */
+export const pickPieces = (view: PickerView, max: number, offset: number, sequential: boolean): Array<number> => {
+  if (max <= 0 || view.pieceCount === 0) return []
+  const n = view.pieceCount
+  const candidates: Array<number> = []
+  for (let k = 0; k < n; k++) {
+    const i = sequential ? k : (k + offset) % n
+    if (view.availability[i] > 0 && view.wanted(i)) {
+      if (sequential && candidates.length >= max) break
+      candidates.push(i)
+    }
+  }
+  if (sequential) return candidates.slice(0, max)
+  // Stable sort keeps the random rotation as the tie-break.
+  candidates.sort((a, b) => view.availability[a] - view.availability[b])
+  return candidates.slice(0, max)
+}
+
+export interface SourceLoad {
+  readonly id: string
+  /** Upload capacity in bytes/s as the scheduler announced it. */
+  readonly uploadBandwidth: number
+  /** Our pieces in flight from this source. */
+  readonly inflight: number
+  /** Our cap on pieces in flight from this source. */
+  readonly maxInflight: number
+}
+
+/**
+ * Among the sources holding a piece, the one with the most spare bandwidth for us: its capacity
+ * divided by the pieces we would then have in flight from it. Returns undefined if all are full.
+ */
+export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>): S | undefined => {
+  let best: S | undefined
+  let bestShare = -1
+  for (const s of holders) {
+    if (s.inflight >= s.maxInflight) continue
+    const share = s.uploadBandwidth / (s.inflight + 1)
+    if (share > bestShare) {
+      best = s
+      bestShare = share
+    }
+  }
+  return best
+}

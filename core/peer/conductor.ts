@@ -111,10 +111,11 @@ export const downloadTask = (
     const originRequest: OriginRequest = { url: request.url, headers: request.headers }
     const base = { peerId: request.peerId, taskId: request.taskId }
 
-    // Reports are one-way and must never hold up the transfer loop.
-    const report = (m: PeerReport) => Effect.forkChild(Effect.ignore(channel.report(m)))
+    // Reports are one-way and must never hold up the transfer loop; detached so that the last ones
+    // still arrive after this download's fiber is done.
+    const report = (m: PeerReport) => Effect.forkDetach(Effect.ignore(channel.report(m)))
     const fail = (message: string) =>
-      Effect.andThen(report(new DownloadFailed({ ...base, reason: message })), Effect.fail(new DownloadError({ message })))
+      Effect.andThen(Effect.ignore(channel.report(new DownloadFailed({ ...base, reason: message }))), Effect.fail(new DownloadError({ message })))
 
     // ---------------------------------------------------------------- task state, once the length is known
     let ledger: PieceLedger | undefined
@@ -401,7 +402,7 @@ export const downloadTask = (
 
     for (const s of sources.values()) yield* retire(s)
     yield* Effect.mapError(store.commit(request.taskId), (e) => new DownloadError({ message: `piece store: ${e.message}` }))
-    yield* report(new DownloadFinished({ ...base, contentLength: ledger.contentLength }))
+    yield* Effect.ignore(channel.report(new DownloadFinished({ ...base, contentLength: ledger.contentLength })))
     return {
       taskId: request.taskId,
       contentLength: ledger.contentLength,

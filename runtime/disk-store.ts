@@ -1,0 +1,194 @@
+// PieceStore on disk: DIR/tasks/<taskId>/{meta.json, data, pieces.log, content}. Pieces are written in
+// place into `data` (sized to the content up front), and only once a write has completed is the piece
+// appended to `pieces.log` — so a half-written piece never counts. `commit` hard-links `data` to
+// `content`: the whole file appears atomically and nothing is copied (a copy cost more than the
+// download itself on loopback). The ledger lives in memory and is rebuilt on restart from the log,
+// re-hashing each logged piece so a torn or corrupt one is dropped.
+import { promises as fs } from "node:fs"
+import type { FileHandle } from "node:fs/promises"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import type { TaskId } from "../core/domain.ts"
+import { StoreFailed } from "../core/errors.ts"
+import { pieceAt } from "../core/piece-layout.ts"
+import { PieceLedger } from "../core/piece-ledger.ts"
+import { PieceStore, type StoredTask } from "../core/services/piece-store.ts"
+import { sha256Hex } from "./node-sha256.ts"
+
+const TASK_ID = /^[0-9a-f]{64}$/
+const LOG_LINE = /^(\d+) ([0-9a-f]{64})$/
+
+interface OpenTask {
+  readonly meta: StoredTask
+  readonly ledger: PieceLedger
+  readonly data: FileHandle
+  /** Pieces being written now, so a second writer of the same piece waits instead of racing it. */
+  readonly writing: Map<number, Promise<void>>
+}
+
+const writeAtomic = async (file: string, data: string) => {
+  const tmp = `${file}.${process.pid}.tmp`
+  await fs.writeFile(tmp, data)
+  await fs.rename(tmp, file)
+}
+
+export class DiskStore {
+  private readonly tasks = new Map<TaskId, Promise<OpenTask>>()
+
+  constructor(readonly root: string) {}
+
+  taskDir(taskId: TaskId) {
+    if (!TASK_ID.test(taskId)) throw new Error(`not a task id: ${taskId}`)
+    return path.join(this.root, "tasks", taskId)
+  }
+  contentPath(taskId: TaskId) {
+    return path.join(this.taskDir(taskId), "content")
+  }
+
+  /** The ledger of an opened task, for the upload server; undefined for tasks this daemon does not hold. */
+  async ledgerOf(taskId: TaskId): Promise<PieceLedger | undefined> {
+    const open = this.tasks.get(taskId)
+    return open === undefined ? undefined : (await open.catch(() => undefined))?.ledger
+  }
+
+  /**
+   * The ledger once the task is opened, waiting at most `millis`: a peer the scheduler already hands
+   * out as a parent may be a moment away from opening the task itself.
+   */
+  async awaitLedger(taskId: TaskId, millis: number): Promise<PieceLedger | undefined> {
+    const deadline = Date.now() + millis
+    while (Date.now() < deadline) {
+      const ledger = await this.ledgerOf(taskId)
+      if (ledger !== undefined) return ledger
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    return this.ledgerOf(taskId)
+  }
+
+  /** Reopens every task found on disk, so a restarted daemon serves what it held before. */
+  async loadExisting(): Promise<number> {
+    const dir = path.join(this.root, "tasks")
+    await fs.mkdir(dir, { recursive: true })
+    let count = 0
+    for (const name of await fs.readdir(dir)) {
+      if (!TASK_ID.test(name)) continue
+      try {
+        const meta = JSON.parse(await fs.readFile(path.join(dir, name, "meta.json"), "utf8")) as StoredTask
+        if (meta.taskId !== name) continue
+        await this.openAsync(meta)
+        count++
+      } catch {
+        // No or broken metadata: the task was never opened completely; it is fetched again on demand.
+      }
+    }
+    return count
+  }
+
+  openAsync(task: StoredTask): Promise<OpenTask> {
+    let open = this.tasks.get(task.taskId)
+    if (open === undefined) {
+      open = this.load(task)
+      this.tasks.set(task.taskId, open)
+      open.catch(() => this.tasks.delete(task.taskId))
+    }
+    return open.then((o) => {
+      if (o.meta.contentLength !== task.contentLength || o.meta.pieceLength !== task.pieceLength) {
+        throw new Error(`task ${task.taskId} is open with length ${o.meta.contentLength}/${o.meta.pieceLength}, asked ${task.contentLength}/${task.pieceLength}`)
+      }
+      return o
+    })
+  }
+
+  private async load(task: StoredTask): Promise<OpenTask> {
+    const dir = this.taskDir(task.taskId)
+    const metaFile = path.join(dir, "meta.json")
+    const dataFile = path.join(dir, "data")
+    const meta: StoredTask = { taskId: task.taskId, url: task.url, contentLength: task.contentLength, pieceLength: task.pieceLength }
+    const old = await fs.readFile(metaFile, "utf8").then((t) => JSON.parse(t) as StoredTask, () => undefined)
+    const sameLayout = old !== undefined && old.contentLength === meta.contentLength && old.pieceLength === meta.pieceLength
+    if (!sameLayout) {
+      // New task, or same id with another layout (the content changed at the origin): start afresh.
+      await fs.rm(dir, { recursive: true, force: true })
+      await fs.mkdir(dir, { recursive: true })
+      await writeAtomic(metaFile, JSON.stringify(meta))
+    }
+    const data = await fs.open(dataFile, sameLayout ? "r+" : "w+").catch(() => fs.open(dataFile, "w+"))
+    await data.truncate(meta.contentLength)
+    const ledger = new PieceLedger(task.taskId, task.contentLength, task.pieceLength)
+    if (sameLayout) {
+      const log = await fs.readFile(path.join(dir, "pieces.log"), "utf8").catch(() => "")
+      for (const line of log.split("\n")) {
+        const m = LOG_LINE.exec(line)
+        if (m === null) continue // a torn last line
+        const index = Number(m[1])
+        if (index >= ledger.pieceCount || ledger.has(index)) continue
+        const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
+        const bytes = Buffer.allocUnsafe(piece.length)
+        await data.read(bytes, 0, piece.length, piece.offset)
+        if (sha256Hex(bytes) === m[2]) ledger.add(index, m[2])
+      }
+    }
+    return { meta, ledger, data, writing: new Map() }
+  }
+
+  async writeAsync(taskId: TaskId, index: number, bytes: Uint8Array, digest: string) {
+    const open = await this.opened(taskId)
+    const { ledger, meta, data, writing } = open
+    const piece = index >= 0 && index < ledger.pieceCount ? pieceAt(meta.contentLength, meta.pieceLength, index) : undefined
+    if (piece === undefined || bytes.length !== piece.length) {
+      throw new Error(`piece ${index} of task ${taskId}: ${bytes.length} bytes, expected ${piece?.length ?? "no such piece"}`)
+    }
+    await writing.get(index)
+    if (!ledger.has(index)) {
+      const done = (async () => {
+        await data.write(bytes, 0, bytes.length, piece.offset)
+        await fs.appendFile(path.join(this.taskDir(taskId), "pieces.log"), `${index} ${digest}\n`)
+      })()
+      writing.set(index, done)
+      try {
+        await done
+      } finally {
+        writing.delete(index)
+      }
+    }
+    // Adding here (idempotent) makes the piece servable to children the moment it is on disk.
+    ledger.add(index, digest)
+  }
+
+  async readAsync(taskId: TaskId, index: number): Promise<Buffer> {
+    const { ledger, meta, data } = await this.opened(taskId)
+    if (!ledger.has(index)) throw new Error(`piece ${index} of task ${taskId} is not held`)
+    const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
+    const bytes = Buffer.allocUnsafe(piece.length)
+    const { bytesRead } = await data.read(bytes, 0, piece.length, piece.offset)
+    if (bytesRead !== piece.length) throw new Error(`piece ${index} of task ${taskId}: short read`)
+    return bytes
+  }
+
+  async commitAsync(taskId: TaskId) {
+    const { ledger } = await this.opened(taskId)
+    if (!ledger.complete) throw new Error(`task ${taskId}: ${ledger.version}/${ledger.pieceCount} pieces held, cannot commit`)
+    await fs.link(path.join(this.taskDir(taskId), "data"), this.contentPath(taskId)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e
+    })
+  }
+
+  private opened(taskId: TaskId): Promise<OpenTask> {
+    const open = this.tasks.get(taskId)
+    if (open === undefined) return Promise.reject(new Error(`task ${taskId} is not open`))
+    return open
+  }
+}
+
+const lift = <A>(what: string, f: () => Promise<A>): Effect.Effect<A, StoreFailed> =>
+  Effect.tryPromise({ try: f, catch: (e) => new StoreFailed({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` }) })
+
+export const diskPieceStore = (store: DiskStore) =>
+  PieceStore.of({
+    open: (task) => Effect.map(lift(`open ${task.taskId}`, () => store.openAsync(task)), (o) => o.ledger),
+    write: (taskId, index, bytes, digest) => lift(`write piece ${index}`, () => store.writeAsync(taskId, index, bytes, digest)),
+    read: (taskId, index) => lift(`read piece ${index}`, () => store.readAsync(taskId, index)),
+    commit: (taskId) => lift(`commit ${taskId}`, () => store.commitAsync(taskId))
+  })
+
+export const DiskPieceStore = (store: DiskStore) => Layer.succeed(PieceStore)(diskPieceStore(store))

@@ -1,0 +1,79 @@
+// The daemon's upload side: what a parent offers its children. Only tasks this daemon holds, addressed
+// by task id and piece index (never by path), so no request can reach other files. Availability is a
+// long-poll on the task's ledger, capped so proxies and clients never see an idle connection for long.
+import { Duration, Effect, Option, Semaphore } from "effect"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+import { PieceAvailability } from "../core/protocol.ts"
+import type { DiskStore } from "./disk-store.ts"
+import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
+
+export interface UploadOptions {
+  /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
+  readonly uploadSlots: number
+  /** Bytes per second over all uploads, or undefined for no pacing. */
+  readonly uploadBandwidth: number | undefined
+  readonly longPollMillis?: number
+  /** This host is downloading the task right now (its ledger may be about to appear). */
+  readonly downloading: (taskId: string) => boolean
+}
+
+const TASK_ID = /^[0-9a-f]{64}$/
+const INDEX = /^(0|[1-9][0-9]{0,8})$/
+
+const taskIdParam = Effect.flatMap(HttpRouter.params, (p) =>
+  TASK_ID.test(p.taskId ?? "") ? Effect.succeed(p.taskId!) : badRequest(`taskId: expected 64 lowercase hex characters, got ${JSON.stringify(p.taskId)}`))
+
+/** A shared pacer: each upload reserves its share of the bandwidth and waits for its turn. */
+const makePacer = (bytesPerSecond: number | undefined) => {
+  let nextFree = 0
+  return (bytes: number): Effect.Effect<void> => {
+    if (bytesPerSecond === undefined) return Effect.void
+    return Effect.suspend(() => {
+      const now = Date.now()
+      const start = Math.max(now, nextFree)
+      nextFree = start + (bytes * 1000) / bytesPerSecond
+      return start > now ? Effect.sleep(Duration.millis(start - now)) : Effect.void
+    })
+  }
+}
+
+export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
+  Effect.gen(function*() {
+    const slots = yield* Semaphore.make(options.uploadSlots)
+    const pace = makePacer(options.uploadBandwidth)
+    const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
+    return [
+      HttpRouter.route("GET", "/v1/tasks/:taskId/availability", orBadRequest(Effect.gen(function*() {
+        const taskId = yield* taskIdParam
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const raw = new URL(request.url, "http://local").searchParams.get("since") ?? "0"
+        if (!INDEX.test(raw)) return yield* badRequest(`since: expected a non-negative integer, got ${JSON.stringify(raw)}`)
+        const ledger = yield* Effect.promise(() =>
+          options.downloading(taskId) ? store.awaitLedger(taskId, 5_000) : store.ledgerOf(taskId))
+        if (ledger === undefined) return errorResponse(404, `task ${taskId} is not held here`)
+        const since = Number(raw)
+        const answer = yield* ledger.awaitChange(since).pipe(
+          Effect.timeoutOption(longPoll),
+          Effect.map(Option.getOrElse(() => ledger.since(since)))
+        )
+        return encoded(PieceAvailability, answer)
+      }))),
+      HttpRouter.route("GET", "/v1/tasks/:taskId/pieces/:index", orBadRequest(Effect.gen(function*() {
+        const taskId = yield* taskIdParam
+        const rawIndex = (yield* HttpRouter.params).index ?? ""
+        if (!INDEX.test(rawIndex)) return yield* badRequest(`index: expected a non-negative integer, got ${JSON.stringify(rawIndex)}`)
+        const index = Number(rawIndex)
+        const ledger = yield* Effect.promise(() => store.ledgerOf(taskId))
+        const digest = ledger?.digestOf(index)
+        if (ledger === undefined || digest === undefined) return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
+        return yield* Semaphore.withPermit(slots)(Effect.gen(function*() {
+          const bytes = yield* Effect.tryPromise(() => store.readAsync(taskId, index))
+          yield* pace(bytes.length)
+          return HttpServerResponse.uint8Array(bytes, {
+            contentType: "application/octet-stream",
+            headers: { "x-piece-digest": digest }
+          })
+        })).pipe(Effect.catchTag("UnknownError", (e) => Effect.succeed(errorResponse(500, `piece ${index}: ${e.message}`))))
+      })))
+    ]
+  })

@@ -43,7 +43,7 @@ describe("damselfly on loopback", () => {
     await waitHealthy(`http://127.0.0.1:${seedPort}`, seed)
     await Promise.all(daemonUrls.map((u, i) => waitHealthy(u, daemons[i])))
     await waitFor("the scheduler to know the seed host", async () => (await getJson(`${schedulerUrl}/healthy`)).body.seeds?.includes("seed-0"))
-  }, 120_000)
+  }, 300_000)
 
   afterAll(async () => {
     await killAll()

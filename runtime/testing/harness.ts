@@ -123,9 +123,9 @@ export const killAll = async () => {
   for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL")
 }
 
-export const getJson = (url: string): Promise<{ status: number; body: any }> =>
+export const getJson = (url: string, timeoutMillis = 5_000): Promise<{ status: number; body: any }> =>
   new Promise((resolve, reject) => {
-    http.get(url, (res) => {
+    http.get(url, { timeout: timeoutMillis }, (res) => {
       let text = ""
       res.on("data", (c) => (text += c))
       res.on("end", () => {
@@ -135,6 +135,8 @@ export const getJson = (url: string): Promise<{ status: number; body: any }> =>
         } catch {}
         resolve({ status: res.statusCode ?? 0, body })
       })
+    }).on("timeout", function(this: http.ClientRequest) {
+      this.destroy(new Error(`no answer from ${url} within ${timeoutMillis} ms`))
     }).on("error", reject)
   })
 

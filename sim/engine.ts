@@ -1,0 +1,181 @@
+// The discrete-event engine: one agenda (EventQueue), one synchronous Effect scheduler whose single
+// dispatcher every fiber shares, a virtual Clock and one seeded Random. Fibers are real Effect fibers;
+// the engine only decides *when* they run. Nothing here allocates an Effect per event.
+import { Clock, Effect, type Fiber, Random, Scheduler } from "effect"
+import seedrandom from "seedrandom"
+import { makeVirtualClock } from "./clock.ts"
+import { EventQueue } from "./event-queue.ts"
+import { Trace } from "./trace.ts"
+
+/** FIFO within a priority, lower priority first; `flush` runs until no task is left. */
+class SharedDispatcher implements Scheduler.SchedulerDispatcher {
+  // Almost every task has priority 0, so keep that queue apart and skip the bucket search.
+  private zero: Array<() => void> = []
+  private zeroHead = 0
+  private others = new Map<number, Array<() => void>>()
+  private flushing = false
+  tasks = 0
+
+  scheduleTask(task: () => void, priority: number): void {
+    if (priority === 0) this.zero.push(task)
+    else {
+      let q = this.others.get(priority)
+      if (q === undefined) this.others.set(priority, (q = []))
+      q.push(task)
+    }
+  }
+
+  flush(): void {
+    // Re-entrant calls (a task that flushes) leave the work to the outer loop.
+    if (this.flushing) return
+    this.flushing = true
+    try {
+      while (true) {
+        const task = this.next()
+        if (task === undefined) break
+        this.tasks++
+        task()
+      }
+    } finally {
+      this.flushing = false
+    }
+  }
+
+  private next(): (() => void) | undefined {
+    if (this.others.size > 0) {
+      let best = Infinity
+      for (const p of this.others.keys()) if (p < best) best = p
+      if (best < 0) return this.take(best)
+      if (this.zeroHead < this.zero.length) return this.takeZero()
+      return this.take(best)
+    }
+    return this.zeroHead < this.zero.length ? this.takeZero() : undefined
+  }
+
+  private takeZero(): () => void {
+    const t = this.zero[this.zeroHead++]
+    if (this.zeroHead === this.zero.length) {
+      this.zero = []
+      this.zeroHead = 0
+    } else if (this.zeroHead > 4096) {
+      this.zero = this.zero.slice(this.zeroHead)
+      this.zeroHead = 0
+    }
+    return t
+  }
+
+  private take(priority: number): () => void {
+    const q = this.others.get(priority)!
+    const t = q.shift()!
+    if (q.length === 0) this.others.delete(priority)
+    return t
+  }
+}
+
+class SimScheduler implements Scheduler.Scheduler {
+  readonly executionMode = "sync" as const
+  constructor(readonly dispatcher: SharedDispatcher, private readonly maxOps: number) {}
+  shouldYield(fiber: Fiber.Fiber<unknown, unknown>): boolean {
+    return fiber.currentOpCount >= this.maxOps
+  }
+  makeDispatcher(): Scheduler.SchedulerDispatcher {
+    return this.dispatcher
+  }
+}
+
+/** A seeded stream with Effect's Random shape. */
+export const seededRandom = (seed: string): Random.Random => {
+  const rng = seedrandom(seed)
+  return {
+    nextDoubleUnsafe: () => rng.double(),
+    nextIntUnsafe: () => rng.int32()
+  }
+}
+
+export interface RunLimits {
+  /** Stop once virtual time passes this (milliseconds). */
+  readonly untilMillis?: number
+  readonly maxEvents?: number
+  /** Checked after every event: stop as soon as it returns true. */
+  readonly stopWhen?: () => boolean
+}
+
+export class SimEngine {
+  now = 0
+  events = 0
+  readonly queue = new EventQueue()
+  readonly trace: Trace
+  readonly clock: Clock.Clock
+  readonly random: Random.Random
+  private readonly dispatcher = new SharedDispatcher()
+  readonly scheduler: Scheduler.Scheduler
+
+  constructor(readonly seed: number, options: { traceSink?: (line: string) => void; maxOpsBeforeYield?: number } = {}) {
+    this.trace = new Trace(options.traceSink)
+    this.clock = makeVirtualClock(this, this.queue)
+    this.random = seededRandom(String(seed))
+    this.scheduler = new SimScheduler(this.dispatcher, options.maxOpsBeforeYield ?? 2048)
+  }
+
+  /** A further deterministic stream derived from the seed, for the world's own choices (arrivals). */
+  subRandom(name: string): Random.Random {
+    return seededRandom(`${this.seed}/${name}`)
+  }
+
+  at(time: number, run: () => void) {
+    return this.queue.push(Math.max(time, this.now), run)
+  }
+
+  after(delayMillis: number, run: () => void) {
+    return this.queue.push(this.now + Math.max(0, delayMillis), run)
+  }
+
+  record(line: string): void {
+    this.trace.record(this.now, line)
+  }
+
+  /** Starts a root fiber on the simulator's scheduler, with virtual Clock and the seeded Random. */
+  fork<A, E>(program: Effect.Effect<A, E>): Fiber.Fiber<A, E> {
+    const fiber = Effect.runFork(
+      program.pipe(
+        Effect.provideService(Clock.Clock, this.clock),
+        Effect.provideService(Random.Random, this.random)
+      ),
+      { scheduler: this.scheduler }
+    )
+    this.dispatcher.flush()
+    return fiber
+  }
+
+  /** Runs Effect tasks that are ready at the current instant. */
+  drain(): void {
+    this.dispatcher.flush()
+  }
+
+  /** The main loop: drain, pop the next event, advance time, run it, drain; until done. */
+  run(limits: RunLimits = {}): void {
+    const until = limits.untilMillis ?? Infinity
+    const maxEvents = limits.maxEvents ?? Infinity
+    const stopWhen = limits.stopWhen
+    const queue = this.queue
+    this.dispatcher.flush()
+    while (this.events < maxEvents) {
+      if (stopWhen !== undefined && stopWhen()) return
+      // Peek before popping, so a later run() resumes exactly where this one stopped.
+      if (queue.peekTime() > until) {
+        if (queue.size > 0) this.now = until
+        return
+      }
+      const ev = queue.pop()
+      if (ev === undefined) return
+      const run = ev.run
+      if (run === undefined) continue
+      // Cleared first, so a late cancel of an event that already ran is a no-op.
+      ev.run = undefined
+      this.now = ev.time
+      this.events++
+      run()
+      this.dispatcher.flush()
+    }
+  }
+}

@@ -1,0 +1,126 @@
+// One simulated host: its domain Host, its network endpoint, its store, and the core services a peer
+// program on it sees. Peer-to-peer and scheduler traffic go through the Network, so every call costs
+// latency (and bytes, for pieces) in virtual time.
+import { createHash } from "node:crypto"
+import { Effect } from "effect"
+import type { Host, TaskId } from "../core/domain.ts"
+import { TransferFailed } from "../core/errors.ts"
+import { pieceAt } from "../core/piece-layout.ts"
+import type { PeerReport, ScheduleRequest } from "../core/protocol.ts"
+import type { Scheduler } from "../core/scheduler/scheduler.ts"
+import { PieceStore } from "../core/services/piece-store.ts"
+import { Origin, type ParentAddress, PieceTransfer } from "../core/services/piece-transfer.ts"
+import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
+import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
+import { Sha256 } from "../core/services/sha256.ts"
+import type { SimEngine } from "./engine.ts"
+import type { Network, NetHost } from "./network.ts"
+import type { MemoryStore } from "./store.ts"
+
+export interface SimHost {
+  readonly host: Host
+  readonly net: NetHost
+  readonly store: MemoryStore
+  /** Virtual time the host's download starts (ms); seeds start when triggered. */
+  arrival: number
+  startedAt?: number
+  finishedAt?: number
+  outcome?: "ok" | "failed"
+  failure?: string
+}
+
+export const sha256Service: Sha256["Service"] = {
+  hex: (data) => createHash("sha256").update(data).digest("hex")
+}
+
+/** What a host's services need from the world around it. */
+export interface HostContext {
+  readonly engine: SimEngine
+  readonly network: Network
+  readonly scheduler: Scheduler
+  readonly schedulerNet: NetHost
+  readonly seedTrigger: SeedPeerTrigger["Service"]
+  hostById(id: string): SimHost | undefined
+}
+
+const describe = (m: ScheduleRequest | PeerReport): string =>
+  "index" in m ? `${m._tag} ${m.index}` : m._tag
+
+export const schedulerChannel = (world: HostContext, me: SimHost): SchedulerChannel["Service"] => {
+  const { engine, network, scheduler, schedulerNet } = world
+  const name = me.host.id
+  return {
+    request: (message) =>
+      Effect.gen(function*() {
+        yield* network.delay(me.net, schedulerNet)
+        engine.record(`msg ${name}>scheduler ${describe(message)}`)
+        const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, world.seedTrigger)
+        yield* network.delay(schedulerNet, me.net)
+        engine.record(`msg scheduler>${name} ${answer._tag}${answer._tag === "CandidateParents" ? " " + answer.parents.map((p) => p.peerId).join(",") : ""}`)
+        return answer
+      }),
+    // One-way: the sender goes on while the report travels; reports from one host keep their order
+    // because they share the same latency and the agenda is FIFO at equal times.
+    report: (message) =>
+      Effect.asVoid(Effect.forkDetach(
+        Effect.andThen(network.delay(me.net, schedulerNet), Effect.suspend(() => {
+          engine.record(`msg ${name}>scheduler ${describe(message)}`)
+          return scheduler.report(message)
+        }))
+      ))
+  }
+}
+
+export const pieceTransfer = (world: HostContext, me: SimHost): PieceTransfer["Service"] => {
+  const { network } = world
+  const parentOf = (parent: ParentAddress, taskId: TaskId) => {
+    const p = world.hostById(parent.host.id)
+    if (p === undefined) return Effect.fail(new TransferFailed({ message: `no host ${parent.host.id}`, temporary: false }))
+    const ledger = p.store.ledger(taskId)
+    if (ledger === undefined) {
+      return Effect.fail(new TransferFailed({ message: `${parent.peerId} has not opened task ${taskId}`, temporary: true }))
+    }
+    return Effect.succeed({ p, ledger })
+  }
+  return {
+    availability: (parent, taskId, since) =>
+      Effect.gen(function*() {
+        const target = world.hostById(parent.host.id)
+        if (target !== undefined) yield* network.delay(me.net, target.net)
+        const { p, ledger } = yield* parentOf(parent, taskId)
+        const answer = yield* ledger.awaitChange(since)
+        yield* network.delay(p.net, me.net)
+        return answer
+      }),
+    fetchPiece: (parent, taskId, index) =>
+      Effect.gen(function*() {
+        const target = world.hostById(parent.host.id)
+        if (target !== undefined) yield* network.delay(me.net, target.net)
+        const { p, ledger } = yield* parentOf(parent, taskId)
+        const bytes = p.store.tasks.get(taskId)?.pieces.get(index)
+        if (!ledger.has(index) || bytes === undefined) {
+          return yield* new TransferFailed({ message: `${parent.peerId} does not hold piece ${index}`, temporary: true })
+        }
+        const { length } = pieceAt(ledger.contentLength, ledger.pieceLength, index)
+        // The other half of the request round trip, then the piece itself.
+        yield* network.delay(p.net, me.net)
+        yield* network.flow(p.net, me.net, length)
+        return bytes
+      })
+  }
+}
+
+/** Provides every core service a peer program needs on this host. */
+export const provideHost = <A, E>(
+  program: Effect.Effect<A, E, SchedulerChannel | PieceTransfer | Origin | PieceStore | Sha256>,
+  world: HostContext,
+  me: SimHost,
+  origin: Origin["Service"]
+): Effect.Effect<A, E> =>
+  program.pipe(
+    Effect.provideService(SchedulerChannel, schedulerChannel(world, me)),
+    Effect.provideService(PieceTransfer, pieceTransfer(world, me)),
+    Effect.provideService(Origin, origin),
+    Effect.provideService(PieceStore, me.store.service),
+    Effect.provideService(Sha256, sha256Service)
+  )

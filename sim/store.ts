@@ -1,0 +1,70 @@
+// A peer's PieceStore in memory: per task, the core PieceLedger and the bytes of each piece.
+import { Effect } from "effect"
+import type { TaskId } from "../core/domain.ts"
+import { StoreFailed } from "../core/errors.ts"
+import { PieceLedger } from "../core/piece-ledger.ts"
+import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
+
+export interface StoredContent {
+  readonly task: StoredTask
+  readonly ledger: PieceLedger
+  readonly pieces: Map<number, Uint8Array>
+  committed: boolean
+}
+
+export class MemoryStore {
+  readonly tasks = new Map<TaskId, StoredContent>()
+
+  constructor(
+    private readonly hostId: string,
+    private readonly record: (line: string) => void
+  ) {}
+
+  ledger(taskId: TaskId): PieceLedger | undefined {
+    return this.tasks.get(taskId)?.ledger
+  }
+
+  readonly service: PieceStore["Service"] = {
+    open: (task) =>
+      Effect.sync(() => {
+        let c = this.tasks.get(task.taskId)
+        if (c === undefined) {
+          c = { task, ledger: new PieceLedger(task.taskId, task.contentLength, task.pieceLength), pieces: new Map(), committed: false }
+          this.tasks.set(task.taskId, c)
+          this.record(`open ${this.hostId} ${task.contentLength}/${task.pieceLength}`)
+        }
+        return c.ledger
+      }),
+    write: (taskId, index, bytes, digest) =>
+      Effect.suspend(() => {
+        const c = this.tasks.get(taskId)
+        if (c === undefined) return Effect.fail(new StoreFailed({ message: `write: task ${taskId} is not open on ${this.hostId}` }))
+        if (index < 0 || index >= c.ledger.pieceCount) {
+          return Effect.fail(new StoreFailed({ message: `write: piece ${index} outside 0..${c.ledger.pieceCount - 1}` }))
+        }
+        if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
+        c.pieces.set(index, bytes)
+        // The ledger is what children long-poll; adding is idempotent if the caller adds too.
+        c.ledger.add(index, digest)
+        return Effect.void
+      }),
+    read: (taskId, index) =>
+      Effect.suspend(() => {
+        const bytes = this.tasks.get(taskId)?.pieces.get(index)
+        return bytes === undefined
+          ? Effect.fail(new StoreFailed({ message: `read: ${this.hostId} holds no piece ${index} of ${taskId}` }))
+          : Effect.succeed(bytes)
+      }),
+    commit: (taskId) =>
+      Effect.suspend(() => {
+        const c = this.tasks.get(taskId)
+        if (c === undefined) return Effect.fail(new StoreFailed({ message: `commit: task ${taskId} is not open` }))
+        if (!c.ledger.complete) {
+          return Effect.fail(new StoreFailed({ message: `commit: ${c.ledger.version}/${c.ledger.pieceCount} pieces held` }))
+        }
+        c.committed = true
+        this.record(`commit ${this.hostId}`)
+        return Effect.void
+      })
+  }
+}

@@ -1,0 +1,27 @@
+// A run's fingerprint: every meaningful event as one text line folded into an incremental sha256.
+// Lines hold only virtual time and simulation-local names (host ids, piece indices, flow numbers),
+// never wall-clock time, object identity or Effect fiber ids, so the same (scenario, seed) gives the
+// same hash in any process.
+import { createHash, type Hash } from "node:crypto"
+
+export class Trace {
+  private hash: Hash = createHash("sha256")
+  private digest: string | undefined
+  lines = 0
+  /** Optional sink for debugging (e.g. print the first lines of two runs that disagree). */
+  constructor(private readonly sink?: (line: string) => void) {}
+
+  record(timeMillis: number, line: string): void {
+    // Microsecond resolution is below any latency in a scenario; fixed formatting keeps it stable.
+    const text = `${timeMillis.toFixed(3)} ${line}\n`
+    this.hash.update(text)
+    this.lines++
+    this.sink?.(text)
+  }
+
+  /** The final hash; the trace is closed afterwards. */
+  finish(): string {
+    this.digest ??= this.hash.digest("hex")
+    return this.digest
+  }
+}

@@ -1,0 +1,166 @@
+// A simulated deployment: hosts from the scenario, the network between them, the origin, and ONE core
+// Scheduler. Every host runs the core peer program (downloadTask) as an ordinary fiber with its own
+// services; seed hosts start when the scheduler triggers them.
+import { Effect, Exit, type Fiber } from "effect"
+import { Host, type TaskId } from "../core/domain.ts"
+import { AnnounceHost } from "../core/protocol.ts"
+import { downloadTask, defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
+import { pieceLengthFor } from "../core/piece-layout.ts"
+import { Scheduler } from "../core/scheduler/scheduler.ts"
+import type { SeedPeerTrigger, SeedRequest } from "../core/services/seed-peer-trigger.ts"
+import { Sha256 } from "../core/services/sha256.ts"
+import { taskIdOf } from "../core/task-id.ts"
+import { SimEngine } from "./engine.ts"
+import { type HostContext, provideHost, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
+import { Network, type NetHost } from "./network.ts"
+import { originService } from "./origin.ts"
+import type { Scenario, Strategy } from "./scenario.ts"
+import { MemoryStore } from "./store.ts"
+import { strategySetup } from "./strategy.ts"
+
+export interface WorldOptions {
+  readonly seed: number
+  readonly strategy: Strategy
+  readonly traceSink?: (line: string) => void
+}
+
+export class World implements HostContext {
+  readonly engine: SimEngine
+  readonly network: Network
+  readonly scheduler: Scheduler
+  readonly schedulerNet: NetHost
+  readonly originNet: NetHost
+  /** Downloading peers, in scenario order. */
+  readonly peers: Array<SimHost> = []
+  readonly seeds: Array<SimHost> = []
+  readonly taskId: TaskId
+  readonly pieceLength: number
+  readonly peerOptions: PeerOptions
+  private readonly byId = new Map<string, SimHost>()
+  private readonly idcOf: Array<string> = []
+  private readonly fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  /** Downloads started and not yet finished (peers and seeds). */
+  running = 0
+  /** Peers that have not finished yet (seeds excluded). */
+  peersLeft = 0
+
+  constructor(readonly scenario: Scenario, readonly options: WorldOptions) {
+    const engine = (this.engine = new SimEngine(options.seed, { traceSink: options.traceSink }))
+    const setup = strategySetup(options.strategy)
+    this.scheduler = new Scheduler(setup.config, setup.evaluator)
+    const { intraIdcRttMs, interIdcRttMs } = scenario.latency
+    this.network = new Network(engine, (a, b) =>
+      a === b ? 0 : this.idcOf[a.index] === this.idcOf[b.index] ? intraIdcRttMs / 2 : interIdcRttMs / 2)
+    this.pieceLength = pieceLengthFor(scenario.file.sizeBytes, scenario.file.pieceLength)
+    this.taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: scenario.file.url, pieceLength: this.pieceLength }), Sha256, sha256Service))
+    this.peerOptions = { ...defaultPeerOptions, ...scenario.peerOptions }
+
+    // Control hosts: links far wider than any flow, so only their latency counts.
+    this.schedulerNet = this.addNet("scheduler", scenario.scheduler?.idc ?? scenario.origin.idc, 1e15, 1e15)
+    this.originNet = this.addNet("origin", scenario.origin.idc, scenario.origin.uploadBytesPerSecond, 1e15)
+
+    const arrivals = engine.subRandom("arrivals")
+    const spreadMillis = scenario.arrival.spreadSeconds * 1000
+    scenario.idcs.forEach((idc, d) => {
+      for (let i = 0; i < idc.peers; i++) {
+        const h = this.addHost(idc, d, i, "normal")
+        h.arrival = spreadMillis > 0 ? arrivals.nextDoubleUnsafe() * spreadMillis : 0
+        this.peers.push(h)
+      }
+      if (setup.seeds) for (let i = 0; i < idc.seeds; i++) this.seeds.push(this.addHost(idc, d, i, "seed"))
+    })
+    this.peersLeft = this.peers.length
+  }
+
+  hostById(id: string): SimHost | undefined {
+    return this.byId.get(id)
+  }
+
+  readonly seedTrigger: SeedPeerTrigger["Service"] = {
+    trigger: (seed: Host, request: SeedRequest) =>
+      Effect.sync(() => {
+        const h = this.byId.get(seed.id)
+        if (h === undefined || h.startedAt !== undefined) return
+        this.engine.record(`seed-trigger ${seed.id}`)
+        h.arrival = this.engine.now
+        // Out of the scheduler's call: the seed runs on its own fiber from the next event on.
+        this.engine.after(0, () => this.launch(h, request.url))
+      })
+  }
+
+  /** Schedules seed announcements and peer arrivals. Call once, then `engine.run`. */
+  start(): void {
+    for (const s of this.seeds) {
+      this.engine.at(0, () => {
+        this.engine.fork(schedulerChannel(this, s).report(new AnnounceHost({ host: s.host })))
+      })
+    }
+    for (const p of this.peers) this.engine.at(p.arrival, () => this.launch(p, this.scenario.file.url))
+  }
+
+  /** Runs until every started download ended, nothing is left to do, or the time limit. */
+  run(): void {
+    this.start()
+    this.engine.run({
+      untilMillis: this.scenario.limits.maxVirtualSeconds * 1000,
+      stopWhen: () => this.peersLeft === 0 && this.running === 0
+    })
+    // Whatever still waits (long-polls of finished children, a stuck peer at the time limit) ends here.
+    for (const f of this.fibers) if (f.pollUnsafe() === undefined) f.interruptUnsafe()
+    this.engine.drain()
+  }
+
+  private launch(h: SimHost, url: string): void {
+    h.startedAt = this.engine.now
+    this.running++
+    this.engine.record(`start ${h.host.id}`)
+    const program = downloadTask(
+      { url, taskId: this.taskId, pieceLength: this.pieceLength, peerId: peerIdOf(h.host.id, this.taskId), host: h.host, headers: {} },
+      this.peerOptions
+    )
+    const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: this.scenario.file.sizeBytes })
+    const fiber = this.engine.fork(provideHost(program, this, h, origin))
+    this.fibers.push(fiber)
+    fiber.addObserver((exit) => {
+      h.finishedAt = this.engine.now
+      this.running--
+      if (h.host.type === "normal") this.peersLeft--
+      if (Exit.isSuccess(exit)) {
+        h.outcome = "ok"
+      } else {
+        h.outcome = "failed"
+        h.failure = String(Exit.isFailure(exit) ? exit.cause : exit)
+      }
+      this.engine.record(`done ${h.host.id} ${h.outcome}`)
+    })
+  }
+
+  private addNet(name: string, idc: string, up: number, down: number): NetHost {
+    const n = this.network.addHost(name, up, down)
+    this.idcOf[n.index] = idc
+    return n
+  }
+
+  private addHost(idc: Scenario["idcs"][number], d: number, i: number, type: "normal" | "seed"): SimHost {
+    const cls = type === "seed" ? this.scenario.seed : this.scenario.peer
+    const id = `${type === "seed" ? "seed" : "peer"}-${idc.name}-${String(i).padStart(4, "0")}`
+    const rack = i % idc.racks
+    const host = new Host({
+      id,
+      ip: `10.${d}.${type === "seed" ? 255 : rack}.${(i % 250) + 1}`,
+      port: 65000,
+      idc: idc.name,
+      location: `${idc.location}|rack${rack}`,
+      type,
+      uploadBandwidth: Math.max(1, Math.round(cls.uploadBytesPerSecond)),
+      downloadBandwidth: Math.max(1, Math.round(cls.downloadBytesPerSecond)),
+      uploadSlots: cls.uploadSlots
+    })
+    const net = this.addNet(id, idc.name, cls.uploadBytesPerSecond, cls.downloadBytesPerSecond)
+    const h: SimHost = { host, net, store: new MemoryStore(id, (line) => this.engine.record(line)), arrival: 0 }
+    this.byId.set(id, h)
+    return h
+  }
+}
+
+export const peerIdOf = (hostId: string, taskId: TaskId): string => `${hostId}/${taskId.slice(0, 12)}`

@@ -1,0 +1,105 @@
+import { Clock, Effect, Exit, Random } from "effect"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { SimEngine } from "../sim/engine.ts"
+import { EventQueue } from "../sim/event-queue.ts"
+
+const check = <T>(prop: fc.IProperty<T>, numRuns = 100) => {
+  const out = fc.check(prop, { seed: 42, numRuns })
+  if (out.failed) console.error(`fast-check failed: seed ${out.seed}, path ${out.counterexamplePath}, counterexample ${fc.stringify(out.counterexample)}`)
+  fc.assert(prop, { seed: 42, numRuns })
+}
+
+describe("EventQueue", () => {
+  it("pops in (time, sequence) order", () => {
+    check(fc.property(fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 300 }), (times) => {
+      const q = new EventQueue()
+      times.forEach((t) => q.push(t, () => {}))
+      const popped: Array<[number, number]> = []
+      for (let ev = q.pop(); ev !== undefined; ev = q.pop()) popped.push([ev.time, ev.seq])
+      const expected = times.map((t, i) => [t, i] as [number, number]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+      expect(popped).toEqual(expected)
+    }))
+  })
+})
+
+describe("SimEngine", () => {
+  it("wakes virtual sleeps in order of (wake time, sleep order) and reads virtual time", () => {
+    check(fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 40 }), (delays) => {
+      const engine = new SimEngine(1)
+      const woke: Array<[number, number]> = []
+      delays.forEach((d, i) =>
+        engine.fork(Effect.gen(function*() {
+          yield* Effect.sleep(d)
+          woke.push([i, yield* Clock.currentTimeMillis])
+        })))
+      engine.run()
+      // A sleep of 0 only yields, so those fibers wake first, in fork order; then by wake time.
+      const expected = delays.map((d, i) => [i, d] as [number, number]).sort((a, b) => a[1] - b[1] || a[0] - b[0])
+      expect(woke).toEqual(expected)
+      expect(engine.now).toBe(Math.max(...delays))
+    }), 50)
+  })
+
+  it("runs Effect.timeout in virtual time", () => {
+    const engine = new SimEngine(1)
+    const slow = engine.fork(Effect.sleep(1000).pipe(Effect.timeout(50), Effect.exit, Effect.zip(Clock.currentTimeMillis)))
+    const fast = engine.fork(Effect.sleep(20).pipe(Effect.as("done"), Effect.timeout(50), Effect.zip(Clock.currentTimeMillis)))
+    engine.run()
+    const value = <A>(exit: Exit.Exit<A, unknown> | undefined): A => {
+      if (exit === undefined || !Exit.isSuccess(exit)) throw new Error(`fiber did not succeed: ${String(exit)}`)
+      return exit.value
+    }
+    const [slowExit, slowAt] = value(slow.pollUnsafe())
+    expect(Exit.isFailure(slowExit)).toBe(true)
+    expect(slowAt).toBe(50)
+    expect(value(fast.pollUnsafe())).toEqual(["done", 20])
+    // The cancelled 1000 ms sleep left no work behind that moves time on.
+    expect(engine.now).toBe(50)
+  })
+
+  it("many fibers sleeping in loops finish at the expected virtual time", () => {
+    const engine = new SimEngine(1)
+    let total = 0
+    for (let f = 0; f < 50; f++) {
+      engine.fork(Effect.gen(function*() {
+        for (let i = 0; i < 100; i++) {
+          yield* Effect.sleep(f + 1)
+          total++
+        }
+      }))
+    }
+    engine.run()
+    expect(total).toBe(5000)
+    expect(engine.now).toBe(5000)
+    expect(engine.events).toBe(5000)
+  })
+
+  it("draws the same random stream for the same seed, another for another seed", () => {
+    const draw = (seed: number) => {
+      const engine = new SimEngine(seed)
+      const out: Array<number> = []
+      engine.fork(Effect.gen(function*() {
+        for (let i = 0; i < 5; i++) {
+          yield* Effect.sleep(1)
+          out.push(yield* Random.nextInt)
+        }
+      }))
+      engine.run()
+      return out
+    }
+    expect(draw(7)).toEqual(draw(7))
+    expect(draw(7)).not.toEqual(draw(8))
+  })
+
+  it("stops at a time limit and resumes where it stopped", () => {
+    const engine = new SimEngine(1)
+    const seen: Array<number> = []
+    for (const t of [10, 20, 30]) engine.at(t, () => seen.push(engine.now))
+    engine.run({ untilMillis: 15 })
+    expect(seen).toEqual([10])
+    expect(engine.now).toBe(15)
+    engine.run()
+    expect(seen).toEqual([10, 20, 30])
+  })
+})

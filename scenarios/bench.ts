@@ -11,11 +11,9 @@ const arg = (name: string, fallback: number): number => {
 const seed = arg("--seed", 1)
 const bigPeers = arg("--peers", 1000)
 
-let peakRss = process.memoryUsage().rss
-// Sampled from a timer and after each run; the simulation is synchronous, so timer samples land
-// between runs only — the post-run sample catches the heap the run left live.
-const sample = () => (peakRss = Math.max(peakRss, process.memoryUsage().rss))
-const timer = setInterval(sample, 50)
+// The kernel's high-water mark (maxRSS, KiB): a run is synchronous, so sampling could miss its peak.
+let peakRss = 0
+const sample = () => (peakRss = process.resourceUsage().maxRSS * 1024)
 
 const bench = (label: string, scenario: Scenario, strategy: Strategy): RunResult => {
   const r = runScenario(scenario, { seed, strategy })
@@ -35,12 +33,10 @@ const main = async () => {
   for (const strategy of def.strategies) bench("default (100 peers, 1 GiB)", def, strategy)
   const big = decodeScenario(flashCrowd({ peers: bigPeers }))
   bench(`${bigPeers} peers, 1 GiB`, big, "p2p")
-  clearInterval(timer)
   console.log(`peak RSS ${(peakRss / 2 ** 20).toFixed(0)} MiB`)
 }
 
 main().catch((e) => {
-  clearInterval(timer)
   console.error(e)
   process.exitCode = 1
 })

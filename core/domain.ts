@@ -65,6 +65,9 @@ export type PeerState = typeof PeerState.Type
 export const PeerId = Schema.NonEmptyString
 export type PeerId = typeof PeerId.Type
 
+/** A host takes part in a task as one peer, under a stable id, so it can re-register after a restart. */
+export const peerIdOf = (hostId: string, taskId: TaskId): PeerId => `${hostId}/${taskId.slice(0, 16)}`
+
 export const Peer = Schema.Struct({
   id: PeerId,
   taskId: TaskId,

@@ -80,13 +80,12 @@ export class LeavePeer extends Schema.TaggedClass<LeavePeer>()("LeavePeer", {
   taskId: TaskId
 }) {}
 
-/** Messages that ask the scheduler for parents and wait for its answer. */
-export const ScheduleRequest = Schema.Union([RegisterPeer, RescheduleParents])
+/** Messages that ask the scheduler something and wait for its answer. */
+export const ScheduleRequest = Schema.Union([AnnounceHost, RegisterPeer, RescheduleParents])
 export type ScheduleRequest = typeof ScheduleRequest.Type
 
 /** Messages that only inform the scheduler. */
 export const PeerReport = Schema.Union([
-  AnnounceHost,
   DownloadStarted,
   BackToSourceStarted,
   PieceFinished,
@@ -132,7 +131,28 @@ export class ScheduleFailed extends Schema.TaggedClass<ScheduleFailed>()("Schedu
   reason: Schema.String
 }) {}
 
-export const SchedulerToPeer = Schema.Union([CandidateParents, NeedBackToSource, EmptyTask, MetadataOnly, ScheduleFailed])
+/**
+ * The answer to AnnounceHost. The epoch changes whenever a scheduler starts with empty state, which
+ * tells a host to re-register the tasks it holds so the new scheduler rebuilds its view from peers.
+ */
+export class HostAnnounced extends Schema.TaggedClass<HostAnnounced>()("HostAnnounced", {
+  epoch: Schema.String
+}) {}
+
+/** The scheduler does not know this peer (it restarted, or the task moved to it): register again. */
+export class NeedRegister extends Schema.TaggedClass<NeedRegister>()("NeedRegister", {
+  taskId: TaskId
+}) {}
+
+export const SchedulerToPeer = Schema.Union([
+  CandidateParents,
+  NeedBackToSource,
+  EmptyTask,
+  MetadataOnly,
+  ScheduleFailed,
+  HostAnnounced,
+  NeedRegister
+])
 export type SchedulerToPeer = typeof SchedulerToPeer.Type
 
 // ---------------------------------------------------------------- peer ↔ peer

@@ -10,12 +10,12 @@ import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Exit, Fiber, Layer, Schedule, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { HttpRouter } from "effect/http"
-import { Host, PositiveInt, TaskId } from "../core/domain.ts"
+import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
+import { keepPresence } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
-import { AnnounceHost } from "../core/protocol.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -119,19 +119,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const peerOptions: PeerOptions = o.concurrentPieces === undefined ? defaultPeerOptions : { ...defaultPeerOptions, concurrentPieces: o.concurrentPieces }
     let announced = false
 
-    // Announce until the scheduler hears us, then again now and then (a restarted scheduler forgets hosts).
-    const announceOnce = SchedulerChannel.use((c) => c.report(new AnnounceHost({ host }))).pipe(
-      Effect.tap(() => announced ? Effect.void : Effect.logInfo("announced to scheduler").pipe(Effect.annotateLogs({ host: host.id, type: host.type }))),
-      Effect.tap(() => Effect.sync(() => { announced = true })),
-      Effect.provide(channel)
-    )
-    yield* announceOnce.pipe(
-      Effect.tapError((e) => Effect.logWarning(`announce failed, retrying: ${e.message}`)),
-      Effect.retry(Schedule.spaced("1 second")),
-      Effect.andThen(Effect.sleep("30 seconds")),
-      Effect.forever,
-      Effect.forkIn(scope)
-    )
+    // Announce until the scheduler hears us, then every 30 s; a new scheduler epoch makes core re-register
+    // every task held here, so a restarted (or failed-over) scheduler rebuilds its view from the peers.
+    yield* keepPresence(host, 30_000, 1_000).pipe(Effect.provide(peerLayer), Effect.forkIn(scope))
     yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed }))
 
     // One download per task at a time on this host: later callers join it. Forked in the daemon's scope,
@@ -141,7 +131,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       Effect.gen(function*() {
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
-          const peerId = `${host.id}-${randomUUID().slice(0, 8)}`
+          const peerId = peerIdOf(host.id, taskId)
           fiber = yield* downloadTask({ url, taskId, pieceLength, peerId, host, headers }, peerOptions).pipe(
             Effect.tap(() => Effect.tryPromise(() => store.commitAsync(taskId))),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),

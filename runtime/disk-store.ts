@@ -173,6 +173,12 @@ export class DiskStore {
     })
   }
 
+  /** Every opened task with its ledger (tasks resumed from disk included). */
+  async heldAsync(): Promise<Array<{ task: StoredTask; ledger: PieceLedger }>> {
+    const settled = await Promise.allSettled([...this.tasks.values()])
+    return settled.flatMap((r) => (r.status === "fulfilled" ? [{ task: r.value.meta, ledger: r.value.ledger }] : []))
+  }
+
   private opened(taskId: TaskId): Promise<OpenTask> {
     const open = this.tasks.get(taskId)
     if (open === undefined) return Promise.reject(new Error(`task ${taskId} is not open`))
@@ -188,7 +194,8 @@ export const diskPieceStore = (store: DiskStore) =>
     open: (task) => Effect.map(lift(`open ${task.taskId}`, () => store.openAsync(task)), (o) => o.ledger),
     write: (taskId, index, bytes, digest) => lift(`write piece ${index}`, () => store.writeAsync(taskId, index, bytes, digest)),
     read: (taskId, index) => lift(`read piece ${index}`, () => store.readAsync(taskId, index)),
-    commit: (taskId) => lift(`commit ${taskId}`, () => store.commitAsync(taskId))
+    commit: (taskId) => lift(`commit ${taskId}`, () => store.commitAsync(taskId)),
+    held: () => Effect.promise(() => store.heldAsync())
   })
 
 export const DiskPieceStore = (store: DiskStore) => Layer.succeed(PieceStore)(diskPieceStore(store))

@@ -1,10 +1,13 @@
 // `damselfly scheduler`: one core Scheduler behind HTTP. The server only decodes, delegates and
 // encodes; every scheduling decision is core's.
+import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
+import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
+import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { HttpSeedPeerTrigger } from "./http-seed-trigger.ts"
@@ -15,19 +18,18 @@ export interface SchedulerServerOptions {
   readonly listen: string
 }
 
-const SCHEDULE_TAGS = ["RegisterPeer", "RescheduleParents"]
-const REPORT_TAGS = ["AnnounceHost", "DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
+const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
+const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
 export const schedulerRoutes = (scheduler: Scheduler) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
-    // Hosts as announced, for /healthy only (operators and tests wait for the seed to show up).
-    const announced = new Map<string, string>()
     return HttpRouter.addAll([
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
         ok: true,
-        hosts: scheduler.hostCount(),
-        seeds: [...announced].filter(([, type]) => type === "seed").map(([id]) => id)
+        epoch: scheduler.epoch,
+        hosts: scheduler.knownHosts().length,
+        seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
       HttpRouter.route("POST", "/v1/schedule", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
@@ -36,7 +38,6 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
       }))),
       HttpRouter.route("POST", "/v1/report", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(PeerReport, REPORT_TAGS)
-        if (message._tag === "AnnounceHost") announced.set(message.host.id, message.host.type)
         yield* scheduler.report(message)
         return HttpServerResponse.empty({ status: 204 })
       })))
@@ -44,7 +45,7 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
   }))
 
 export const schedulerServer = (options: SchedulerServerOptions) =>
-  HttpRouter.serve(schedulerRoutes(new Scheduler())).pipe(
+  HttpRouter.serve(schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))).pipe(
     Layer.provide(HttpSeedPeerTrigger),
     Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.listen }))
   )

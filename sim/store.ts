@@ -55,6 +55,7 @@ export class MemoryStore {
           ? Effect.fail(new StoreFailed({ message: `read: ${this.hostId} holds no piece ${index} of ${taskId}` }))
           : Effect.succeed(bytes)
       }),
+    held: () => Effect.sync(() => [...this.tasks.values()].map((c) => ({ task: c.task, ledger: c.ledger }))),
     commit: (taskId) =>
       Effect.suspend(() => {
         const c = this.tasks.get(taskId)

@@ -2,7 +2,7 @@
 // Scheduler. Every host runs the core peer program (downloadTask) as an ordinary fiber with its own
 // services; seed hosts start when the scheduler triggers them.
 import { Effect, Exit, type Fiber } from "effect"
-import { Host, type TaskId } from "../core/domain.ts"
+import { Host, peerIdOf, type TaskId } from "../core/domain.ts"
 import { AnnounceHost } from "../core/protocol.ts"
 import { downloadTask, defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
@@ -92,7 +92,7 @@ export class World implements HostContext {
   start(): void {
     for (const s of this.seeds) {
       this.engine.at(0, () => {
-        this.engine.fork(schedulerChannel(this, s).report(new AnnounceHost({ host: s.host })))
+        this.engine.fork(Effect.ignore(schedulerChannel(this, s).request(new AnnounceHost({ host: s.host }))))
       })
     }
     for (const p of this.peers) this.engine.at(p.arrival, () => this.launch(p, this.scenario.file.url))
@@ -163,4 +163,3 @@ export class World implements HostContext {
   }
 }
 
-export const peerIdOf = (hostId: string, taskId: TaskId): string => `${hostId}/${taskId.slice(0, 12)}`

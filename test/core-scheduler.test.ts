@@ -128,7 +128,7 @@ describe("Scheduler", () => {
   it("triggers a seed peer on a task's first download, once", async () => {
     triggers.length = 0
     const scheduler = new Scheduler({ ...defaultSchedulerConfig, retryIntervalMillis: 0, seedWaitMillis: 0 })
-    await run(scheduler.report(new (await import("../core/protocol.ts")).AnnounceHost({ host: host(50, "seed") })), 1)
+    await run(scheduler.request(new (await import("../core/protocol.ts")).AnnounceHost({ host: host(50, "seed") })), 1)
     await run(scheduler.request(register(1, 1)), 1)
     await run(scheduler.request(register(2, 2)), 1)
     expect(triggers.map((t) => t.seed)).toEqual(["host-50"])

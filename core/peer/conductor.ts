@@ -244,13 +244,34 @@ export const downloadTask = (
           case "ScheduleFailed":
             yield* goToOrigin(`scheduling failed: ${answer.reason}`)
             return true
+          case "NeedRegister":
+            return yield* ask(registration())
+          case "HostAnnounced":
+            yield* goToOrigin("the scheduler answered a registration with a host announcement")
+            return true
         }
       })
 
-    const ask = (message: RegisterPeer | RescheduleParents) =>
+    /** Register, or register again with what we hold (after a scheduler restart or failover). */
+    const registration = () =>
+      new RegisterPeer({
+        ...base,
+        url: request.url,
+        host: request.host,
+        contentLength: ledger?.contentLength ?? null,
+        pieceLength: ledger?.pieceLength ?? request.pieceLength,
+        finishedPieces: ledger?.held() ?? [],
+        metadataOnly: false
+      })
+
+    /** With no scheduler, keep the parents we still have; only with none left go to the origin. */
+    const ask = (message: RegisterPeer | RescheduleParents): Effect.Effect<boolean, DownloadError> =>
       channel.request(message).pipe(
         Effect.matchEffect({
-          onFailure: (e: SchedulerUnavailable) => Effect.andThen(goToOrigin(`scheduler unreachable: ${e.message}`), Effect.succeed(true)),
+          onFailure: (e: SchedulerUnavailable) =>
+            [...sources.values()].some((s) => !s.retired)
+              ? Effect.succeed(true)
+              : Effect.andThen(goToOrigin(`scheduler unreachable: ${e.message}`), Effect.succeed(true)),
           onSuccess: follow
         })
       )
@@ -258,7 +279,6 @@ export const downloadTask = (
     const reschedule = (reason: string) =>
       Effect.gen(function*() {
         const blocked = [...sources.values()].filter((s) => s.retired && s.id !== ORIGIN).map((s) => s.id)
-        for (const s of sources.values()) if (s.id !== ORIGIN) yield* retire(s)
         yield* ask(new RescheduleParents({ ...base, blockedParents: blocked, reason }))
       })
 
@@ -341,16 +361,7 @@ export const downloadTask = (
 
     // ---------------------------------------------------------------- the run
 
-    const register = new RegisterPeer({
-      ...base,
-      url: request.url,
-      host: request.host,
-      contentLength: null,
-      pieceLength: request.pieceLength,
-      finishedPieces: [],
-      metadataOnly: false
-    })
-    let needLoop = yield* ask(register)
+    let needLoop = yield* ask(registration())
     if (ledger === undefined) return yield* fail("the scheduler gave no task metadata")
     lastProgress = yield* Clock.currentTimeMillis
     const rotation = yield* Random.nextIntBetween(0, Math.max(0, pieceCount - 1))

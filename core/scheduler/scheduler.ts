@@ -9,6 +9,8 @@ import { pieceCountOf } from "../piece-layout.ts"
 import {
   CandidateParents,
   EmptyTask,
+  HostAnnounced,
+  NeedRegister,
   MetadataOnly,
   NeedBackToSource,
   type PeerReport,
@@ -64,13 +66,26 @@ export class Scheduler {
 
   constructor(
     readonly config: SchedulerConfig = defaultSchedulerConfig,
-    readonly evaluator: Evaluator = dragonflyEvaluator
+    readonly evaluator: Evaluator = dragonflyEvaluator,
+    /** Identifies this scheduler's state; a restart must choose a new one. */
+    readonly epoch: string = "0"
   ) {}
 
   // ------------------------------------------------------------ requests
 
-  readonly request = (message: ScheduleRequest): Effect.Effect<SchedulerToPeer, never, SeedPeerTrigger> =>
-    message._tag === "RegisterPeer" ? this.register(message) : this.reschedule(message.taskId, message.peerId, message.blockedParents)
+  readonly request = (message: ScheduleRequest): Effect.Effect<SchedulerToPeer, never, SeedPeerTrigger> => {
+    switch (message._tag) {
+      case "AnnounceHost":
+        return Effect.sync(() => {
+          this.hosts.set(message.host.id, message.host)
+          return new HostAnnounced({ epoch: this.epoch })
+        })
+      case "RegisterPeer":
+        return this.register(message)
+      case "RescheduleParents":
+        return this.reschedule(message.taskId, message.peerId, message.blockedParents)
+    }
+  }
 
   private register(m: RegisterPeer): Effect.Effect<SchedulerToPeer, never, SeedPeerTrigger> {
     return Effect.gen({ self: this }, function*() {
@@ -105,9 +120,7 @@ export class Scheduler {
     return Effect.suspend(() => {
       const task = this.tasks.get(taskId)
       const peer = task?.peers.get(peerId)
-      if (task === undefined || peer === undefined) {
-        return Effect.succeed(new ScheduleFailed({ taskId, reason: `peer ${peerId} is not registered for task ${taskId}` }))
-      }
+      if (task === undefined || peer === undefined) return Effect.succeed(new NeedRegister({ taskId }))
       for (const b of blocked) peer.blocklist.add(b)
       this.dropParents(task, peer.id)
       return this.scheduleRounds(task, peer)
@@ -198,10 +211,6 @@ export class Scheduler {
 
   readonly report = (m: PeerReport): Effect.Effect<void> =>
     Effect.sync(() => {
-      if (m._tag === "AnnounceHost") {
-        this.hosts.set(m.host.id, m.host)
-        return
-      }
       const task = this.tasks.get(m.taskId)
       const peer = task?.peers.get(m.peerId)
       if (task === undefined || peer === undefined) return
@@ -273,8 +282,9 @@ export class Scheduler {
     }
   }
 
-  hostCount(): number {
-    return this.hosts.size
+  /** Hosts that announced themselves (or registered a peer) since this scheduler started. */
+  knownHosts(): ReadonlyArray<Host> {
+    return [...this.hosts.values()]
   }
 
   // ------------------------------------------------------------ internals

@@ -1,5 +1,5 @@
-// Where a peer keeps pieces. Writes are atomic per piece; a task is presented as complete only after
-// every piece is written and verified (`commit`).
+// Where a peer keeps pieces. `write` stores one verified piece atomically and records it in the
+// task's ledger; a task is presented as complete only after every piece is in (`commit`).
 import { Context, type Effect } from "effect"
 import type { TaskId } from "../domain.ts"
 import type { StoreFailed } from "../errors.ts"
@@ -19,4 +19,6 @@ export class PieceStore extends Context.Service<PieceStore, {
   read(taskId: TaskId, index: number): Effect.Effect<Uint8Array, StoreFailed>
   /** All pieces are in: make the content available as a whole. */
   commit(taskId: TaskId): Effect.Effect<void, StoreFailed>
+  /** Every task this store holds pieces of, with its ledger (for re-registering after a scheduler restart). */
+  held(): Effect.Effect<ReadonlyArray<{ readonly task: StoredTask; readonly ledger: PieceLedger }>>
 }>()("damselfly/core/PieceStore") {}

@@ -1,0 +1,47 @@
+// A host's standing with its scheduler. It announces itself periodically; when the scheduler's epoch
+// changes (a restart with empty state, or a failover to another scheduler) it re-registers every task
+// it holds with the pieces it has, so the scheduler rebuilds its view from the peers, not from a database.
+import { Effect } from "effect"
+import { type Host, peerIdOf } from "../domain.ts"
+import { AnnounceHost, RegisterPeer } from "../protocol.ts"
+import { PieceStore } from "../services/piece-store.ts"
+import { SchedulerChannel } from "../services/scheduler-channel.ts"
+
+/** One announcement; returns the scheduler's epoch, re-registering held tasks if it differs from `known`. */
+export const announceHost = (host: Host, known: string | undefined) =>
+  Effect.gen(function*() {
+    const channel = yield* SchedulerChannel
+    const store = yield* PieceStore
+    const answer = yield* channel.request(new AnnounceHost({ host }))
+    if (answer._tag !== "HostAnnounced") return known
+    if (known !== undefined && answer.epoch !== known) {
+      for (const { task, ledger } of yield* store.held()) {
+        yield* Effect.ignore(channel.request(new RegisterPeer({
+          peerId: peerIdOf(host.id, task.taskId),
+          taskId: task.taskId,
+          url: task.url,
+          host,
+          contentLength: task.contentLength,
+          pieceLength: task.pieceLength,
+          finishedPieces: ledger.held(),
+          metadataOnly: false
+        })))
+      }
+    }
+    return answer.epoch
+  })
+
+/**
+ * Announces forever: every `intervalMillis` while the scheduler answers, every `retryMillis` while it
+ * does not (a host the scheduler has not heard of cannot be picked as a seed or a parent).
+ */
+export const keepPresence = (host: Host, intervalMillis: number, retryMillis: number) =>
+  Effect.gen(function*() {
+    let epoch: string | undefined
+    while (true) {
+      const next = yield* Effect.result(announceHost(host, epoch))
+      const ok = next._tag === "Success"
+      if (ok) epoch = next.success
+      yield* Effect.sleep(ok ? intervalMillis : retryMillis)
+    }
+  })

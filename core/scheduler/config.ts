@@ -5,6 +5,8 @@ export interface SchedulerConfig {
   readonly candidateParentLimit: number
   /** Peers sampled from the task before filtering (bounds the cost of a round). */
   readonly filterParentLimit: number
+  /** Peers drawn per round for the handout policy, when it wants more than `filterParentLimit` (trackers). */
+  readonly handoutSample?: number
   /** Peers of one task allowed to fetch from the origin (seeds excluded). */
   readonly backToSourceCount: number
   /** After this many fruitless rounds a peer is sent to the origin (if the task allows). */

@@ -9,6 +9,9 @@ export interface PeerView {
   readonly state: PeerState
   readonly finishedPieces: number
   readonly pieceCosts: ReadonlyArray<number>
+  /** Pieces children fetched from this peer, and fetches from it that failed. */
+  readonly uploadsOk?: number
+  readonly uploadsFailed?: number
 }
 
 export interface HostLoad {

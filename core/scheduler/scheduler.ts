@@ -22,6 +22,7 @@ import {
 import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
 import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
+import { dagTopK, type ParentHandout } from "./handout.ts"
 import { TaskDag } from "./task-dag.ts"
 
 const MAX_COSTS = 64
@@ -37,6 +38,10 @@ interface PeerRecord extends PeerView {
   blocklist: Set<string>
   rounds: number
   seedWaitRounds: number
+  /** Parents handed out in the last answer (DAG edges too, for DAG policies). */
+  assigned: Array<string>
+  uploadsOk: number
+  uploadsFailed: number
 }
 
 interface TaskRecord {
@@ -46,6 +51,8 @@ interface TaskRecord {
   pieceLength: number
   digests: Array<string | null>
   readonly peers: Map<string, PeerRecord>
+  /** The same peers in an array, for O(1) random sampling. */
+  readonly peerList: Array<PeerRecord>
   readonly dag: TaskDag
   readonly backToSource: Set<string>
   seedTriggered: boolean
@@ -68,7 +75,8 @@ export class Scheduler {
     readonly config: SchedulerConfig = defaultSchedulerConfig,
     readonly evaluator: Evaluator = dragonflyEvaluator,
     /** Identifies this scheduler's state; a restart must choose a new one. */
-    readonly epoch: string = "0"
+    readonly epoch: string = "0",
+    readonly handout: ParentHandout = dagTopK(config.filterParentLimit, config.candidateParentLimit)
   ) {}
 
   // ------------------------------------------------------------ requests
@@ -145,7 +153,8 @@ export class Scheduler {
       if (parents.length > 0) {
         this.dropParents(task, peer.id)
         for (const p of parents) {
-          task.dag.addEdge(p.id, peer.id)
+          if (this.handout.dag) task.dag.addEdge(p.id, peer.id)
+          peer.assigned.push(p.id)
           this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
         }
         if (peer.state === "pending") peer.state = "received-normal"
@@ -177,34 +186,58 @@ export class Scheduler {
     return loop
   }
 
-  /** Sample, filter, score, keep the top K. */
+  /**
+   * Draws up to `handoutSample` peers of the task at random (as Dragonfly samples its candidates, so a
+   * round costs the same in a task of ten peers or ten thousand), keeps those that pass the common
+   * filter, and lets the strategy's handout policy choose among them.
+   */
   private selectParents(task: TaskRecord, child: PeerRecord): Effect.Effect<Array<PeerRecord>> {
-    return Effect.map(Random.shuffle(task.peers.values()), (shuffled) => {
-      const sampled = shuffled.slice(0, this.config.filterParentLimit)
-      const total = task.contentLength === null ? 0 : pieceCountOf(task.contentLength, task.pieceLength)
-      const scored: Array<{ p: PeerRecord; s: number }> = []
-      for (const p of sampled) {
-        if (!this.isCandidate(task, p, child)) continue
-        scored.push({ p, s: this.evaluator.score(p, { uploads: this.hostUploads.get(p.host.id) ?? 0 }, child, total) })
+    return Effect.map(Effect.service(Random.Random), (rng) => {
+      const all = task.peerList
+      const want = Math.min(all.length, this.config.handoutSample ?? this.config.filterParentLimit)
+      let drawn: Array<PeerRecord>
+      if (want * 2 >= all.length) {
+        drawn = [...all]
+        for (let i = drawn.length - 1; i > 0; i--) {
+          const j = Math.floor(rng.nextDoubleUnsafe() * (i + 1))
+          const t = drawn[i]
+          drawn[i] = drawn[j]
+          drawn[j] = t
+        }
+        drawn.length = want
+      } else {
+        const seen = new Set<number>()
+        drawn = []
+        while (drawn.length < want) {
+          const k = Math.floor(rng.nextDoubleUnsafe() * all.length)
+          if (seen.has(k)) continue
+          seen.add(k)
+          drawn.push(all[k])
+        }
       }
-      // Stable on ties (the shuffle already randomised order), best first.
-      scored.sort((a, b) => b.s - a.s)
-      return scored.slice(0, this.config.candidateParentLimit).map((x) => x.p)
+      const eligible = drawn.filter((p) => this.isCandidate(p, child))
+      const total = task.contentLength === null ? 0 : pieceCountOf(task.contentLength, task.pieceLength)
+      const chosen = this.handout.select({
+        child,
+        eligible,
+        totalPieces: total,
+        evaluator: this.evaluator,
+        loadOf: (hostId) => ({ uploads: this.hostUploads.get(hostId) ?? 0 }),
+        canAddEdge: (parent, c) => task.dag.canAddEdge(parent, c)
+      })
+      return chosen.slice(0, this.config.candidateParentLimit) as Array<PeerRecord>
     })
   }
 
-  /** The filter every candidate must pass; exported through `candidateFilter` for property tests. */
-  isCandidate(task: TaskRecord, p: PeerRecord, child: PeerRecord): boolean {
+  /** The filter every strategy's candidates pass: never itself, its host, a blocklisted or a bad peer. */
+  isCandidate(p: PeerRecord, child: PeerRecord): boolean {
     if (p.id === child.id) return false
     if (p.host.id === child.host.id) return false
     if (child.blocklist.has(p.id)) return false
     if (p.state !== "running" && p.state !== "back-to-source" && p.state !== "succeeded" && p.state !== "received-normal") {
       return false
     }
-    if (this.evaluator.isBadParent(p)) return false
-    const alreadyParent = task.dag.parentsOf(child.id).has(p.id)
-    if (!alreadyParent && (this.hostUploads.get(p.host.id) ?? 0) >= p.host.uploadSlots) return false
-    return task.dag.canAddEdge(p.id, child.id)
+    return !this.evaluator.isBadParent(p)
   }
 
   // ------------------------------------------------------------ reports
@@ -228,13 +261,21 @@ export class Scheduler {
             peer.finished.add(m.index)
             peer.finishedPieces = peer.finished.size
           }
+          if (m.parentId !== null) {
+            const parent = task.peers.get(m.parentId)
+            if (parent !== undefined) parent.uploadsOk++
+          }
           peer.pieceCosts.push(m.costMillis)
           if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
           // Digests seen from the origin are authoritative; a parent's claim fills a gap only.
           if (task.digests[m.index] === null || m.parentId === null) task.digests[m.index] = m.digest
           return
         case "PieceFailed":
-          if (!m.temporary && m.parentId !== null) peer.blocklist.add(m.parentId)
+          if (m.parentId !== null) {
+            const parent = task.peers.get(m.parentId)
+            if (parent !== undefined) parent.uploadsFailed++
+            if (!m.temporary) peer.blocklist.add(m.parentId)
+          }
           return
         case "DownloadFinished":
           peer.state = "succeeded"
@@ -247,7 +288,7 @@ export class Scheduler {
         case "LeavePeer":
           peer.state = "leave"
           this.removePeer(task, peer.id)
-          task.peers.delete(peer.id)
+          this.forget(task, peer.id)
           return
       }
     })
@@ -260,7 +301,7 @@ export class Scheduler {
         if (p.host.id === hostId) {
           p.state = "leave"
           this.removePeer(task, p.id)
-          task.peers.delete(p.id)
+          this.forget(task, p.id)
         }
       }
     }
@@ -275,7 +316,7 @@ export class Scheduler {
         id: p.id,
         hostId: p.host.id,
         state: p.state,
-        parents: [...task.dag.parentsOf(p.id)]
+        parents: [...p.assigned]
       })),
       backToSource: [...task.backToSource],
       acyclic: task.dag.isAcyclic()
@@ -299,6 +340,7 @@ export class Scheduler {
         pieceLength,
         digests: [],
         peers: new Map(),
+        peerList: [],
         dag: new TaskDag(),
         backToSource: new Set(),
         seedTriggered: false
@@ -326,9 +368,13 @@ export class Scheduler {
         pieceCosts: [],
         blocklist: new Set(),
         rounds: 0,
-        seedWaitRounds: 0
+        seedWaitRounds: 0,
+        assigned: [],
+        uploadsOk: 0,
+        uploadsFailed: 0
       }
       task.peers.set(id, peer)
+      task.peerList.push(peer)
       task.dag.addVertex(id)
     } else {
       peer.host = host
@@ -339,20 +385,27 @@ export class Scheduler {
   }
 
   private dropParents(task: TaskRecord, peerId: string): void {
-    for (const p of task.dag.removeInEdges(peerId)) {
+    const peer = task.peers.get(peerId)
+    if (peer === undefined) return
+    task.dag.removeInEdges(peerId)
+    for (const p of peer.assigned) {
       const host = task.peers.get(p)?.host.id
       if (host !== undefined) this.hostUploads.set(host, Math.max(0, (this.hostUploads.get(host) ?? 0) - 1))
     }
+    peer.assigned = []
   }
 
   private removePeer(task: TaskRecord, peerId: string): void {
     this.dropParents(task, peerId)
-    const me = task.peers.get(peerId)
-    for (const c of [...task.dag.childrenOf(peerId)]) {
-      task.dag.removeEdge(peerId, c)
-      if (me !== undefined) this.hostUploads.set(me.host.id, Math.max(0, (this.hostUploads.get(me.host.id) ?? 0) - 1))
-    }
+    for (const c of [...task.dag.childrenOf(peerId)]) task.dag.removeEdge(peerId, c)
     task.backToSource.delete(peerId)
+  }
+
+  private forget(task: TaskRecord, peerId: string): void {
+    task.peers.delete(peerId)
+    const i = task.peerList.findIndex((p) => p.id === peerId)
+    if (i >= 0) task.peerList.splice(i, 1)
+    task.dag.removeVertex(peerId)
   }
 
   private hasSeedHost(): boolean {

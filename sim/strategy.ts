@@ -1,8 +1,10 @@
-// Strategies are configurations of the ONE core scheduler, never separate code paths: "direct" is a
-// scheduler that hands out no parents and lets everyone go to the origin at once; "p2p" is
-// Dragonfly's defaults with its evaluator and the scenario's seed peers.
-import { defaultSchedulerConfig, type SchedulerConfig } from "../core/scheduler/config.ts"
-import { dragonflyEvaluator, type Evaluator } from "../core/scheduler/evaluator.ts"
+// Strategies are configurations of the ONE core (core/strategies.ts): a scheduler config, an
+// evaluator, a parent-handout policy and peer options. Here they become what a simulated world needs.
+import type { PeerOptions } from "../core/peer/conductor.ts"
+import type { SchedulerConfig } from "../core/scheduler/config.ts"
+import type { Evaluator } from "../core/scheduler/evaluator.ts"
+import { Scheduler } from "../core/scheduler/scheduler.ts"
+import { strategies } from "../core/strategies.ts"
 import type { Strategy } from "./scenario.ts"
 
 export interface StrategySetup {
@@ -10,23 +12,18 @@ export interface StrategySetup {
   readonly evaluator: Evaluator
   /** Whether the scenario's seed hosts take part. */
   readonly seeds: boolean
+  readonly peerOptions: Partial<PeerOptions>
+  /** A scheduler with empty state; a restart (chaos) makes another with a new epoch. */
+  makeScheduler(epoch: string): Scheduler
 }
 
 export const strategySetup = (strategy: Strategy): StrategySetup => {
-  switch (strategy) {
-    case "direct":
-      return {
-        config: {
-          ...defaultSchedulerConfig,
-          candidateParentLimit: 0,
-          backToSourceCount: Infinity,
-          // The first fruitless round already sends the peer to the origin.
-          retryBackToSourceLimit: 1
-        },
-        evaluator: dragonflyEvaluator,
-        seeds: false
-      }
-    case "p2p":
-      return { config: defaultSchedulerConfig, evaluator: dragonflyEvaluator, seeds: true }
+  const s = strategies[strategy]
+  return {
+    config: s.config,
+    evaluator: s.evaluator,
+    seeds: s.seeds,
+    peerOptions: s.peerOptions,
+    makeScheduler: (epoch) => new Scheduler(s.config, s.evaluator, epoch, s.handout)
   }
 }

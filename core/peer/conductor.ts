@@ -43,6 +43,8 @@ export interface PeerOptions {
   readonly perParentPieces: number
   /** Prefer low piece indices (streaming to a reader) over pure rarest-first. */
   readonly sequentialBias: boolean
+  /** BitTorrent's endgame: once every missing piece is requested, request the stragglers again elsewhere. */
+  readonly endgame: boolean
   /** No piece finished for this long → ask the scheduler for other parents. */
   readonly stallTimeoutMillis: number
   /** One piece from one parent may take this long before it counts as a (temporary) failure. */
@@ -56,6 +58,7 @@ export const defaultPeerOptions: PeerOptions = {
   concurrentPieces: 8,
   perParentPieces: 4,
   sequentialBias: false,
+  endgame: false,
   stallTimeoutMillis: 10_000,
   pieceTimeoutMillis: 60_000,
   parentFailureLimit: 3,
@@ -85,6 +88,8 @@ interface Source {
   readonly have: Uint8Array
   readonly claimed: Map<number, string>
   inflight: number
+  /** Pieces being fetched from this source now. */
+  readonly fetching: Set<number>
   failures: number
   /** No new fetches go to a retired source (dropped, failed, or replaced by a reschedule). */
   retired: boolean
@@ -122,7 +127,9 @@ export const downloadTask = (
     let pieceCount = 0
     let availability = new Int32Array(0)
     let expected: Array<string | null> = []
-    const inflight = new Set<number>()
+    /** Piece → fetches of it in flight (more than one only in endgame). */
+    const inflight = new Map<number, number>()
+    let fetchesInFlight = 0
     const sources = new Map<string, Source>()
     let bytesFromPeers = 0
     let bytesFromOrigin = 0
@@ -171,8 +178,7 @@ export const downloadTask = (
       Effect.gen(function*() {
         for (const s of sources.values()) if (s.id !== ORIGIN) yield* retire(s)
         for (const p of parents) {
-          const existing = sources.get(p.peerId)
-          if (existing !== undefined) sources.delete(p.peerId)
+          sources.delete(p.peerId)
           const s: Source = {
             id: p.peerId,
             parent: p,
@@ -180,7 +186,9 @@ export const downloadTask = (
             maxInflight: options.perParentPieces,
             have: new Uint8Array(pieceCount),
             claimed: new Map(),
-            inflight: existing?.inflight ?? 0,
+            // Fetches still running from an earlier adoption settle on that (retired) record.
+            inflight: 0,
+            fetching: new Set(),
             failures: 0,
             retired: false,
             watcher: undefined
@@ -209,6 +217,7 @@ export const downloadTask = (
           have: new Uint8Array(pieceCount).fill(1),
           claimed: new Map(),
           inflight: 0,
+          fetching: new Set(),
           failures: 0,
           retired: false,
           watcher: undefined
@@ -309,29 +318,56 @@ export const downloadTask = (
         Effect.asVoid
       )
 
+    const startFetch = (s: Source, index: number) => {
+      inflight.set(index, (inflight.get(index) ?? 0) + 1)
+      fetchesInFlight++
+      ledger!.markArriving(index)
+      s.inflight++
+      s.fetching.add(index)
+      return Effect.forkChild(fetch(s, index))
+    }
+
+    const fetchEnded = (s: Source, index: number) => {
+      s.inflight--
+      s.fetching.delete(index)
+      fetchesInFlight--
+      const n = (inflight.get(index) ?? 1) - 1
+      if (n > 0) inflight.set(index, n)
+      else inflight.delete(index)
+    }
+
     const dispatch = (offset: number) =>
       Effect.gen(function*() {
-        const room = options.concurrentPieces - inflight.size
+        let room = options.concurrentPieces - fetchesInFlight
         if (room <= 0) return
+        const live = [...sources.values()].filter((s) => !s.retired)
         const picks = pickPieces({ pieceCount, availability, wanted }, room, offset, options.sequentialBias)
         for (const index of picks) {
-          const holders = [...sources.values()].filter((s) => !s.retired && s.have[index] === 1)
-          const s = chooseSource(holders)
+          const s = chooseSource(live.filter((x) => x.have[index] === 1))
           if (s === undefined) continue
-          inflight.add(index)
-          ledger!.markArriving(index)
-          s.inflight++
-          yield* Effect.forkChild(fetch(s, index))
+          yield* startFetch(s, index)
+          room--
+        }
+        // Endgame: every missing piece is already requested; ask other holders for the stragglers too.
+        if (options.endgame && room > 0 && inflight.size > 0 && ledger!.version + inflight.size === pieceCount) {
+          for (const index of inflight.keys()) {
+            if (room <= 0) break
+            const s = chooseSource(live.filter((x) => x.have[index] === 1 && !x.fetching.has(index)))
+            if (s === undefined) continue
+            yield* startFetch(s, index)
+            room--
+          }
         }
       })
 
     const onFetched = (s: Source, index: number, bytes: Uint8Array, millis: number) =>
       Effect.gen(function*() {
+        if (ledger!.has(index)) return // an endgame duplicate that lost the race
         const digest = sha.hex(bytes)
         const want = expected[index] ?? (s.id === ORIGIN ? null : s.claimed.get(index) ?? null)
         if (want !== null && want !== digest) {
           // A corrupt piece: never stored, the parent is dropped and reported as bad.
-          ledger!.clearArriving(index)
+          if (!inflight.has(index)) ledger!.clearArriving(index)
           yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary: false, reason: `digest mismatch: got ${digest}, expected ${want}` }))
           if (s.id === ORIGIN) return yield* fail(`origin content of piece ${index} does not match the task's digest`)
           yield* retire(s)
@@ -349,7 +385,7 @@ export const downloadTask = (
 
     const onFetchFailed = (s: Source, index: number, reason: string, temporary: boolean) =>
       Effect.gen(function*() {
-        ledger!.clearArriving(index)
+        if (!inflight.has(index)) ledger!.clearArriving(index)
         yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary, reason }))
         s.failures++
         if (s.id === ORIGIN) {
@@ -369,7 +405,7 @@ export const downloadTask = (
     while (needLoop && !ledger.complete) {
       yield* dispatch(rotation)
       const live = [...sources.values()].some((s) => !s.retired)
-      if (!live && inflight.size === 0) {
+      if (!live && fetchesInFlight === 0) {
         yield* reschedule("no live parent")
         continue
       }
@@ -398,13 +434,11 @@ export const downloadTask = (
           yield* retire(ev.source)
           break
         case "Fetched":
-          ev.source.inflight--
-          inflight.delete(ev.index)
+          fetchEnded(ev.source, ev.index)
           yield* onFetched(ev.source, ev.index, ev.bytes, ev.millis)
           break
         case "FetchFailed":
-          ev.source.inflight--
-          inflight.delete(ev.index)
+          fetchEnded(ev.source, ev.index)
           yield* onFetchFailed(ev.source, ev.index, ev.reason, ev.temporary)
           break
       }

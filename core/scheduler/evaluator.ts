@@ -86,3 +86,46 @@ export const dragonflyEvaluator: Evaluator = {
     0.1 * hostTypeScore(parent),
   isBadParent: isBadParentByCost
 }
+
+const fraction = (part: number, whole: number) => (whole > 0 ? Math.min(1, part / whole) : 0)
+
+/**
+ * Dragonfly's earlier evaluator: finished pieces 0.2, upload success 0.2, free upload slots 0.15,
+ * host type 0.15, IDC 0.15, location 0.15.
+ */
+export const dragonflyLegacyEvaluator: Evaluator = {
+  name: "dragonfly-legacy",
+  score: (parent, load, child, totalPieces) => {
+    const ok = parent.uploadsOk ?? 0
+    const failed = parent.uploadsFailed ?? 0
+    return (
+      0.2 * fraction(parent.finishedPieces, totalPieces) +
+      0.2 * (ok + failed === 0 ? 1 : ok / (ok + failed)) +
+      0.15 * Math.max(0, 1 - load.uploads / parent.host.uploadSlots) +
+      0.15 * hostTypeScore(parent) +
+      0.15 * idcAffinity(parent.host.idc, child.host.idc) +
+      0.15 * locationAffinity(parent.host.location, child.host.location)
+    )
+  },
+  isBadParent: isBadParentByCost
+}
+
+/**
+ * Damselfly's: what a child can expect to receive from a parent — its upload bandwidth shared among
+ * the children it already serves, relative to the child's own download bandwidth — then topology
+ * (same IDC, then same rack via the location prefix) and how far ahead the parent is.
+ */
+export const damselflyEvaluator: Evaluator = {
+  name: "damselfly",
+  score: (parent, load, child, totalPieces) => {
+    const share = parent.host.uploadBandwidth / (load.uploads + 1)
+    const ahead = parent.host.type === "seed" && parent.state !== "succeeded" ? 1 : fraction(parent.finishedPieces, totalPieces)
+    return (
+      0.4 * fraction(share, child.host.downloadBandwidth) +
+      0.25 * idcAffinity(parent.host.idc, child.host.idc) +
+      0.15 * locationAffinity(parent.host.location, child.host.location) +
+      0.2 * ahead
+    )
+  },
+  isBadParent: isBadParentByCost
+}

@@ -1,0 +1,101 @@
+// The field's distribution strategies as configurations of the one core: a scheduler config, an
+// evaluator, a parent-handout policy and peer options (the piece picker's knobs). Worlds pick one by
+// name; none of them is a separate code path.
+import type { PeerOptions } from "./peer/conductor.ts"
+import { defaultSchedulerConfig, type SchedulerConfig } from "./scheduler/config.ts"
+import { damselflyEvaluator, dragonflyEvaluator, dragonflyLegacyEvaluator, type Evaluator } from "./scheduler/evaluator.ts"
+import { completeHoldersOnly, dagTopK, noParents, type ParentHandout, scoredMesh, trackerList } from "./scheduler/handout.ts"
+
+export const strategyNames = [
+  "direct",
+  "p2p",
+  "dragonfly",
+  "dragonfly-legacy",
+  "kraken",
+  "spegel",
+  "bittorrent",
+  "damselfly"
+] as const
+export type StrategyName = typeof strategyNames[number]
+
+export interface StrategyDefinition {
+  readonly name: StrategyName
+  readonly description: string
+  readonly config: SchedulerConfig
+  readonly evaluator: Evaluator
+  readonly handout: ParentHandout
+  readonly peerOptions: Partial<PeerOptions>
+  /** Whether seed peers take part (Kraken's origin cluster plays that role for `kraken`). */
+  readonly seeds: boolean
+}
+
+const dragonfly: Omit<StrategyDefinition, "name" | "description"> = {
+  config: defaultSchedulerConfig,
+  evaluator: dragonflyEvaluator,
+  handout: dagTopK(defaultSchedulerConfig.filterParentLimit, defaultSchedulerConfig.candidateParentLimit),
+  peerOptions: {},
+  seeds: true
+}
+
+/** Everyone to the origin at once: the first fruitless round already sends a peer there. */
+const originOnly: SchedulerConfig = { ...defaultSchedulerConfig, candidateParentLimit: 0, backToSourceCount: Infinity, retryBackToSourceLimit: 1 }
+
+export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
+  direct: {
+    name: "direct",
+    description: "every peer from the origin",
+    config: originOnly,
+    evaluator: dragonflyEvaluator,
+    handout: noParents,
+    peerOptions: {},
+    seeds: false
+  },
+  p2p: { name: "p2p", description: "Dragonfly's defaults (alias of dragonfly)", ...dragonfly },
+  dragonfly: {
+    name: "dragonfly",
+    description: "Dragonfly: 0.6 load, 0.2 IDC, 0.1 location, 0.1 host type; 15 sampled, top 3 parents in a DAG",
+    ...dragonfly
+  },
+  "dragonfly-legacy": {
+    name: "dragonfly-legacy",
+    description: "Dragonfly's earlier evaluator (finished pieces, upload success, free slots, host type, IDC, location)",
+    ...dragonfly,
+    evaluator: dragonflyLegacyEvaluator
+  },
+  kraken: {
+    name: "kraken",
+    description: "Kraken: tracker hands out up to 50 peers, complete first; 10 connections per blob, 3 requests per peer, rarest first",
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 10, handoutSample: 100 },
+    evaluator: dragonflyEvaluator,
+    handout: trackerList(50, true),
+    peerOptions: { concurrentPieces: 30, perParentPieces: 3 },
+    seeds: true
+  },
+  spegel: {
+    name: "spegel",
+    description: "Spegel: only nodes holding the whole blob serve it, whole blob from one node, else the origin",
+    config: { ...originOnly, candidateParentLimit: 1, handoutSample: Number.MAX_SAFE_INTEGER },
+    evaluator: dragonflyEvaluator,
+    handout: completeHoldersOnly(1),
+    peerOptions: { concurrentPieces: 4, perParentPieces: 4, sequentialBias: true },
+    seeds: false
+  },
+  bittorrent: {
+    name: "bittorrent",
+    description: "BitTorrent: random peer lists from a tracker, rarest first, endgame",
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 30, handoutSample: 50 },
+    evaluator: dragonflyEvaluator,
+    handout: trackerList(50, false),
+    peerOptions: { concurrentPieces: 16, perParentPieces: 2, endgame: true },
+    seeds: true
+  },
+  damselfly: {
+    name: "damselfly",
+    description: "Damselfly: a mesh of 8 parents ranked by expected share of upload bandwidth, IDC, rack and progress",
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40 },
+    evaluator: damselflyEvaluator,
+    handout: scoredMesh(8),
+    peerOptions: { concurrentPieces: 16, perParentPieces: 4, endgame: true },
+    seeds: true
+  }
+}

@@ -60,7 +60,9 @@ export class RescheduleParents extends Schema.TaggedClass<RescheduleParents>()("
   peerId: PeerId,
   taskId: TaskId,
   blockedParents: Schema.Array(PeerId),
-  reason: Schema.String
+  reason: Schema.String,
+  /** A periodic re-announce that wants more parents: one round, and never a verdict such as back-to-source. */
+  refresh: Schema.optionalKey(Schema.Boolean)
 }) {}
 
 export class DownloadFinished extends Schema.TaggedClass<DownloadFinished>()("DownloadFinished", {

@@ -68,7 +68,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     config: { ...defaultSchedulerConfig, candidateParentLimit: 10, handoutSample: 100 },
     evaluator: dragonflyEvaluator,
     handout: trackerList(50, true),
-    peerOptions: { concurrentPieces: 30, perParentPieces: 3 },
+    // Agents re-announce to the tracker every few seconds and connect to the new peers.
+    peerOptions: { concurrentPieces: 30, perParentPieces: 3, refreshParentsMillis: 3_000 },
     seeds: true
   },
   spegel: {
@@ -86,7 +87,7 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     config: { ...defaultSchedulerConfig, candidateParentLimit: 30, handoutSample: 50 },
     evaluator: dragonflyEvaluator,
     handout: trackerList(50, false),
-    peerOptions: { concurrentPieces: 16, perParentPieces: 2, endgame: true },
+    peerOptions: { concurrentPieces: 16, perParentPieces: 2, endgame: true, refreshParentsMillis: 5_000 },
     seeds: true
   },
   damselfly: {
@@ -94,8 +95,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     description: "Damselfly: a mesh of 8 parents ranked by expected share of upload bandwidth, IDC, rack and progress",
     config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40 },
     evaluator: damselflyEvaluator,
-    handout: scoredMesh(8),
-    peerOptions: { concurrentPieces: 16, perParentPieces: 4, endgame: true },
+    handout: scoredMesh(8, 4),
+    peerOptions: { concurrentPieces: 16, perParentPieces: 4, endgame: true, refreshParentsMillis: 500 },
     seeds: true
   }
 }

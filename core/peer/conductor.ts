@@ -51,6 +51,8 @@ export interface PeerOptions {
   readonly pieceTimeoutMillis: number
   /** Temporary failures after which a parent is dropped and blocklisted. */
   readonly parentFailureLimit: number
+  /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
+  readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
 }
 
@@ -62,6 +64,7 @@ export const defaultPeerOptions: PeerOptions = {
   stallTimeoutMillis: 10_000,
   pieceTimeoutMillis: 60_000,
   parentFailureLimit: 3,
+  refreshParentsMillis: 0,
   disableBackToSource: false
 }
 
@@ -130,7 +133,10 @@ export const downloadTask = (
     /** Piece → fetches of it in flight (more than one only in endgame). */
     const inflight = new Map<number, number>()
     let fetchesInFlight = 0
+    /** Live sources by id; a retired source leaves the map (its running fetches still settle on it). */
     const sources = new Map<string, Source>()
+    /** Parents that served corrupt data, failed too often or went away: never asked again. */
+    const failed = new Set<string>()
     let bytesFromPeers = 0
     let bytesFromOrigin = 0
     let backToSource = false
@@ -154,6 +160,7 @@ export const downloadTask = (
       Effect.gen(function*() {
         if (s.retired) return
         s.retired = true
+        if (sources.get(s.id) === s) sources.delete(s.id)
         for (let i = 0; i < pieceCount; i++) if (s.have[i] === 1) availability[i]--
         if (s.watcher !== undefined) yield* Fiber.interrupt(s.watcher)
       })
@@ -174,11 +181,12 @@ export const downloadTask = (
         Effect.asVoid
       )
 
-    const adoptParents = (parents: ReadonlyArray<CandidateParent>) =>
+    /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
+    const adoptParents = (parents: ReadonlyArray<CandidateParent>, merge = false) =>
       Effect.gen(function*() {
-        for (const s of sources.values()) if (s.id !== ORIGIN) yield* retire(s)
+        if (!merge) for (const s of [...sources.values()]) if (s.id !== ORIGIN) yield* retire(s)
         for (const p of parents) {
-          sources.delete(p.peerId)
+          if (failed.has(p.peerId) || sources.has(p.peerId)) continue
           const s: Source = {
             id: p.peerId,
             parent: p,
@@ -208,7 +216,7 @@ export const downloadTask = (
           yield* openTask(probe.contentLength, request.pieceLength)
         }
         yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
-        for (const s of sources.values()) yield* retire(s)
+        for (const s of [...sources.values()]) yield* retire(s)
         const s: Source = {
           id: ORIGIN,
           parent: undefined,
@@ -278,17 +286,23 @@ export const downloadTask = (
       channel.request(message).pipe(
         Effect.matchEffect({
           onFailure: (e: SchedulerUnavailable) =>
-            [...sources.values()].some((s) => !s.retired)
+            sources.size > 0
               ? Effect.succeed(true)
               : Effect.andThen(goToOrigin(`scheduler unreachable: ${e.message}`), Effect.succeed(true)),
           onSuccess: follow
         })
       )
 
+    /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
+    const refresh = () =>
+      channel.request(new RescheduleParents({ ...base, blockedParents: [...failed], reason: "refresh", refresh: true })).pipe(
+        Effect.flatMap((answer) => answer._tag === "CandidateParents" ? adoptParents(answer.parents, true) : Effect.void),
+        Effect.ignore
+      )
+
     const reschedule = (reason: string) =>
       Effect.gen(function*() {
-        const blocked = [...sources.values()].filter((s) => s.retired && s.id !== ORIGIN).map((s) => s.id)
-        yield* ask(new RescheduleParents({ ...base, blockedParents: blocked, reason }))
+        yield* ask(new RescheduleParents({ ...base, blockedParents: [...failed], reason }))
       })
 
     // ---------------------------------------------------------------- fetching
@@ -340,7 +354,7 @@ export const downloadTask = (
       Effect.gen(function*() {
         let room = options.concurrentPieces - fetchesInFlight
         if (room <= 0) return
-        const live = [...sources.values()].filter((s) => !s.retired)
+        const live = [...sources.values()]
         const picks = pickPieces({ pieceCount, availability, wanted }, room, offset, options.sequentialBias)
         for (const index of picks) {
           const s = chooseSource(live.filter((x) => x.have[index] === 1))
@@ -370,6 +384,7 @@ export const downloadTask = (
           if (!inflight.has(index)) ledger!.clearArriving(index)
           yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary: false, reason: `digest mismatch: got ${digest}, expected ${want}` }))
           if (s.id === ORIGIN) return yield* fail(`origin content of piece ${index} does not match the task's digest`)
+          failed.add(s.id)
           yield* retire(s)
           return
         }
@@ -392,7 +407,10 @@ export const downloadTask = (
           if (s.failures > options.parentFailureLimit * pieceCount + 8) return yield* fail(`origin keeps failing: ${reason}`)
           return
         }
-        if (!temporary || s.failures >= options.parentFailureLimit) yield* retire(s)
+        if (!temporary || s.failures >= options.parentFailureLimit) {
+          failed.add(s.id)
+          yield* retire(s)
+        }
       })
 
     // ---------------------------------------------------------------- the run
@@ -401,20 +419,28 @@ export const downloadTask = (
     if (ledger === undefined) return yield* fail("the scheduler gave no task metadata")
     lastProgress = yield* Clock.currentTimeMillis
     const rotation = yield* Random.nextIntBetween(0, Math.max(0, pieceCount - 1))
+    let nextRefresh = lastProgress + options.refreshParentsMillis
 
     while (needLoop && !ledger.complete) {
       yield* dispatch(rotation)
-      const live = [...sources.values()].some((s) => !s.retired)
-      if (!live && fetchesInFlight === 0) {
+      if (sources.size === 0 && fetchesInFlight === 0) {
         yield* reschedule("no live parent")
         continue
       }
       const now = yield* Clock.currentTimeMillis
-      const wait = Math.max(1, lastProgress + options.stallTimeoutMillis - now)
-      const next = yield* Effect.timeoutOption(Queue.take(events), wait)
+      const stallAt = lastProgress + options.stallTimeoutMillis
+      const refreshing = options.refreshParentsMillis > 0 && !sources.has(ORIGIN)
+      const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(1, (refreshing ? Math.min(stallAt, nextRefresh) : stallAt) - now))
       if (Option.isNone(next)) {
+        const at = yield* Clock.currentTimeMillis
+        if (refreshing && at >= nextRefresh && at < stallAt) {
+          nextRefresh = at + options.refreshParentsMillis
+          yield* refresh()
+          continue
+        }
         if (!sources.has(ORIGIN)) yield* reschedule(`no piece for ${options.stallTimeoutMillis} ms`)
-        lastProgress = yield* Clock.currentTimeMillis
+        lastProgress = at
+        nextRefresh = at + options.refreshParentsMillis
         continue
       }
       const ev = next.value
@@ -431,6 +457,7 @@ export const downloadTask = (
           break
         }
         case "AvailabilityLost":
+          failed.add(ev.source.id)
           yield* retire(ev.source)
           break
         case "Fetched":
@@ -445,7 +472,7 @@ export const downloadTask = (
     }
     needLoop = false
 
-    for (const s of sources.values()) yield* retire(s)
+    for (const s of [...sources.values()]) yield* retire(s)
     yield* Effect.mapError(store.commit(request.taskId), (e) => new DownloadError({ message: `piece store: ${e.message}` }))
     yield* Effect.ignore(channel.report(new DownloadFinished({ ...base, contentLength: ledger.contentLength })))
     return {

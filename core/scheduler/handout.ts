@@ -68,13 +68,16 @@ export const noParents: ParentHandout = { name: "none", dag: false, select: () =
 
 /**
  * Damselfly's own: a mesh (no DAG, so two peers can trade pieces both ways) of up to `k` parents,
- * ranked by the evaluator, which for Damselfly weighs spare upload bandwidth and topology.
+ * ranked by the evaluator. A parent takes at most `fanout` × (its upload / the child's download)
+ * children at once, so a seed that is still fetching feeds a few peers at full speed, which relay,
+ * instead of splitting its uplink across everyone who wants the newest piece.
  */
-export const scoredMesh = (k: number): ParentHandout => ({
+export const scoredMesh = (k: number, fanout: number): ParentHandout => ({
   name: "scored-mesh",
   dag: false,
   select: (ctx) =>
     ctx.eligible
+      .filter((p) => ctx.loadOf(p.host.id).uploads < Math.max(1, Math.round(fanout * p.host.uploadBandwidth / ctx.child.host.downloadBandwidth)))
       .map((p) => ({ p, s: ctx.evaluator.score(p, ctx.loadOf(p.host.id), ctx.child, ctx.totalPieces) }))
       .sort((a, b) => b.s - a.s)
       .slice(0, k)

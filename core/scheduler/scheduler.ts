@@ -91,7 +91,9 @@ export class Scheduler {
       case "RegisterPeer":
         return this.register(message)
       case "RescheduleParents":
-        return this.reschedule(message.taskId, message.peerId, message.blockedParents)
+        return message.refresh === true
+          ? this.refreshParents(message.taskId, message.peerId, message.blockedParents)
+          : this.reschedule(message.taskId, message.peerId, message.blockedParents)
     }
   }
 
@@ -135,6 +137,31 @@ export class Scheduler {
     })
   }
 
+  /** One round for a peer that is doing fine and wants more parents (mesh strategies re-announce). */
+  private refreshParents(taskId: TaskId, peerId: string, blocked: ReadonlyArray<string>): Effect.Effect<SchedulerToPeer> {
+    return Effect.suspend((): Effect.Effect<SchedulerToPeer> => {
+      const task = this.tasks.get(taskId)
+      const peer = task?.peers.get(peerId)
+      if (task === undefined || peer === undefined) return Effect.succeed(new NeedRegister({ taskId }))
+      for (const b of blocked) peer.blocklist.add(b)
+      if (task.contentLength === null) return Effect.succeed(new ScheduleFailed({ taskId, reason: "task length not known yet" }))
+      return Effect.map(this.selectParents(task, peer), (parents) => {
+        if (parents.length === 0) return new ScheduleFailed({ taskId, reason: "no parent to add" })
+        this.assign(task, peer, parents)
+        return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
+      })
+    })
+  }
+
+  private assign(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>): void {
+    this.dropParents(task, peer.id)
+    for (const p of parents) {
+      if (this.handout.dag) task.dag.addEdge(p.id, peer.id)
+      peer.assigned.push(p.id)
+      this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
+    }
+  }
+
   /** Rounds of filter → score → top K, spaced by the retry interval, until parents or a verdict. */
   private scheduleRounds(task: TaskRecord, peer: PeerRecord): Effect.Effect<SchedulerToPeer> {
     const round: Effect.Effect<SchedulerToPeer | undefined> = Effect.gen({ self: this }, function*() {
@@ -151,12 +178,7 @@ export class Scheduler {
       peer.rounds++
       const parents = task.contentLength === null ? [] : yield* this.selectParents(task, peer)
       if (parents.length > 0) {
-        this.dropParents(task, peer.id)
-        for (const p of parents) {
-          if (this.handout.dag) task.dag.addEdge(p.id, peer.id)
-          peer.assigned.push(p.id)
-          this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
-        }
+        this.assign(task, peer, parents)
         if (peer.state === "pending") peer.state = "received-normal"
         return new CandidateParents({
           task: this.taskMessage(task),

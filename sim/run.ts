@@ -32,6 +32,8 @@ export interface RunResult {
   readonly savingsPercent: number
   /** Seconds from each peer's arrival to the end of its download (finished peers only). */
   readonly completionSeconds: Percentiles
+  /** Every finished peer's completion time in seconds, sorted ascending (for CDFs). */
+  readonly completionTimesSeconds: ReadonlyArray<number>
   readonly finishedPeers: number
   readonly failedPeers: number
   readonly boundSeconds: number
@@ -126,6 +128,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     originEgressCopies: originEgressBytes / sizeBytes,
     savingsPercent: 100 * (1 - originEgressBytes / (n * sizeBytes)),
     completionSeconds: completion,
+    completionTimesSeconds: times,
     finishedPeers: times.length,
     failedPeers: n - times.length,
     boundSeconds: bound,

@@ -366,7 +366,8 @@ export const downloadTask = (
         if (options.endgame && room > 0 && inflight.size > 0 && ledger!.version + inflight.size === pieceCount) {
           for (const index of inflight.keys()) {
             if (room <= 0) break
-            const s = chooseSource(live.filter((x) => x.have[index] === 1 && !x.fetching.has(index)))
+            // Never twice from the origin: that would cost it more than one copy.
+            const s = chooseSource(live.filter((x) => x.id !== ORIGIN && x.have[index] === 1 && !x.fetching.has(index)))
             if (s === undefined) continue
             yield* startFetch(s, index)
             room--

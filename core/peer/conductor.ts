@@ -51,6 +51,8 @@ export interface PeerOptions {
   readonly pieceTimeoutMillis: number
   /** Temporary failures after which a parent is dropped and blocklisted. */
   readonly parentFailureLimit: number
+  /** Consecutive origin failures (with backoff between them) before the download fails. */
+  readonly originFailureLimit: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
@@ -64,6 +66,7 @@ export const defaultPeerOptions: PeerOptions = {
   stallTimeoutMillis: 10_000,
   pieceTimeoutMillis: 60_000,
   parentFailureLimit: 3,
+  originFailureLimit: 8,
   refreshParentsMillis: 0,
   disableBackToSource: false
 }
@@ -311,6 +314,8 @@ export const downloadTask = (
       Effect.gen(function*() {
         const piece = pieceAt(ledger!.contentLength, ledger!.pieceLength, index)
         const started = yield* Clock.currentTimeMillis
+        // A failing origin is retried with exponential backoff (100 ms doubling, capped at 5 s).
+        if (s.id === ORIGIN && s.failures > 0) yield* Effect.sleep(Math.min(5_000, 100 * 2 ** Math.min(6, s.failures - 1)))
         const bytes = s.id === ORIGIN
           ? yield* Effect.mapError(origin.fetchRange(originRequest, piece.offset, piece.length), (e) => ({
             message: `origin: ${e.message}`,
@@ -393,8 +398,12 @@ export const downloadTask = (
         ledger!.add(index, digest)
         expected[index] = digest
         const length = pieceAt(ledger!.contentLength, ledger!.pieceLength, index).length
-        if (s.id === ORIGIN) bytesFromOrigin += length
-        else bytesFromPeers += length
+        if (s.id === ORIGIN) {
+          bytesFromOrigin += length
+          s.failures = 0
+        } else {
+          bytesFromPeers += length
+        }
         lastProgress = yield* Clock.currentTimeMillis
         yield* report(new PieceFinished({ ...base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
       })
@@ -405,7 +414,10 @@ export const downloadTask = (
         yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary, reason }))
         s.failures++
         if (s.id === ORIGIN) {
-          if (s.failures > options.parentFailureLimit * pieceCount + 8) return yield* fail(`origin keeps failing: ${reason}`)
+          // `failures` counts failures since the origin last delivered a piece.
+          if (s.failures >= options.originFailureLimit) {
+            return yield* fail(`origin failed ${s.failures} times in a row, last: ${reason}`)
+          }
           return
         }
         if (!temporary || s.failures >= options.parentFailureLimit) {

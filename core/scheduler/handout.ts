@@ -75,11 +75,13 @@ export const noParents: ParentHandout = { name: "none", dag: false, select: () =
 export const scoredMesh = (k: number, fanout: number): ParentHandout => ({
   name: "scored-mesh",
   dag: false,
-  select: (ctx) =>
-    ctx.eligible
-      .filter((p) => ctx.loadOf(p.host.id).uploads < Math.max(1, Math.round(fanout * p.host.uploadBandwidth / ctx.child.host.downloadBandwidth)))
-      .map((p) => ({ p, s: ctx.evaluator.score(p, ctx.loadOf(p.host.id), ctx.child, ctx.totalPieces) }))
+  select: (ctx) => {
+    const ranked = ctx.eligible
+      .map((p) => ({ p, load: ctx.loadOf(p.host.id), s: ctx.evaluator.score(p, ctx.loadOf(p.host.id), ctx.child, ctx.totalPieces) }))
       .sort((a, b) => b.s - a.s)
-      .slice(0, k)
-      .map((x) => x.p)
+    const open = ranked.filter((x) => x.load.uploads < Math.max(1, Math.round(fanout * x.p.host.uploadBandwidth / ctx.child.host.downloadBandwidth)))
+    // Everyone at their fan-out: better the least loaded than no parent (which would send the peer to the origin).
+    const chosen = open.length > 0 ? open : [...ranked].sort((a, b) => a.load.uploads - b.load.uploads)
+    return chosen.slice(0, k).map((x) => x.p)
+  }
 })

@@ -96,6 +96,8 @@ interface Source {
   inflight: number
   /** Pieces being fetched from this source now. */
   readonly fetching: Set<number>
+  /** Bytes/s this source delivered per fetch, as a moving average (undefined until measured). */
+  measuredRate: number | undefined
   failures: number
   /** No new fetches go to a retired source (dropped, failed, or replaced by a reschedule). */
   retired: boolean
@@ -200,6 +202,7 @@ export const downloadTask = (
             // Fetches still running from an earlier adoption settle on that (retired) record.
             inflight: 0,
             fetching: new Set(),
+            measuredRate: undefined,
             failures: 0,
             retired: false,
             watcher: undefined
@@ -229,6 +232,7 @@ export const downloadTask = (
           claimed: new Map(),
           inflight: 0,
           fetching: new Set(),
+          measuredRate: undefined,
           failures: 0,
           retired: false,
           watcher: undefined
@@ -398,6 +402,9 @@ export const downloadTask = (
         ledger!.add(index, digest)
         expected[index] = digest
         const length = pieceAt(ledger!.contentLength, ledger!.pieceLength, index).length
+        // Per-fetch rate times the fetches we had in flight from it: what the source gives us in all.
+        const rate = (length * 1000 / Math.max(1, millis)) * Math.max(1, s.inflight + 1)
+        s.measuredRate = s.measuredRate === undefined ? rate : 0.7 * s.measuredRate + 0.3 * rate
         if (s.id === ORIGIN) {
           bytesFromOrigin += length
           s.failures = 0

@@ -35,6 +35,8 @@ export interface SourceLoad {
   readonly id: string
   /** Upload capacity in bytes/s as the scheduler announced it. */
   readonly uploadBandwidth: number
+  /** What this source actually delivered to us, bytes/s (a moving average), once measured. */
+  readonly measuredRate?: number | undefined
   /** Our pieces in flight from this source. */
   readonly inflight: number
   /** Our cap on pieces in flight from this source. */
@@ -42,15 +44,17 @@ export interface SourceLoad {
 }
 
 /**
- * Among the sources holding a piece, the one with the most spare bandwidth for us: its capacity
- * divided by the pieces we would then have in flight from it. Returns undefined if all are full.
+ * Among the sources holding a piece, the one with the most spare bandwidth for us: what it delivers
+ * (measured once we have fetched from it, else its announced capacity) divided by the pieces we would
+ * then have in flight from it. A busy seed announces a wide uplink but delivers little; measuring
+ * keeps children from queueing behind it. Returns undefined if all are full.
  */
 export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>): S | undefined => {
   let best: S | undefined
   let bestShare = -1
   for (const s of holders) {
     if (s.inflight >= s.maxInflight) continue
-    const share = s.uploadBandwidth / (s.inflight + 1)
+    const share = (s.measuredRate ?? s.uploadBandwidth) / (s.inflight + 1)
     if (share > bestShare) {
       best = s
       bestShare = share

@@ -145,16 +145,18 @@ export class Scheduler {
       if (task === undefined || peer === undefined) return Effect.succeed(new NeedRegister({ taskId }))
       for (const b of blocked) peer.blocklist.add(b)
       if (task.contentLength === null) return Effect.succeed(new ScheduleFailed({ taskId, reason: "task length not known yet" }))
-      return Effect.map(this.selectParents(task, peer), (parents) => {
+      return Effect.map(this.selectParents(task, peer), (picked) => {
+        // The peer keeps the parents it has: add only new ones, and count them against their hosts.
+        const parents = picked.filter((p) => !peer.assigned.includes(p.id))
         if (parents.length === 0) return new ScheduleFailed({ taskId, reason: "no parent to add" })
-        this.assign(task, peer, parents)
+        this.assign(task, peer, parents, false)
         return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
       })
     })
   }
 
-  private assign(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>): void {
-    this.dropParents(task, peer.id)
+  private assign(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>, replace = true): void {
+    if (replace) this.dropParents(task, peer.id)
     for (const p of parents) {
       if (this.handout.dag) task.dag.addEdge(p.id, peer.id)
       peer.assigned.push(p.id)

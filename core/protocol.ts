@@ -6,6 +6,9 @@ import { Host, NonNegativeInt, PeerId, PositiveInt, Sha256Hex, Task, TaskId } fr
 
 // ---------------------------------------------------------------- peer → scheduler
 
+export const PieceEntry = Schema.Struct({ index: NonNegativeInt, digest: Sha256Hex })
+export type PieceEntry = typeof PieceEntry.Type
+
 export class AnnounceHost extends Schema.TaggedClass<AnnounceHost>()("AnnounceHost", {
   host: Host
 }) {}
@@ -21,7 +24,9 @@ export class RegisterPeer extends Schema.TaggedClass<RegisterPeer>()("RegisterPe
   /** Pieces already on disk (a restart, or a move to another scheduler). */
   finishedPieces: Schema.Array(NonNegativeInt),
   /** Only the task's metadata is wanted (a HEAD or stat), not a download. */
-  metadataOnly: Schema.Boolean
+  metadataOnly: Schema.Boolean,
+  /** Digests of the finished pieces, sent by a seed peer (which fetched them from the origin) when it re-registers. */
+  pieceDigests: Schema.optionalKey(Schema.Array(PieceEntry))
 }) {}
 
 export class DownloadStarted extends Schema.TaggedClass<DownloadStarted>()("DownloadStarted", {
@@ -159,8 +164,6 @@ export type SchedulerToPeer = typeof SchedulerToPeer.Type
 
 // ---------------------------------------------------------------- peer ↔ peer
 
-export const PieceEntry = Schema.Struct({ index: NonNegativeInt, digest: Sha256Hex })
-export type PieceEntry = typeof PieceEntry.Type
 
 /**
  * What a parent holds, as a delta: the pieces it gained after `since` (its ledger version), and the

@@ -3,10 +3,11 @@
 // can be replayed exactly (TigerBeetle VOPR style).
 import { writeFile } from "node:fs/promises"
 import { runScenario, type RunResult } from "./run.ts"
+import { strategyNames } from "../core/strategies.ts"
 import { loadScenario, ScenarioError, Strategy } from "./scenario.ts"
 import { Schema } from "effect"
 
-const USAGE = "usage: damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy direct|p2p]"
+const USAGE = `usage: damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy ${strategyNames.join("|")}]`
 
 interface SimArgs {
   readonly scenario: string
@@ -35,7 +36,7 @@ const parseArgs = (argv: ReadonlyArray<string>): SimArgs | string => {
       } else if (a === "--json") json = value()
       else if (a === "--strategy") {
         const v = value()
-        if (!Schema.is(Strategy)(v)) return `--strategy: expected "direct" or "p2p", got ${JSON.stringify(v)}`
+        if (!Schema.is(Strategy)(v)) return `--strategy: expected one of ${strategyNames.join(", ")}, got ${JSON.stringify(v)}`
         strategy = v
       } else if (a === "-h" || a === "--help") return USAGE
       else if (a.startsWith("-")) return `unknown option ${a}\n${USAGE}`

@@ -10,7 +10,8 @@ import type { SimEvent } from "./event-queue.ts"
 export interface NetHost {
   readonly index: number
   readonly name: string
-  readonly up: number
+  /** Link capacities; faults may change the uplink during a run (Network.setUplink). */
+  up: number
   readonly down: number
   readonly upFlows: Set<Flow>
   readonly downFlows: Set<Flow>
@@ -109,6 +110,16 @@ export class Network {
     flow.dst.bytesReceived += moved
     if (this.traceFlows) this.engine.record(`flow ${flow.id} cancel ${moved}`)
     this.reschedule(this.model.affected(flow.src, flow.dst), now)
+  }
+
+  /** Changes a host's uplink capacity now (a slowed parent or origin): its flows get new rates. */
+  setUplink(host: NetHost, up: number): void {
+    const now = this.engine.now
+    const flows = [...host.upFlows]
+    this.settle(flows, now)
+    host.up = up
+    if (this.traceFlows) this.engine.record(`uplink ${host.name} ${up}`)
+    this.reschedule(flows, now)
   }
 
   /** One request round trip, then the flow: an Effect that completes when the bytes are through. */

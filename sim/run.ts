@@ -38,6 +38,11 @@ export interface RunResult {
   readonly failedPeers: number
   readonly boundSeconds: number
   readonly maxOverBound: number
+  /**
+   * For homogeneous runs (the origin and every peer upload at the same rate u): the optimum for M
+   * pieces, (F/u)·(1 + ⌊log2 N⌋/M) — pieces cannot be relayed before they are whole. null otherwise.
+   */
+  readonly discreteOptimumSeconds: number | null
   /** Peers (and seeds) whose store holds every piece with the expected digest. */
   readonly verifiedPeers: number
   readonly verified: boolean
@@ -66,6 +71,10 @@ export const kumarRossBound = (
   const sumU = uploads.reduce((a, b) => a + b, 0)
   return Math.max(sizeBytes / originUpload, sizeBytes / dMin, (n * sizeBytes) / (originUpload + sumU))
 }
+
+/** (F/u)·(1 + ⌊log2 N⌋/M): the best any piece-wise schedule can do with N peers and a server all at u. */
+export const discreteOptimum = (sizeBytes: number, upload: number, peers: number, pieces: number): number =>
+  (sizeBytes / upload) * (1 + Math.floor(Math.log2(Math.max(1, peers))) / Math.max(1, pieces))
 
 const percentile = (sorted: ReadonlyArray<number>, q: number): number =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
@@ -132,6 +141,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     finishedPeers: times.length,
     failedPeers: n - times.length,
     boundSeconds: bound,
+    discreteOptimumSeconds: isHomogeneous(scenario) ? discreteOptimum(sizeBytes, scenario.origin.uploadBytesPerSecond, n, pieceCount) : null,
     maxOverBound: completion.max / bound,
     verifiedPeers,
     verified: verifiedPeers === holders.length && times.length === n,
@@ -143,3 +153,8 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     wallSeconds
   }
 }
+
+/** Every peer uploads as fast as the origin and downloads at least that fast. */
+const isHomogeneous = (scenario: Scenario): boolean =>
+  scenario.peer.uploadBytesPerSecond === scenario.origin.uploadBytesPerSecond &&
+  scenario.peer.downloadBytesPerSecond >= scenario.peer.uploadBytesPerSecond

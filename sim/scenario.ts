@@ -6,6 +6,8 @@ import { readFile } from "node:fs/promises"
 import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import YAML from "yaml"
+import { Fault } from "./faults.ts"
+import { strategyNames } from "../core/strategies.ts"
 
 const withDefault = <S extends Schema.Top>(value: S["Encoded"]) =>
   (schema: S) => schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
@@ -34,7 +36,7 @@ export const Idc = Schema.Struct({
 })
 export type Idc = typeof Idc.Type
 
-export const Strategy = Schema.Literals(["direct", "p2p"])
+export const Strategy = Schema.Literals(strategyNames)
 export type Strategy = typeof Strategy.Type
 
 export const Scenario = Schema.Struct({
@@ -66,6 +68,8 @@ export const Scenario = Schema.Struct({
     stallTimeoutMillis: Schema.optionalKey(Positive),
     disableBackToSource: Schema.optionalKey(Schema.Boolean)
   }).pipe(withDefault({})),
+  /** What goes wrong, and when (sim/faults.ts). Present (even empty) = hosts keep presence with the scheduler. */
+  faults: Schema.optionalKey(Schema.Array(Fault)),
   limits: Schema.Struct({
     /** A run that has not finished by then stops and reports the unfinished peers. */
     maxVirtualSeconds: Positive.pipe(withDefault(3600))

@@ -3,7 +3,9 @@
 // services; seed hosts start when the scheduler triggers them.
 import { Effect, Exit, type Fiber } from "effect"
 import { Host, peerIdOf, type TaskId } from "../core/domain.ts"
-import { AnnounceHost } from "../core/protocol.ts"
+import { AnnounceHost, LeavePeer } from "../core/protocol.ts"
+import { keepPresence } from "../core/peer/presence.ts"
+import type { PieceStore } from "../core/services/piece-store.ts"
 import { downloadTask, defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
@@ -11,7 +13,8 @@ import type { SeedPeerTrigger, SeedRequest } from "../core/services/seed-peer-tr
 import { Sha256 } from "../core/services/sha256.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { SimEngine } from "./engine.ts"
-import { type HostContext, provideHost, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
+import { Faults, PRESENCE_INTERVAL_MILLIS, PRESENCE_RETRY_MILLIS } from "./faults.ts"
+import { type HostContext, provideHost, schedulerChannel, sha256Service, type SimHost, type WorldMonitor } from "./host.ts"
 import { Network, type NetHost } from "./network.ts"
 import { originService } from "./origin.ts"
 import type { Scenario, Strategy } from "./scenario.ts"
@@ -22,12 +25,17 @@ export interface WorldOptions {
   readonly seed: number
   readonly strategy: Strategy
   readonly traceSink?: (line: string) => void
+  /** Chaos checkers: see every store write and every scheduler step. */
+  readonly monitor?: WorldMonitor
 }
 
 export class World implements HostContext {
   readonly engine: SimEngine
   readonly network: Network
-  readonly scheduler: Scheduler
+  /** The scheduler process of the moment: a fault plan may crash it and start a new one. */
+  scheduler: Scheduler
+  readonly faults: Faults
+  readonly monitor: WorldMonitor | undefined
   readonly schedulerNet: NetHost
   readonly originNet: NetHost
   /** Downloading peers, in scenario order. */
@@ -39,6 +47,11 @@ export class World implements HostContext {
   private readonly byId = new Map<string, SimHost>()
   private readonly idcOf: Array<string> = []
   private readonly fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  /** Each host's fibers (download, presence), to stop when it crashes. */
+  private readonly fibersOf = new Map<string, Array<Fiber.Fiber<unknown, unknown>>>()
+  private readonly stores = new Map<string, PieceStore["Service"]>()
+  private readonly makeScheduler: (epoch: string) => Scheduler
+  private epoch = 0
   /** Downloads started and not yet finished (peers and seeds). */
   running = 0
   /** Peers that have not finished yet (seeds excluded). */
@@ -47,13 +60,15 @@ export class World implements HostContext {
   constructor(readonly scenario: Scenario, readonly options: WorldOptions) {
     const engine = (this.engine = new SimEngine(options.seed, { traceSink: options.traceSink }))
     const setup = strategySetup(options.strategy)
-    this.scheduler = new Scheduler(setup.config, setup.evaluator)
+    this.makeScheduler = setup.makeScheduler
+    this.scheduler = setup.makeScheduler("epoch-0")
+    this.monitor = options.monitor
     const { intraIdcRttMs, interIdcRttMs } = scenario.latency
     this.network = new Network(engine, (a, b) =>
       a === b ? 0 : this.idcOf[a.index] === this.idcOf[b.index] ? intraIdcRttMs / 2 : interIdcRttMs / 2)
     this.pieceLength = pieceLengthFor(scenario.file.sizeBytes, scenario.file.pieceLength)
     this.taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: scenario.file.url, pieceLength: this.pieceLength }), Sha256, sha256Service))
-    this.peerOptions = { ...defaultPeerOptions, ...scenario.peerOptions }
+    this.peerOptions = { ...defaultPeerOptions, ...setup.peerOptions, ...scenario.peerOptions }
 
     // Control hosts: links far wider than any flow, so only their latency counts.
     this.schedulerNet = this.addNet("scheduler", scenario.scheduler?.idc ?? scenario.origin.idc, 1e15, 1e15)
@@ -70,6 +85,69 @@ export class World implements HostContext {
       if (setup.seeds) for (let i = 0; i < idc.seeds; i++) this.seeds.push(this.addHost(idc, d, i, "seed"))
     })
     this.peersLeft = this.peers.length
+    this.faults = new Faults(scenario.faults ?? [], this)
+  }
+
+  // ------------------------------------------------------------ what faults do (sim/faults.ts)
+
+  get nets(): ReadonlyArray<NetHost> {
+    return this.network.hosts
+  }
+
+  idcOfNet(net: NetHost): string {
+    return this.idcOf[net.index]
+  }
+
+  crashScheduler(): void {
+    this.faults.schedulerDown = true
+  }
+
+  /** A new scheduler process: new epoch, empty state. Hosts learn of it through presence. */
+  restartScheduler(): void {
+    this.scheduler = this.makeScheduler(`epoch-${++this.epoch}`)
+    this.faults.schedulerDown = false
+    this.monitor?.schedulerActivity(this.scheduler, { _tag: "restart" })
+  }
+
+  stopHost(hostId: string, graceful: boolean): void {
+    const h = this.byId.get(hostId)
+    if (h === undefined || this.faults.down.has(hostId)) return
+    if (graceful) {
+      const channel = schedulerChannel(this, h)
+      for (const taskId of h.store.tasks.keys()) {
+        this.engine.fork(channel.report(new LeavePeer({ peerId: peerIdOf(hostId, taskId), taskId })))
+      }
+    }
+    this.faults.down.add(hostId)
+    ;(graceful ? this.faults.left : this.faults.crashed).add(hostId)
+    for (const f of this.fibersOf.get(hostId) ?? []) f.interruptUnsafe()
+    if (!graceful) h.store.tasks.clear()
+    // A peer stopped before it arrived never starts.
+    if (h.startedAt === undefined && h.host.type === "normal") this.peersLeft--
+  }
+
+  storeOf(h: SimHost): PieceStore["Service"] {
+    let s = this.stores.get(h.host.id)
+    if (s === undefined) {
+      s = this.faults.store(h.host.id, h.store.service)
+      if (this.monitor !== undefined) s = this.monitor.store(h, s)
+      this.stores.set(h.host.id, s)
+    }
+    return s
+  }
+
+  private track(h: SimHost, fiber: Fiber.Fiber<unknown, unknown>): void {
+    this.fibers.push(fiber)
+    let list = this.fibersOf.get(h.host.id)
+    if (list === undefined) this.fibersOf.set(h.host.id, (list = []))
+    list.push(fiber)
+  }
+
+  /** With a fault plan, every host announces itself periodically (core presence) and re-registers
+   *  what it holds when the scheduler's epoch changes. */
+  private keepPresence(h: SimHost): void {
+    const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: 0 }, this.faults)
+    this.track(h, this.engine.fork(provideHost(keepPresence(h.host, PRESENCE_INTERVAL_MILLIS, PRESENCE_RETRY_MILLIS), this, h, origin)))
   }
 
   hostById(id: string): SimHost | undefined {
@@ -80,7 +158,7 @@ export class World implements HostContext {
     trigger: (seed: Host, request: SeedRequest) =>
       Effect.sync(() => {
         const h = this.byId.get(seed.id)
-        if (h === undefined || h.startedAt !== undefined) return
+        if (h === undefined || h.startedAt !== undefined || this.faults.down.has(h.host.id)) return
         this.engine.record(`seed-trigger ${seed.id}`)
         h.arrival = this.engine.now
         // Out of the scheduler's call: the seed runs on its own fiber from the next event on.
@@ -90,12 +168,21 @@ export class World implements HostContext {
 
   /** Schedules seed announcements and peer arrivals. Call once, then `engine.run`. */
   start(): void {
+    const presence = this.scenario.faults !== undefined
     for (const s of this.seeds) {
       this.engine.at(0, () => {
-        this.engine.fork(Effect.ignore(schedulerChannel(this, s).request(new AnnounceHost({ host: s.host }))))
+        if (presence) this.keepPresence(s)
+        else this.engine.fork(Effect.ignore(schedulerChannel(this, s).request(new AnnounceHost({ host: s.host }))))
       })
     }
-    for (const p of this.peers) this.engine.at(p.arrival, () => this.launch(p, this.scenario.file.url))
+    for (const p of this.peers) {
+      this.engine.at(p.arrival, () => {
+        if (this.faults.down.has(p.host.id)) return
+        if (presence) this.keepPresence(p)
+        this.launch(p, this.scenario.file.url)
+      })
+    }
+    this.faults.schedule()
   }
 
   /** Runs until every started download ended, nothing is left to do, or the time limit. */
@@ -118,9 +205,9 @@ export class World implements HostContext {
       { url, taskId: this.taskId, pieceLength: this.pieceLength, peerId: peerIdOf(h.host.id, this.taskId), host: h.host, headers: {} },
       this.peerOptions
     )
-    const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: this.scenario.file.sizeBytes })
+    const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: this.scenario.file.sizeBytes }, this.faults)
     const fiber = this.engine.fork(provideHost(program, this, h, origin))
-    this.fibers.push(fiber)
+    this.track(h, fiber)
     fiber.addObserver((exit) => {
       h.finishedAt = this.engine.now
       this.running--

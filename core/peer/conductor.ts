@@ -51,8 +51,10 @@ export interface PeerOptions {
   readonly pieceTimeoutMillis: number
   /** Temporary failures after which a parent is dropped and blocklisted. */
   readonly parentFailureLimit: number
-  /** Consecutive origin failures (with backoff between them) before the download fails. */
-  readonly originFailureLimit: number
+  /** How long the origin may keep failing (retried with backoff) before the download fails. */
+  readonly originOutageMillis: number
+  /** Stalls (no piece for `stallTimeoutMillis`) in a row after which the peer goes to the origin itself. */
+  readonly stallsBeforeOrigin: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
@@ -66,7 +68,8 @@ export const defaultPeerOptions: PeerOptions = {
   stallTimeoutMillis: 10_000,
   pieceTimeoutMillis: 60_000,
   parentFailureLimit: 3,
-  originFailureLimit: 8,
+  originOutageMillis: 60_000,
+  stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
   disableBackToSource: false
 }
@@ -109,6 +112,7 @@ type LoopEvent =
   | { readonly _tag: "AvailabilityLost"; readonly source: Source; readonly reason: string }
   | { readonly _tag: "Fetched"; readonly source: Source; readonly index: number; readonly bytes: Uint8Array; readonly millis: number }
   | { readonly _tag: "FetchFailed"; readonly source: Source; readonly index: number; readonly reason: string; readonly temporary: boolean }
+  | { readonly _tag: "Digests"; readonly digests: ReadonlyArray<string | null> | undefined }
 
 export const downloadTask = (
   request: DownloadRequest,
@@ -146,6 +150,13 @@ export const downloadTask = (
     let bytesFromOrigin = 0
     let backToSource = false
     let lastProgress = 0
+    /** Stall reschedules since the last piece arrived. */
+    let stalls = 0
+    /** When the origin started failing (undefined while it delivers). */
+    let originDownSince: number | undefined
+    /** Pieces from parents whose digest the scheduler had not told us yet: held until it does. */
+    const unverified = new Map<number, { readonly s: Source; readonly bytes: Uint8Array; readonly millis: number }>()
+    let digestsRequested = false
 
     const openTask = (contentLength: number, pieceLength: number) =>
       Effect.gen(function*() {
@@ -159,7 +170,7 @@ export const downloadTask = (
         if (expected.length !== pieceCount) expected = new Array(pieceCount).fill(null)
       })
 
-    const wanted = (i: number) => !inflight.has(i) && !ledger!.has(i)
+    const wanted = (i: number) => !inflight.has(i) && !ledger!.has(i) && !unverified.has(i)
 
     const retire = (s: Source) =>
       Effect.gen(function*() {
@@ -217,9 +228,21 @@ export const downloadTask = (
         if (options.disableBackToSource) return yield* fail(`back-to-source disabled and ${reason}`)
         backToSource = true
         if (ledger === undefined) {
-          const probe = yield* Effect.mapError(origin.probe(originRequest), (e: OriginFailed) =>
-            new DownloadError({ message: `origin: ${e.message}` }))
-          yield* openTask(probe.contentLength, request.pieceLength)
+          // An origin outage is waited out (with backoff) for up to originOutageMillis.
+          const started = yield* Clock.currentTimeMillis
+          let attempt = 0
+          while (ledger === undefined) {
+            const probe = yield* Effect.result(origin.probe(originRequest))
+            if (probe._tag === "Success") {
+              yield* openTask(probe.success.contentLength, request.pieceLength)
+              break
+            }
+            const e: OriginFailed = probe.failure
+            if ((yield* Clock.currentTimeMillis) - started >= options.originOutageMillis) {
+              return yield* fail(`origin: ${e.message}`)
+            }
+            yield* Effect.sleep(Math.min(5_000, 100 * 2 ** Math.min(6, attempt++)))
+          }
         }
         yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
         for (const s of [...sources.values()]) yield* retire(s)
@@ -384,10 +407,70 @@ export const downloadTask = (
         }
       })
 
-    const onFetched = (s: Source, index: number, bytes: Uint8Array, millis: number) =>
+    /**
+     * Set while re-checking held pieces the scheduler could not vouch for (it does not know the digest,
+     * or is unreachable). Then a piece is taken only if two different parents claim the digest its bytes
+     * have, so one lying parent cannot get a bad piece accepted; otherwise the bytes are dropped, that
+     * parent is not asked for the piece again, and another holder (or in the end the origin) serves it.
+     */
+    let trustClaims = false
+
+    const askDigests = channel.request(new RegisterPeer({
+      ...base,
+      url: request.url,
+      host: request.host,
+      contentLength: null,
+      pieceLength: request.pieceLength,
+      finishedPieces: [],
+      metadataOnly: true
+    })).pipe(
+      Effect.map((answer) => (answer._tag === "MetadataOnly" ? answer.task.pieceDigests : undefined)),
+      Effect.orElseSucceed(() => undefined),
+      Effect.flatMap((digests) => Queue.offer(events, { _tag: "Digests", digests }))
+    )
+
+    const onDigests = (digests: ReadonlyArray<string | null> | undefined) =>
+      Effect.gen(function*() {
+        digestsRequested = false
+        if (digests !== undefined) digests.forEach((d, i) => {
+          if (d !== null && i < expected.length) expected[i] = d
+        })
+        const held = [...unverified]
+        unverified.clear()
+        for (const [index, { s, bytes, millis }] of held) {
+          // Still unknown to the scheduler: fall back to the parent's claim for this piece.
+          if (expected[index] === null) trustClaims = true
+          yield* onFetched(s, index, bytes, millis)
+          trustClaims = false
+        }
+      })
+
+    const onFetched = (s: Source, index: number, bytes: Uint8Array, millis: number): Effect.Effect<void, DownloadError> =>
       Effect.gen(function*() {
         if (ledger!.has(index)) return // an endgame duplicate that lost the race
+        if (s.id !== ORIGIN && expected[index] === null && !trustClaims) {
+          // Only the scheduler's digests (learned from the origin) are trusted; ask for them first.
+          unverified.set(index, { s, bytes, millis })
+          if (!digestsRequested) {
+            digestsRequested = true
+            yield* Effect.forkChild(askDigests)
+          }
+          return
+        }
         const digest = sha.hex(bytes)
+        if (s.id !== ORIGIN && expected[index] === null) {
+          let vouching = 0
+          for (const other of sources.values()) if (other.claimed.get(index) === digest) vouching++
+          if (s.retired && s.claimed.get(index) === digest) vouching++
+          if (vouching < 2) {
+            if (!inflight.has(index)) ledger!.clearArriving(index)
+            if (s.have[index] === 1 && !s.retired) {
+              s.have[index] = 0
+              availability[index]--
+            }
+            return
+          }
+        }
         const want = expected[index] ?? (s.id === ORIGIN ? null : s.claimed.get(index) ?? null)
         if (want !== null && want !== digest) {
           // A corrupt piece: never stored, the parent is dropped and reported as bad.
@@ -408,10 +491,12 @@ export const downloadTask = (
         if (s.id === ORIGIN) {
           bytesFromOrigin += length
           s.failures = 0
+          originDownSince = undefined
         } else {
           bytesFromPeers += length
         }
         lastProgress = yield* Clock.currentTimeMillis
+        stalls = 0
         yield* report(new PieceFinished({ ...base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
       })
 
@@ -421,9 +506,11 @@ export const downloadTask = (
         yield* report(new PieceFailed({ ...base, index, parentId: s.parent?.peerId ?? null, temporary, reason }))
         s.failures++
         if (s.id === ORIGIN) {
-          // `failures` counts failures since the origin last delivered a piece.
-          if (s.failures >= options.originFailureLimit) {
-            return yield* fail(`origin failed ${s.failures} times in a row, last: ${reason}`)
+          // `failures` counts failures since the origin last delivered a piece; fetches back off by it.
+          const now = yield* Clock.currentTimeMillis
+          originDownSince ??= now
+          if (now - originDownSince >= options.originOutageMillis) {
+            return yield* fail(`origin failing for ${now - originDownSince} ms (${s.failures} attempts), last: ${reason}`)
           }
           return
         }
@@ -458,7 +545,11 @@ export const downloadTask = (
           yield* refresh()
           continue
         }
-        if (!sources.has(ORIGIN)) yield* reschedule(`no piece for ${options.stallTimeoutMillis} ms`)
+        if (!sources.has(ORIGIN)) {
+          stalls++
+          if (stalls >= options.stallsBeforeOrigin) yield* goToOrigin(`no piece from parents in ${stalls} × ${options.stallTimeoutMillis} ms`)
+          else yield* reschedule(`no piece for ${options.stallTimeoutMillis} ms`)
+        }
         lastProgress = at
         nextRefresh = at + options.refreshParentsMillis
         continue
@@ -487,6 +578,9 @@ export const downloadTask = (
         case "FetchFailed":
           fetchEnded(ev.source, ev.index)
           yield* onFetchFailed(ev.source, ev.index, ev.reason, ev.temporary)
+          break
+        case "Digests":
+          yield* onDigests(ev.digests)
           break
       }
     }

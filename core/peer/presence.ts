@@ -15,7 +15,9 @@ export const announceHost = (host: Host, known: string | undefined) =>
     const answer = yield* channel.request(new AnnounceHost({ host }))
     if (answer._tag !== "HostAnnounced") return known
     if (known !== undefined && answer.epoch !== known) {
-      for (const { task, ledger } of yield* store.held()) {
+      // Only complete tasks: a download in progress re-registers itself (the scheduler answers it
+      // NeedRegister), and a failed one must not be handed out as a parent.
+      for (const { task, ledger } of (yield* store.held()).filter((h) => h.ledger.complete)) {
         yield* Effect.ignore(channel.request(new RegisterPeer({
           peerId: peerIdOf(host.id, task.taskId),
           taskId: task.taskId,
@@ -24,7 +26,8 @@ export const announceHost = (host: Host, known: string | undefined) =>
           contentLength: task.contentLength,
           pieceLength: task.pieceLength,
           finishedPieces: ledger.held(),
-          metadataOnly: false
+          metadataOnly: false,
+          ...(host.type === "seed" ? { pieceDigests: ledger.held().map((index) => ({ index, digest: ledger.digestOf(index)! })) } : {})
         })))
       }
     }

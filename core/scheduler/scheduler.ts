@@ -111,6 +111,10 @@ export class Scheduler {
 
       const peer = this.addPeer(task, m.peerId, m.host)
       for (const i of m.finishedPieces) peer.finished.add(i)
+      // A seed fetched its pieces from the origin: after a scheduler restart its digests are the ones to trust.
+      if (m.host.type === "seed" && m.pieceDigests !== undefined) {
+        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) task.digests[e.index] = e.digest
+      }
       peer.finishedPieces = peer.finished.size
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
         peer.state = "succeeded"
@@ -291,8 +295,9 @@ export class Scheduler {
           }
           peer.pieceCosts.push(m.costMillis)
           if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
-          // Digests seen from the origin are authoritative; a parent's claim fills a gap only.
-          if (task.digests[m.index] === null || m.parentId === null) task.digests[m.index] = m.digest
+          // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
+          // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
+          if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
           return
         case "PieceFailed":
           if (m.parentId !== null) {

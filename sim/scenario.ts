@@ -70,6 +70,14 @@ export const Scenario = Schema.Struct({
   }).pipe(withDefault({})),
   /** What goes wrong, and when (sim/faults.ts). Present (even empty) = hosts keep presence with the scheduler. */
   faults: Schema.optionalKey(Schema.Array(Fault)),
+  network: Schema.Struct({
+    /**
+     * How concurrent flows share links: "max-min" (progressive filling, re-solved locally around each
+     * change; what TCP converges to, to first order) or "equal-share" (each flow gets an equal part of
+     * its uplink and of its downlink; cheaper, wastes capacity a max-min allocation would use).
+     */
+    sharing: Schema.Literals(["max-min", "equal-share"]).pipe(withDefault("max-min"))
+  }).pipe(withDefault({})),
   limits: Schema.Struct({
     /** A run that has not finished by then stops and reports the unfinished peers. */
     maxVirtualSeconds: Positive.pipe(withDefault(3600))

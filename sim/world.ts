@@ -15,7 +15,8 @@ import { taskIdOf } from "../core/task-id.ts"
 import { SimEngine } from "./engine.ts"
 import { Faults, PRESENCE_INTERVAL_MILLIS, PRESENCE_RETRY_MILLIS } from "./faults.ts"
 import { type HostContext, provideHost, schedulerChannel, sha256Service, type SimHost, type WorldMonitor } from "./host.ts"
-import { Network, type NetHost } from "./network.ts"
+import { equalShare, Network, type NetHost } from "./network.ts"
+import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
 import type { Scenario, Strategy } from "./scenario.ts"
 import { MemoryStore } from "./store.ts"
@@ -64,8 +65,11 @@ export class World implements HostContext {
     this.scheduler = setup.makeScheduler("epoch-0")
     this.monitor = options.monitor
     const { intraIdcRttMs, interIdcRttMs } = scenario.latency
-    this.network = new Network(engine, (a, b) =>
-      a === b ? 0 : this.idcOf[a.index] === this.idcOf[b.index] ? intraIdcRttMs / 2 : interIdcRttMs / 2)
+    this.network = new Network(
+      engine,
+      (a, b) => (a === b ? 0 : this.idcOf[a.index] === this.idcOf[b.index] ? intraIdcRttMs / 2 : interIdcRttMs / 2),
+      scenario.network.sharing === "max-min" ? localMaxMin() : equalShare
+    )
     this.pieceLength = pieceLengthFor(scenario.file.sizeBytes, scenario.file.pieceLength)
     this.taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: scenario.file.url, pieceLength: this.pieceLength }), Sha256, sha256Service))
     this.peerOptions = { ...defaultPeerOptions, ...setup.peerOptions, ...scenario.peerOptions }

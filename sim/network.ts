@@ -60,6 +60,8 @@ export class Network {
   readonly hosts: Array<NetHost> = []
   private nextFlow = 0
   flowsStarted = 0
+  /** Bytes moved between host pairs, by host index: `pairBytes.get(src * hosts + dst)` (filled at flow end). */
+  readonly pairBytes = new Map<number, number>()
 
   constructor(
     private readonly engine: SimEngine,
@@ -108,6 +110,7 @@ export class Network {
     const moved = Math.round(flow.bytes - flow.remaining)
     flow.src.bytesSent += moved
     flow.dst.bytesReceived += moved
+    this.countPair(flow, moved)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} cancel ${moved}`)
     this.reschedule(this.model.affected(flow.src, flow.dst), now)
   }
@@ -193,8 +196,26 @@ export class Network {
     flow.done = true
     flow.src.bytesSent += flow.bytes
     flow.dst.bytesReceived += flow.bytes
+    this.countPair(flow, flow.bytes)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} end`)
     flow.onDone()
+  }
+
+  private countPair(flow: Flow, bytes: number): void {
+    const key = flow.src.index * 1_000_003 + flow.dst.index
+    this.pairBytes.set(key, (this.pairBytes.get(key) ?? 0) + bytes)
+  }
+
+  /** Bytes moved from one group of hosts to another (e.g. IDCs), keyed "a->b". */
+  trafficBetween(groupOf: (host: NetHost) => string): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const [key, bytes] of this.pairBytes) {
+      const src = this.hosts[Math.floor(key / 1_000_003)]
+      const dst = this.hosts[key % 1_000_003]
+      const k = `${groupOf(src)}->${groupOf(dst)}`
+      out[k] = (out[k] ?? 0) + bytes
+    }
+    return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)))
   }
 
   private detach(flow: Flow): void {

@@ -43,6 +43,11 @@ export interface RunResult {
    * pieces, (F/u)·(1 + ⌊log2 N⌋/M) — pieces cannot be relayed before they are whole. null otherwise.
    */
   readonly discreteOptimumSeconds: number | null
+  /** Bytes that crossed between IDCs, and the least possible: one copy into each IDC without the origin. */
+  readonly crossIdcBytes: number
+  readonly crossIdcMinimumBytes: number
+  /** Bytes moved between IDCs (and within one), keyed "idcA->idcB"; the origin counts in its IDC. */
+  readonly trafficBetweenIdcs: Readonly<Record<string, number>>
   /** Peers (and seeds) whose store holds every piece with the expected digest. */
   readonly verifiedPeers: number
   readonly verified: boolean
@@ -122,6 +127,8 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     [...world.peers, ...seedsInPlay].map((p) => p.net.up)
   )
   const originEgressBytes = world.originNet.bytesSent
+  // Control traffic (the scheduler host) carries no bytes; only piece flows are counted.
+  const traffic = world.network.trafficBetween((h) => world.idcOfNet(h))
   const n = world.peers.length
   const completion = { p50: percentile(times, 0.5), p99: percentile(times, 0.99), max: times.length === 0 ? NaN : times[times.length - 1] }
   return {
@@ -141,6 +148,9 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     finishedPeers: times.length,
     failedPeers: n - times.length,
     boundSeconds: bound,
+    crossIdcBytes: Object.entries(traffic).reduce((sum, [k, b]) => (k.split("->")[0] !== k.split("->")[1] ? sum + b : sum), 0),
+    crossIdcMinimumBytes: sizeBytes * scenario.idcs.filter((i) => i.peers > 0 && i.name !== scenario.origin.idc).length,
+    trafficBetweenIdcs: traffic,
     discreteOptimumSeconds: isHomogeneous(scenario) ? discreteOptimum(sizeBytes, scenario.origin.uploadBytesPerSecond, n, pieceCount) : null,
     maxOverBound: completion.max / bound,
     verifiedPeers,

@@ -17,6 +17,7 @@ import type { SimEngine } from "./engine.ts"
 import type { Faults } from "./faults.ts"
 import type { Network, NetHost } from "./network.ts"
 import type { MemoryStore } from "./store.ts"
+import { uploadSlotsOf } from "./upload-slots.ts"
 
 export interface SimHost {
   readonly host: Host
@@ -126,9 +127,9 @@ export const pieceTransfer = (world: HostContext, me: SimHost): PieceTransfer["S
           return yield* new TransferFailed({ message: `${parent.peerId} does not hold piece ${index}`, temporary: true })
         }
         const { length } = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-        // The other half of the request round trip, then the piece itself.
+        // The other half of the request round trip, then the piece itself once an upload slot is free.
         yield* network.delay(p.net, me.net)
-        yield* network.flow(p.net, me.net, length)
+        yield* uploadSlotsOf(p, p.host.uploadSlots).with(network.flow(p.net, me.net, length))
         if (faults.lost()) return yield* new TransferFailed({ message: `piece ${index} from ${parent.peerId}: connection reset`, temporary: true })
         return faults.served(p.host.id, bytes)
       }))

@@ -4,41 +4,43 @@
 // grows with the flows it touches, not with every flow in the swarm, and capacity freed by a change
 // is handed to the flows that can use it. Feasible by construction (no link is ever over capacity).
 import { maxMinRates } from "./maxmin.ts"
-import type { Flow, NetHost, RateModel } from "./network.ts"
-
-type LinkKey = NetHost // a host's uplink and downlink are told apart by the side they are used on
+import type { Flow, RateModel } from "./network.ts"
 
 export const localMaxMin = (): RateModel => {
   let solved = new Map<Flow, number>()
 
   const solve = (flows: Array<Flow>): void => {
     const inSet = new Set(flows)
-    const upIndex = new Map<LinkKey, number>()
-    const downIndex = new Map<LinkKey, number>()
+    const index = new Map<unknown, number>()
     const capacity: Array<number> = []
-    const link = (h: NetHost, side: "up" | "down"): number => {
-      const index = side === "up" ? upIndex : downIndex
-      let i = index.get(h)
+    // A link's capacity for this solve: what the flows outside the set (which keep their rates) leave.
+    const link = (key: unknown, cap: number, members: Iterable<Flow>): number => {
+      let i = index.get(key)
       if (i === undefined) {
-        // What the flows outside the set already use on this link stays theirs.
         let used = 0
-        for (const f of side === "up" ? h.upFlows : h.downFlows) if (!inSet.has(f)) used += f.rate
+        for (const f of members) if (!inSet.has(f)) used += f.rate
         i = capacity.length
-        capacity.push(Math.max(0, (side === "up" ? h.up : h.down) - used))
-        index.set(h, i)
+        capacity.push(Math.max(0, cap - used))
+        index.set(key, i)
       }
       return i
     }
-    const paths = flows.map((f) => [link(f.src, "up"), link(f.dst, "down")])
+    const paths = flows.map((f) => {
+      const path = [link(f.src.upFlows, f.src.up, f.src.upFlows), link(f.dst.downFlows, f.dst.down, f.dst.downFlows)]
+      for (const l of f.via) path.push(link(l, l.capacity, l.flows))
+      return path
+    })
     const rates = maxMinRates({ capacity, paths })
     solved = new Map()
     flows.forEach((f, i) => solved.set(f, rates[i]))
   }
 
   return {
-    affected(src, dst) {
-      const flows: Array<Flow> = [...src.upFlows]
-      for (const f of dst.downFlows) if (f.src !== src) flows.push(f)
+    affected(src, dst, via) {
+      const set = new Set<Flow>(src.upFlows)
+      for (const f of dst.downFlows) set.add(f)
+      for (const l of via) for (const f of l.flows) set.add(f)
+      const flows = [...set]
       solve(flows)
       return flows
     },

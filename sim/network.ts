@@ -20,10 +20,19 @@ export interface NetHost {
   bytesReceived: number
 }
 
+/** A shared link between hosts: a rack uplink, an IDC's WAN link. Host up/downlinks live on NetHost. */
+export interface Link {
+  readonly name: string
+  capacity: number
+  readonly flows: Set<Flow>
+}
+
 export interface Flow {
   readonly id: number
   readonly src: NetHost
   readonly dst: NetHost
+  /** Shared links between the source's uplink and the destination's downlink. */
+  readonly via: ReadonlyArray<Link>
   readonly bytes: number
   remaining: number
   rate: number
@@ -39,19 +48,33 @@ export interface Flow {
 
 /** How link capacity is shared; swap for full max-min fairness without touching the event logic. */
 export interface RateModel {
-  /** Flows whose rate may change when a flow between `src` and `dst` starts or ends. */
-  affected(src: NetHost, dst: NetHost): Iterable<Flow>
+  /** Flows whose rate may change when a flow between `src` and `dst` (through `via`) starts or ends. */
+  affected(src: NetHost, dst: NetHost, via: ReadonlyArray<Link>): Iterable<Flow>
   rate(flow: Flow): number
 }
 
 /** Each flow gets an equal share of its uplink and of its downlink, whichever is smaller. */
 export const equalShare: RateModel = {
-  *affected(src, dst) {
+  *affected(src, dst, via) {
+    const seen = new Set<Flow>(src.upFlows)
     yield* src.upFlows
-    for (const f of dst.downFlows) if (f.src !== src) yield f
+    for (const f of dst.downFlows) if (!seen.has(f)) {
+      seen.add(f)
+      yield f
+    }
+    for (const link of via) for (const f of link.flows) if (!seen.has(f)) {
+      seen.add(f)
+      yield f
+    }
   },
-  rate: (f) => Math.min(f.src.up / f.src.upFlows.size, f.dst.down / f.dst.downFlows.size)
+  rate: (f) => {
+    let r = Math.min(f.src.up / f.src.upFlows.size, f.dst.down / f.dst.downFlows.size)
+    for (const link of f.via) r = Math.min(r, link.capacity / link.flows.size)
+    return r
+  }
 }
+
+const NO_LINKS: ReadonlyArray<Link> = []
 
 /** One-way latency in milliseconds between two hosts. */
 export type Latency = (src: NetHost, dst: NetHost) => number
@@ -60,6 +83,9 @@ export class Network {
   readonly hosts: Array<NetHost> = []
   private nextFlow = 0
   flowsStarted = 0
+  readonly links: Array<Link> = []
+  /** The shared links a flow from src to dst crosses (none unless the world sets a topology). */
+  route: (src: NetHost, dst: NetHost) => ReadonlyArray<Link> = () => NO_LINKS
   /** Bytes moved between host pairs, by host index: `pairBytes.get(src * hosts + dst)` (filled at flow end). */
   readonly pairBytes = new Map<number, number>()
 
@@ -77,6 +103,12 @@ export class Network {
     return h
   }
 
+  addLink(name: string, capacity: number): Link {
+    const link: Link = { name, capacity, flows: new Set() }
+    this.links.push(link)
+    return link
+  }
+
   rtt(a: NetHost, b: NetHost): number {
     return this.latency(a, b) + this.latency(b, a)
   }
@@ -84,7 +116,8 @@ export class Network {
   /** Starts a flow now; `onDone` runs when its last byte is through. Returns a cancel function. */
   startFlow(src: NetHost, dst: NetHost, bytes: number, onDone: () => void): Flow {
     const now = this.engine.now
-    const flow: Flow = { id: this.nextFlow++, src, dst, bytes, remaining: bytes, rate: 0, settledAt: now, completion: undefined, dueAt: Infinity, done: false, onDone }
+    const via = src === dst ? NO_LINKS : this.route(src, dst)
+    const flow: Flow = { id: this.nextFlow++, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: undefined, dueAt: Infinity, done: false, onDone }
     this.flowsStarted++
     if (this.traceFlows) this.engine.record(`flow ${flow.id} start ${src.name}>${dst.name} ${bytes}`)
     if (bytes <= 0 || src === dst) {
@@ -94,10 +127,11 @@ export class Network {
       })
       return flow
     }
-    this.settle(this.model.affected(src, dst), now)
+    this.settle(this.model.affected(src, dst, via), now)
     src.upFlows.add(flow)
     dst.downFlows.add(flow)
-    this.reschedule(this.model.affected(src, dst), now)
+    for (const link of via) link.flows.add(flow)
+    this.reschedule(this.model.affected(src, dst, via), now)
     return flow
   }
 
@@ -105,24 +139,24 @@ export class Network {
   cancel(flow: Flow): void {
     if (flow.done) return
     const now = this.engine.now
-    this.settle(this.model.affected(flow.src, flow.dst), now)
+    this.settle(this.model.affected(flow.src, flow.dst, flow.via), now)
     this.detach(flow)
     const moved = Math.round(flow.bytes - flow.remaining)
     flow.src.bytesSent += moved
     flow.dst.bytesReceived += moved
     this.countPair(flow, moved)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} cancel ${moved}`)
-    this.reschedule(this.model.affected(flow.src, flow.dst), now)
+    this.reschedule(this.model.affected(flow.src, flow.dst, flow.via), now)
   }
 
   /** Changes a host's uplink capacity now (a slowed parent or origin): its flows get new rates. */
   setUplink(host: NetHost, up: number): void {
     const now = this.engine.now
-    const flows = [...host.upFlows]
-    this.settle(flows, now)
+    this.settle(this.model.affected(host, host, NO_LINKS), now)
     host.up = up
     if (this.traceFlows) this.engine.record(`uplink ${host.name} ${up}`)
-    this.reschedule(flows, now)
+    // Asked again after the change, so a model that solves on `affected` solves with the new capacity.
+    this.reschedule(this.model.affected(host, host, NO_LINKS), now)
   }
 
   /** One request round trip, then the flow: an Effect that completes when the bytes are through. */
@@ -185,10 +219,10 @@ export class Network {
 
   private complete(flow: Flow): void {
     const now = this.engine.now
-    this.settle(this.model.affected(flow.src, flow.dst), now)
+    this.settle(this.model.affected(flow.src, flow.dst, flow.via), now)
     flow.remaining = 0
     this.detach(flow)
-    this.reschedule(this.model.affected(flow.src, flow.dst), now)
+    this.reschedule(this.model.affected(flow.src, flow.dst, flow.via), now)
     this.finish(flow)
   }
 
@@ -223,6 +257,7 @@ export class Network {
     if (flow.completion !== undefined) this.engine.queue.cancel(flow.completion)
     flow.src.upFlows.delete(flow)
     flow.dst.downFlows.delete(flow)
+    for (const link of flow.via) link.flows.delete(flow)
   }
 
   /** Current rate sums per link, for invariant checks. */

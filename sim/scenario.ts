@@ -32,7 +32,14 @@ export const Idc = Schema.Struct({
   location: Schema.NonEmptyString,
   peers: NonNegativeInt,
   seeds: NonNegativeInt.pipe(withDefault(0)),
-  racks: PositiveInt.pipe(withDefault(1))
+  racks: PositiveInt.pipe(withDefault(1)),
+  /**
+   * Rack uplink oversubscription: a rack's uplink (and downlink) to the IDC fabric carries the sum of
+   * its hosts' NIC rates divided by this. Absent: a non-blocking fabric (no rack links).
+   */
+  rackOversubscription: Schema.optionalKey(Positive),
+  /** The IDC's link to other IDCs, each way (bytes/s). Absent: IDCs are joined without a bottleneck. */
+  wanBytesPerSecond: Schema.optionalKey(BytesPerSecond)
 })
 export type Idc = typeof Idc.Type
 

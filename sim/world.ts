@@ -15,7 +15,7 @@ import { taskIdOf } from "../core/task-id.ts"
 import { SimEngine } from "./engine.ts"
 import { Faults, PRESENCE_INTERVAL_MILLIS, PRESENCE_RETRY_MILLIS } from "./faults.ts"
 import { type HostContext, provideHost, schedulerChannel, sha256Service, type SimHost, type WorldMonitor } from "./host.ts"
-import { equalShare, Network, type NetHost } from "./network.ts"
+import { equalShare, type Link, Network, type NetHost } from "./network.ts"
 import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
 import type { Scenario, Strategy } from "./scenario.ts"
@@ -89,6 +89,7 @@ export class World implements HostContext {
       if (setup.seeds) for (let i = 0; i < idc.seeds; i++) this.seeds.push(this.addHost(idc, d, i, "seed"))
     })
     this.peersLeft = this.peers.length
+    this.buildTopology()
     this.faults = new Faults(scenario.faults ?? [], this)
   }
 
@@ -224,6 +225,56 @@ export class World implements HostContext {
       }
       this.engine.record(`done ${h.host.id} ${h.outcome}`)
     })
+  }
+
+  /**
+   * Rack links (for IDCs with an oversubscription ratio) and WAN links (for IDCs with a WAN rate), and
+   * the route every flow takes through them: out of the source's rack, out of its IDC, into the
+   * destination's IDC, into its rack. The origin and the scheduler sit outside any rack.
+   */
+  private buildTopology(): void {
+    const racks = new Map<string, { up: Link; down: Link }>()
+    const rackOf = new Map<NetHost, { up: Link; down: Link }>()
+    const wan = new Map<string, { out: Link; in: Link }>()
+    for (const idc of this.scenario.idcs) {
+      if (idc.wanBytesPerSecond !== undefined) {
+        wan.set(idc.name, {
+          out: this.network.addLink(`wan-out:${idc.name}`, idc.wanBytesPerSecond),
+          in: this.network.addLink(`wan-in:${idc.name}`, idc.wanBytesPerSecond)
+        })
+      }
+      const ratio = idc.rackOversubscription
+      if (ratio === undefined) continue
+      for (const h of [...this.peers, ...this.seeds]) {
+        if (h.host.idc !== idc.name) continue
+        const key = h.host.location
+        let r = racks.get(key)
+        if (r === undefined) {
+          r = { up: this.network.addLink(`rack-up:${key}`, 0), down: this.network.addLink(`rack-down:${key}`, 0) }
+          racks.set(key, r)
+        }
+        r.up.capacity += h.net.up / ratio
+        r.down.capacity += h.net.down / ratio
+        rackOf.set(h.net, r)
+      }
+    }
+    if (racks.size === 0 && wan.size === 0) return
+    this.network.route = (src, dst) => {
+      const rs = rackOf.get(src)
+      const rd = rackOf.get(dst)
+      const links: Array<Link> = []
+      if (rs !== undefined && rs !== rd) links.push(rs.up)
+      const a = this.idcOf[src.index]
+      const b = this.idcOf[dst.index]
+      if (a !== b) {
+        const out = wan.get(a)?.out
+        const into = wan.get(b)?.in
+        if (out !== undefined) links.push(out)
+        if (into !== undefined) links.push(into)
+      }
+      if (rd !== undefined && rd !== rs) links.push(rd.down)
+      return links
+    }
   }
 
   private addNet(name: string, idc: string, up: number, down: number): NetHost {

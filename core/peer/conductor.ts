@@ -184,8 +184,18 @@ export const downloadTask = (
     const watch = (s: Source) =>
       Effect.gen(function*() {
         let since = 0
+        let misses = 0
         while (true) {
-          const a = yield* transfer.availability(s.parent!, request.taskId, since)
+          const answer = yield* Effect.result(transfer.availability(s.parent!, request.taskId, since))
+          if (answer._tag === "Failure") {
+            // A parent handed out a moment ago may not have opened the task yet: a temporary failure
+            // is retried with backoff a few times before the parent counts as lost.
+            if (!answer.failure.temporary || ++misses > options.parentFailureLimit) return yield* answer.failure
+            yield* Effect.sleep(100 * 2 ** misses)
+            continue
+          }
+          misses = 0
+          const a = answer.success
           since = a.version
           yield* Queue.offer(events, { _tag: "Availability", source: s, availability: a })
           if (a.complete) return
@@ -540,7 +550,9 @@ export const downloadTask = (
       const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(1, (refreshing ? Math.min(stallAt, nextRefresh) : stallAt) - now))
       if (Option.isNone(next)) {
         const at = yield* Clock.currentTimeMillis
-        if (refreshing && at >= nextRefresh && at < stallAt) {
+        // The wait ended at the earlier deadline; decide by the deadlines, not by comparing clock
+        // readings (virtual time is a float: `now + (deadline - now)` can land a hair short).
+        if (refreshing && nextRefresh < stallAt) {
           nextRefresh = at + options.refreshParentsMillis
           yield* refresh()
           continue

@@ -1,0 +1,50 @@
+// A host uploads at most `Host.uploadSlots` pieces at once; further requests wait their turn (FIFO),
+// as they do at a real daemon's upload server. Without this, a seed would split its uplink across
+// every request at once and finish none of them soon, so nothing could be relayed.
+import { Effect } from "effect"
+
+export class UploadSlots {
+  private busy = 0
+  private readonly waiting: Array<() => void> = []
+
+  constructor(private readonly slots: number) {}
+
+  /** Holds one slot while `use` runs; interruption while waiting leaves the queue. */
+  with<A, E, R>(use: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.acquireUseRelease(this.acquire(), () => use, () => Effect.sync(() => this.release()))
+  }
+
+  private acquire(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.busy < this.slots) {
+        this.busy++
+        resume(Effect.void)
+        return
+      }
+      const turn = () => {
+        this.busy++
+        resume(Effect.void)
+      }
+      this.waiting.push(turn)
+      return Effect.sync(() => {
+        const i = this.waiting.indexOf(turn)
+        if (i >= 0) this.waiting.splice(i, 1)
+      })
+    })
+  }
+
+  private release(): void {
+    this.busy--
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+  }
+}
+
+const byHost = new WeakMap<object, UploadSlots>()
+
+/** The slots of a host (keyed by its object identity, created on first use). */
+export const uploadSlotsOf = (host: object, slots: number): UploadSlots => {
+  let s = byHost.get(host)
+  if (s === undefined) byHost.set(host, (s = new UploadSlots(slots)))
+  return s
+}

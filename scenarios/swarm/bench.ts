@@ -1,0 +1,505 @@
+// A real swarm on this machine: hosts are network namespaces on one bridge with tbf-shaped links; the
+// origin, the scheduler (and BitTorrent tracker) and one seed daemon each have a namespace too. Modes run
+// one after another with fresh processes and data: `direct`, `damselfly`, `bittorrent`.
+import { execFileSync } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import { createReadStream, existsSync, promises as fs } from "node:fs"
+import * as http from "node:http"
+import { freemem, tmpdir } from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { pieceLengthFor } from "../../core/piece-layout.ts"
+import { Sha256 } from "../../core/services/sha256.ts"
+import { taskIdOf } from "../../core/task-id.ts"
+import { type NodeSpec, sh, Topology } from "./netns.ts"
+import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
+
+export const MODES = ["direct", "damselfly", "bittorrent"] as const
+export type Mode = typeof MODES[number]
+
+export interface SwarmOptions {
+  readonly hosts: number
+  readonly rateMbit: number
+  /** The origin's uplink (default: rateMbit). */
+  readonly originMbit?: number
+  readonly sizeMiB: number
+  readonly modes: ReadonlyArray<Mode>
+  /** How a host asks for the file: `curl` (direct: curl from the origin; damselfly: curl POST
+   *  /v1/download to the local daemon, the very request `damselfly get` sends) or `get` (the
+   *  `damselfly get` CLI itself; for direct with a dead --daemon URL, so it falls back to the origin). */
+  readonly client?: "curl" | "get"
+  /** Names of namespaces/interfaces start with this (default "dfs"); tests use another. */
+  readonly prefix?: string
+  /** First three octets of the /24 (default "10.77.0"). */
+  readonly subnet?: string
+  /** Keep every process log, scheduler snapshots and per-host progress here. */
+  readonly logDir?: string
+  /** Seconds a mode may take before it is abandoned (default: max(120, 30 × bound)). */
+  readonly timeoutSeconds?: number
+  /** Skip the simulator's prediction. */
+  readonly noPredict?: boolean
+  readonly log?: (line: string) => void
+}
+
+export interface HostResult {
+  readonly host: string
+  /** Seconds from the common start to the host holding the whole file; null if it never did. */
+  readonly seconds: number | null
+  readonly sha256ok: boolean
+  readonly detail?: unknown
+}
+
+export interface ModeResult {
+  readonly mode: Mode
+  readonly hosts: number
+  readonly finished: number
+  readonly verified: number
+  readonly p50: number | null
+  readonly max: number | null
+  readonly maxOverBound: number | null
+  /** Bytes on the wire out of the origin namespace (L2 frames incl. headers) / F. */
+  readonly originWireCopies: number
+  /** Payload the origin sent / F: the origin server's body bytes (+ the BitTorrent seeder's upload). */
+  readonly originPayloadCopies: number | null
+  readonly wallSeconds: number
+  readonly perHost: ReadonlyArray<HostResult>
+  readonly error?: string
+}
+
+export interface SwarmResult {
+  readonly config: {
+    hosts: number
+    rateMbit: number
+    originMbit: number
+    sizeBytes: number
+    pieceLengthDamselfly: number
+    pieceLengthBittorrent: number
+    client: "curl" | "get"
+    payloadFraction: number
+  }
+  /** Kumar–Ross bound at the payload rate; uploaders counted: origin, the seed daemon and every host. */
+  readonly boundSeconds: number
+  /** The same bound at the raw shaped rate. */
+  readonly boundSecondsShaped: number
+  readonly modes: ReadonlyArray<ModeResult>
+  readonly predictions: ReadonlyArray<Prediction>
+  readonly comparison: ReadonlyArray<{ real: Mode; predicted: string; realP50: number | null; predictedP50: number; p50Error: number | null; realMax: number | null; predictedMax: number; maxError: number | null }>
+}
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url))
+const BIN = path.join(REPO, "runtime/bin/damselfly.mjs")
+const ORIGIN_SERVER = path.join(REPO, "scenarios/swarm/origin-server.ts")
+const ORIGIN_PORT = 8080
+const SCHEDULER_PORT = 8002
+const DAEMON_PORT = 65001
+const TRACKER_PORT = 6969
+const UPLOAD_SLOTS = 16 // the daemon CLI's default --upload-slots
+const MiB = 2 ** 20
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+export const sha256File = async (file: string): Promise<string> => {
+  const hash = createHash("sha256")
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer)
+  return hash.digest("hex")
+}
+
+const httpJson = (url: string, o: { method?: string; body?: string; timeoutMillis?: number } = {}): Promise<{ status: number; body: any }> =>
+  new Promise((resolve, reject) => {
+    const req = http.request(url, { method: o.method ?? "GET", headers: o.body === undefined ? {} : { "content-type": "application/json" }, timeout: o.timeoutMillis ?? 2_000, agent: false }, (res) => {
+      let text = ""
+      res.on("data", (c) => (text += c))
+      res.on("end", () => {
+        let body: unknown = text
+        try {
+          body = JSON.parse(text)
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, body })
+      })
+    })
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url}`)))
+    req.on("error", reject)
+    req.end(o.body)
+  })
+
+const waitFor = async (what: string, check: () => Promise<boolean>, millis: number) => {
+  const deadline = Date.now() + millis
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return
+    } catch (e) {
+      last = e
+    }
+    await sleep(100)
+  }
+  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
+}
+
+const percentile = (sorted: ReadonlyArray<number>, q: number): number | null =>
+  sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
+
+/** Kumar–Ross: max(F/u_origin, F/d_min, N·F/(u_origin + Σu)), Σu over the seed daemon and every host. */
+export const kumarRoss = (sizeBytes: number, hosts: number, rateBps: number, originBps: number): number =>
+  Math.max(sizeBytes / originBps, sizeBytes / rateBps, (hosts * sizeBytes) / (originBps + rateBps * (hosts + 1)))
+
+/** Runs the benchmark; the topology, processes and temp dir are removed whatever happens. */
+export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
+  const log = o.log ?? ((line: string) => console.error(line))
+  const prefix = o.prefix ?? "dfs"
+  const subnet = o.subnet ?? "10.77.0"
+  const client = o.client ?? "curl"
+  const originMbit = o.originMbit ?? o.rateMbit
+  const size = Math.round(o.sizeMiB * MiB)
+  if (process.getuid?.() !== 0) throw new Error("the swarm benchmark needs root (network namespaces, veth, tc)")
+  if (o.hosts < 1 || o.hosts > 200) throw new Error(`--hosts: expected 1..200, got ${o.hosts}`)
+  if (o.modes.includes("bittorrent")) {
+    for (const tool of ["aria2c", "opentracker", "mktorrent"]) {
+      if (sh("sh", ["-c", `command -v ${tool}`], { quiet: true }).trim() === "") throw new Error(`bittorrent mode needs ${tool}: apt-get install aria2 opentracker mktorrent`)
+    }
+  }
+  const topo = new Topology(prefix, subnet)
+  const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
+  let unmount: (() => void) | undefined
+  const cleanup = () => {
+    topo.destroySync()
+    try {
+      unmount?.()
+    } catch {}
+    unmount = undefined
+    try {
+      execFileSync("rm", ["-rf", dir])
+    } catch {}
+  }
+  // Ctrl-C, kill, or an exit before the finally below runs: still leave nothing behind.
+  const onSignal = (sig: NodeJS.Signals) => {
+    log(`${sig}: cleaning up`)
+    cleanup()
+    process.exit(sig === "SIGINT" ? 130 : 143)
+  }
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
+  process.on("exit", cleanup)
+  try {
+    // Everything in memory: a disk would be a bottleneck shared by every "host".
+    const needMiB = Math.ceil((size / MiB) * (2 * (o.hosts + 1) + 2)) + 256
+    if (needMiB * MiB < freemem() * 0.6) {
+      execFileSync("mount", ["-t", "tmpfs", "-o", `size=${needMiB}m,mode=0755`, "tmpfs", dir], { stdio: "pipe" })
+      unmount = () => execFileSync("umount", ["-l", dir], { stdio: "pipe" })
+    } else {
+      log(`not enough memory for a ${needMiB} MiB tmpfs: using ${dir} on disk`)
+    }
+    await fs.chmod(dir, 0o755)
+    const logDir = o.logDir === undefined ? path.join(dir, "logs") : path.resolve(o.logDir)
+    await fs.mkdir(logDir, { recursive: true })
+
+    const hostNames = Array.from({ length: o.hosts }, (_, i) => `h${String(i).padStart(o.hosts > 100 ? 3 : 2, "0")}`)
+    const specs: Array<NodeSpec> = [
+      { name: "origin", octet: 1, upMbit: originMbit, downMbit: originMbit },
+      { name: "sched", octet: 2, upMbit: undefined, downMbit: undefined }, // control only: unshaped
+      { name: "seed", octet: 3, upMbit: o.rateMbit, downMbit: o.rateMbit },
+      ...hostNames.map((name, i) => ({ name, octet: 11 + i, upMbit: o.rateMbit, downMbit: o.rateMbit }))
+    ]
+    log(`creating ${specs.length} namespaces on ${topo.bridge} (${subnet}.0/24), ${o.rateMbit} Mbit/s links, origin ${originMbit} Mbit/s`)
+    topo.create(specs)
+
+    // The content.
+    const originDir = path.join(dir, "origin")
+    await fs.mkdir(originDir, { recursive: true })
+    const blob = path.join(originDir, "blob.bin")
+    const content = randomBytes(size)
+    await fs.writeFile(blob, content)
+    const digest = createHash("sha256").update(content).digest("hex")
+    const originIp = topo.node("origin").ip
+    const url = `http://${originIp}:${ORIGIN_PORT}/blob`
+
+    const payloadBps = (mbit: number) => (mbit * 1e6 * PAYLOAD_FRACTION) / 8
+    const bound = kumarRoss(size, o.hosts, payloadBps(o.rateMbit), payloadBps(originMbit))
+    const boundShaped = kumarRoss(size, o.hosts, (o.rateMbit * 1e6) / 8, (originMbit * 1e6) / 8)
+    const timeoutMillis = (o.timeoutSeconds ?? Math.max(120, 30 * bound)) * 1000
+    const damselflyPieceLength = pieceLengthFor(size)
+
+    const startOrigin = async () => {
+      topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT)], { cwd: REPO, log: path.join(logDir, "origin.log") })
+      await waitFor("the origin", async () => (await httpJson(`http://${originIp}:${ORIGIN_PORT}/stats`)).status === 200, 30_000)
+    }
+    const originBytes = async (): Promise<number> => (await httpJson(`http://${originIp}:${ORIGIN_PORT}/stats`)).body.bytesSent
+
+    const hostDir = (h: string) => path.join(dir, "hosts", h)
+    const freshHostDirs = async () => {
+      await fs.rm(path.join(dir, "hosts"), { recursive: true, force: true })
+      for (const h of hostNames) await fs.mkdir(hostDir(h), { recursive: true })
+    }
+
+    /** Waits for every host's completion (a promise each), with the mode's deadline. */
+    const collect = async (t0: number, done: ReadonlyArray<Promise<{ at: number | null; detail?: unknown }>>) => {
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), timeoutMillis)))
+      const settled = await Promise.race([Promise.all(done), deadline])
+      clearTimeout(timer)
+      if (settled === "timeout") log(`mode timed out after ${timeoutMillis / 1000} s`)
+      // Whatever finished by now counts; the rest did not finish.
+      const results: Array<{ at: number | null; detail?: unknown }> = []
+      for (const p of done) results.push(await Promise.race([p, Promise.resolve({ at: null })]))
+      return results.map((r) => ({ seconds: r.at === null ? null : (r.at - t0) / 1000, detail: r.detail }))
+    }
+
+    const verify = async (files: ReadonlyArray<string>) =>
+      Promise.all(files.map(async (f) => existsSync(f) && (await sha256File(f)) === digest))
+
+    const summarise = async (
+      mode: Mode,
+      wallStart: number,
+      times: ReadonlyArray<{ seconds: number | null; detail?: unknown }>,
+      files: ReadonlyArray<string>,
+      wireBytes: number,
+      payloadBytes: number | null,
+      error?: string
+    ): Promise<ModeResult> => {
+      const ok = await verify(files)
+      const perHost = hostNames.map((host, i) => ({ host, seconds: times[i]?.seconds ?? null, sha256ok: ok[i], ...(times[i]?.detail === undefined ? {} : { detail: times[i].detail }) }))
+      const finished = perHost.filter((h) => h.seconds !== null).map((h) => h.seconds!).sort((a, b) => a - b)
+      const max = finished.length === o.hosts ? finished[finished.length - 1] : null
+      return {
+        mode,
+        hosts: o.hosts,
+        finished: finished.length,
+        verified: ok.filter(Boolean).length,
+        p50: percentile(finished, 0.5),
+        max,
+        maxOverBound: max === null ? null : max / bound,
+        originWireCopies: wireBytes / size,
+        originPayloadCopies: payloadBytes === null ? null : payloadBytes / size,
+        wallSeconds: (Date.now() - wallStart) / 1000,
+        perHost,
+        ...(error === undefined ? {} : { error })
+      }
+    }
+
+    const runMode = async (mode: Mode): Promise<ModeResult> => {
+      const wallStart = Date.now()
+      await freshHostDirs()
+      const files = hostNames.map((h) => path.join(hostDir(h), mode === "bittorrent" ? "blob.bin" : "out.bin"))
+      let wire0 = topo.txBytes("origin")
+      try {
+        if (mode === "direct") {
+          await startOrigin()
+          wire0 = topo.txBytes("origin")
+          const t0 = Date.now()
+          const done = hostNames.map((h, i) => {
+            const child = client === "curl"
+              ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", files[i], url], { log: path.join(logDir, `direct-${h}.log`) })
+              // No daemon listens on port 9 of the host's loopback: `get` falls back to the origin.
+              : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", "http://127.0.0.1:9"], { cwd: REPO, log: path.join(logDir, `direct-${h}.log`) })
+            return new Promise<{ at: number | null }>((r) => child.on("exit", (code) => r({ at: code === 0 ? Date.now() : null })))
+          })
+          const times = await collect(t0, done)
+          const payload = await originBytes()
+          return summarise(mode, wallStart, times, files, topo.txBytes("origin") - wire0, payload)
+        }
+        if (mode === "damselfly") return await runDamselfly(wallStart, files)
+        return await runBittorrent(wallStart, files)
+      } catch (e) {
+        log(`${mode} failed: ${e instanceof Error ? e.message : String(e)}`)
+        return summarise(mode, wallStart, [], files, topo.txBytes("origin") - wire0, null, e instanceof Error ? e.message : String(e))
+      } finally {
+        await topo.stopAll()
+        await fs.rm(path.join(dir, "hosts"), { recursive: true, force: true })
+        await fs.rm(path.join(dir, "state"), { recursive: true, force: true })
+      }
+    }
+
+    const runDamselfly = async (wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
+      await startOrigin()
+      const sched = topo.node("sched")
+      const schedulerUrl = `http://${sched.ip}:${SCHEDULER_PORT}`
+      const daemonUrl = (name: string) => `http://${topo.node(name).ip}:${DAEMON_PORT}`
+      const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan"]
+      topo.spawnIn("sched", process.execPath, [BIN, "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT)], { cwd: REPO, log: path.join(logDir, "damselfly-scheduler.log") })
+      await waitFor("the scheduler", async () => (await httpJson(`${schedulerUrl}/healthy`)).status === 200, 60_000)
+      const state = path.join(dir, "state")
+      topo.spawnIn("seed", process.execPath, [BIN, "daemon", "--seed", "--listen", topo.node("seed").ip, "--data", path.join(state, "seed"), "--host-id", "seed", ...common], { cwd: REPO, log: path.join(logDir, "damselfly-seed.log") })
+      // Daemons start a node process each (~1.3 s of CPU): a few at a time on two cores.
+      for (let i = 0; i < hostNames.length; i += 4) {
+        const batch = hostNames.slice(i, i + 4)
+        for (const h of batch) {
+          topo.spawnIn(h, process.execPath, [BIN, "daemon", "--listen", topo.node(h).ip, "--data", path.join(state, h), "--host-id", h, ...common], { cwd: REPO, log: path.join(logDir, `damselfly-daemon-${h}.log`) })
+        }
+        await Promise.all(batch.map((h) => waitFor(`daemon ${h}`, async () => (await httpJson(`${daemonUrl(h)}/healthy`)).status === 200, 120_000)))
+      }
+      await waitFor("the seed", async () => (await httpJson(`${daemonUrl("seed")}/healthy`)).status === 200, 60_000)
+      await waitFor("every host to announce itself", async () => (await httpJson(`${schedulerUrl}/healthy`)).body.hosts === o.hosts + 1, 60_000)
+      const taskId = Effect.runSync(Effect.provideService(
+        taskIdOf({ url, pieceLength: damselflyPieceLength }),
+        Sha256,
+        Sha256.of({ hex: (d) => createHash("sha256").update(d).digest("hex") })
+      ))
+      await sleep(500)
+      const wire0 = topo.txBytes("origin")
+      const payload0 = await originBytes()
+
+      // Progress: the scheduler's view of the task (states, parents) and each daemon's pieces, every second.
+      const timeline: Array<unknown> = []
+      let polling = true
+      const t0 = Date.now()
+      const poller = (async () => {
+        while (polling) {
+          const at = (Date.now() - t0) / 1000
+          const snapshot = await httpJson(`${schedulerUrl}/v1/tasks/${taskId}`, { timeoutMillis: 1_000 }).then((r) => r.status === 200 ? r.body : null, () => null)
+          const pieces = await Promise.all(hostNames.map((h) =>
+            httpJson(`${daemonUrl(h)}/v1/tasks/${taskId}/availability?since=0`, { timeoutMillis: 300 }).then((r) => r.status === 200 ? Number(r.body.version) : null, () => null))) // null: no answer in time
+          timeline.push({ at, pieces: Object.fromEntries(hostNames.map((h, i) => [h, pieces[i]])), snapshot })
+          await sleep(1_000)
+        }
+      })()
+
+      const done = hostNames.map((h, i) => {
+        const body = JSON.stringify({ url, output: files[i] })
+        const reply = path.join(logDir, `damselfly-get-${h}.json`)
+        const child = client === "curl"
+          ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", reply, "-X", "POST", "-H", "content-type: application/json", "--data", body, `${daemonUrl(h)}/v1/download`], { log: path.join(logDir, `damselfly-get-${h}.log`) })
+          : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", daemonUrl(h)], { cwd: REPO, log: path.join(logDir, `damselfly-get-${h}.log`) })
+        return new Promise<{ at: number | null; detail?: unknown }>((r) =>
+          child.on("exit", async (code) => {
+            const at = code === 0 ? Date.now() : null
+            const detail = client === "curl" ? await fs.readFile(reply, "utf8").then((t) => JSON.parse(t), () => undefined) : undefined
+            r({ at, ...(detail === undefined ? {} : { detail }) })
+          }))
+      })
+      const times = await collect(t0, done)
+      polling = false
+      await poller
+      const wire = topo.txBytes("origin") - wire0
+      const payload = (await originBytes()) - payload0
+      const finalSnapshot = await httpJson(`${schedulerUrl}/v1/tasks/${taskId}`).then((r) => r.body, () => null)
+      await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
+      return summarise("damselfly", wallStart, times, files, wire, payload)
+    }
+
+    const runBittorrent = async (wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
+      const bt = path.join(dir, "state", "bt")
+      await fs.mkdir(bt, { recursive: true })
+      const sched = topo.node("sched")
+      const torrent = path.join(bt, "blob.torrent")
+      // 1 MiB pieces (2^20): 4 MiB pieces were 25–45% slower for aria2 on a 128 MiB file.
+      sh("mktorrent", ["-l", "20", "-a", `http://${sched.ip}:${TRACKER_PORT}/announce`, "-o", torrent, blob])
+      const infoHash = /Info Hash: ([0-9a-f]{40})/.exec(sh("aria2c", ["-S", torrent]))?.[1]
+      if (infoHash === undefined) throw new Error("aria2c -S did not show the torrent's info hash")
+      // opentracker only serves whitelisted info hashes; it drops root for `nobody` and chroots to its cwd.
+      await fs.writeFile(path.join(bt, "whitelist.txt"), `${infoHash}\n`)
+      await fs.writeFile(path.join(bt, "opentracker.conf"), [`listen.tcp_udp ${sched.ip}:${TRACKER_PORT}`, `access.whitelist ${path.join(bt, "whitelist.txt")}`, ""].join("\n"))
+      await fs.chmod(path.join(dir, "state"), 0o755)
+      await fs.chmod(bt, 0o755)
+      topo.spawnIn("sched", "opentracker", ["-f", path.join(bt, "opentracker.conf")], { cwd: bt, log: path.join(logDir, "bittorrent-opentracker.log") })
+      await waitFor("opentracker", async () => (await httpJson(`http://${sched.ip}:${TRACKER_PORT}/stats`).catch(() => ({ status: 0 }))).status > 0, 30_000)
+
+      const aria = [
+        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false", "--disable-ipv6=true", "--enable-peer-exchange=true",
+        "--seed-ratio=0.0", "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn", "--listen-port=6881",
+        "--bt-tracker-connect-timeout=5", "--allow-overwrite=true", "--auto-file-renaming=false"
+      ]
+      const rpc = `http://${originIp}:6800/jsonrpc`
+      topo.spawnIn("origin", "aria2c", [...aria, "--check-integrity=true", `--dir=${originDir}`, "--enable-rpc=true", "--rpc-listen-all=true", "--rpc-listen-port=6800", torrent], { log: path.join(logDir, "bittorrent-seeder.log") })
+      const tell = async () => {
+        const r = await httpJson(rpc, { method: "POST", body: JSON.stringify({ jsonrpc: "2.0", id: "1", method: "aria2.tellActive", params: [["seeder", "uploadLength", "completedLength", "totalLength"]] }) })
+        return (r.body?.result ?? []) as Array<{ seeder: string; uploadLength: string; completedLength: string; totalLength: string }>
+      }
+      await waitFor("the seeding aria2c", async () => (await tell()).some((t) => t.seeder === "true"), 120_000)
+      await sleep(2_000) // its first announce
+      const wire0 = topo.txBytes("origin")
+      const upload0 = Number((await tell())[0]?.uploadLength ?? 0)
+
+      const hook = path.join(bt, "done.sh")
+      await fs.writeFile(hook, `#!/bin/sh\ndate +%s%3N > "$3.done"\n`, { mode: 0o755 })
+      const t0 = Date.now()
+      for (const [i, h] of hostNames.entries()) {
+        topo.spawnIn(h, "aria2c", [...aria, `--dir=${path.dirname(files[i])}`, `--on-bt-download-complete=${hook}`, torrent], { log: path.join(logDir, `bittorrent-${h}.log`) })
+      }
+      const done = files.map(async (f) => {
+        while (Date.now() - t0 < timeoutMillis + 1_000) {
+          const text = await fs.readFile(`${f}.done`, "utf8").catch(() => "")
+          if (/^\d+/.test(text)) return { at: Number(text.trim()) }
+          await sleep(50)
+        }
+        return { at: null }
+      })
+      const times = await collect(t0, done)
+      const wire = topo.txBytes("origin") - wire0
+      const upload = Number((await tell().catch(() => []))[0]?.uploadLength ?? NaN) - upload0
+      return summarise("bittorrent", wallStart, times, files, wire, Number.isFinite(upload) ? upload : null)
+    }
+
+    const results: Array<ModeResult> = []
+    for (const mode of o.modes) {
+      log(`mode ${mode}: ${o.hosts} hosts × ${o.sizeMiB} MiB at ${o.rateMbit} Mbit/s (bound ${bound.toFixed(2)} s)`)
+      const r = await runMode(mode)
+      log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire)`)
+      results.push(r)
+    }
+
+    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, uploadSlots: UPLOAD_SLOTS })
+    const relErr = (real: number | null, p: number) => (real === null ? null : (p - real) / real)
+    const comparison = results.flatMap((r) => {
+      const p = predictions.find((x) => x.strategy === (r.mode === "damselfly" ? "dragonfly" : r.mode))
+      return p === undefined ? [] : [{
+        real: r.mode,
+        predicted: `sim:${p.strategy}`,
+        realP50: r.p50,
+        predictedP50: p.p50,
+        p50Error: relErr(r.p50, p.p50),
+        realMax: r.max,
+        predictedMax: p.max,
+        maxError: relErr(r.max, p.max)
+      }]
+    })
+    return {
+      config: {
+        hosts: o.hosts,
+        rateMbit: o.rateMbit,
+        originMbit,
+        sizeBytes: size,
+        pieceLengthDamselfly: damselflyPieceLength,
+        pieceLengthBittorrent: MiB,
+        client,
+        payloadFraction: PAYLOAD_FRACTION
+      },
+      boundSeconds: bound,
+      boundSecondsShaped: boundShaped,
+      modes: results,
+      predictions,
+      comparison
+    }
+  } finally {
+    await topo.stopAll().catch(() => {})
+    cleanup()
+    process.off("SIGINT", onSignal)
+    process.off("SIGTERM", onSignal)
+    process.off("exit", cleanup)
+  }
+}
+
+const f = (x: number | null | undefined, digits = 2) => (x === null || x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(digits))
+const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(100 * x).toFixed(0)}%`)
+
+export const markdown = (r: SwarmResult): string => {
+  const lines = [
+    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host.`,
+    "",
+    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) |",
+    "|---|---|---|---|---|---|---|---|---|"
+  ]
+  for (const m of r.modes) {
+    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} |`)
+  }
+  for (const p of r.predictions) {
+    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - |`)
+  }
+  if (r.comparison.length > 0) {
+    lines.push("", "| real | predicted | real p50 s | predicted p50 s | error | real max s | predicted max s | error |", "|---|---|---|---|---|---|---|---|")
+    for (const c of r.comparison) {
+      lines.push(`| ${c.real} | ${c.predicted} | ${f(c.realP50)} | ${f(c.predictedP50)} | ${pct(c.p50Error)} | ${f(c.realMax)} | ${f(c.predictedMax)} | ${pct(c.maxError)} |`)
+    }
+  }
+  return lines.join("\n")
+}

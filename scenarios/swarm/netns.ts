@@ -1,0 +1,179 @@
+// Hosts as Linux network namespaces on one bridge, each link shaped with `tc tbf` in both directions,
+// and processes started inside them that are always stopped again (root only).
+//
+//   root ns: bridge <prefix>-br (10.77.x.254/24)
+//     └─ veth <prefix>-<node>  (host side, egress = the node's DOWNLOAD, tbf at the node's down rate)
+//          └─ eth0 in netns <prefix>-<node> (egress = the node's UPLOAD, tbf at its up rate)
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { createWriteStream, type WriteStream } from "node:fs"
+
+export const sh = (cmd: string, args: ReadonlyArray<string>, options: { quiet?: boolean } = {}): string => {
+  try {
+    return execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" })
+  } catch (e) {
+    if (options.quiet) return ""
+    const err = e as { stderr?: string; message: string }
+    throw new Error(`${cmd} ${args.join(" ")}: ${err.stderr?.trim() || err.message}`)
+  }
+}
+
+export interface NodeSpec {
+  /** Short name (≤ 6 characters with the prefix: interface names are at most 15). */
+  readonly name: string
+  /** Last octet of the node's address. */
+  readonly octet: number
+  /** Shaped rates in Mbit/s; undefined = not shaped in that direction. */
+  readonly upMbit: number | undefined
+  readonly downMbit: number | undefined
+}
+
+export interface NetNode extends NodeSpec {
+  readonly ns: string
+  readonly ip: string
+  /** The host-side end of the node's veth (on the bridge). */
+  readonly hostIf: string
+}
+
+/** tbf with a burst of ~2 ms of traffic (at least 32 KiB) and ~20 ms of queue. */
+const tbfArgs = (mbit: number): Array<string> => {
+  const bytesPerSecond = (mbit * 1e6) / 8
+  const burst = Math.max(32 * 1024, Math.round(bytesPerSecond * 0.002))
+  return ["tbf", "rate", `${mbit}mbit`, "burst", String(burst), "latency", "20ms"]
+}
+
+export class Topology {
+  readonly nodes = new Map<string, NetNode>()
+  readonly bridge: string
+  readonly bridgeIp: string
+  private created = false
+  private readonly procs = new Set<ChildProcess>()
+
+  /** `subnet` is the first three octets, e.g. "10.77.0". */
+  constructor(readonly prefix: string, readonly subnet: string) {
+    this.bridge = `${prefix}-br`
+    this.bridgeIp = `${subnet}.254`
+  }
+
+  /** Removes whatever an earlier, killed run with the same prefix left behind. */
+  static sweep(prefix: string): void {
+    for (const line of sh("ip", ["netns", "list"], { quiet: true }).split("\n")) {
+      const ns = line.split(" ")[0]
+      if (ns !== undefined && ns.startsWith(`${prefix}-`)) {
+        for (const pid of sh("ip", ["netns", "pids", ns], { quiet: true }).split(/\s+/).filter(Boolean)) {
+          try {
+            process.kill(Number(pid), "SIGKILL")
+          } catch {}
+        }
+        sh("ip", ["netns", "del", ns], { quiet: true })
+      }
+    }
+    for (const line of sh("ip", ["-o", "link", "show"], { quiet: true }).split("\n")) {
+      const m = /^\d+: ([^:@]+)[:@]/.exec(line)
+      if (m !== null && m[1].startsWith(`${prefix}-`)) sh("ip", ["link", "del", m[1]], { quiet: true })
+    }
+  }
+
+  create(specs: ReadonlyArray<NodeSpec>): void {
+    Topology.sweep(this.prefix)
+    this.created = true
+    sh("ip", ["link", "add", this.bridge, "type", "bridge"])
+    sh("ip", ["addr", "add", `${this.bridgeIp}/24`, "dev", this.bridge])
+    sh("ip", ["link", "set", this.bridge, "up"])
+    for (const s of specs) {
+      const node: NetNode = { ...s, ns: `${this.prefix}-${s.name}`, ip: `${this.subnet}.${s.octet}`, hostIf: `${this.prefix}-${s.name}` }
+      if (node.hostIf.length > 15) throw new Error(`interface name ${node.hostIf} is longer than 15 characters`)
+      this.nodes.set(s.name, node)
+      sh("ip", ["netns", "add", node.ns])
+      sh("ip", ["link", "add", node.hostIf, "type", "veth", "peer", "name", "eth0", "netns", node.ns])
+      sh("ip", ["link", "set", node.hostIf, "master", this.bridge, "up"])
+      sh("ip", ["-n", node.ns, "addr", "add", `${node.ip}/24`, "dev", "eth0"])
+      sh("ip", ["-n", node.ns, "link", "set", "eth0", "up"])
+      sh("ip", ["-n", node.ns, "link", "set", "lo", "up"])
+      if (s.downMbit !== undefined) sh("tc", ["qdisc", "replace", "dev", node.hostIf, "root", ...tbfArgs(s.downMbit)])
+      if (s.upMbit !== undefined) sh("tc", ["-n", node.ns, "qdisc", "replace", "dev", "eth0", "root", ...tbfArgs(s.upMbit)])
+    }
+  }
+
+  node(name: string): NetNode {
+    const n = this.nodes.get(name)
+    if (n === undefined) throw new Error(`no node ${name}`)
+    return n
+  }
+
+  /** Bytes the node has sent on its link so far (L2 frames: payload plus TCP/IP/Ethernet headers). */
+  txBytes(name: string): number {
+    const n = this.node(name)
+    const j = JSON.parse(sh("ip", ["-n", n.ns, "-s", "-j", "link", "show", "eth0"])) as Array<{ stats64: { tx: { bytes: number } } }>
+    return j[0].stats64.tx.bytes
+  }
+
+  /** Starts `cmd` inside the node's namespace; stdout/stderr go to `log` (a file) when given. */
+  spawnIn(name: string, cmd: string, args: ReadonlyArray<string>, o: { log?: string; cwd?: string; env?: Record<string, string> } = {}): ChildProcess {
+    const n = this.node(name)
+    const child = spawn("ip", ["netns", "exec", n.ns, cmd, ...args], {
+      stdio: ["ignore", o.log === undefined ? "ignore" : "pipe", o.log === undefined ? "ignore" : "pipe"],
+      cwd: o.cwd,
+      env: { ...process.env, ...o.env },
+      detached: true // its own process group: stopped as a whole, and not by the terminal's Ctrl-C first
+    })
+    if (o.log !== undefined) {
+      const out: WriteStream = createWriteStream(o.log)
+      child.stdout!.pipe(out, { end: false })
+      child.stderr!.pipe(out, { end: false })
+      child.on("close", () => out.end())
+    }
+    this.procs.add(child)
+    child.on("exit", () => this.procs.delete(child))
+    return child
+  }
+
+  /** Stops every process started here: SIGTERM to each process group, SIGKILL after `graceMillis`. */
+  async stopAll(graceMillis = 3_000): Promise<void> {
+    const running = [...this.procs].filter((c) => c.exitCode === null && c.signalCode === null)
+    const kill = (c: ChildProcess, sig: NodeJS.Signals) => {
+      try {
+        if (c.pid !== undefined) process.kill(-c.pid, sig)
+      } catch {}
+    }
+    for (const c of running) kill(c, "SIGTERM")
+    const deadline = Date.now() + graceMillis
+    while (Date.now() < deadline && running.some((c) => c.exitCode === null && c.signalCode === null)) {
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    for (const c of running) if (c.exitCode === null && c.signalCode === null) kill(c, "SIGKILL")
+    // Anything else still inside our namespaces (a grandchild that left its group) is ours too.
+    for (const n of this.nodes.values()) {
+      for (const pid of sh("ip", ["netns", "pids", n.ns], { quiet: true }).split(/\s+/).filter(Boolean)) {
+        try {
+          process.kill(Number(pid), "SIGKILL")
+        } catch {}
+      }
+    }
+  }
+
+  /** Synchronous, so it can also run from a signal or exit handler. */
+  destroySync(): void {
+    for (const c of this.procs) {
+      try {
+        if (c.pid !== undefined) process.kill(-c.pid, "SIGKILL")
+      } catch {}
+    }
+    if (!this.created) return
+    Topology.sweep(this.prefix)
+    this.created = false
+  }
+}
+
+export const isRoot = (): boolean => process.getuid?.() === 0
+
+/** Why namespaces cannot be used here, or undefined when they can. */
+export const netnsUnavailable = (): string | undefined => {
+  if (!isRoot()) return "needs root (network namespaces, veth, tc)"
+  try {
+    execFileSync("ip", ["netns", "list"], { stdio: "pipe" })
+    execFileSync("tc", ["-V"], { stdio: "pipe" })
+  } catch (e) {
+    return `ip netns / tc unavailable: ${(e as Error).message}`
+  }
+  return undefined
+}

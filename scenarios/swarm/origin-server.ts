@@ -1,0 +1,56 @@
+// The swarm benchmark's origin: serves one file at /blob (HEAD, GET, single Range) from memory and
+// counts the body bytes it sends; GET /stats answers {bytesSent, gets}. Runs inside the origin's
+// namespace: node --import tsx scenarios/swarm/origin-server.ts FILE LISTEN PORT
+import { readFileSync } from "node:fs"
+import * as http from "node:http"
+
+const [file, listen, port] = process.argv.slice(2)
+if (file === undefined || listen === undefined || port === undefined) {
+  console.error("usage: origin-server.ts FILE LISTEN PORT")
+  process.exit(2)
+}
+const content = readFileSync(file)
+const size = content.length
+let sent = 0
+let gets = 0
+
+const server = http.createServer((req, res) => {
+  if (req.url === "/stats") {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ bytesSent: sent, gets }))
+    return
+  }
+  if (req.url !== "/blob") {
+    res.writeHead(404).end()
+    return
+  }
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "")
+  let start = 0
+  let end = size - 1
+  if (m !== null) {
+    start = Number(m[1])
+    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1)
+    if (start > end || start >= size) {
+      res.writeHead(416, { "content-range": `bytes */${size}` }).end()
+      return
+    }
+    res.writeHead(206, { "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}`, "accept-ranges": "bytes" })
+  } else {
+    res.writeHead(200, { "content-length": size, "accept-ranges": "bytes" })
+  }
+  if (req.method === "HEAD") {
+    res.end()
+    return
+  }
+  gets++
+  // Count what actually left: a client that hangs up early is not charged the whole body.
+  const body = content.subarray(start, end + 1)
+  const socket = res.socket
+  const before = socket?.bytesWritten ?? 0
+  res.on("close", () => {
+    sent += Math.min(body.length, Math.max(0, (socket?.bytesWritten ?? before) - before))
+  })
+  res.end(body)
+})
+server.keepAliveTimeout = 60_000
+server.listen(Number(port), listen, () => console.log(`origin listening on ${listen}:${port}, ${size} bytes`))
+process.on("SIGTERM", () => process.exit(0))

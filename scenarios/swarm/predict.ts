@@ -1,0 +1,60 @@
+// The simulator's prediction for a swarm benchmark configuration: the same hosts, one seed peer and
+// the origin, every link at the TCP payload rate of the shaped rate, one LAN (one IDC, one rack).
+import { runScenario } from "../../sim/run.ts"
+import { decodeScenario, type Scenario, type ScenarioInput } from "../../sim/scenario.ts"
+
+/** Payload carried by a TCP stream over a tbf-shaped link, as a fraction of the shaped rate (measured). */
+export const PAYLOAD_FRACTION = 0.958
+
+export interface SwarmConfig {
+  readonly hosts: number
+  readonly rateMbit: number
+  readonly originMbit: number
+  readonly sizeBytes: number
+  /** The daemons' --upload-slots (the CLI's default is 16). */
+  readonly uploadSlots: number
+}
+
+export const swarmScenario = (c: SwarmConfig): Scenario => {
+  const bps = (mbit: number) => (mbit * 1e6 * PAYLOAD_FRACTION) / 8
+  const input: ScenarioInput = {
+    name: `swarm: ${c.hosts} hosts, ${c.rateMbit} Mbit/s, ${(c.sizeBytes / 2 ** 20).toFixed(0)} MiB`,
+    file: { url: "http://origin.swarm/blob", sizeBytes: c.sizeBytes },
+    idcs: [{ name: "lan", location: "lab|bench|lan", peers: c.hosts, seeds: 1, racks: 1 }],
+    peer: { uploadBytesPerSecond: bps(c.rateMbit), downloadBytesPerSecond: bps(c.rateMbit), uploadSlots: c.uploadSlots },
+    seed: { uploadBytesPerSecond: bps(c.rateMbit), downloadBytesPerSecond: bps(c.rateMbit), uploadSlots: c.uploadSlots },
+    origin: { idc: "lan", uploadBytesPerSecond: bps(c.originMbit) },
+    scheduler: { idc: "lan" },
+    // A bridge between namespaces: tens of microseconds.
+    latency: { intraIdcRttMs: 0.1, interIdcRttMs: 0.1 },
+    arrival: { spreadSeconds: 0 },
+    strategies: ["direct", "dragonfly"]
+  }
+  return decodeScenario(input, "swarm scenario")
+}
+
+export interface Prediction {
+  readonly strategy: "direct" | "dragonfly"
+  readonly p50: number
+  readonly max: number
+  readonly boundSeconds: number
+  readonly originCopies: number
+  readonly finished: number
+  readonly verified: boolean
+}
+
+export const predict = (c: SwarmConfig, seed = 1): Array<Prediction> => {
+  const scenario = swarmScenario(c)
+  return (["direct", "dragonfly"] as const).map((strategy) => {
+    const r = runScenario(scenario, { seed, strategy })
+    return {
+      strategy,
+      p50: r.completionSeconds.p50,
+      max: r.completionSeconds.max,
+      boundSeconds: r.boundSeconds,
+      originCopies: r.originEgressCopies,
+      finished: r.finishedPeers,
+      verified: r.verified
+    }
+  })
+}

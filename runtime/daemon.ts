@@ -1,29 +1,32 @@
-// `damselfly daemon`: one host's peer. It announces its Host to the scheduler, serves pieces to other
-// peers (upload-server), and runs core's `downloadTask` — for a user (`POST /v1/download`) or when the
-// scheduler picks it as seed (`POST /v1/seed`) — over the real HTTP and disk Layers.
+// `damselfly daemon`: one host's peer. It announces its Host to every scheduler, serves pieces to other
+// peers (upload-server), and runs core's `downloadTask` — for a user (`POST /v1/download`) or when a
+// scheduler picks it as seed (`POST /v1/seed`) — over the real HTTP and disk Layers. With several
+// schedulers each task goes to the one its id hashes to (runtime/scheduler-ring.ts), and to the next one
+// on the ring while that one is down.
 import { randomUUID } from "node:crypto"
 import { createReadStream, createWriteStream, promises as fs } from "node:fs"
-import { createServer } from "node:http"
 import { hostname } from "node:os"
 import * as path from "node:path"
 import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
-import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
-import { keepPresence } from "../core/peer/presence.ts"
+import { announceHost } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
+import { RegisterPeer } from "../core/protocol.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
-import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
-import { HttpOrigin } from "./http-origin.ts"
-import { HttpPieceTransfer } from "./http-piece-transfer.ts"
-import { HttpSchedulerChannel } from "./http-scheduler-channel.ts"
+import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
+import { requireToken, resolveToken } from "./auth.ts"
+import { listenLayer } from "./http-listen.ts"
+import { httpOrigin } from "./http-origin.ts"
+import { httpPieceTransfer } from "./http-piece-transfer.ts"
+import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
 import { uploadRoutes } from "./upload-server.ts"
 
@@ -31,7 +34,10 @@ export interface DaemonOptions {
   readonly port: number
   readonly listen: string
   readonly data: string
-  readonly scheduler: string
+  /** Scheduler base URLs; tasks are placed on them by consistent hashing of the task id. */
+  readonly schedulers: ReadonlyArray<string>
+  /** How long an unreachable scheduler is passed over (its tasks go to the next one) before it is tried again. */
+  readonly schedulerDownMillis?: number | undefined
   readonly seed: boolean
   readonly hostId: string | undefined
   readonly idc: string
@@ -39,7 +45,20 @@ export interface DaemonOptions {
   readonly uploadBandwidth: number | undefined
   readonly uploadSlots: number
   readonly concurrentPieces: number | undefined
+  /** Shared secret: required on requests to this daemon and sent on its own (falls back to DAMSELFLY_TOKEN). */
+  readonly token?: string | undefined
+  readonly maxConnections?: number | undefined
+  /** Silence from the origin mid-reply after which a piece fails (and is retried). */
+  readonly originIdleMillis?: number | undefined
+  /** How long a piece request may wait for an upload slot before a 503. */
+  readonly uploadQueueMillis?: number | undefined
+  /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
+  readonly fault?: DaemonFault | undefined
 }
+
+/** Faults a test can inject into a real daemon process. */
+export const DAEMON_FAULTS = ["corrupt-uploads"] as const
+export type DaemonFault = typeof DAEMON_FAULTS[number]
 
 const StringRecord = Schema.Record(Schema.String, Schema.String)
 const HttpUrl = Schema.String.check(Schema.isPattern(/^https?:\/\/[^\s]+$/)).annotate({ description: "an http(s) URL" })
@@ -114,19 +133,69 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const store = new DiskStore(o.data)
     const resumed = yield* Effect.promise(() => store.loadExisting())
     const scope = yield* Effect.scope
-    const channel = HttpSchedulerChannel(o.scheduler)
-    const peerLayer = Layer.mergeAll(channel, HttpPieceTransfer, HttpOrigin, DiskPieceStore(store), NodeSha256)
+    const token = resolveToken(o.token)
+    const origin = httpOrigin(o.originIdleMillis)
+    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
+    const pieceStore = DiskPieceStore(store)
+    const peerLayer = Layer.mergeAll(Layer.succeed(SchedulerChannel)(ring.channel), httpPieceTransfer(token), origin, pieceStore, NodeSha256)
     const peerOptions: PeerOptions = o.concurrentPieces === undefined ? defaultPeerOptions : { ...defaultPeerOptions, concurrentPieces: o.concurrentPieces }
     let announced = false
 
-    // Announce until the scheduler hears us, then every 30 s; a new scheduler epoch makes core re-register
-    // every task held here, so a restarted (or failed-over) scheduler rebuilds its view from the peers.
-    yield* keepPresence(host, 30_000, 1_000).pipe(Effect.provide(peerLayer), Effect.forkIn(scope))
+    // Announce to every scheduler until one hears us, then every 30 s — and at once when a scheduler is
+    // marked down, and again when its down mark expires (the probe that finds it back). The announcement's
+    // epoch combines every answering scheduler's, so a scheduler lost, restarted or back makes core's
+    // announceHost re-register the tasks held here, each with the scheduler that now owns it (the ring's
+    // presence channel skips the tasks that did not move): the schedulers rebuild their view from the peers.
+    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, unknown>>()
+
+    // core's announceHost re-registers complete tasks only. A download under way whose scheduler went
+    // away (or came back) is re-registered here, at once and with the pieces it holds (a seed with their
+    // digests, which it had from the origin), so the new scheduler knows its peers — the seed above all —
+    // before they stall. Only downloads running now: a failed one is never offered as a parent.
+    const reRegisterDownloads = Effect.gen(function*() {
+      for (const { task, ledger } of yield* Effect.promise(() => store.heldAsync())) {
+        if (!inFlight.has(task.taskId) || ledger.complete || !ring.moved(task.taskId)) continue
+        const held = ledger.held()
+        yield* Effect.ignore(ring.channel.request(new RegisterPeer({
+          peerId: peerIdOf(host.id, task.taskId),
+          taskId: task.taskId,
+          url: task.url,
+          host,
+          contentLength: task.contentLength,
+          pieceLength: task.pieceLength,
+          finishedPieces: held,
+          metadataOnly: false,
+          ...(host.type === "seed" ? { pieceDigests: held.map((index) => ({ index, digest: ledger.digestOf(index)! })) } : {})
+        })))
+      }
+    })
+
+    const presence = Effect.gen(function*() {
+      let epoch: string | undefined
+      while (true) {
+        yield* ring.settle
+        const next = yield* Effect.result(announceHost(host, epoch).pipe(
+          Effect.provideService(SchedulerChannel, ring.presence),
+          Effect.provide(pieceStore)
+        ))
+        const ok = next._tag === "Success"
+        if (ok) {
+          if (epoch !== undefined && next.success !== epoch) {
+            yield* Effect.logInfo("schedulers changed; held tasks re-registered where they now live").pipe(Effect.annotateLogs({ schedulers: next.success }))
+          }
+          epoch = next.success
+          announced = true
+          yield* reRegisterDownloads
+        }
+        const wait = Math.min(ok ? 30_000 : 1_000, (ring.untilNextExpiry() ?? Infinity) + 50)
+        yield* Effect.raceFirst(Effect.sleep(wait), ring.changed)
+      }
+    })
+    yield* presence.pipe(Effect.forkIn(scope))
     yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed }))
 
     // One download per task at a time on this host: later callers join it. Forked in the daemon's scope,
     // so a caller hanging up does not abort a download other callers (and children) rely on.
-    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, unknown>>()
     const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) =>
       Effect.gen(function*() {
         let fiber = inFlight.get(taskId)
@@ -152,18 +221,21 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.map((p) => pieceLengthFor(p.contentLength)),
           // Origin unreachable: peers may still have it; 4 MiB is what pieceLengthFor gives below 2 GiB.
           Effect.orElseSucceed(() => MIN_PIECE_LENGTH),
-          Effect.provide(HttpOrigin)
+          Effect.provide(origin)
         )
 
+    if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)
     const upload = yield* uploadRoutes(store, {
       uploadSlots: o.uploadSlots,
+      queueMillis: o.uploadQueueMillis,
+      corruptUploads: o.fault === "corrupt-uploads",
       uploadBandwidth: o.uploadBandwidth,
       downloading: (taskId) => inFlight.has(taskId)
     })
 
-    return HttpRouter.addAll([
+    const routes = HttpRouter.addAll([
       ...upload,
-      HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size }))),
+      HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)
         yield* download(seed.taskId, seed.url, seed.pieceLength, { ...seed.headers }).pipe(Effect.ignore, Effect.forkIn(scope))
@@ -189,11 +261,11 @@ export const daemonRoutes = (o: DaemonOptions) =>
           bytesFromOrigin: r.bytesFromOrigin,
           backToSource: r.backToSource
         })
-      })))
+      }))),
+      notFoundRoute
     ])
+    return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))
   }))
 
 export const daemonServer = (o: DaemonOptions) =>
-  HttpRouter.serve(daemonRoutes(o)).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { port: o.port, host: o.listen }))
-  )
+  HttpRouter.serve(daemonRoutes(o)).pipe(Layer.provide(listenLayer(o)))

@@ -7,6 +7,7 @@ import * as https from "node:https"
 import * as path from "node:path"
 import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
+import { authHeaders, resolveToken } from "./auth.ts"
 import { callPromise, HttpCallError } from "./http-call.ts"
 
 export interface GetOptions {
@@ -15,7 +16,13 @@ export interface GetOptions {
   readonly daemon: string
   readonly digest: string | undefined
   readonly pieceLength?: number | undefined
+  /** Sent to the daemon as a bearer token (falls back to DAMSELFLY_TOKEN). */
+  readonly token?: string | undefined
+  /** A direct download from the origin fails after this long without a byte. */
+  readonly idleTimeoutMillis?: number | undefined
 }
+
+export const DEFAULT_GET_IDLE_MILLIS = 60_000
 
 export interface GetResult {
   readonly via: "daemon" | "origin"
@@ -28,14 +35,33 @@ export class GetFailed extends Error {}
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 
-/** Straight from the origin: streamed, hashed on the fly, renamed into place only when complete and verified. */
-export const downloadDirect = async (url: string, output: string, digest: string | undefined, redirects = 5): Promise<number> => {
+/**
+ * Straight from the origin: streamed, hashed on the fly, renamed into place only when complete and
+ * verified. A stalled, refused or cut-off transfer fails with a message saying which, and leaves no
+ * file at `output` (only the tmp file ever holds partial bytes, and it is removed).
+ */
+export const downloadDirect = async (
+  url: string,
+  output: string,
+  digest: string | undefined,
+  redirects = 5,
+  idleTimeoutMillis = DEFAULT_GET_IDLE_MILLIS
+): Promise<number> => {
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   const client = url.startsWith("https:") ? https : http
-  const res = await new Promise<http.IncomingMessage>((resolve, reject) => client.get(url, resolve).on("error", reject))
+  const stalled = new GetFailed(`origin ${url}: no data for ${idleTimeoutMillis} ms (stalled)`)
+  let timedOut = false
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    const req = client.get(url, resolve).on("error", (e) =>
+      reject(timedOut ? stalled : new GetFailed(`origin ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)))
+    req.setTimeout(idleTimeoutMillis, () => {
+      timedOut = true
+      req.destroy(stalled)
+    })
+  })
   if (res.statusCode !== undefined && res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined && redirects > 0) {
     res.resume()
-    return downloadDirect(new URL(res.headers.location, url).toString(), output, digest, redirects - 1)
+    return downloadDirect(new URL(res.headers.location, url).toString(), output, digest, redirects - 1, idleTimeoutMillis)
   }
   if (res.statusCode !== 200) {
     res.resume()
@@ -43,13 +69,22 @@ export const downloadDirect = async (url: string, output: string, digest: string
   }
   const hash = createHash("sha256")
   let size = 0
+  const expected = res.headers["content-length"]
   try {
-    await pipeline(
-      res,
-      new Transform({ transform: (chunk: Buffer, _e, cb) => cb(null, (hash.update(chunk), (size += chunk.length), chunk)) }),
-      createWriteStream(tmp)
-    )
-    const expected = res.headers["content-length"]
+    try {
+      await pipeline(
+        res,
+        new Transform({ transform: (chunk: Buffer, _e, cb) => cb(null, (hash.update(chunk), (size += chunk.length), chunk)) }),
+        createWriteStream(tmp)
+      )
+    } catch (e) {
+      if (timedOut) throw stalled
+      const err = e as NodeJS.ErrnoException
+      // A failing system call on our side (ENOSPC, EACCES) is a local problem, not the origin's.
+      if (err.syscall !== undefined) throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
+      if (!res.complete) throw new GetFailed(`origin ${url}: body cut off after ${size} of ${expected ?? "?"} bytes (${(e as Error).message})`)
+      throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
+    }
     if (expected !== undefined && Number(expected) !== size) throw new GetFailed(`origin ${url}: got ${size} bytes, expected ${expected}`)
     const actual = `sha256:${hash.digest("hex")}`
     if (digest !== undefined && actual !== digest) throw new GetFailed(`digest mismatch: expected ${digest}, got ${actual}`)
@@ -77,7 +112,7 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
   try {
     const reply = await callPromise(`${o.daemon.replace(/\/+$/, "")}/v1/download`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { ...authHeaders(resolveToken(o.token)), "content-type": "application/json" },
       body
     })
     const text = reply.body.toString("utf8")
@@ -93,6 +128,9 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     fallback = `daemon ${o.daemon} unreachable (${e.message})`
   }
   log(`${fallback}; downloading directly from the origin`)
-  const size = await downloadDirect(o.url, output, o.digest)
+  const size = await downloadDirect(o.url, output, o.digest, 5, o.idleTimeoutMillis).catch((e: unknown) => {
+    // Say both why the daemon did not deliver and why the direct download failed.
+    throw new GetFailed(`${fallback}; direct download failed: ${e instanceof Error ? e.message : String(e)}`)
+  })
   return { via: "origin", output, contentLength: size, detail: { reason: fallback } }
 }

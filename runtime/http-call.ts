@@ -23,6 +23,8 @@ export interface CallOptions {
   readonly body?: string | Uint8Array
   /** Whole-exchange timeout; long-polls pass their own cap plus slack. */
   readonly timeoutMillis?: number
+  /** Give up when the socket is silent this long (a stalled peer), however long the exchange may take. */
+  readonly idleTimeoutMillis?: number
   /** Inspect status and headers before the body arrives; a string rejects the reply with that reason. */
   readonly accept?: (res: http.IncomingMessage) => string | undefined
 }
@@ -50,6 +52,13 @@ export const callPromise = (url: string, options: CallOptions, signal?: AbortSig
       }, options.timeoutMillis)
     }
     const done = () => timer !== undefined && clearTimeout(timer)
+    if (options.idleTimeoutMillis !== undefined) {
+      req.setTimeout(options.idleTimeoutMillis, () => {
+        done()
+        fail(`no data for ${options.idleTimeoutMillis} ms`, false, true)
+        req.destroy()
+      })
+    }
     req.on("error", (e: NodeJS.ErrnoException) => {
       done()
       fail(e.code ?? e.message, e.code !== undefined && UNREACHABLE.has(e.code))
@@ -87,10 +96,15 @@ export const call = (url: string, options: CallOptions = {}): Effect.Effect<Http
     catch: (e) => e instanceof HttpCallError ? e : new HttpCallError({ message: String(e), unreachable: false, timedOut: false })
   })
 
-export const postJson = (url: string, body: unknown, timeoutMillis?: number): Effect.Effect<HttpReply, HttpCallError> =>
+export const postJson = (
+  url: string,
+  body: unknown,
+  timeoutMillis?: number,
+  headers: Readonly<Record<string, string>> = {}
+): Effect.Effect<HttpReply, HttpCallError> =>
   call(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { ...headers, "content-type": "application/json" },
     body: JSON.stringify(body),
     ...(timeoutMillis === undefined ? {} : { timeoutMillis })
   })

@@ -8,6 +8,8 @@ import { call, describe, type HttpReply } from "./http-call.ts"
 
 const PROBE_TIMEOUT_MILLIS = 30_000
 const RANGE_TIMEOUT_MILLIS = 300_000
+/** An origin silent this long mid-reply is stalled: the piece fails (and is retried) instead of hanging. */
+export const DEFAULT_ORIGIN_IDLE_MILLIS = 30_000
 
 const failed = (message: string, status: number | null = null) => new OriginFailed({ message, status })
 
@@ -16,8 +18,8 @@ const totalFromContentRange = (reply: HttpReply): number | undefined => {
   return m === null ? undefined : Number(m[1])
 }
 
-const probe = (request: OriginRequest): Effect.Effect<{ readonly contentLength: number }, OriginFailed> =>
-  call(request.url, { method: "HEAD", headers: request.headers, timeoutMillis: PROBE_TIMEOUT_MILLIS }).pipe(
+const probe = (idleTimeoutMillis: number) => (request: OriginRequest): Effect.Effect<{ readonly contentLength: number }, OriginFailed> =>
+  call(request.url, { method: "HEAD", headers: request.headers, timeoutMillis: PROBE_TIMEOUT_MILLIS, idleTimeoutMillis }).pipe(
     Effect.mapError((e) => failed(e.message)),
     Effect.flatMap((reply) => {
       const length = Number(reply.headers["content-length"])
@@ -25,7 +27,7 @@ const probe = (request: OriginRequest): Effect.Effect<{ readonly contentLength: 
         return Effect.succeed({ contentLength: length })
       }
       // Some origins refuse HEAD or omit the length: ask for one byte and read the total.
-      return call(request.url, { headers: { ...request.headers, range: "bytes=0-0" }, timeoutMillis: PROBE_TIMEOUT_MILLIS }).pipe(
+      return call(request.url, { headers: { ...request.headers, range: "bytes=0-0" }, timeoutMillis: PROBE_TIMEOUT_MILLIS, idleTimeoutMillis }).pipe(
         Effect.mapError((e) => failed(e.message)),
         Effect.flatMap((ranged) => {
           const total = ranged.status === 206 ? totalFromContentRange(ranged) : ranged.status === 200 ? ranged.body.length : undefined
@@ -37,11 +39,12 @@ const probe = (request: OriginRequest): Effect.Effect<{ readonly contentLength: 
     })
   )
 
-const fetchRange = (request: OriginRequest, offset: number, length: number): Effect.Effect<Uint8Array, OriginFailed> => {
+const fetchRange = (idleTimeoutMillis: number) => (request: OriginRequest, offset: number, length: number): Effect.Effect<Uint8Array, OriginFailed> => {
   const range = `bytes=${offset}-${offset + length - 1}`
   return call(request.url, {
     headers: { ...request.headers, range },
     timeoutMillis: RANGE_TIMEOUT_MILLIS,
+    idleTimeoutMillis,
     // Refuse before the body arrives: a 200 for the whole file must not be downloaded to get a piece.
     accept: (res) => {
       if (res.statusCode === 206) return undefined
@@ -64,4 +67,7 @@ const fetchRange = (request: OriginRequest, offset: number, length: number): Eff
   )
 }
 
-export const HttpOrigin = Layer.succeed(Origin)(Origin.of({ probe, fetchRange }))
+export const httpOrigin = (idleTimeoutMillis = DEFAULT_ORIGIN_IDLE_MILLIS) =>
+  Layer.succeed(Origin)(Origin.of({ probe: probe(idleTimeoutMillis), fetchRange: fetchRange(idleTimeoutMillis) }))
+
+export const HttpOrigin = httpOrigin()

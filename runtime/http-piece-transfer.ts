@@ -4,6 +4,7 @@ import { Effect, Layer, Schema } from "effect"
 import { TransferFailed } from "../core/errors.ts"
 import { PieceAvailability } from "../core/protocol.ts"
 import { type ParentAddress, PieceTransfer } from "../core/services/piece-transfer.ts"
+import { authHeaders } from "./auth.ts"
 import { call, describe, type HttpCallError } from "./http-call.ts"
 
 /** The upload server answers a long-poll within ~20 s; this only catches a hung parent. */
@@ -19,10 +20,11 @@ const transportFailure = (e: HttpCallError) => new TransferFailed({ message: e.m
 const statusFailure = (status: number, message: string) =>
   new TransferFailed({ message, temporary: status === 404 || status === 429 || status === 503 })
 
-export const makeHttpPieceTransfer = () =>
-  PieceTransfer.of({
+export const makeHttpPieceTransfer = (token?: string) => {
+  const headers = authHeaders(token)
+  return PieceTransfer.of({
     availability: (parent, taskId, since) =>
-      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS }).pipe(
+      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers }).pipe(
         Effect.mapError(transportFailure),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(statusFailure(reply.status, `availability from ${parent.peerId}: ${describe(reply)}`))
@@ -36,7 +38,7 @@ export const makeHttpPieceTransfer = () =>
         })
       ),
     fetchPiece: (parent, taskId, index) =>
-      call(`${baseOf(parent)}/${taskId}/pieces/${index}`, { timeoutMillis: PIECE_TIMEOUT_MILLIS }).pipe(
+      call(`${baseOf(parent)}/${taskId}/pieces/${index}`, { timeoutMillis: PIECE_TIMEOUT_MILLIS, headers }).pipe(
         Effect.mapError(transportFailure),
         Effect.flatMap((reply) =>
           reply.status === 200
@@ -45,5 +47,8 @@ export const makeHttpPieceTransfer = () =>
         )
       )
   })
+}
 
-export const HttpPieceTransfer = Layer.succeed(PieceTransfer)(makeHttpPieceTransfer())
+export const httpPieceTransfer = (token?: string) => Layer.succeed(PieceTransfer)(makeHttpPieceTransfer(token))
+
+export const HttpPieceTransfer = httpPieceTransfer()

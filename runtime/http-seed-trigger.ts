@@ -3,15 +3,16 @@
 // rounds then find no source and fall back to the origin).
 import { Effect, Layer } from "effect"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
+import { authHeaders } from "./auth.ts"
 import { describe, postJson } from "./http-call.ts"
 
-export const HttpSeedPeerTrigger = Layer.effect(SeedPeerTrigger)(
+export const httpSeedPeerTrigger = (token?: string) => Layer.effect(SeedPeerTrigger)(
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     return SeedPeerTrigger.of({
       trigger: (seed, request) => {
         const url = `http://${seed.ip}:${seed.port}/v1/seed`
-        const post = postJson(url, request, 10_000).pipe(
+        const post = postJson(url, request, 10_000, authHeaders(token)).pipe(
           Effect.flatMap((reply) =>
             reply.status < 300
               ? Effect.logInfo("seed triggered").pipe(Effect.annotateLogs({ seed: seed.id, taskId: request.taskId }))
@@ -24,3 +25,5 @@ export const HttpSeedPeerTrigger = Layer.effect(SeedPeerTrigger)(
     })
   })
 )
+
+export const HttpSeedPeerTrigger = httpSeedPeerTrigger()

@@ -1,8 +1,6 @@
 // `damselfly scheduler`: one core Scheduler behind HTTP. The server only decodes, delegates and
 // encodes; every scheduling decision is core's.
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:http"
-import { NodeHttpServer } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
@@ -10,12 +8,17 @@ import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
 import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
-import { HttpSeedPeerTrigger } from "./http-seed-trigger.ts"
-import { decodeBody, encoded, jsonResponse, orBadRequest } from "./http-json.ts"
+import { requireToken, resolveToken } from "./auth.ts"
+import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
+import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
+import { listenLayer } from "./http-listen.ts"
 
 export interface SchedulerServerOptions {
   readonly port: number
   readonly listen: string
+  /** Shared secret every request but /healthy must carry (falls back to DAMSELFLY_TOKEN). */
+  readonly token?: string | undefined
+  readonly maxConnections?: number | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
@@ -31,6 +34,13 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
         hosts: scheduler.knownHosts().length,
         seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
+      // What this scheduler knows of one task (peers, states, parents): for operators and tests.
+      HttpRouter.route("GET", "/v1/tasks/:taskId", Effect.gen(function*() {
+        const { taskId } = yield* HttpRouter.params
+        if (!/^[0-9a-f]{64}$/.test(taskId ?? "")) return errorResponse(400, `taskId: expected 64 lowercase hex characters, got ${JSON.stringify(taskId)}`)
+        const snapshot = scheduler.snapshot(taskId!)
+        return snapshot === undefined ? errorResponse(404, `task ${taskId} is not known here`) : jsonResponse(snapshot)
+      })),
       HttpRouter.route("POST", "/v1/schedule", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
         const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, trigger)
@@ -38,14 +48,24 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
       }))),
       HttpRouter.route("POST", "/v1/report", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(PeerReport, REPORT_TAGS)
+        // A parent that sent bytes not matching their digest is worth an operator's attention.
+        if (message._tag === "PieceFailed" && !message.temporary) {
+          yield* Effect.logWarning("piece failed").pipe(Effect.annotateLogs({
+            peerId: message.peerId, taskId: message.taskId, index: message.index, parentId: message.parentId, reason: message.reason
+          }))
+        }
         yield* scheduler.report(message)
         return HttpServerResponse.empty({ status: 204 })
-      })))
+      }))),
+      notFoundRoute
     ])
   }))
 
-export const schedulerServer = (options: SchedulerServerOptions) =>
-  HttpRouter.serve(schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))).pipe(
-    Layer.provide(HttpSeedPeerTrigger),
-    Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.listen }))
+export const schedulerServer = (options: SchedulerServerOptions) => {
+  const token = resolveToken(options.token)
+  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))
+  return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
+    Layer.provide(httpSeedPeerTrigger(token)),
+    Layer.provide(listenLayer(options))
   )
+}

@@ -10,12 +10,21 @@ import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts
 export interface UploadOptions {
   /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
   readonly uploadSlots: number
+  /**
+   * How long a piece request may queue for a slot; then 503 (busy), which a child counts as a
+   * temporary failure and retries later or elsewhere, instead of piling up on an overloaded parent.
+   */
+  readonly queueMillis?: number
+  /** TEST ONLY (fault injection): flip a byte of every piece sent, while claiming the true digest. */
+  readonly corruptUploads?: boolean
   /** Bytes per second over all uploads, or undefined for no pacing. */
   readonly uploadBandwidth: number | undefined
   readonly longPollMillis?: number
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
 }
+
+export const DEFAULT_UPLOAD_QUEUE_MILLIS = 15_000
 
 const TASK_ID = /^[0-9a-f]{64}$/
 const INDEX = /^(0|[1-9][0-9]{0,8})$/
@@ -42,6 +51,7 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const slots = yield* Semaphore.make(options.uploadSlots)
     const pace = makePacer(options.uploadBandwidth)
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
+    const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [
       HttpRouter.route("GET", "/v1/tasks/:taskId/availability", orBadRequest(Effect.gen(function*() {
         const taskId = yield* taskIdParam
@@ -66,14 +76,25 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
         const ledger = yield* Effect.promise(() => store.ledgerOf(taskId))
         const digest = ledger?.digestOf(index)
         if (ledger === undefined || digest === undefined) return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
-        return yield* Semaphore.withPermit(slots)(Effect.gen(function*() {
+        const send = Effect.gen(function*() {
           const bytes = yield* Effect.tryPromise(() => store.readAsync(taskId, index))
+          if (options.corruptUploads === true && bytes.length > 0) bytes[0] ^= 0xff
           yield* pace(bytes.length)
           return HttpServerResponse.uint8Array(bytes, {
             contentType: "application/octet-stream",
             headers: { "x-piece-digest": digest }
           })
-        })).pipe(Effect.catchTag("UnknownError", (e) => Effect.succeed(errorResponse(500, `piece ${index}: ${e.message}`))))
+        })
+        // Wait a bounded time for a slot; the permit is released however the upload ends.
+        return yield* Effect.uninterruptibleMask((restore) =>
+          Effect.gen(function*() {
+            const slot = yield* restore(Effect.timeoutOption(Semaphore.take(slots, 1), queueWait))
+            if (Option.isNone(slot)) {
+              return HttpServerResponse.setHeader(errorResponse(503, `busy: all ${options.uploadSlots} upload slots in use, retry later`), "retry-after", "1")
+            }
+            return yield* restore(send).pipe(Effect.ensuring(Semaphore.release(slots, 1)))
+          })
+        ).pipe(Effect.catchTag("UnknownError", (e) => Effect.succeed(errorResponse(500, `piece ${index}: ${e.message}`))))
       })))
     ]
   })

@@ -136,8 +136,11 @@ export const deriveCase = (seed: number, options: DeriveOptions = {}): ChaosCase
         break
       case "corrupt-peer": {
         // Half the corrupt peers also advertise the digests of what they serve (--lying: all of them).
+        // Seed peers are operator infrastructure and trusted for digests when no scheduler can vouch;
+        // one may rot (serve corrupt bytes) but is not an adversary that lies.
         const lie = rng.double() < 0.5 || options.lying === true
-        faults.push({ kind, host: anyHost(), fromSeconds: t(), ...(lie ? { lieAboutDigests: true } : {}) })
+        const host = anyHost()
+        faults.push({ kind, host, fromSeconds: t(), ...(lie && !seedIds.includes(host) ? { lieAboutDigests: true } : {}) })
         break
       }
       case "origin-outage":

@@ -419,8 +419,9 @@ export const downloadTask = (
 
     /**
      * Set while re-checking held pieces the scheduler could not vouch for (it does not know the digest,
-     * or is unreachable). Then a piece is taken only if two different parents claim the digest its bytes
-     * have, so one lying parent cannot get a bad piece accepted; otherwise the bytes are dropped, that
+     * or is unreachable). Then a piece is taken if it came from a seed peer (which fetched it from the
+     * origin) with the digest the seed claims, or if two different parents claim the digest its bytes
+     * have, so one lying peer cannot get a bad piece accepted; otherwise the bytes are dropped, that
      * parent is not asked for the piece again, and another holder (or in the end the origin) serves it.
      */
     let trustClaims = false
@@ -468,7 +469,8 @@ export const downloadTask = (
           return
         }
         const digest = sha.hex(bytes)
-        if (s.id !== ORIGIN && expected[index] === null) {
+        // A seed peer fetched this piece from the origin itself: it is trusted infrastructure.
+        if (s.id !== ORIGIN && expected[index] === null && !(s.parent?.host.type === "seed" && s.claimed.get(index) === digest)) {
           let vouching = 0
           for (const other of sources.values()) if (other.claimed.get(index) === digest) vouching++
           if (s.retired && s.claimed.get(index) === digest) vouching++

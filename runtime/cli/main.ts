@@ -4,9 +4,10 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { daemonServer } from "../daemon.ts"
+import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
 import { get, GetFailed } from "../get.ts"
 import { JsonStderrLogger } from "../logging.ts"
+import { parseSchedulerList } from "../scheduler-ring.ts"
 import { schedulerServer } from "../scheduler-server.ts"
 
 const VERSION = "0.1.0"
@@ -15,6 +16,11 @@ const DEFAULT_SCHEDULER = "http://127.0.0.1:8002"
 
 const listen = Flag.String("listen").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1"))
 const orUndefined = <A>(o: Option.Option<A>) => Option.getOrUndefined(o)
+const token = Flag.String("token").pipe(
+  Flag.withDescription("Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy); default $DAMSELFLY_TOKEN"),
+  Flag.optional
+)
+const maxConnections = Flag.Int("max-connections").pipe(Flag.withDescription("Open connections at most (default 4096)"), Flag.optional)
 
 /** Runs a server Layer until the process is told to stop. */
 const serveForever = <E>(layer: Layer.Layer<never, E>) => Layer.launch(layer).pipe(Effect.provide(JsonStderrLogger))
@@ -23,9 +29,11 @@ const scheduler = Command.make(
   "scheduler",
   {
     port: Flag.Int("port").pipe(Flag.withDescription("HTTP port"), Flag.withDefault(8002)),
-    listen
+    listen,
+    token,
+    maxConnections
   },
-  (o) => serveForever(schedulerServer(o))
+  (o) => serveForever(schedulerServer({ ...o, token: orUndefined(o.token), maxConnections: orUndefined(o.maxConnections) }))
 ).pipe(Command.withDescription("Run the scheduler: peers register, report and ask for parents over HTTP"))
 
 const daemon = Command.make(
@@ -34,21 +42,43 @@ const daemon = Command.make(
     port: Flag.Int("port").pipe(Flag.withDescription("HTTP port (API and piece uploads)"), Flag.withDefault(65001)),
     listen,
     data: Flag.String("data").pipe(Flag.withDescription("Directory for pieces and content")),
-    scheduler: Flag.String("scheduler").pipe(Flag.withDescription("Scheduler base URL"), Flag.withDefault(DEFAULT_SCHEDULER)),
+    scheduler: Flag.String("scheduler").pipe(
+      Flag.withDescription(`Scheduler base URL; repeat the flag or separate URLs with commas for several schedulers (tasks are placed by consistent hashing of the task id; default ${DEFAULT_SCHEDULER})`),
+      Flag.atLeast(0)
+    ),
+    schedulerDown: Flag.Int("scheduler-down-seconds").pipe(
+      Flag.withDescription("Seconds an unreachable scheduler is passed over (its tasks go to the next one on the ring) before it is tried again (default 10)"),
+      Flag.optional
+    ),
     seed: Flag.Boolean("seed").pipe(Flag.withDescription("Run as a seed peer (fetches from the origin when triggered)"), Flag.withDefault(false)),
     hostId: Flag.String("host-id").pipe(Flag.withDescription("Host id (default: hostname-port)"), Flag.optional),
     idc: Flag.String("idc").pipe(Flag.withDescription("IDC (data centre) of this host"), Flag.withDefault("")),
     location: Flag.String("location").pipe(Flag.withDescription("Location country|province|city|zone"), Flag.withDefault("")),
     uploadBandwidth: Flag.Int("upload-bandwidth").pipe(Flag.withDescription("Upload limit in bytes per second (default: unlimited)"), Flag.optional),
     uploadSlots: Flag.Int("upload-slots").pipe(Flag.withDescription("Pieces uploaded at once"), Flag.withDefault(16)),
-    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: core's)"), Flag.optional)
+    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: core's)"), Flag.optional),
+    token,
+    maxConnections,
+    uploadQueueMillis: Flag.Int("upload-queue-millis").pipe(Flag.withDescription("How long a piece request waits for an upload slot before 503 busy (default 15000)"), Flag.optional),
+    originTimeout: Flag.Int("origin-timeout").pipe(Flag.withDescription("Seconds of silence from the origin before a piece fails and is retried (default 30)"), Flag.optional),
+    fault: Flag.Literals("fault", DAEMON_FAULTS).pipe(
+      Flag.withDescription("TEST ONLY fault injection, never in production: corrupt-uploads serves pieces with a flipped byte"),
+      Flag.optional
+    )
   },
   (o) =>
     serveForever(daemonServer({
       ...o,
       hostId: orUndefined(o.hostId),
+      schedulers: parseSchedulerList(o.scheduler.length === 0 ? [DEFAULT_SCHEDULER] : o.scheduler),
+      schedulerDownMillis: Option.getOrUndefined(Option.map(o.schedulerDown, (s) => s * 1000)),
       uploadBandwidth: orUndefined(o.uploadBandwidth),
-      concurrentPieces: orUndefined(o.concurrentPieces)
+      concurrentPieces: orUndefined(o.concurrentPieces),
+      token: orUndefined(o.token),
+      maxConnections: orUndefined(o.maxConnections),
+      uploadQueueMillis: orUndefined(o.uploadQueueMillis),
+      originIdleMillis: Option.getOrUndefined(Option.map(o.originTimeout, (s) => s * 1000)),
+      fault: orUndefined(o.fault)
     }))
 ).pipe(Command.withDescription("Run a peer daemon: downloads for local clients, uploads pieces to other peers"))
 
@@ -59,13 +89,23 @@ const getCommand = Command.make(
     output: Flag.String("output").pipe(Flag.withAlias("O"), Flag.withDescription("File to write")),
     daemon: Flag.String("daemon").pipe(Flag.withDescription("Local daemon URL"), Flag.withDefault(DEFAULT_DAEMON)),
     digest: Flag.String("digest").pipe(Flag.withDescription("Expected content digest, sha256:<hex>"), Flag.optional),
-    pieceLength: Flag.Int("piece-length").pipe(Flag.withDescription("Piece length in bytes (default: by content length)"), Flag.optional)
+    pieceLength: Flag.Int("piece-length").pipe(Flag.withDescription("Piece length in bytes (default: by content length)"), Flag.optional),
+    token,
+    timeout: Flag.Int("timeout").pipe(Flag.withDescription("Seconds without data after which a direct origin download fails (default 60)"), Flag.optional)
   },
   (o) =>
     Effect.tryPromise({
       try: () =>
         get(
-          { url: o.url, output: o.output, daemon: o.daemon, digest: orUndefined(o.digest), pieceLength: orUndefined(o.pieceLength) },
+          {
+            url: o.url,
+            output: o.output,
+            daemon: o.daemon,
+            digest: orUndefined(o.digest),
+            pieceLength: orUndefined(o.pieceLength),
+            token: orUndefined(o.token),
+            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000))
+          },
           (line) => process.stderr.write(`damselfly get: ${line}\n`)
         ),
       catch: (e) => e
@@ -84,10 +124,19 @@ const getCommand = Command.make(
 const sim = Command.make("sim", {}, () => Effect.void).pipe(
   Command.withDescription("Run the deterministic simulator (see `damselfly sim --help`)")
 )
+const sweep = Command.make("sweep", {}, () => Effect.void).pipe(
+  Command.withDescription("Run a grid of simulations on worker threads into a JSONL file, resumable (see `damselfly sweep --help`)")
+)
+const report = Command.make("report", {}, () => Effect.void).pipe(
+  Command.withDescription("Render charts (HTML with inline SVG, and PNGs) from simulation results (see `damselfly report --help`)")
+)
+const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
+  Command.withDescription("Random deployments and fault plans from seeds, checked for safety and liveness (see `damselfly chaos --help`)")
+)
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, sim])
+  Command.withSubcommands([scheduler, daemon, getCommand, sim, sweep, report, chaos])
 )
 
 const argv = process.argv.slice(2)
@@ -97,6 +146,13 @@ if (argv[0] === "sim") {
   const simCli = "../../sim/cli.ts"
   const { runSimCommand } = (await import(simCli)) as { runSimCommand: (argv: ReadonlyArray<string>) => unknown }
   const code = await runSimCommand(argv.slice(1))
+  if (typeof code === "number") process.exitCode = code
+} else if (argv[0] === "sweep" || argv[0] === "report" || argv[0] === "chaos") {
+  // Like `sim`: parsed by their own modules, loaded only when asked for.
+  const modules = { sweep: ["../../sim/sweep.ts", "runSweepCommand"], report: ["../../notebooks/report.ts", "runReportCommand"], chaos: ["../../sim/chaos.ts", "runChaosCommand"] } as const
+  const [path, name] = modules[argv[0]]
+  const mod = (await import(path)) as Record<string, (argv: ReadonlyArray<string>) => unknown>
+  const code = await mod[name](argv.slice(1))
   if (typeof code === "number") process.exitCode = code
 } else {
   Command.runWith(damselfly, { version: VERSION })(argv).pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)

@@ -1,6 +1,6 @@
 // Test and benchmark support: a ranged-HTTP origin that counts what it sends, free ports, and
 // `damselfly` child processes that are always killed (even when a test fails half way).
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream, promises as fs } from "node:fs"
 import * as http from "node:http"
@@ -27,6 +27,22 @@ export const sha256File = async (file: string): Promise<string> => {
   return hash.digest("hex")
 }
 
+/**
+ * How the origin misbehaves (HEAD is always answered truthfully, except in "error500"):
+ * - "ok": every GET is served;
+ * - "error500": every request gets a 500;
+ * - "truncate": every GET announces the full length, sends half of it and drops the connection;
+ * - "flaky-truncate": every other GET is truncated (a retry succeeds);
+ * - "stall": every GET sends its headers and 64 KiB, then nothing, never closing.
+ */
+export type OriginMode = "ok" | "error500" | "truncate" | "flaky-truncate" | "stall"
+
+export interface OriginOptions {
+  readonly mode?: OriginMode
+  /** Pace GET bodies at this rate (per response), so a test can act mid-download. */
+  readonly bytesPerSecond?: number
+}
+
 export interface Origin {
   readonly url: string
   readonly file: string
@@ -34,19 +50,30 @@ export interface Origin {
   readonly sha256: string
   /** Body bytes sent so far (HEAD answers count nothing). */
   bytesSent(): number
+  /** GET requests answered so far. */
+  gets(): number
+  setMode(mode: OriginMode): void
   close(): Promise<void>
 }
 
-/** Serves one random file at /blob with HEAD and single-range GET support. */
-export const startOrigin = async (dir: string, size: number): Promise<Origin> => {
+const CHUNK = 64 * 1024
+
+/** Serves one random file at /blob with HEAD and single-range GET support, and optional faults. */
+export const startOrigin = async (dir: string, size: number, options: OriginOptions = {}): Promise<Origin> => {
   const file = path.join(dir, "origin.bin")
   const content = randomBytes(size)
   await fs.writeFile(file, content)
   const sha256 = createHash("sha256").update(content).digest("hex")
   let sent = 0
+  let gets = 0
+  let mode: OriginMode = options.mode ?? "ok"
   const server = http.createServer((req, res) => {
     if (req.url !== "/blob") {
       res.writeHead(404).end()
+      return
+    }
+    if (mode === "error500") {
+      res.writeHead(500, { "content-type": "text/plain" }).end("origin is broken")
       return
     }
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "")
@@ -68,8 +95,35 @@ export const startOrigin = async (dir: string, size: number): Promise<Origin> =>
       return
     }
     const body = content.subarray(start, end + 1)
-    sent += body.length
-    res.end(body)
+    gets++
+    const cut = mode === "truncate" || (mode === "flaky-truncate" && gets % 2 === 1)
+      ? Math.floor(body.length / 2)
+      : mode === "stall" ? Math.min(CHUNK, body.length - 1) : body.length
+    // Paced (or cut) bodies go out chunk by chunk; the byte count is what was actually written.
+    let offset = 0
+    const pump = () => {
+      if (res.destroyed) return
+      const n = Math.min(CHUNK, cut - offset)
+      if (n > 0) {
+        res.write(body.subarray(offset, offset + n))
+        offset += n
+        sent += n
+      }
+      if (offset < cut) {
+        const delay = options.bytesPerSecond === undefined ? 0 : (n * 1000) / options.bytesPerSecond
+        setTimeout(pump, delay)
+      } else if (cut === body.length) {
+        res.end()
+      } else if (mode !== "stall") {
+        res.socket?.destroy()
+      } // stall: leave the connection open and silent
+    }
+    if (options.bytesPerSecond === undefined && cut === body.length) {
+      sent += body.length
+      res.end(body)
+    } else {
+      pump()
+    }
   })
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
   const port = (server.address() as net.AddressInfo).port
@@ -79,6 +133,10 @@ export const startOrigin = async (dir: string, size: number): Promise<Origin> =>
     size,
     sha256,
     bytesSent: () => sent,
+    gets: () => gets,
+    setMode: (m) => {
+      mode = m
+    },
     close: () => new Promise((r) => {
       server.closeAllConnections()
       server.close(() => r())
@@ -97,8 +155,8 @@ export interface Proc {
 /** Every child spawned here, so `killAll` can clean up whatever a failing test left behind. */
 const children = new Set<Proc>()
 
-export const damselfly = (name: string, args: ReadonlyArray<string>, cwd?: string): Proc => {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+export const damselfly = (name: string, args: ReadonlyArray<string>, cwd?: string, env?: Record<string, string>): Proc => {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
   let out = ""
   let err = ""
   child.stdout!.on("data", (c) => (out += c))
@@ -172,8 +230,68 @@ export const waitFor = async (what: string, check: () => Promise<boolean>, milli
   throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
 }
 
-export const waitHealthy = (base: string, proc?: Proc) =>
+export const waitHealthy = (base: string, proc?: Proc, millis?: number) =>
   waitFor(`${base}/healthy`, async () => {
     if (proc !== undefined && proc.child.exitCode !== null) throw new Error(`${proc.name} exited: ${proc.stderr().slice(-2000)}`)
     return (await getJson(`${base}/healthy`)).status === 200
+  }, millis)
+
+/** A size-limited tmpfs at `dir` (needs root); returns how to unmount it, or the reason it cannot. */
+export const mountTmpfs = (dir: string, sizeMiB: number): { ok: true; unmount: () => void } | { ok: false; reason: string } => {
+  if (process.getuid?.() !== 0) return { ok: false, reason: "mounting a tmpfs needs root" }
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMiB}m`, "tmpfs", dir], { stdio: "pipe" })
+  } catch (e) {
+    return { ok: false, reason: `mount -t tmpfs failed: ${(e as { stderr?: Buffer }).stderr?.toString().trim() ?? String(e)}` }
+  }
+  return { ok: true, unmount: () => execFileSync("umount", ["-l", dir], { stdio: "pipe" }) }
+}
+
+export interface RawReply {
+  readonly status: number
+  readonly headers: http.IncomingHttpHeaders
+  readonly text: string
+  readonly json: any
+}
+
+/**
+ * One request with the path sent exactly as given (no URL normalisation, so `..` and `%2e%2e` reach
+ * the server), for fuzzing and hardening tests.
+ */
+export const rawRequest = (
+  base: string,
+  o: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer; timeoutMillis?: number }
+): Promise<RawReply> =>
+  new Promise((resolve, reject) => {
+    const u = new URL(base)
+    const req = http.request({
+      host: u.hostname,
+      port: u.port,
+      method: o.method ?? "GET",
+      path: o.path,
+      headers: o.headers,
+      agent: false,
+      timeout: o.timeoutMillis ?? 10_000
+    }, (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8")
+        let json: unknown
+        try {
+          json = JSON.parse(text)
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json })
+      })
+      res.on("error", reject)
+    })
+    req.on("timeout", () => req.destroy(new Error(`no answer to ${o.method ?? "GET"} ${o.path} within ${o.timeoutMillis ?? 10_000} ms`)))
+    req.on("error", reject)
+    req.end(o.body)
   })
+
+/** A process that is still running and never reported an unhandled failure on stderr. */
+export const assertSound = (p: Proc) => {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) throw new Error(`${p.name} is not running: ${p.stderr().slice(-2000)}`)
+  if (/unhandled/i.test(p.stderr())) throw new Error(`${p.name} logged an unhandled failure: ${p.stderr().match(/.*unhandled.*/i)?.[0]}`)
+}

@@ -1,0 +1,33 @@
+// The one place servers are created, so every process gets the same resource limits: a cap on open
+// connections (beyond it Node closes new sockets at once, so a flood cannot exhaust file descriptors),
+// Node's header size limit (a larger header block gets 431 before any handler runs), and timeouts
+// that drop slow-loris clients. Request bodies are capped where they are read (http-json.ts).
+import { createServer } from "node:http"
+import { NodeHttpServer } from "@effect/platform-node"
+
+export interface ListenOptions {
+  readonly port: number
+  readonly listen: string
+  /** Open connections at most; undefined for the default. */
+  readonly maxConnections?: number | undefined
+}
+
+export const DEFAULT_MAX_CONNECTIONS = 4096
+/** Node's default, stated so tests and docs can rely on it. */
+export const MAX_HEADER_BYTES = 16 * 1024
+/** Headers must arrive within this; long-polls (20 s) are answered well inside requestTimeout. */
+const HEADERS_TIMEOUT_MILLIS = 30_000
+const REQUEST_TIMEOUT_MILLIS = 300_000
+
+export const makeServer = (maxConnections: number | undefined) => () => {
+  const server = createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: HEADERS_TIMEOUT_MILLIS,
+    requestTimeout: REQUEST_TIMEOUT_MILLIS
+  })
+  server.maxConnections = maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  return server
+}
+
+export const listenLayer = (o: ListenOptions) =>
+  NodeHttpServer.layer(makeServer(o.maxConnections), { port: o.port, host: o.listen })

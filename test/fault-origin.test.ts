@@ -1,0 +1,126 @@
+// A misbehaving origin (500s, bodies cut off, a stall) and a full disk, with real processes. `damselfly
+// get` must either deliver the right bytes or fail with a message that says what went wrong, and must
+// never leave a partial file at the -O path; the daemon keeps serving afterwards.
+import { existsSync } from "node:fs"
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import {
+  assertSound,
+  damselfly,
+  freePort,
+  getJson,
+  killAll,
+  mountTmpfs,
+  type OriginMode,
+  type Proc,
+  sha256File,
+  startOrigin,
+  waitHealthy
+} from "../runtime/testing/harness.ts"
+
+const MiB = 1024 * 1024
+const SIZE = 8 * MiB
+
+let dir: string
+let daemonUrl: string
+let daemon: Proc
+const closers: Array<() => Promise<void>> = []
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "damselfly-origin-"))
+  // No scheduler listens on this port: the daemon goes to the origin itself, the path under test.
+  const noScheduler = `http://127.0.0.1:${await freePort()}`
+  const port = await freePort()
+  daemonUrl = `http://127.0.0.1:${port}`
+  daemon = damselfly("daemon", ["daemon", "--port", String(port), "--data", path.join(dir, "d"), "--scheduler", noScheduler, "--host-id", "d0", "--origin-timeout", "1"])
+  await waitHealthy(daemonUrl, daemon)
+}, 60_000)
+
+afterAll(async () => {
+  await killAll()
+  for (const c of closers) await c()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const getFrom = async (mode: OriginMode, name: string, outDir = dir) => {
+  const origin = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), SIZE, { mode })
+  closers.push(origin.close)
+  const out = path.join(outDir, `${name}.bin`)
+  const started = Date.now()
+  const get = damselfly(`get-${name}`, ["get", origin.url, "-O", out, "--daemon", daemonUrl, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB), "--timeout", "2"])
+  const code = await get.exited
+  return { origin, out, get, code, seconds: (Date.now() - started) / 1000 }
+}
+
+const expectNoPartialFile = async (out: string) => {
+  expect(existsSync(out), `${out} must not exist`).toBe(false)
+  expect((await readdir(path.dirname(out))).filter((f) => f.startsWith(path.basename(out)))).toEqual([])
+}
+
+describe("fault: origin misbehaves", () => {
+  it("500: fails naming the status, no output file", async () => {
+    const r = await getFrom("error500", "e500")
+    console.log(`[fault] origin 500: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    expect(r.code).not.toBe(0)
+    expect(r.get.stderr()).toMatch(/HTTP 500/)
+    await expectNoPartialFile(r.out)
+  }, 60_000)
+
+  it("bodies cut off: fails saying so, no output file", async () => {
+    const r = await getFrom("truncate", "cut")
+    console.log(`[fault] origin truncating: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    expect(r.code).not.toBe(0)
+    expect(r.get.stderr()).toMatch(/cut off|closed mid-body|aborted|ECONNRESET/)
+    await expectNoPartialFile(r.out)
+  }, 60_000)
+
+  it("stalled replies: time out and fail saying so, no output file", async () => {
+    const r = await getFrom("stall", "stall")
+    console.log(`[fault] origin stalling: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    expect(r.code).not.toBe(0)
+    expect(r.get.stderr()).toMatch(/stalled|no data for/)
+    await expectNoPartialFile(r.out)
+  }, 90_000)
+
+  it("every other body cut off: the daemon retries the pieces and delivers the right bytes", async () => {
+    const r = await getFrom("flaky-truncate", "flaky")
+    console.log(`[fault] origin cutting every other reply: get exit ${r.code} after ${r.seconds.toFixed(1)} s, ${r.origin.gets()} range requests for 8 pieces`)
+    expect(r.code, r.get.stderr()).toBe(0)
+    expect(JSON.parse(r.get.stdout()).via).toBe("daemon")
+    expect(await sha256File(r.out)).toBe(r.origin.sha256)
+  }, 60_000)
+
+  it("the daemon is still healthy and never logged an unhandled failure", async () => {
+    expect((await getJson(`${daemonUrl}/healthy`)).body.ok).toBe(true)
+    assertSound(daemon)
+  })
+})
+
+describe("fault: full disk", () => {
+  it("a daemon whose data dir is a 20 MiB tmpfs, asked for 48 MiB: clear error, no output, still serving", async (ctx) => {
+    const mnt = path.join(dir, "small-disk")
+    await mkdir(mnt, { recursive: true })
+    const mounted = mountTmpfs(mnt, 20)
+    if (!mounted.ok) return ctx.skip(mounted.reason)
+    closers.push(async () => mounted.unmount())
+    const port = await freePort()
+    const url = `http://127.0.0.1:${port}`
+    const small = damselfly("daemon-small-disk", ["daemon", "--port", String(port), "--data", path.join(mnt, "data"), "--scheduler", `http://127.0.0.1:${await freePort()}`, "--host-id", "small"])
+    await waitHealthy(url, small)
+    const origin = await startOrigin(await mkdtemp(path.join(dir, "origin-big-")), 48 * MiB)
+    closers.push(origin.close)
+    // The output is on the full disk too, so the direct fallback cannot succeed either.
+    const out = path.join(mnt, "out.bin")
+    const started = Date.now()
+    const get = damselfly("get-full", ["get", origin.url, "-O", out, "--daemon", url, "--piece-length", String(4 * MiB)])
+    const code = await get.exited
+    console.log(`[fault] full disk: get exit ${code} after ${((Date.now() - started) / 1000).toFixed(1)} s: ${get.stderr().trim()}`)
+    expect(code).not.toBe(0)
+    expect(get.stderr()).toMatch(/ENOSPC/)
+    await expectNoPartialFile(out)
+    expect((await getJson(`${url}/healthy`)).body.ok).toBe(true)
+    assertSound(small)
+  }, 90_000)
+})

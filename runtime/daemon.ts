@@ -50,6 +50,8 @@ export interface DaemonOptions {
   readonly maxConnections?: number | undefined
   /** Silence from the origin mid-reply after which a piece fails (and is retried). */
   readonly originIdleMillis?: number | undefined
+  /** How long the origin may keep failing before a download gives up (core retries with backoff meanwhile). */
+  readonly originOutageMillis?: number | undefined
   /** How long a piece request may wait for an upload slot before a 503. */
   readonly uploadQueueMillis?: number | undefined
   /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
@@ -138,7 +140,11 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
     const peerLayer = Layer.mergeAll(Layer.succeed(SchedulerChannel)(ring.channel), httpPieceTransfer(token), origin, pieceStore, NodeSha256)
-    const peerOptions: PeerOptions = o.concurrentPieces === undefined ? defaultPeerOptions : { ...defaultPeerOptions, concurrentPieces: o.concurrentPieces }
+    const peerOptions: PeerOptions = {
+      ...defaultPeerOptions,
+      ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
+      ...(o.originOutageMillis !== undefined ? { originOutageMillis: o.originOutageMillis } : {})
+    }
     let announced = false
 
     // Announce to every scheduler until one hears us, then every 30 s — and at once when a scheduler is

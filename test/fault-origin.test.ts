@@ -34,7 +34,7 @@ beforeAll(async () => {
   const noScheduler = `http://127.0.0.1:${await freePort()}`
   const port = await freePort()
   daemonUrl = `http://127.0.0.1:${port}`
-  daemon = damselfly("daemon", ["daemon", "--port", String(port), "--data", path.join(dir, "d"), "--scheduler", noScheduler, "--host-id", "d0", "--origin-timeout", "1"])
+  daemon = damselfly("daemon", ["daemon", "--port", String(port), "--data", path.join(dir, "d"), "--scheduler", noScheduler, "--host-id", "d0", "--origin-timeout", "1", "--origin-outage", "3"])
   await waitHealthy(daemonUrl, daemon)
 }, 60_000)
 

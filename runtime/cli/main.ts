@@ -61,6 +61,7 @@ const daemon = Command.make(
     maxConnections,
     uploadQueueMillis: Flag.Int("upload-queue-millis").pipe(Flag.withDescription("How long a piece request waits for an upload slot before 503 busy (default 15000)"), Flag.optional),
     originTimeout: Flag.Int("origin-timeout").pipe(Flag.withDescription("Seconds of silence from the origin before a piece fails and is retried (default 30)"), Flag.optional),
+    originOutage: Flag.Int("origin-outage").pipe(Flag.withDescription("Seconds an origin may keep failing (retried with backoff) before a download fails (default 60)"), Flag.optional),
     fault: Flag.Literals("fault", DAEMON_FAULTS).pipe(
       Flag.withDescription("TEST ONLY fault injection, never in production: corrupt-uploads serves pieces with a flipped byte"),
       Flag.optional
@@ -78,6 +79,7 @@ const daemon = Command.make(
       maxConnections: orUndefined(o.maxConnections),
       uploadQueueMillis: orUndefined(o.uploadQueueMillis),
       originIdleMillis: Option.getOrUndefined(Option.map(o.originTimeout, (s) => s * 1000)),
+      originOutageMillis: Option.getOrUndefined(Option.map(o.originOutage, (s) => s * 1000)),
       fault: orUndefined(o.fault)
     }))
 ).pipe(Command.withDescription("Run a peer daemon: downloads for local clients, uploads pieces to other peers"))

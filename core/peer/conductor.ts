@@ -53,6 +53,8 @@ export interface PeerOptions {
   readonly parentFailureLimit: number
   /** How long the origin may keep failing (retried with backoff) before the download fails. */
   readonly originOutageMillis: number
+  /** How long a peer with no parent keeps trying an unreachable scheduler before it goes to the origin. */
+  readonly schedulerRetryMillis: number
   /** Stalls (no piece for `stallTimeoutMillis`) in a row after which the peer goes to the origin itself. */
   readonly stallsBeforeOrigin: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
@@ -69,6 +71,7 @@ export const defaultPeerOptions: PeerOptions = {
   pieceTimeoutMillis: 60_000,
   parentFailureLimit: 3,
   originOutageMillis: 60_000,
+  schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
   disableBackToSource: false
@@ -322,16 +325,28 @@ export const downloadTask = (
       })
 
     /** With no scheduler, keep the parents we still have; only with none left go to the origin. */
+    /**
+     * With no scheduler: keep the parents we still have; with none, keep asking (backoff from 250 ms to
+     * 2 s) for up to `schedulerRetryMillis` — a restarted or failed-over scheduler is usually back within
+     * seconds, and a peer that gives up at once costs the origin a whole copy — then go to the origin.
+     */
     const ask = (message: RegisterPeer | RescheduleParents): Effect.Effect<boolean, DownloadError> =>
-      channel.request(message).pipe(
-        Effect.matchEffect({
-          onFailure: (e: SchedulerUnavailable) =>
-            sources.size > 0
-              ? Effect.succeed(true)
-              : Effect.andThen(goToOrigin(`scheduler unreachable: ${e.message}`), Effect.succeed(true)),
-          onSuccess: follow
-        })
-      )
+      Effect.gen(function*() {
+        const started = yield* Clock.currentTimeMillis
+        let attempt = 0
+        while (true) {
+          const answer = yield* Effect.result(channel.request(message))
+          if (answer._tag === "Success") return yield* follow(answer.success)
+          if (sources.size > 0) return true
+          const e: SchedulerUnavailable = answer.failure
+          const waited = (yield* Clock.currentTimeMillis) - started
+          if (waited >= options.schedulerRetryMillis) {
+            yield* goToOrigin(`scheduler unreachable for ${Math.round(waited)} ms: ${e.message}`)
+            return true
+          }
+          yield* Effect.sleep(Math.min(2_000, 250 * 2 ** attempt++))
+        }
+      })
 
     /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
     const refresh = () =>

@@ -434,10 +434,7 @@ export const downloadTask = (
 
     /**
      * Set while re-checking held pieces the scheduler could not vouch for (it does not know the digest,
-     * or is unreachable). Then a piece is taken if it came from a seed peer (which fetched it from the
-     * origin) with the digest the seed claims, or if two different parents claim the digest its bytes
-     * have, so one lying peer cannot get a bad piece accepted; otherwise the bytes are dropped, that
-     * parent is not asked for the piece again, and another holder (or in the end the origin) serves it.
+     * or is unreachable). Then a piece is taken only from a seed peer, with the digest the seed claims.
      */
     let trustClaims = false
 
@@ -484,19 +481,17 @@ export const downloadTask = (
           return
         }
         const digest = sha.hex(bytes)
-        // A seed peer fetched this piece from the origin itself: it is trusted infrastructure.
+        // The scheduler could not vouch for this digest: only a seed peer's word counts (it fetched the
+        // piece from the origin itself and is operator infrastructure). Any number of other parents
+        // agreeing proves nothing — colluding peers can agree on a lie — so the bytes are dropped, that
+        // parent is not asked for the piece again, and a seed (or in the end the origin) serves it.
         if (s.id !== ORIGIN && expected[index] === null && !(s.parent?.host.type === "seed" && s.claimed.get(index) === digest)) {
-          let vouching = 0
-          for (const other of sources.values()) if (other.claimed.get(index) === digest) vouching++
-          if (s.retired && s.claimed.get(index) === digest) vouching++
-          if (vouching < 2) {
-            if (!inflight.has(index)) ledger!.clearArriving(index)
-            if (s.have[index] === 1 && !s.retired) {
-              s.have[index] = 0
-              availability[index]--
-            }
-            return
+          if (!inflight.has(index)) ledger!.clearArriving(index)
+          if (s.have[index] === 1 && !s.retired) {
+            s.have[index] = 0
+            availability[index]--
           }
+          return
         }
         const want = expected[index] ?? (s.id === ORIGIN ? null : s.claimed.get(index) ?? null)
         if (want !== null && want !== digest) {

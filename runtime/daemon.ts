@@ -13,17 +13,17 @@ import { createHash } from "node:crypto"
 import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
-import { announceHost } from "../core/peer/presence.ts"
+import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
-import { RegisterPeer } from "../core/protocol.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { requireToken, resolveToken } from "./auth.ts"
 import { listenLayer } from "./http-listen.ts"
+import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
 import { httpOrigin } from "./http-origin.ts"
 import { httpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
@@ -136,6 +136,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const resumed = yield* Effect.promise(() => store.loadExisting())
     const scope = yield* Effect.scope
     const token = resolveToken(o.token)
+    const metrics = makeDaemonMetrics()
     const origin = httpOrigin(o.originIdleMillis)
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
@@ -161,18 +162,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const reRegisterDownloads = Effect.gen(function*() {
       for (const { task, ledger } of yield* Effect.promise(() => store.heldAsync())) {
         if (!inFlight.has(task.taskId) || ledger.complete || !ring.moved(task.taskId)) continue
-        const held = ledger.held()
-        yield* Effect.ignore(ring.channel.request(new RegisterPeer({
-          peerId: peerIdOf(host.id, task.taskId),
-          taskId: task.taskId,
-          url: task.url,
-          host,
-          contentLength: task.contentLength,
-          pieceLength: task.pieceLength,
-          finishedPieces: held,
-          metadataOnly: false,
-          ...(host.type === "seed" ? { pieceDigests: held.map((index) => ({ index, digest: ledger.digestOf(index)! })) } : {})
-        })))
+        yield* Effect.ignore(ring.channel.request(reRegistration(host, task, ledger)))
       }
     })
 
@@ -207,11 +197,15 @@ export const daemonRoutes = (o: DaemonOptions) =>
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
           const peerId = peerIdOf(host.id, taskId)
+          const started = Date.now()
+          metrics.downloadStarted()
           fiber = yield* downloadTask({ url, taskId, pieceLength, peerId, host, headers }, peerOptions).pipe(
             Effect.tap(() => Effect.tryPromise(() => store.commitAsync(taskId))),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),
             Effect.tapError((e) => Effect.logWarning(`download failed: ${String((e as { message?: string }).message ?? e)}`).pipe(Effect.annotateLogs({ taskId, peerId }))),
             Effect.provide(peerLayer),
+            Effect.onExit((exit) => Effect.sync(() =>
+              metrics.downloadEnded((Date.now() - started) / 1000, Exit.isSuccess(exit) ? exit.value : undefined))),
             Effect.ensuring(Effect.sync(() => inFlight.delete(taskId))),
             Effect.forkIn(scope)
           )
@@ -236,11 +230,13 @@ export const daemonRoutes = (o: DaemonOptions) =>
       queueMillis: o.uploadQueueMillis,
       corruptUploads: o.fault === "corrupt-uploads",
       uploadBandwidth: o.uploadBandwidth,
-      downloading: (taskId) => inFlight.has(taskId)
+      downloading: (taskId) => inFlight.has(taskId),
+      metrics: metrics.upload
     })
 
     const routes = HttpRouter.addAll([
       ...upload,
+      metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)

@@ -175,6 +175,21 @@ export const downloadTask = (
 
     const wanted = (i: number) => !inflight.has(i) && !ledger!.has(i) && !unverified.has(i)
 
+    const newSource = (id: string, parent: CandidateParent | undefined, uploadBandwidth: number, maxInflight: number): Source => ({
+      id,
+      parent,
+      uploadBandwidth,
+      maxInflight,
+      have: new Uint8Array(pieceCount),
+      claimed: new Map(),
+      inflight: 0,
+      fetching: new Set(),
+      measuredRate: undefined,
+      failures: 0,
+      retired: false,
+      watcher: undefined
+    })
+
     const retire = (s: Source) =>
       Effect.gen(function*() {
         if (s.retired) return
@@ -216,21 +231,8 @@ export const downloadTask = (
         if (!merge) for (const s of [...sources.values()]) if (s.id !== ORIGIN) yield* retire(s)
         for (const p of parents) {
           if (failed.has(p.peerId) || sources.has(p.peerId)) continue
-          const s: Source = {
-            id: p.peerId,
-            parent: p,
-            uploadBandwidth: p.host.uploadBandwidth,
-            maxInflight: options.perParentPieces,
-            have: new Uint8Array(pieceCount),
-            claimed: new Map(),
-            // Fetches still running from an earlier adoption settle on that (retired) record.
-            inflight: 0,
-            fetching: new Set(),
-            measuredRate: undefined,
-            failures: 0,
-            retired: false,
-            watcher: undefined
-          }
+          // Fetches still running from an earlier adoption settle on that (retired) record.
+          const s = newSource(p.peerId, p, p.host.uploadBandwidth, options.perParentPieces)
           sources.set(p.peerId, s)
           s.watcher = yield* Effect.forkChild(watch(s))
         }
@@ -259,20 +261,8 @@ export const downloadTask = (
         }
         yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
         for (const s of [...sources.values()]) yield* retire(s)
-        const s: Source = {
-          id: ORIGIN,
-          parent: undefined,
-          uploadBandwidth: Number.MAX_SAFE_INTEGER,
-          maxInflight: options.concurrentPieces,
-          have: new Uint8Array(pieceCount).fill(1),
-          claimed: new Map(),
-          inflight: 0,
-          fetching: new Set(),
-          measuredRate: undefined,
-          failures: 0,
-          retired: false,
-          watcher: undefined
-        }
+        const s = newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, options.concurrentPieces)
+        s.have.fill(1)
         for (let i = 0; i < pieceCount; i++) availability[i]++
         sources.set(ORIGIN, s)
       })

@@ -4,8 +4,28 @@
 import { Effect } from "effect"
 import { type Host, peerIdOf } from "../domain.ts"
 import { AnnounceHost, RegisterPeer } from "../protocol.ts"
-import { PieceStore } from "../services/piece-store.ts"
+import type { PieceLedger } from "../piece-ledger.ts"
+import { PieceStore, type StoredTask } from "../services/piece-store.ts"
 import { SchedulerChannel } from "../services/scheduler-channel.ts"
+
+/**
+ * A host telling a (new) scheduler what it holds of a task: the pieces, and for a seed — which fetched
+ * them from the origin — their digests, so the scheduler can vouch for them again.
+ */
+export const reRegistration = (host: Host, task: StoredTask, ledger: PieceLedger): RegisterPeer => {
+  const held = ledger.held()
+  return new RegisterPeer({
+    peerId: peerIdOf(host.id, task.taskId),
+    taskId: task.taskId,
+    url: task.url,
+    host,
+    contentLength: task.contentLength,
+    pieceLength: task.pieceLength,
+    finishedPieces: held,
+    metadataOnly: false,
+    ...(host.type === "seed" ? { pieceDigests: held.map((index) => ({ index, digest: ledger.digestOf(index)! })) } : {})
+  })
+}
 
 /** One announcement; returns the scheduler's epoch, re-registering held tasks if it differs from `known`. */
 export const announceHost = (host: Host, known: string | undefined) =>
@@ -18,17 +38,7 @@ export const announceHost = (host: Host, known: string | undefined) =>
       // Only complete tasks: a download in progress re-registers itself (the scheduler answers it
       // NeedRegister), and a failed one must not be handed out as a parent.
       for (const { task, ledger } of (yield* store.held()).filter((h) => h.ledger.complete)) {
-        yield* Effect.ignore(channel.request(new RegisterPeer({
-          peerId: peerIdOf(host.id, task.taskId),
-          taskId: task.taskId,
-          url: task.url,
-          host,
-          contentLength: task.contentLength,
-          pieceLength: task.pieceLength,
-          finishedPieces: ledger.held(),
-          metadataOnly: false,
-          ...(host.type === "seed" ? { pieceDigests: ledger.held().map((index) => ({ index, digest: ledger.digestOf(index)! })) } : {})
-        })))
+        yield* Effect.ignore(channel.request(reRegistration(host, task, ledger)))
       }
     }
     return answer.epoch

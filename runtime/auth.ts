@@ -1,5 +1,6 @@
 // An optional shared secret between the components of one cluster. When a token is configured,
-// every request but `/healthy` (which load balancers and probes call without credentials) must carry
+// every request but `/healthy` and `/metrics` (which load balancers, probes and Prometheus call without
+// credentials; they expose status and counters, nothing a peer could abuse) must carry
 // `Authorization: Bearer TOKEN`, else 401. It keeps strangers on the network from registering fake
 // peers, triggering seeds or fetching pieces; it is not per-user access control.
 import { timingSafeEqual } from "node:crypto"
@@ -34,7 +35,7 @@ export const authProblem = (authorization: string | undefined, token: string): s
   return sameSecret(m[1], token) ? undefined : "Authorization: wrong token"
 }
 
-const OPEN_PATHS = new Set(["/healthy"])
+const OPEN_PATHS = new Set(["/healthy", "/metrics"])
 
 /** A global router middleware: a Layer to merge next to the routes (nothing when there is no token). */
 export const requireToken = (token: string) =>

@@ -12,6 +12,7 @@ import { requireToken, resolveToken } from "./auth.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
+import { makeSchedulerMetrics, metricsRoute } from "./metrics.ts"
 
 export interface SchedulerServerOptions {
   readonly port: number
@@ -27,7 +28,9 @@ const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", 
 export const schedulerRoutes = (scheduler: Scheduler) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
+    const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     return HttpRouter.addAll([
+      metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
         ok: true,
         epoch: scheduler.epoch,
@@ -43,7 +46,10 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
       })),
       HttpRouter.route("POST", "/v1/schedule", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
+        const answered = metrics.scheduleStarted(message._tag)
         const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, trigger)
+        answered(answer._tag)
+        if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "EmptyTask") metrics.registered(message.peerId)
         return encoded(SchedulerToPeer, answer)
       }))),
       HttpRouter.route("POST", "/v1/report", orBadRequest(Effect.gen(function*() {
@@ -55,6 +61,7 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
           }))
         }
         yield* scheduler.report(message)
+        metrics.report(message)
         return HttpServerResponse.empty({ status: 204 })
       }))),
       notFoundRoute

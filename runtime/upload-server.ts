@@ -6,6 +6,7 @@ import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
+import type { UploadMetrics } from "./metrics.ts"
 
 export interface UploadOptions {
   /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
@@ -22,6 +23,8 @@ export interface UploadOptions {
   readonly longPollMillis?: number
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
+  /** Counts pieces served and refused (runtime/metrics.ts); nothing is counted without it. */
+  readonly metrics?: UploadMetrics
 }
 
 export const DEFAULT_UPLOAD_QUEUE_MILLIS = 15_000
@@ -75,11 +78,15 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
         const index = Number(rawIndex)
         const ledger = yield* Effect.promise(() => store.ledgerOf(taskId))
         const digest = ledger?.digestOf(index)
-        if (ledger === undefined || digest === undefined) return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
+        if (ledger === undefined || digest === undefined) {
+          options.metrics?.refused("not_held")
+          return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
+        }
         const send = Effect.gen(function*() {
           const bytes = yield* Effect.tryPromise(() => store.readAsync(taskId, index))
           if (options.corruptUploads === true && bytes.length > 0) bytes[0] ^= 0xff
           yield* pace(bytes.length)
+          options.metrics?.uploaded(bytes.length)
           return HttpServerResponse.uint8Array(bytes, {
             contentType: "application/octet-stream",
             headers: { "x-piece-digest": digest }
@@ -90,11 +97,16 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           Effect.gen(function*() {
             const slot = yield* restore(Effect.timeoutOption(Semaphore.take(slots, 1), queueWait))
             if (Option.isNone(slot)) {
+              options.metrics?.refused("busy")
               return HttpServerResponse.setHeader(errorResponse(503, `busy: all ${options.uploadSlots} upload slots in use, retry later`), "retry-after", "1")
             }
             return yield* restore(send).pipe(Effect.ensuring(Semaphore.release(slots, 1)))
           })
-        ).pipe(Effect.catchTag("UnknownError", (e) => Effect.succeed(errorResponse(500, `piece ${index}: ${e.message}`))))
+        ).pipe(Effect.catchTag("UnknownError", (e) =>
+          Effect.sync(() => {
+            options.metrics?.refused("error")
+            return errorResponse(500, `piece ${index}: ${e.message}`)
+          })))
       })))
     ]
   })

@@ -1,0 +1,163 @@
+// Prometheus metrics: `GET /metrics` on every process, in the text exposition format (prom-client).
+// Each process builds its own Registry (never prom-client's global one), so several servers can live in
+// one Node process (tests) without clashing metric names. Like /healthy, /metrics is open when a token
+// is configured (runtime/auth.ts): scrapers carry no credentials, and it exposes counters only.
+import { Effect } from "effect"
+import { HttpRouter, HttpServerResponse } from "effect/http"
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client"
+
+export const METRICS_PATH = "/metrics"
+
+/** Buckets in seconds for whole downloads: from a small file on loopback to a large one over a WAN. */
+const TASK_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
+/** Buckets in seconds for answering one schedule request (usually well under a millisecond). */
+const SCHEDULE_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
+
+/** The route that serves a registry's metrics. */
+export const metricsRoute = (registry: Registry) =>
+  HttpRouter.route("GET", METRICS_PATH, Effect.promise(() => registry.metrics()).pipe(
+    Effect.map((text) => HttpServerResponse.text(text, { contentType: registry.contentType }))
+  ))
+
+const newRegistry = (role: "daemon" | "scheduler", defaults: boolean) => {
+  const register = new Registry()
+  register.setDefaultLabels({ role })
+  if (defaults) collectDefaultMetrics({ register })
+  return register
+}
+
+export interface UploadMetrics {
+  /** A piece was sent to a child. */
+  readonly uploaded: (bytes: number) => void
+  /** A piece request was refused: no slot in time (busy), not held here, or a read error. */
+  readonly refused: (reason: "busy" | "not_held" | "error") => void
+}
+
+export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) => {
+  const registry = newRegistry("daemon", options.defaultMetrics ?? true)
+  const traffic = new Counter({
+    name: "damselfly_traffic_bytes_total",
+    help: "Bytes downloaded by finished downloads, by source (peer or origin)",
+    labelNames: ["type"] as const,
+    registers: [registry]
+  })
+  const uploadBytes = new Counter({
+    name: "damselfly_upload_bytes_total",
+    help: "Piece bytes served to other peers",
+    registers: [registry]
+  })
+  const uploadFailures = new Counter({
+    name: "damselfly_upload_failures_total",
+    help: "Piece requests from other peers that were not served, by reason (busy, not_held, error)",
+    labelNames: ["reason"] as const,
+    registers: [registry]
+  })
+  const downloads = new Counter({
+    name: "damselfly_downloads_total",
+    help: "Downloads (tasks) ended on this host, by result (success or failure)",
+    labelNames: ["result"] as const,
+    registers: [registry]
+  })
+  const taskDuration = new Histogram({
+    name: "damselfly_task_duration_seconds",
+    help: "Time from the start of a download (task) on this host to its end, successful or not",
+    labelNames: ["result"] as const,
+    buckets: TASK_BUCKETS,
+    registers: [registry]
+  })
+  const inFlight = new Gauge({
+    name: "damselfly_downloads_in_flight",
+    help: "Downloads (tasks) under way on this host",
+    registers: [registry]
+  })
+  for (const type of ["peer", "origin"]) traffic.inc({ type }, 0)
+  for (const result of ["success", "failure"]) downloads.inc({ result }, 0)
+  for (const reason of ["busy", "not_held", "error"]) uploadFailures.inc({ reason }, 0)
+  const upload: UploadMetrics = {
+    uploaded: (bytes) => uploadBytes.inc(bytes),
+    refused: (reason) => uploadFailures.inc({ reason })
+  }
+  return {
+    registry,
+    upload,
+    downloadStarted: () => inFlight.inc(),
+    /** One call per download that ends (not per caller that joined it). */
+    downloadEnded: (seconds: number, result: { bytesFromPeers: number; bytesFromOrigin: number } | undefined) => {
+      inFlight.dec()
+      const label = result === undefined ? "failure" : "success"
+      downloads.inc({ result: label })
+      taskDuration.observe({ result: label }, seconds)
+      if (result !== undefined) {
+        traffic.inc({ type: "peer" }, result.bytesFromPeers)
+        traffic.inc({ type: "origin" }, result.bytesFromOrigin)
+      }
+    }
+  }
+}
+export type DaemonMetrics = ReturnType<typeof makeDaemonMetrics>
+
+export const makeSchedulerMetrics = (hosts: () => number, options: { defaultMetrics?: boolean } = {}) => {
+  const registry = newRegistry("scheduler", options.defaultMetrics ?? true)
+  const duration = new Histogram({
+    name: "damselfly_schedule_duration_seconds",
+    help: "Time to answer a /v1/schedule request, by request type",
+    labelNames: ["request"] as const,
+    buckets: SCHEDULE_BUCKETS,
+    registers: [registry]
+  })
+  const requests = new Counter({
+    name: "damselfly_schedule_requests_total",
+    help: "Schedule requests answered, by answer (CandidateParents, NeedBackToSource, HostAnnounced, ...)",
+    labelNames: ["answer"] as const,
+    registers: [registry]
+  })
+  const reports = new Counter({
+    name: "damselfly_reports_total",
+    help: "Peer reports received, by type",
+    labelNames: ["type"] as const,
+    registers: [registry]
+  })
+  const pieceFailures = new Counter({
+    name: "damselfly_piece_failures_total",
+    help: "PieceFailed reports received, by kind (temporary: busy or unreachable parent; permanent: bad digest or the like)",
+    labelNames: ["kind"] as const,
+    registers: [registry]
+  })
+  // Peers that registered to download and have not left or failed since (counted here, not read from core).
+  const peers = new Set<string>()
+  new Gauge({
+    name: "damselfly_registered_peers",
+    help: "Peers registered for a download here that have not left or failed since",
+    registers: [registry],
+    collect() {
+      this.set(peers.size)
+    }
+  })
+  new Gauge({
+    name: "damselfly_hosts",
+    help: "Hosts known to this scheduler (announced or registered a peer since it started)",
+    registers: [registry],
+    collect() {
+      this.set(hosts())
+    }
+  })
+  for (const kind of ["temporary", "permanent"]) pieceFailures.inc({ kind }, 0)
+  return {
+    registry,
+    /** Starts timing a schedule request; call the result with the answer's tag. */
+    scheduleStarted: (request: string) => {
+      const end = duration.startTimer({ request })
+      return (answer: string) => {
+        end()
+        requests.inc({ answer })
+      }
+    },
+    registered: (peerId: string) => peers.add(peerId),
+    report: (r: { _tag: string; peerId: string; temporary?: boolean }) => {
+      reports.inc({ type: r._tag })
+      if (r._tag === "PieceFailed") pieceFailures.inc({ kind: r.temporary === true ? "temporary" : "permanent" })
+      if (r._tag === "LeavePeer" || r._tag === "DownloadFailed") peers.delete(r.peerId)
+    }
+  }
+}
+export type SchedulerMetrics = ReturnType<typeof makeSchedulerMetrics>

@@ -35,16 +35,24 @@ export const localMaxMin = (): RateModel => {
     flows.forEach((f, i) => solved.set(f, rates[i]))
   }
 
+  // The network asks for the affected flows twice per change: to settle them (before) and to re-rate
+  // them (after). Solving lazily, on the first `rate` after an `affected`, solves once per change.
+  let pending: Array<Flow> | undefined
   return {
     affected(src, dst, via) {
       const set = new Set<Flow>(src.upFlows)
       for (const f of dst.downFlows) set.add(f)
       for (const l of via) for (const f of l.flows) set.add(f)
-      const flows = [...set]
-      solve(flows)
-      return flows
+      pending = [...set]
+      return pending
     },
-    // A flow outside the last solved set keeps the rate it has.
-    rate: (f) => solved.get(f) ?? f.rate
+    rate: (f) => {
+      if (pending !== undefined) {
+        solve(pending)
+        pending = undefined
+      }
+      // A flow outside the last solved set keeps the rate it has.
+      return solved.get(f) ?? f.rate
+    }
   }
 }

@@ -19,6 +19,7 @@ import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
+import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { requireToken, resolveToken } from "./auth.ts"
@@ -236,6 +237,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
 
     const routes = HttpRouter.addAll([
       ...upload,
+      // `damselfly cache import|export|stat` (runtime/cache.ts); an import is announced like a finished download.
+      ...cacheRoutes({
+        store,
+        register: (task, ledger) => ring.channel.request(reRegistration(host, task, ledger)),
+        downloading: (taskId) => inFlight.has(taskId)
+      }),
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {

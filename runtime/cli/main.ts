@@ -4,6 +4,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
 import { get, GetFailed } from "../get.ts"
 import { JsonStderrLogger } from "../logging.ts"
@@ -123,6 +124,65 @@ const getCommand = Command.make(
     )
 ).pipe(Command.withDescription("Download a URL through the local daemon (or straight from the origin when no daemon answers)"))
 
+// `damselfly cache import|export|stat`: talk to the local daemon's /v1/cache endpoints (runtime/cache.ts).
+const daemonFlag = Flag.String("daemon").pipe(Flag.withDescription("Local daemon URL"), Flag.withDefault(DEFAULT_DAEMON))
+const cachePieceLength = Flag.Int("piece-length").pipe(Flag.withDescription("Piece length in bytes (default: by content length, as a download would)"), Flag.optional)
+const cacheTaskId = Flag.String("task-id").pipe(Flag.withDescription("Task id (64 hex) instead of URL and piece length"), Flag.optional)
+const runCache = (what: string, f: () => Promise<unknown>) =>
+  Effect.tryPromise({ try: f, catch: (e) => e }).pipe(
+    Effect.flatMap((r) => Console.log(JSON.stringify(r))),
+    Effect.catch((e) =>
+      Effect.sync(() => {
+        process.stderr.write(`damselfly cache ${what}: ${e instanceof Error ? e.message : String(e)}\n`)
+        process.exitCode = 1
+      })
+    )
+  )
+
+const cacheImportCommand = Command.make(
+  "import",
+  {
+    file: Argument.String("file").pipe(Argument.withDescription("Local file to import (a regular file)")),
+    url: Flag.String("url").pipe(Flag.withDescription("URL the content is known by: peers downloading it get it from this daemon")),
+    pieceLength: cachePieceLength,
+    daemon: daemonFlag,
+    token
+  },
+  (o) => runCache("import", () => cacheImport({ daemon: o.daemon, token: orUndefined(o.token) }, { file: o.file, url: o.url, pieceLength: orUndefined(o.pieceLength) }))
+).pipe(Command.withDescription("Put a local file into the daemon's cache as the task of a URL, and announce it to the scheduler"))
+
+const cacheExportCommand = Command.make(
+  "export",
+  {
+    url: Argument.String("url").pipe(Argument.withDescription("URL of the task (omit with --task-id)"), Argument.optional),
+    output: Flag.String("output").pipe(Flag.withAlias("O"), Flag.withDescription("File to write")),
+    pieceLength: cachePieceLength,
+    taskId: cacheTaskId,
+    daemon: daemonFlag,
+    token
+  },
+  (o) =>
+    runCache("export", () =>
+      cacheExport({ daemon: o.daemon, token: orUndefined(o.token) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength), output: o.output }))
+).pipe(Command.withDescription("Copy a task held complete by the daemon to a file"))
+
+const cacheStatCommand = Command.make(
+  "stat",
+  {
+    url: Argument.String("url").pipe(Argument.withDescription("URL of the task (omit with --task-id)"), Argument.optional),
+    pieceLength: cachePieceLength,
+    taskId: cacheTaskId,
+    daemon: daemonFlag,
+    token
+  },
+  (o) => runCache("stat", () => cacheStat({ daemon: o.daemon, token: orUndefined(o.token) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength) }))
+).pipe(Command.withDescription("Show what the daemon holds of a task (by URL, default piece length 4 MiB, or --task-id)"))
+
+const cache = Command.make("cache").pipe(
+  Command.withDescription("Import files into the local daemon's cache, export them, show cached tasks"),
+  Command.withSubcommands([cacheImportCommand, cacheExportCommand, cacheStatCommand])
+)
+
 const sim = Command.make("sim", {}, () => Effect.void).pipe(
   Command.withDescription("Run the deterministic simulator (see `damselfly sim --help`)")
 )
@@ -138,7 +198,7 @@ const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, sim, sweep, report, chaos])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos])
 )
 
 const argv = process.argv.slice(2)

@@ -4,6 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream, promises as fs } from "node:fs"
 import * as http from "node:http"
+import { rangeOf, writeRangeHead } from "./range.ts"
 import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -76,20 +77,9 @@ export const startOrigin = async (dir: string, size: number, options: OriginOpti
       res.writeHead(500, { "content-type": "text/plain" }).end("origin is broken")
       return
     }
-    const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "")
-    let start = 0
-    let end = size - 1
-    if (m !== null) {
-      start = Number(m[1])
-      end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1)
-      if (start > end || start >= size) {
-        res.writeHead(416, { "content-range": `bytes */${size}` }).end()
-        return
-      }
-      res.writeHead(206, { "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}`, "accept-ranges": "bytes" })
-    } else {
-      res.writeHead(200, { "content-length": size, "accept-ranges": "bytes" })
-    }
+    const span = writeRangeHead(res, rangeOf(req.headers.range, size), size)
+    if (span === undefined) return
+    const { start, end } = span
     if (req.method === "HEAD") {
       res.end()
       return
@@ -181,9 +171,15 @@ export const killAll = async () => {
   for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL")
 }
 
-export const getJson = (url: string, timeoutMillis = 5_000): Promise<{ status: number; body: any }> =>
+/** One HTTP request whose answer is parsed as JSON when it is JSON (else the text). */
+export const httpJson = (
+  url: string,
+  o: { readonly method?: string; readonly body?: string; readonly timeoutMillis?: number } = {}
+): Promise<{ status: number; body: any }> =>
   new Promise((resolve, reject) => {
-    http.get(url, { timeout: timeoutMillis }, (res) => {
+    const timeout = o.timeoutMillis ?? 5_000
+    const headers = o.body === undefined ? {} : { "content-type": "application/json" }
+    const req = http.request(url, { method: o.method ?? "GET", headers, timeout, agent: false }, (res) => {
       let text = ""
       res.on("data", (c) => (text += c))
       res.on("end", () => {
@@ -193,27 +189,15 @@ export const getJson = (url: string, timeoutMillis = 5_000): Promise<{ status: n
         } catch {}
         resolve({ status: res.statusCode ?? 0, body })
       })
-    }).on("timeout", function(this: http.ClientRequest) {
-      this.destroy(new Error(`no answer from ${url} within ${timeoutMillis} ms`))
-    }).on("error", reject)
+    })
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within ${timeout} ms`)))
+    req.on("error", reject)
+    req.end(o.body)
   })
 
-export const postRaw = (url: string, body: string): Promise<{ status: number; body: any }> =>
-  new Promise((resolve, reject) => {
-    const req = http.request(url, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
-      let text = ""
-      res.on("data", (c) => (text += c))
-      res.on("end", () => {
-        let parsed: unknown = text
-        try {
-          parsed = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode ?? 0, body: parsed })
-      })
-    })
-    req.on("error", reject)
-    req.end(body)
-  })
+export const getJson = (url: string, timeoutMillis = 5_000) => httpJson(url, { timeoutMillis })
+
+export const postRaw = (url: string, body: string) => httpJson(url, { method: "POST", body, timeoutMillis: 300_000 })
 
 /** Polls until `check` passes or the deadline; the last failure explains a timeout. */
 export const waitFor = async (what: string, check: () => Promise<boolean>, millis = 30_000) => {

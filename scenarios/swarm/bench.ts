@@ -3,8 +3,7 @@
 // one after another with fresh processes and data: `direct`, `damselfly`, `bittorrent`.
 import { execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { createReadStream, existsSync, promises as fs } from "node:fs"
-import * as http from "node:http"
+import { existsSync, promises as fs } from "node:fs"
 import { freemem, tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -12,6 +11,7 @@ import { Effect } from "effect"
 import { pieceLengthFor } from "../../core/piece-layout.ts"
 import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
+import { httpJson, sha256File } from "../../runtime/testing/harness.ts"
 import { type NodeSpec, sh, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
@@ -99,29 +99,8 @@ const MiB = 2 ** 20
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-export const sha256File = async (file: string): Promise<string> => {
-  const hash = createHash("sha256")
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 * MiB })) hash.update(chunk as Buffer)
-  return hash.digest("hex")
-}
 
-const httpJson = (url: string, o: { method?: string; body?: string; timeoutMillis?: number } = {}): Promise<{ status: number; body: any }> =>
-  new Promise((resolve, reject) => {
-    const req = http.request(url, { method: o.method ?? "GET", headers: o.body === undefined ? {} : { "content-type": "application/json" }, timeout: o.timeoutMillis ?? 2_000, agent: false }, (res) => {
-      let text = ""
-      res.on("data", (c) => (text += c))
-      res.on("end", () => {
-        let body: unknown = text
-        try {
-          body = JSON.parse(text)
-        } catch {}
-        resolve({ status: res.statusCode ?? 0, body })
-      })
-    })
-    req.on("timeout", () => req.destroy(new Error(`no answer from ${url}`)))
-    req.on("error", reject)
-    req.end(o.body)
-  })
+
 
 const waitFor = async (what: string, check: () => Promise<boolean>, millis: number) => {
   const deadline = Date.now() + millis

@@ -3,6 +3,7 @@
 // namespace: node --import tsx scenarios/swarm/origin-server.ts FILE LISTEN PORT
 import { readFileSync } from "node:fs"
 import * as http from "node:http"
+import { rangeOf, writeRangeHead } from "../../runtime/testing/range.ts"
 
 const [file, listen, port] = process.argv.slice(2)
 if (file === undefined || listen === undefined || port === undefined) {
@@ -23,20 +24,9 @@ const server = http.createServer((req, res) => {
     res.writeHead(404).end()
     return
   }
-  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "")
-  let start = 0
-  let end = size - 1
-  if (m !== null) {
-    start = Number(m[1])
-    end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1)
-    if (start > end || start >= size) {
-      res.writeHead(416, { "content-range": `bytes */${size}` }).end()
-      return
-    }
-    res.writeHead(206, { "content-length": end - start + 1, "content-range": `bytes ${start}-${end}/${size}`, "accept-ranges": "bytes" })
-  } else {
-    res.writeHead(200, { "content-length": size, "accept-ranges": "bytes" })
-  }
+  const span = writeRangeHead(res, rangeOf(req.headers.range, size), size)
+  if (span === undefined) return
+  const { start, end } = span
   if (req.method === "HEAD") {
     res.end()
     return

@@ -30,6 +30,8 @@ import { httpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
 import { uploadRoutes } from "./upload-server.ts"
+import { storedBlobSource } from "./registry-blob-source.ts"
+import { type RegistryFrontendOptions, serveRegistryFrontends } from "./registry-server.ts"
 
 export interface DaemonOptions {
   readonly port: number
@@ -57,6 +59,8 @@ export interface DaemonOptions {
   readonly uploadQueueMillis?: number | undefined
   /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
   readonly fault?: DaemonFault | undefined
+  /** OCI registry mirror and generic HTTP proxy on their own ports (runtime/registry-server.ts). */
+  readonly registry?: Omit<RegistryFrontendOptions, "listen" | "maxConnections"> | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -224,6 +228,18 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.orElseSucceed(() => MIN_PIECE_LENGTH),
           Effect.provide(origin)
         )
+
+    // Registry mirror / HTTP proxy: blob GETs become downloads of the task named by the blob digest.
+    if (o.registry?.mirrorPort !== undefined || o.registry?.proxyPort !== undefined) {
+      const context = yield* Effect.context<never>()
+      const blobs = storedBlobSource({
+        download: (taskId, url, pieceLength, headers) => Effect.runPromiseWith(context)(download(taskId, url, pieceLength, headers)),
+        contentPath: (taskId) => store.contentPath(taskId)
+      })
+      const log = (level: "info" | "warning", message: string, fields: Record<string, unknown>) =>
+        Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
+      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log)
+    }
 
     if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)
     const upload = yield* uploadRoutes(store, {

@@ -5,6 +5,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
+import { writeContainerdConfig } from "../containerd-config.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
 import { get, GetFailed } from "../get.ts"
 import { JsonStderrLogger } from "../logging.ts"
@@ -66,7 +67,14 @@ const daemon = Command.make(
     fault: Flag.Literals("fault", DAEMON_FAULTS).pipe(
       Flag.withDescription("TEST ONLY fault injection, never in production: corrupt-uploads serves pieces with a flipped byte"),
       Flag.optional
-    )
+    ),
+    mirrorPort: Flag.Int("mirror-port").pipe(Flag.withDescription("Serve an OCI registry mirror on this port (blob GETs go P2P)"), Flag.optional),
+    mirrorUpstream: Flag.String("mirror-upstream").pipe(
+      Flag.withDescription("Registry base URL the mirror pulls from when a request names none (X-Dragonfly-Registry header or ?ns=); repeat for several (the first is the default; the others give ?ns= hosts their scheme). Default https://registry-1.docker.io"),
+      Flag.atLeast(0)
+    ),
+    proxyPort: Flag.Int("proxy-port").pipe(Flag.withDescription("Serve a generic HTTP proxy on this port (matching GETs go P2P, CONNECT tunnels)"), Flag.optional),
+    proxyRule: Flag.String("proxy-rule").pipe(Flag.withDescription("Regular expression for URLs the proxy fetches P2P; repeat for several (default blobs/sha256.*)"), Flag.atLeast(0))
   },
   (o) =>
     serveForever(daemonServer({
@@ -81,7 +89,13 @@ const daemon = Command.make(
       uploadQueueMillis: orUndefined(o.uploadQueueMillis),
       originIdleMillis: Option.getOrUndefined(Option.map(o.originTimeout, (s) => s * 1000)),
       originOutageMillis: Option.getOrUndefined(Option.map(o.originOutage, (s) => s * 1000)),
-      fault: orUndefined(o.fault)
+      fault: orUndefined(o.fault),
+      registry: {
+        mirrorPort: orUndefined(o.mirrorPort),
+        mirrorUpstreams: o.mirrorUpstream,
+        proxyPort: orUndefined(o.proxyPort),
+        proxyRules: o.proxyRule
+      }
     }))
 ).pipe(Command.withDescription("Run a peer daemon: downloads for local clients, uploads pieces to other peers"))
 
@@ -183,6 +197,25 @@ const cache = Command.make("cache").pipe(
   Command.withSubcommands([cacheImportCommand, cacheExportCommand, cacheStatCommand])
 )
 
+const containerdConfig = Command.make(
+  "containerd-config",
+  {
+    registry: Flag.String("registry").pipe(Flag.withDescription("Registry to mirror (https://registry.example.com, http://host:5000, docker.io); repeat for several"), Flag.atLeast(1)),
+    mirror: Flag.String("mirror").pipe(Flag.withDescription("The Damselfly mirror's base URL"), Flag.withDefault("http://127.0.0.1:65002")),
+    dir: Flag.String("dir").pipe(Flag.withDescription("containerd's registry config_path"), Flag.withDefault("/etc/containerd/certs.d"))
+  },
+  (o) =>
+    Effect.tryPromise({ try: () => writeContainerdConfig({ registries: o.registry, mirror: o.mirror, dir: o.dir }), catch: (e) => e }).pipe(
+      Effect.flatMap((files) => Console.log(JSON.stringify({ written: files }))),
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`damselfly containerd-config: ${e instanceof Error ? e.message : String(e)}\n`)
+          process.exitCode = 1
+        })
+      )
+    )
+).pipe(Command.withDescription("Write containerd hosts.toml files (certs.d/<host>/hosts.toml): the Damselfly mirror first, the registry as fallback"))
+
 const sim = Command.make("sim", {}, () => Effect.void).pipe(
   Command.withDescription("Run the deterministic simulator (see `damselfly sim --help`)")
 )
@@ -198,7 +231,7 @@ const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, containerdConfig, sim, sweep, report, chaos])
 )
 
 const argv = process.argv.slice(2)

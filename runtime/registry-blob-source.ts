@@ -70,8 +70,6 @@ export const storedBlobSource = (o: StoredBlobSourceOptions): BlobSource => {
 
   return {
     open: async (request, span) => {
-      // The origin layer speaks plain HTTP only; an https upstream is served by the caller's fallback.
-      if (!request.url.startsWith("http://")) throw new Error(`P2P origin fetches support http:// only, not ${new URL(request.url).protocol}`)
       const pieceLength = pieceLengthFor(request.size)
       const taskId = await Effect.runPromise(
         taskIdOf({ url: request.url, pieceLength, ...(request.digest === undefined ? {} : { digest: request.digest }) }).pipe(Effect.provide(NodeSha256))

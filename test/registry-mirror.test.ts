@@ -13,6 +13,7 @@ import {
   blobGets,
   buildImage,
   layoutBlobs,
+  makeCertificate,
   type MirrorCluster,
   pushImage,
   type Registry,
@@ -34,13 +35,17 @@ let dir: string
 let plain: Registry
 let secured: Registry
 let cluster: MirrorCluster
+let tlsRegistry: Registry
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), "damselfly-registry-"))
   plain = await startRegistry(path.join(dir, "registry-plain"))
   secured = await startRegistry(path.join(dir, "registry-auth"), { user: USER, password: PASSWORD })
-  // The plain registry is the default upstream; the secured one is reached by ?ns= or the header.
-  cluster = await startMirrorCluster(path.join(dir, "cluster"), 1, [plain.url, secured.url])
+  const certificate = await makeCertificate(path.join(dir, "tls"))
+  tlsRegistry = await startRegistry(path.join(dir, "registry-tls"), undefined, certificate)
+  // The plain registry is the default upstream; the others are reached by ?ns= or the header. Every
+  // daemon (the seed too, which fetches from the registry) trusts the test certificate.
+  cluster = await startMirrorCluster(path.join(dir, "cluster"), 1, [plain.url, secured.url, tlsRegistry.url], { env: { NODE_EXTRA_CA_CERTS: certificate.cert } })
 }, 180_000)
 
 afterAll(async () => {
@@ -107,6 +112,25 @@ describe("registry mirror", () => {
     const bad = await fetch(`${mirror}/v2/`, { headers: { "x-dragonfly-registry": "not a url" } })
     expect(bad.status).toBe(400)
     expect(await bad.text()).toContain("X-Dragonfly-Registry header")
+  }, 120_000)
+
+  it("an https registry: blobs go P2P over TLS, manifests pass through", async () => {
+    const image = await pushed("tls-app", tlsRegistry, [2 * MiB + 5, 700 * 1024])
+    const mirror = cluster.daemons[0].mirror
+    const before = (await tlsRegistry.accessLog()).length
+    const manifest = await fetch(`${mirror}/v2/tls-app/manifests/v1`, { headers: { "x-dragonfly-registry": tlsRegistry.url, accept: "application/vnd.oci.image.manifest.v1+json" } })
+    expect(manifest.status).toBe(200)
+    expect(manifest.headers.get("docker-content-digest")).toBe(image.manifest)
+    for (const d of [...image.layers, image.config]) {
+      const r = await fetch(`${mirror}/v2/tls-app/blobs/${d}`, { headers: { "x-dragonfly-registry": tlsRegistry.url, "user-agent": "test-client" } })
+      expect(r.status).toBe(200)
+      expect(r.headers.get("x-damselfly-source")).toBe("p2p")
+      const body = Buffer.from(await r.arrayBuffer())
+      expect(body.equals(await fs.readFile(path.join(image.layout, "blobs", "sha256", d.slice(7))))).toBe(true)
+    }
+    const gets = blobGets((await tlsRegistry.accessLog()).slice(before), "tls-app")
+    expect(gets.filter((g) => g.userAgent === "test-client")).toEqual([])
+    expect(gets.length).toBe(image.layers.length + 1)
   }, 120_000)
 
   it("containerd pulls through the mirror with hosts.toml from `damselfly containerd-config`; blobs reach the registry only from Damselfly", async () => {

@@ -5,12 +5,13 @@
 // to a token service — reach the client as the upstream gave them.
 //
 // A blob GET: HEAD the blob upstream with the client's own headers (the upstream decides access, and
-// says the size); anything but 200 → pass the GET through. Then the bytes come from the BlobSource
+// says the size); a redirect to storage → the storage URL is the origin (without the credentials);
+// anything else but 200 → pass the GET through. Then the bytes come from the BlobSource
 // (task id = digest, content verified against it); if that fails for any reason before the first byte,
 // the GET goes to the upstream. A pull never fails because of Damselfly.
 import type * as http from "node:http"
 import type { BlobSource, ByteSpan } from "./registry-blob-source.ts"
-import { endToEndHeaders, headUpstream, passThrough, upstreamUnreachable } from "./proxy-pass.ts"
+import { endToEndHeaders, headUpstream, passThrough, requestUpstream, upstreamUnreachable } from "./proxy-pass.ts"
 import { chooseUpstream, REGISTRY_HEADER, routeOf, SHA256_DIGEST, UpstreamChoiceError, upstreamUrlOf } from "./registry-upstream.ts"
 
 export type MirrorLog = (level: "info" | "warning", message: string, fields: Record<string, unknown>) => void
@@ -50,6 +51,22 @@ export const spanOf = (range: string | undefined, size: number): ByteSpan | unde
   return start > end || start >= size ? "unsupported" : { start, end }
 }
 
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+/**
+ * Size of a blob in redirect storage: HEAD, or — as signed URLs are often valid for GET only — the
+ * total of a one-byte ranged GET. Returns headers with `content-length` set to the whole size.
+ */
+const storageHead = async (url: URL): Promise<http.IncomingHttpHeaders> => {
+  const head = await headUpstream(url, { "user-agent": AGENT })
+  if (head.status === 200 && head.headers["content-length"] !== undefined) return head.headers
+  const probe = await requestUpstream(url, { method: "GET", headers: { "user-agent": AGENT, range: "bytes=0-0" } })
+  probe.body.resume()
+  const total = /\/(\d+)\s*$/.exec(String(probe.headers["content-range"] ?? ""))
+  if (probe.status !== 206 || total === null) throw new Error(`${url.host} answered HEAD ${head.status} and a one-byte GET ${probe.status} without a size`)
+  return { ...probe.headers, "content-length": total[1] }
+}
+
 const registryError = (res: http.ServerResponse, status: number, code: string, message: string) =>
   res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify({ errors: [{ code, message }] }))
 
@@ -74,10 +91,24 @@ export const serveBlob = async (
   } catch (e) {
     return upstreamUnreachable(res, url, e)
   }
-  // Not ours to interpret (401 challenge, 403, 404, a redirect to storage): the client gets the upstream's own answer.
-  if (head.status !== 200) return passThrough(req, res, url, [REGISTRY_HEADER])
-  const size = Number(head.headers["content-length"])
-  if (head.headers["content-length"] === undefined || !Number.isSafeInteger(size) || size < 0) return fallback("upstream HEAD gave no content length")
+  // The blob lives in storage the registry redirects to (S3, a CDN): fetch it there, without the registry's
+  // credentials (the signed URL is the authorisation), and take its size from there.
+  let origin = url
+  let sizeHeaders = head.headers
+  const location = head.headers.location
+  if (REDIRECTS.has(head.status) && location !== undefined) {
+    try {
+      origin = new URL(location, url)
+      sizeHeaders = await storageHead(origin)
+    } catch (e) {
+      return fallback(`redirect to storage: ${e instanceof Error ? e.message : String(e)}`)
+    }
+  } else if (head.status !== 200) {
+    // Not ours to interpret (401 challenge, 403, 404): the client gets the upstream's own answer.
+    return passThrough(req, res, url, [REGISTRY_HEADER])
+  }
+  const size = Number(sizeHeaders["content-length"])
+  if (sizeHeaders["content-length"] === undefined || !Number.isSafeInteger(size) || size < 0) return fallback("upstream HEAD gave no content length")
   const announced = head.headers["docker-content-digest"]
   if (digest !== undefined && announced !== undefined && announced !== digest) return fallback(`upstream says the blob is ${String(announced)}`)
   const authorization = req.headers.authorization
@@ -91,17 +122,17 @@ export const serveBlob = async (
   const span = spanOf(req.headers.range, size)
   if (span === "unsupported") return fallback(`range ${String(req.headers.range)} not served from P2P`)
   const headers: Record<string, string> = { "user-agent": AGENT }
-  if (authorization !== undefined) headers.authorization = authorization
+  if (authorization !== undefined && origin === url) headers.authorization = authorization
   let opened
   try {
-    opened = await o.blobs.open({ url: url.href, headers, digest, size }, span)
+    opened = await o.blobs.open({ url: origin.href, headers, digest, size }, span)
   } catch (e) {
     return fallback(`P2P: ${e instanceof Error ? e.message : String(e)}`)
   }
   if (req.destroyed) return void opened.stream.destroy()
   const length = span === undefined ? opened.size : span.end - span.start + 1
   res.writeHead(span === undefined ? 200 : 206, {
-    "content-type": String(head.headers["content-type"] ?? "application/octet-stream"),
+    "content-type": origin === url ? String(head.headers["content-type"] ?? "application/octet-stream") : "application/octet-stream",
     "content-length": String(length),
     "accept-ranges": "bytes",
     ...(digest === undefined ? {} : { "docker-content-digest": digest, etag: `"${digest}"` }),

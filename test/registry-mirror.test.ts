@@ -36,6 +36,7 @@ let plain: Registry
 let secured: Registry
 let cluster: MirrorCluster
 let tlsRegistry: Registry
+let redirecting: Registry
 
 beforeAll(async () => {
   dir = await fs.mkdtemp(path.join(os.tmpdir(), "damselfly-registry-"))
@@ -43,9 +44,10 @@ beforeAll(async () => {
   secured = await startRegistry(path.join(dir, "registry-auth"), { user: USER, password: PASSWORD })
   const certificate = await makeCertificate(path.join(dir, "tls"))
   tlsRegistry = await startRegistry(path.join(dir, "registry-tls"), undefined, certificate)
+  redirecting = await startRegistry(path.join(dir, "registry-redirect"), undefined, undefined, true)
   // The plain registry is the default upstream; the others are reached by ?ns= or the header. Every
   // daemon (the seed too, which fetches from the registry) trusts the test certificate.
-  cluster = await startMirrorCluster(path.join(dir, "cluster"), 1, [plain.url, secured.url, tlsRegistry.url], { env: { NODE_EXTRA_CA_CERTS: certificate.cert } })
+  cluster = await startMirrorCluster(path.join(dir, "cluster"), 1, [plain.url, secured.url, tlsRegistry.url, redirecting.url], { env: { NODE_EXTRA_CA_CERTS: certificate.cert } })
 }, 180_000)
 
 afterAll(async () => {
@@ -131,6 +133,25 @@ describe("registry mirror", () => {
     const gets = blobGets((await tlsRegistry.accessLog()).slice(before), "tls-app")
     expect(gets.filter((g) => g.userAgent === "test-client")).toEqual([])
     expect(gets.length).toBe(image.layers.length + 1)
+  }, 120_000)
+
+  it("a registry that redirects blobs to storage: the blobs come P2P from the storage URL", async () => {
+    const image = await pushed("redirected", redirecting, [1 * MiB + 3, 300 * 1024])
+    const mirror = cluster.daemons[0].mirror
+    const before = redirecting.storageLog.length
+    for (const d of [...image.layers, image.config]) {
+      const r = await fetch(`${mirror}/v2/redirected/blobs/${d}`, { headers: { "x-dragonfly-registry": redirecting.url, "user-agent": "test-client" } })
+      expect(r.status).toBe(200)
+      expect(r.headers.get("x-damselfly-source")).toBe("p2p")
+      expect(Buffer.from(await r.arrayBuffer()).equals(await fs.readFile(path.join(image.layout, "blobs", "sha256", d.slice(7))))).toBe(true)
+    }
+    const storageGets = redirecting.storageLog.slice(before).filter((e) => e.method === "GET" && e.status >= 200 && e.status < 300 && e.bytes > 1)
+    // Storage served each blob once, to Damselfly; the registry itself only redirected.
+    expect(storageGets.filter((e) => e.userAgent === "test-client")).toEqual([])
+    expect(storageGets.length).toBe(image.layers.length + 1)
+    const log = await redirecting.accessLog()
+    expect(log.filter((e) => e.method === "HEAD" && e.status === 307 && e.path.startsWith("/v2/redirected/blobs/")).length).toBeGreaterThanOrEqual(image.layers.length + 1)
+    expect(blobGets(log, "redirected").filter((g) => g.status === 200)).toEqual([])
   }, 120_000)
 
   it("containerd pulls through the mirror with hosts.toml from `damselfly containerd-config`; blobs reach the registry only from Damselfly", async () => {

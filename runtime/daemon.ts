@@ -16,6 +16,7 @@ import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
+import { DownloadError } from "../core/errors.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -29,6 +30,9 @@ import { httpOrigin } from "./http-origin.ts"
 import { httpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
+import { objectRoute } from "./object-route.ts"
+import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 
 export interface DaemonOptions {
@@ -57,6 +61,10 @@ export interface DaemonOptions {
   readonly uploadQueueMillis?: number | undefined
   /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
   readonly fault?: DaemonFault | undefined
+  /** After a range request, download the whole task in the background (default true). */
+  readonly prefetch?: boolean | undefined
+  /** Content up to this many bytes is fetched straight from the origin, without the scheduler (default 4 MiB; 0 = never). */
+  readonly smallContentMax?: number | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -154,7 +162,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // epoch combines every answering scheduler's, so a scheduler lost, restarted or back makes core's
     // announceHost re-register the tasks held here, each with the scheduler that now owns it (the ring's
     // presence channel skips the tasks that did not move): the schedulers rebuild their view from the peers.
-    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, unknown>>()
+    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, DownloadError>>()
 
     // core's announceHost re-registers complete tasks only. A download under way whose scheduler went
     // away (or came back) is re-registered here, at once and with the pieces it holds (a seed with their
@@ -192,16 +200,21 @@ export const daemonRoutes = (o: DaemonOptions) =>
     yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed }))
 
     // One download per task at a time on this host: later callers join it. Forked in the daemon's scope,
-    // so a caller hanging up does not abort a download other callers (and children) rely on.
-    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) =>
+    // so a caller hanging up does not abort a download other callers (and children) rely on. Small
+    // content a reader asked for (runtime/task-stream.ts) takes the direct origin path instead of core's.
+    const start = (job: TaskJob) =>
       Effect.gen(function*() {
+        const { taskId, url, pieceLength, headers } = job
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
           const peerId = peerIdOf(host.id, taskId)
           const started = Date.now()
           metrics.downloadStarted()
-          fiber = yield* downloadTask({ url, taskId, pieceLength, peerId, host, headers }, peerOptions).pipe(
-            Effect.tap(() => Effect.tryPromise(() => store.commitAsync(taskId))),
+          const run = job.direct !== undefined
+            ? fetchDirect(store, { taskId, url, headers, pieceLength, contentLength: job.direct.contentLength, digest: job.direct.digest })
+            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, job.sequential ? { ...peerOptions, sequentialBias: true } : peerOptions)
+          fiber = yield* run.pipe(
+            Effect.tap(() => Effect.tryPromise({ try: () => store.commitAsync(taskId), catch: (e) => new DownloadError({ message: `commit: ${String(e)}` }) })),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),
             Effect.tapError((e) => Effect.logWarning(`download failed: ${String((e as { message?: string }).message ?? e)}`).pipe(Effect.annotateLogs({ taskId, peerId }))),
             Effect.provide(peerLayer),
@@ -212,8 +225,20 @@ export const daemonRoutes = (o: DaemonOptions) =>
           )
           inFlight.set(taskId, fiber)
         }
-        return yield* Fiber.join(fiber)
+        return fiber
       })
+    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) =>
+      Effect.flatMap(start({ taskId, url, pieceLength, headers, sequential: false }), Fiber.join)
+
+    // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
+    const tasks = makeTaskStreams({
+      store,
+      origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
+      start,
+      running: (taskId) => inFlight.get(taskId),
+      prefetch: o.prefetch ?? true,
+      smallContentMax: o.smallContentMax ?? DEFAULT_SMALL_CONTENT_MAX
+    })
 
     const pieceLengthOf = (url: string, headers: Record<string, string>, requested: number | undefined) =>
       requested !== undefined
@@ -271,6 +296,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           backToSource: r.backToSource
         })
       }))),
+      objectRoute(tasks),
       notFoundRoute
     ])
     return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))

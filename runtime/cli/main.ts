@@ -57,7 +57,15 @@ const daemon = Command.make(
     location: Flag.String("location").pipe(Flag.withDescription("Location country|province|city|zone"), Flag.withDefault("")),
     uploadBandwidth: Flag.Int("upload-bandwidth").pipe(Flag.withDescription("Upload limit in bytes per second (default: unlimited)"), Flag.optional),
     uploadSlots: Flag.Int("upload-slots").pipe(Flag.withDescription("Pieces uploaded at once"), Flag.withDefault(16)),
-    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: core's)"), Flag.optional),
+    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces one download fetches at once, over all its sources (default: core's, 8)"), Flag.optional),
+    prefetch: Flag.Boolean("prefetch").pipe(
+      Flag.withDescription("After a range request, download the whole task in the background (--no-prefetch: stop once no reader needs it)"),
+      Flag.withDefault(true)
+    ),
+    smallContentMax: Flag.Int("small-content-max").pipe(
+      Flag.withDescription("Content up to this many bytes (origin's Content-Length) served via /v1/object is fetched straight from the origin, without the scheduler (default 4194304; 0 = never)"),
+      Flag.optional
+    ),
     token,
     maxConnections,
     uploadQueueMillis: Flag.Int("upload-queue-millis").pipe(Flag.withDescription("How long a piece request waits for an upload slot before 503 busy (default 15000)"), Flag.optional),
@@ -76,6 +84,7 @@ const daemon = Command.make(
       schedulerDownMillis: Option.getOrUndefined(Option.map(o.schedulerDown, (s) => s * 1000)),
       uploadBandwidth: orUndefined(o.uploadBandwidth),
       concurrentPieces: orUndefined(o.concurrentPieces),
+      smallContentMax: orUndefined(o.smallContentMax),
       token: orUndefined(o.token),
       maxConnections: orUndefined(o.maxConnections),
       uploadQueueMillis: orUndefined(o.uploadQueueMillis),

@@ -31,7 +31,7 @@ import { httpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
-import { objectRoute } from "./object-route.ts"
+import { objectRoutes } from "./object-route.ts"
 import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 
@@ -296,7 +296,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           backToSource: r.backToSource
         })
       }))),
-      objectRoute(tasks),
+      ...objectRoutes(tasks),
       notFoundRoute
     ])
     return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))

@@ -6,7 +6,7 @@
 import { Effect, Schema, Stream } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { errorResponse } from "./http-json.ts"
-import type { TaskStreams } from "./task-stream.ts"
+import type { OpenTaskError, OpenTaskRequest, TaskStreams } from "./task-stream.ts"
 
 export const OBJECT_PATH = "/v1/object"
 export const ORIGIN_HEADERS_HEADER = "x-damselfly-origin-headers"
@@ -18,51 +18,66 @@ const decodeHeaders = Schema.decodeUnknownResult(OriginHeaders)
 
 const INTEGER = /^[1-9][0-9]{0,15}$/
 
-export const objectRoute = (tasks: TaskStreams) =>
+/** The task request an HTTP request makes, or the 400 answer it deserves. */
+const requestOf = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const query = new URL(request.url, "http://local").searchParams
+  const url = query.get("url")
+  if (url === null) return errorResponse(400, "url: required query parameter (the origin URL, percent-encoded)")
+  const rawPieceLength = query.get("pieceLength")
+  if (rawPieceLength !== null && !INTEGER.test(rawPieceLength)) {
+    return errorResponse(400, `pieceLength: expected a positive integer, got ${JSON.stringify(rawPieceLength.slice(0, 50))}`)
+  }
+  let headers: Record<string, string> = {}
+  const rawHeaders = request.headers[ORIGIN_HEADERS_HEADER]
+  if (rawHeaders !== undefined) {
+    let json: unknown
+    try {
+      json = JSON.parse(rawHeaders)
+    } catch (e) {
+      return errorResponse(400, `${ORIGIN_HEADERS_HEADER}: expected a JSON object of header names to values (${(e as Error).message})`)
+    }
+    const decoded = decodeHeaders(json)
+    if (decoded._tag === "Failure") return errorResponse(400, `${ORIGIN_HEADERS_HEADER}: expected a JSON object of header names to string values: ${decoded.failure.message}`)
+    headers = { ...decoded.success }
+  }
+  return {
+    url,
+    headers,
+    digest: query.get("digest") ?? undefined,
+    taskId: query.get("taskId") ?? undefined,
+    pieceLength: rawPieceLength === null ? undefined : Number(rawPieceLength),
+    range: request.headers["range"]
+  } satisfies OpenTaskRequest
+})
+
+const failureResponse = (e: OpenTaskError) => {
+  switch (e._tag) {
+    case "InvalidTaskRequest":
+      return errorResponse(400, e.message)
+    case "RangeNotSatisfiable":
+      return HttpServerResponse.setHeader(errorResponse(416, e.message), "content-range", `bytes */${e.size}`)
+    case "OriginRefused":
+      // The origin's own client error, passed on: 404 stays 404, 401/403 tell the client to authenticate.
+      return HttpServerResponse.setHeader(errorResponse(e.status, e.message), UPSTREAM_STATUS_HEADER, String(e.status))
+    case "TaskFailed":
+      return errorResponse(502, e.message)
+  }
+}
+
+const headersOf = (t: { readonly taskId: string; readonly contentRange?: string | undefined }, via?: string) => ({
+  "accept-ranges": "bytes",
+  [TASK_ID_HEADER]: t.taskId,
+  ...(via === undefined ? {} : { "x-damselfly-via": via }),
+  ...(t.contentRange === undefined ? {} : { "content-range": t.contentRange })
+})
+
+export const objectRoutes = (tasks: TaskStreams) => [
   HttpRouter.route("GET", OBJECT_PATH, Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const query = new URL(request.url, "http://local").searchParams
-    const url = query.get("url")
-    if (url === null) return errorResponse(400, "url: required query parameter (the origin URL, percent-encoded)")
-    const rawPieceLength = query.get("pieceLength")
-    if (rawPieceLength !== null && !INTEGER.test(rawPieceLength)) {
-      return errorResponse(400, `pieceLength: expected a positive integer, got ${JSON.stringify(rawPieceLength.slice(0, 50))}`)
-    }
-    let headers: Record<string, string> = {}
-    const rawHeaders = request.headers[ORIGIN_HEADERS_HEADER]
-    if (rawHeaders !== undefined) {
-      let json: unknown
-      try {
-        json = JSON.parse(rawHeaders)
-      } catch (e) {
-        return errorResponse(400, `${ORIGIN_HEADERS_HEADER}: expected a JSON object of header names to values (${(e as Error).message})`)
-      }
-      const decoded = decodeHeaders(json)
-      if (decoded._tag === "Failure") return errorResponse(400, `${ORIGIN_HEADERS_HEADER}: expected a JSON object of header names to string values: ${decoded.failure.message}`)
-      headers = { ...decoded.success }
-    }
-    const opened = yield* Effect.result(tasks.openTask({
-      url,
-      headers,
-      digest: query.get("digest") ?? undefined,
-      taskId: query.get("taskId") ?? undefined,
-      pieceLength: rawPieceLength === null ? undefined : Number(rawPieceLength),
-      range: request.headers["range"]
-    }))
-    if (opened._tag === "Failure") {
-      const e = opened.failure
-      switch (e._tag) {
-        case "InvalidTaskRequest":
-          return errorResponse(400, e.message)
-        case "RangeNotSatisfiable":
-          return HttpServerResponse.setHeader(errorResponse(416, e.message), "content-range", `bytes */${e.size}`)
-        case "OriginRefused":
-          // The origin's own client error, passed on: 404 stays 404, 401/403 tell the client to authenticate.
-          return HttpServerResponse.setHeader(errorResponse(e.status, e.message), UPSTREAM_STATUS_HEADER, String(e.status))
-        case "TaskFailed":
-          return errorResponse(502, e.message)
-      }
-    }
+    const req = yield* requestOf
+    if (HttpServerResponse.isHttpServerResponse(req)) return req
+    const opened = yield* Effect.result(tasks.openTask(req))
+    if (opened._tag === "Failure") return failureResponse(opened.failure)
     const t = opened.success
     // Headers are out by now: a failure can only cut the body short, which the server does (never a clean end).
     const body = t.stream.pipe(Stream.tapError((e) =>
@@ -71,11 +86,18 @@ export const objectRoute = (tasks: TaskStreams) =>
       status: t.status,
       contentType: "application/octet-stream",
       contentLength: t.length,
-      headers: {
-        "accept-ranges": "bytes",
-        [TASK_ID_HEADER]: t.taskId,
-        "x-damselfly-via": t.via,
-        ...(t.contentRange === undefined ? {} : { "content-range": t.contentRange })
-      }
+      headers: headersOf(t, t.via)
     })
+  })),
+  // HEAD: the same status and headers, from the held task or the origin's probe; nothing is downloaded.
+  HttpRouter.route("HEAD", OBJECT_PATH, Effect.gen(function*() {
+    const req = yield* requestOf
+    if (HttpServerResponse.isHttpServerResponse(req)) return req
+    const head = yield* Effect.result(tasks.headTask(req))
+    if (head._tag === "Failure") return failureResponse(head.failure)
+    const t = head.success
+    return HttpServerResponse.empty({ status: t.status }).pipe(
+      HttpServerResponse.setHeaders({ ...headersOf(t), "content-type": "application/octet-stream", "content-length": String(t.length) })
+    )
   }))
+]

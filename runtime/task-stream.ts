@@ -156,7 +156,11 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       return from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
     }))
 
-  const openTask = (req: OpenTaskRequest): Effect.Effect<OpenedTask, OpenTaskError> =>
+  /**
+   * The task a request names, and what is known of it without downloading: its size (from the held
+   * ledger, else the origin's probe; undefined when the origin cannot be reached and nothing is held).
+   */
+  const locate = (req: OpenTaskRequest) =>
     Effect.gen(function*() {
       const headers = { ...(req.headers ?? {}) }
       if (!/^https?:\/\/\S+$/.test(req.url)) return yield* new InvalidTaskRequest({ message: `url: expected an http(s) URL, got ${JSON.stringify(req.url.slice(0, 200))}` })
@@ -195,12 +199,30 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
         }
         ledger = yield* Effect.promise(() => store.ledgerOf(taskId!))
       }
-      const id: TaskId = taskId!
-      const pl = pieceLength!
       if (size !== undefined) {
         const r = resolveRange(req.range, size)
         if (r._tag === "Unsatisfiable") return yield* new RangeNotSatisfiable({ message: `range ${JSON.stringify(req.range)} is outside the content (${size} bytes)`, size })
       }
+      return { headers, taskId: taskId!, pieceLength: pieceLength!, size, ledger }
+    })
+
+  /** What `openTask` would answer (status, size, range), without downloading anything: for HEAD. */
+  const headTask = (req: OpenTaskRequest): Effect.Effect<Omit<OpenedTask, "stream" | "via">, OpenTaskError> =>
+    Effect.gen(function*() {
+      const { taskId, size } = yield* locate(req)
+      if (size === undefined) return yield* new TaskFailed({ message: `size of ${req.url} unknown: the origin did not answer and task ${taskId} is not held here` })
+      const range = resolveRange(req.range, size)
+      if (range._tag !== "Span") return { taskId, size, status: 200, length: size, contentRange: undefined }
+      return { taskId, size, status: 206, length: range.end - range.start + 1, contentRange: contentRangeOf(range.start, range.end, size) }
+    })
+
+  const openTask = (req: OpenTaskRequest): Effect.Effect<OpenedTask, OpenTaskError> =>
+    Effect.gen(function*() {
+      const located = yield* locate(req)
+      const { headers } = located
+      const id: TaskId = located.taskId
+      const pl = located.pieceLength
+      let { ledger, size } = located
 
       // Start (or join) the download unless everything is here already.
       let fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined
@@ -263,7 +285,7 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       // The first piece is awaited here, so a download that fails at once is an error, not an aborted body.
       const firstChunk = yield* Effect.result(size === 0
         ? Effect.as(fiber === undefined ? Effect.void : Effect.mapError(Fiber.join(fiber), (e) => new TaskFailed({ message: e.message })), new Uint8Array(0))
-        : Effect.flatMap(chunkOf(first), (b) => checked(first, b)))
+        : Effect.flatMap(chunkOf(first), (b) => checked(first, b))).pipe(Effect.onInterrupt(() => release))
       if (firstChunk._tag === "Failure") {
         yield* release
         return yield* firstChunk.failure
@@ -282,7 +304,7 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       } satisfies OpenedTask
     })
 
-  return { openTask }
+  return { openTask, headTask }
 }
 
 export type TaskStreams = ReturnType<typeof makeTaskStreams>

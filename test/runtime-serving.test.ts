@@ -16,6 +16,7 @@ import {
   killAll,
   type Origin,
   type Proc,
+  rawRequest,
   startOrigin,
   waitFor,
   waitHealthy
@@ -179,6 +180,15 @@ describe("daemon serving content (real processes)", () => {
     const outside = await fetchObject(a, origin.url, { range: `bytes=${size}-` })
     expect(outside.status).toBe(416)
     expect(outside.headers["content-range"]).toBe(`bytes */${size}`)
+    // HEAD answers the same status and lengths without a body.
+    const q = `/v1/object?${new URLSearchParams({ url: origin.url })}`
+    const head = await rawRequest(a, { method: "HEAD", path: q, headers: { range: "bytes=-1000" } })
+    expect(head.status).toBe(206)
+    expect(head.headers["content-length"]).toBe("1000")
+    expect(head.headers["content-range"]).toBe(`bytes ${size - 1000}-${size - 1}/${size}`)
+    const headWhole = await rawRequest(a, { method: "HEAD", path: q })
+    expect(headWhole.status).toBe(200)
+    expect(headWhole.headers["content-length"]).toBe(String(size))
     const multi = await fetchObject(a, origin.url, { range: "bytes=0-1,5-6" })
     expect(multi.status).toBe(400)
     expect(JSON.parse(multi.body.toString()).error).toMatch(/only one range/)

@@ -6,7 +6,8 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
-import { get, GetFailed } from "../get.ts"
+import { get, GetFailed, parseHeaders } from "../get.ts"
+import { progressDisplay } from "../get-progress.ts"
 import { JsonStderrLogger } from "../logging.ts"
 import { ConfigError, DAEMON_OPTIONS, daemonOptionsFrom, flagsOf, type OptionSpec, type OptionValues, resolveOptions, SCHEDULER_OPTIONS, schedulerOptionsFrom } from "../config.ts"
 import { schedulerServer } from "../scheduler-server.ts"
@@ -76,11 +77,26 @@ const getCommand = Command.make(
     daemon: Flag.String("daemon").pipe(Flag.withDescription("Local daemon URL"), Flag.withDefault(DEFAULT_DAEMON)),
     digest: Flag.String("digest").pipe(Flag.withDescription("Expected content digest, sha256:<hex>"), Flag.optional),
     pieceLength: Flag.Int("piece-length").pipe(Flag.withDescription("Piece length in bytes (default: by content length)"), Flag.optional),
+    header: Flag.String("header").pipe(
+      Flag.withAlias("H"),
+      Flag.withDescription("Request header for the origin, \"Name: value\" (repeat for several)"),
+      Flag.atLeast(0)
+    ),
+    disableBackToSource: Flag.Boolean("disable-back-to-source").pipe(
+      Flag.withDescription("Never fetch from the origin: fail unless peers have the content"),
+      Flag.withDefault(false)
+    ),
+    progress: Flag.Boolean("progress").pipe(
+      Flag.withDescription("Show a progress bar and a summary line on stderr (default: when stderr is a terminal); --no-progress hides them"),
+      Flag.optional
+    ),
     token,
     timeout: Flag.Int("timeout").pipe(Flag.withDescription("Seconds without data after which a direct origin download fails (default 60)"), Flag.optional)
   },
-  (o) =>
-    Effect.tryPromise({
+  (o) => {
+    const showProgress = Option.getOrElse(o.progress, () => process.stderr.isTTY === true)
+    const display = showProgress ? progressDisplay(process.stderr, "damselfly get") : undefined
+    return Effect.tryPromise({
       try: () =>
         get(
           {
@@ -90,21 +106,36 @@ const getCommand = Command.make(
             digest: orUndefined(o.digest),
             pieceLength: orUndefined(o.pieceLength),
             token: orUndefined(o.token),
-            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000))
+            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000)),
+            headers: parseHeaders(o.header),
+            disableBackToSource: o.disableBackToSource,
+            onProgress: display?.update
           },
           (line) => process.stderr.write(`damselfly get: ${line}\n`)
         ),
       catch: (e) => e
     }).pipe(
+      Effect.tap((r) =>
+        Effect.sync(() =>
+          display?.finish({
+            contentLength: r.contentLength,
+            bytesFromPeers: Number(r.detail.bytesFromPeers ?? 0),
+            bytesFromOrigin: Number(r.detail.bytesFromOrigin ?? (r.via === "origin" ? r.contentLength : 0)),
+            via: r.via
+          })
+        )
+      ),
       Effect.flatMap((r) => Console.log(JSON.stringify({ via: r.via, output: r.output, contentLength: r.contentLength, ...r.detail }))),
       Effect.catch((e) =>
         Effect.sync(() => {
+          display?.abort()
           const message = e instanceof GetFailed || e instanceof Error ? e.message : String(e)
           process.stderr.write(`damselfly get: ${message}\n`)
           process.exitCode = 1
         })
       )
     )
+  }
 ).pipe(Command.withDescription("Download a URL through the local daemon (or straight from the origin when no daemon answers)"))
 
 // `damselfly cache import|export|stat`: talk to the local daemon's /v1/cache endpoints (runtime/cache.ts).

@@ -81,6 +81,8 @@ export interface TaskJob {
   readonly direct?: { readonly contentLength: number; readonly digest?: string | undefined } | undefined
   /** A reader is waiting on the content in order: fetch low piece indices first. */
   readonly sequential: boolean
+  /** Fail rather than fetch from the origin when no peer can serve (a client's --disable-back-to-source). */
+  readonly disableBackToSource?: boolean | undefined
 }
 
 export interface TaskStreamDeps {

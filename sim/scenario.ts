@@ -279,3 +279,19 @@ export const gbit = (n: number): number => (n * 1e9) / 8
 export const mbit = (n: number): number => (n * 1e6) / 8
 export const MB = 1e6
 export const GB = 1e9
+
+/** IDCs smaller than this are never scaled down; larger ones not below it. */
+export const MIN_SCALED_PEERS = 10
+
+/**
+ * The scenario with each IDC's peers multiplied by `scale` (rounded, at least MIN_SCALED_PEERS or the
+ * IDC's own count if smaller); seeds, NICs, the origin and the file stay. For quick library runs.
+ */
+export const scaleScenario = (s: Scenario, scale: number): Scenario => {
+  if (scale === 1) return s
+  if (!(scale > 0)) throw new ScenarioError(`scale: expected a number > 0, got ${scale}`)
+  return {
+    ...s,
+    idcs: s.idcs.map((i) => ({ ...i, peers: i.peers === 0 ? 0 : Math.max(Math.min(i.peers, MIN_SCALED_PEERS), Math.round(i.peers * scale)) }))
+  }
+}

@@ -152,6 +152,21 @@ describe("daemon serving content (real processes)", () => {
     expect((await getJson(`${schedulerUrl}/v1/tasks/${taskId}`)).status).toBe(200)
   }, 120_000)
 
+  it("a range in the middle of a task not held is answered before the pieces ahead of it are fetched", async () => {
+    const a = procs.get("a")!.url
+    // 32 MiB in 1 MiB pieces at 4 MiB/s per origin reply, 2 pieces at once: about 4 s for the whole.
+    const origin = await newOrigin(32 * MiB, 4 * MiB)
+    const content = await readFile(origin.file)
+    const at = 24 * MiB + 5
+    const started = Date.now()
+    const r = await fetchObject(a, origin.url, { range: `bytes=${at}-${at + 99}`, pieceLength: MiB, onFirstBytes: () => origin.bytesSent() })
+    console.log(`[serving] cold 100-byte range at 24 MiB of 32 MiB answered in ${Date.now() - started} ms, origin had sent ${((r.atFirstBytes as number) / MiB).toFixed(1)} MiB`)
+    expect(r.status).toBe(206)
+    expect(r.body.equals(content.subarray(at, at + 100))).toBe(true)
+    // Fetched in order from the reader's piece, not from piece 0: far less than the 24 MiB before it.
+    expect(r.atFirstBytes as number).toBeLessThan(8 * MiB)
+  }, 120_000)
+
   it("several ranges of a held task equal the origin's slices; 416 outside; several ranges refused", async () => {
     const a = procs.get("a")!.url
     const origin = await newOrigin(9 * MiB + 123)

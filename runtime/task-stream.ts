@@ -9,7 +9,7 @@ import { Cause, Effect, Exit, Fiber, type Random, Schema, Stream } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import type { DownloadError } from "../core/errors.ts"
 import type { DownloadResult } from "../core/peer/conductor.ts"
-import { MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
+import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
 import type { PieceLedger } from "../core/piece-ledger.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -119,6 +119,8 @@ const firstPieceOf = (range: RangeRequest | undefined, size: number, pieceLength
 }
 
 const TASK_ID = /^[0-9a-f]{64}$/
+/** The smallest piece length a reader may ask for (64 KiB). */
+export const MIN_SERVED_PIECE_LENGTH = 64 * 1024
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 /** How often the opening of a task by its download is checked for (it takes one scheduler round trip). */
 const LEDGER_POLL_MILLIS = 20
@@ -192,8 +194,9 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       if (req.taskId !== undefined && !TASK_ID.test(req.taskId)) {
         return yield* new InvalidTaskRequest({ message: `taskId: expected 64 lowercase hex characters, got ${JSON.stringify(req.taskId.slice(0, 100))}` })
       }
-      if (req.pieceLength !== undefined && !(Number.isSafeInteger(req.pieceLength) && req.pieceLength > 0)) {
-        return yield* new InvalidTaskRequest({ message: `pieceLength: expected a positive integer, got ${req.pieceLength}` })
+      // Bounded both ways: a piece is held in memory whole, and tiny pieces mean millions of them.
+      if (req.pieceLength !== undefined && !(Number.isSafeInteger(req.pieceLength) && req.pieceLength >= MIN_SERVED_PIECE_LENGTH && req.pieceLength <= MAX_PIECE_LENGTH)) {
+        return yield* new InvalidTaskRequest({ message: `pieceLength: expected an integer from ${MIN_SERVED_PIECE_LENGTH} to ${MAX_PIECE_LENGTH}, got ${req.pieceLength}` })
       }
       // Syntax first, against any size: a malformed Range is refused before the origin is asked.
       const syntax = resolveRange(req.range, Number.MAX_SAFE_INTEGER)

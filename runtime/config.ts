@@ -82,6 +82,14 @@ export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
   text("location", "location", "Location country|province|city|zone"),
   count("uploadSlots", "upload-slots", "Pieces uploaded at once (default 16); further requests queue"),
   count("concurrentPieces", "concurrent-pieces", "Pieces downloaded at once (default: core's, 8)"),
+  {
+    path: "prefetch", flag: "prefetch", kind: "boolean", expected: "true or false", parse: bool,
+    description: "After a range request, download the whole task in the background (default); --no-prefetch stops once no reader needs it"
+  },
+  {
+    path: "smallContentMax", flag: "small-content-max", metavar: "SIZE", parse: parseBytes, expected: "a size like 4MiB (0 = never)",
+    description: "Content up to this size (origin's Content-Length) served via /v1/object is fetched straight from the origin, without the scheduler (default 4MiB)"
+  },
   text("token", "token", TOKEN_HELP, "TOKEN"),
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   count("uploadQueueMillis", "upload-queue-millis", "How long a piece request waits for an upload slot before 503 busy, in ms (default 15000)"),
@@ -284,6 +292,8 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
     gc,
     uploadSlots: get<number>(v, "uploadSlots") ?? 16,
     concurrentPieces: get<number>(v, "concurrentPieces"),
+    prefetch: get<boolean>(v, "prefetch") ?? true,
+    smallContentMax: get<number>(v, "smallContentMax"),
     token: get<string>(v, "token"),
     maxConnections: get<number>(v, "maxConnections"),
     uploadQueueMillis: get<number>(v, "uploadQueueMillis"),

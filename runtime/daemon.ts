@@ -16,6 +16,7 @@ import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
+import { DownloadError } from "../core/errors.ts"
 import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
@@ -30,6 +31,9 @@ import { httpOrigin } from "./http-origin.ts"
 import { makeHttpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
+import { objectRoutes } from "./object-route.ts"
+import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
@@ -70,6 +74,10 @@ export interface DaemonOptions {
   readonly uploadQueueMillis?: number | undefined
   /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
   readonly fault?: DaemonFault | undefined
+  /** After a range request, download the whole task in the background (default true). */
+  readonly prefetch?: boolean | undefined
+  /** Content up to this many bytes is fetched straight from the origin, without the scheduler (default 4 MiB; 0 = never). */
+  readonly smallContentMax?: number | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -201,7 +209,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // epoch combines every answering scheduler's, so a scheduler lost, restarted or back makes core's
     // announceHost re-register the tasks held here, each with the scheduler that now owns it (the ring's
     // presence channel skips the tasks that did not move): the schedulers rebuild their view from the peers.
-    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, unknown>>()
+    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, DownloadError>>()
 
     // core's announceHost re-registers complete tasks only. A download under way whose scheduler went
     // away (or came back) is re-registered here, at once and with the pieces it holds (a seed with their
@@ -240,9 +248,11 @@ export const daemonRoutes = (o: DaemonOptions) =>
     yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed, wipedTasks: wiped }))
 
     // One download per task at a time on this host: later callers join it. Forked in the daemon's scope,
-    // so a caller hanging up does not abort a download other callers (and children) rely on.
-    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>, disableBackToSource = false) =>
+    // so a caller hanging up does not abort a download other callers (and children) rely on. Small
+    // content a reader asked for (runtime/task-stream.ts) takes the direct origin path instead of core's.
+    const start = (job: TaskJob) =>
       Effect.gen(function*() {
+        const { taskId, url, pieceLength, headers } = job
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
           const peerId = peerIdOf(host.id, taskId)
@@ -250,8 +260,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
           metrics.downloadStarted()
           const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0 }
           progress.set(taskId, p)
-          fiber = yield* downloadTask({ url, taskId, pieceLength, peerId, host, headers }, optionsFor(pieceLength, disableBackToSource)).pipe(
-            Effect.tap(() => Effect.tryPromise(() => store.commitAsync(taskId))),
+          const options = optionsFor(pieceLength, job.disableBackToSource === true)
+          const run = job.direct !== undefined
+            ? fetchDirect(store, { taskId, url, headers, pieceLength, contentLength: job.direct.contentLength, digest: job.direct.digest })
+            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, job.sequential ? { ...options, sequentialBias: true } : options)
+          fiber = yield* run.pipe(
+            Effect.tap(() => Effect.tryPromise({ try: () => store.commitAsync(taskId), catch: (e) => new DownloadError({ message: `commit: ${String(e)}` }) })),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),
             Effect.tapError((e) => Effect.logWarning(`download failed: ${String((e as { message?: string }).message ?? e)}`).pipe(Effect.annotateLogs({ taskId, peerId }))),
             Effect.provide(peerLayerFor(p)),
@@ -265,8 +279,20 @@ export const daemonRoutes = (o: DaemonOptions) =>
           )
           inFlight.set(taskId, fiber)
         }
-        return yield* Fiber.join(fiber)
+        return fiber
       })
+    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>, disableBackToSource = false) =>
+      Effect.flatMap(start({ taskId, url, pieceLength, headers, sequential: false, disableBackToSource }), Fiber.join)
+
+    // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
+    const tasks = makeTaskStreams({
+      store,
+      origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
+      start,
+      running: (taskId) => inFlight.get(taskId),
+      prefetch: o.prefetch ?? true,
+      smallContentMax: o.smallContentMax ?? DEFAULT_SMALL_CONTENT_MAX
+    })
 
     const pieceLengthOf = (url: string, headers: Record<string, string>, requested: number | undefined) =>
       requested !== undefined
@@ -339,6 +365,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           backToSource: r.backToSource
         })
       }))),
+      ...objectRoutes(tasks),
       notFoundRoute
     ])
     return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))

@@ -206,13 +206,16 @@ const sweep = Command.make("sweep", {}, () => Effect.void).pipe(
 const report = Command.make("report", {}, () => Effect.void).pipe(
   Command.withDescription("Render charts (HTML with inline SVG, and PNGs) from simulation results (see `damselfly report --help`)")
 )
+const library = Command.make("library", {}, () => Effect.void).pipe(
+  Command.withDescription("Run every strategy on every scenario of the library into JSONL and a markdown table (see `damselfly library --help`)")
+)
 const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
   Command.withDescription("Random deployments and fault plans from seeds, checked for safety and liveness (see `damselfly chaos --help`)")
 )
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos, library])
 )
 
 const argv = process.argv.slice(2)
@@ -223,9 +226,14 @@ if (argv[0] === "sim") {
   const { runSimCommand } = (await import(simCli)) as { runSimCommand: (argv: ReadonlyArray<string>) => unknown }
   const code = await runSimCommand(argv.slice(1))
   if (typeof code === "number") process.exitCode = code
-} else if (argv[0] === "sweep" || argv[0] === "report" || argv[0] === "chaos") {
+} else if (argv[0] === "sweep" || argv[0] === "report" || argv[0] === "chaos" || argv[0] === "library") {
   // Like `sim`: parsed by their own modules, loaded only when asked for.
-  const modules = { sweep: ["../../sim/sweep.ts", "runSweepCommand"], report: ["../../notebooks/report.ts", "runReportCommand"], chaos: ["../../sim/chaos.ts", "runChaosCommand"] } as const
+  const modules = {
+    sweep: ["../../sim/sweep.ts", "runSweepCommand"],
+    report: ["../../notebooks/report.ts", "runReportCommand"],
+    chaos: ["../../sim/chaos.ts", "runChaosCommand"],
+    library: ["../../sim/library.ts", "runLibraryCommand"]
+  } as const
   const [path, name] = modules[argv[0]]
   const mod = (await import(path)) as Record<string, (argv: ReadonlyArray<string>) => unknown>
   const code = await mod[name](argv.slice(1))

@@ -1,9 +1,10 @@
 // storage-gc's eviction plan as a pure function, checked on random stores (fast-check, fixed seed; a
 // failure prints its seed and counterexample): tasks in use are never chosen, TTL takes exactly the idle
 // ones, watermark evictions go least recently used first and stop as soon as both low watermarks hold
-// (or nothing evictable is left).
+// (or nothing evictable is left). The bandwidth token bucket, on an injected clock.
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import { tokenBucket } from "../runtime/bandwidth.ts"
 import { type GcOptions, planEvictions } from "../runtime/storage-gc.ts"
 
 const NOW = 1_000_000
@@ -61,6 +62,38 @@ describe("planEvictions", () => {
         if (wm.length > 0) expect(underLow(wm[wm.length - 1].bytes)).toBe(false)
       }),
       { seed: 4242, numRuns: 2000, verbose: 1 }
+    )
+  })
+})
+
+describe("tokenBucket", () => {
+  it("admits the burst at once, then exactly `rate` bytes per second, in call order; refills while idle up to the burst", () => {
+    let t = 0
+    const bucket = tokenBucket(1000, 100, () => t)
+    expect(bucket.reserve(0)).toBe(0)
+    t = 1000 // idle for a second: the bucket holds its burst (100), not 1000
+    expect(bucket.reserve(100)).toBe(0)
+    expect(bucket.reserve(500)).toBe(500) // in debt: 500 bytes at 1000 B/s
+    expect(bucket.reserve(500)).toBe(1000) // queued behind the first
+    t = 1500
+    expect(bucket.reserve(250)).toBe(750)
+    // Over any long stretch the admitted bytes never exceed rate × time + burst.
+    fc.assert(
+      fc.property(fc.array(fc.record({ gap: fc.integer({ min: 0, max: 2000 }), bytes: fc.integer({ min: 1, max: 5000 }) }), { minLength: 1, maxLength: 50 }), (steps) => {
+        let now = 0
+        const b = tokenBucket(1000, 100, () => now)
+        let lastSent = 0
+        let total = 0
+        for (const s of steps) {
+          now += s.gap
+          const wait = b.reserve(s.bytes)
+          lastSent = Math.max(lastSent, now + wait)
+          total += s.bytes
+        }
+        // All the bytes are sent by lastSent; the bucket cannot have paid for more than this.
+        expect(total).toBeLessThanOrEqual(1000 * (lastSent / 1000) + 100 + 1e-6)
+      }),
+      { seed: 7, numRuns: 500, verbose: 1 }
     )
   })
 })

@@ -11,7 +11,8 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { type Cluster, startCluster } from "../runtime/testing/cluster.ts"
-import { damselfly, freePort, getJson, killAll, type Origin, sha256File, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
+import { spawn } from "node:child_process"
+import { BIN, damselfly, freePort, getJson, killAll, type Origin, sha256File, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { rangeOf, writeRangeHead } from "../runtime/testing/range.ts"
 
 const MiB = 1024 * 1024
@@ -99,6 +100,22 @@ describe("damselfly get", () => {
     expect(quiet.code, quiet.err).toBe(0)
     expect(quiet.err).not.toMatch(/from peers/)
     expect(JSON.parse(quiet.out).via).toBe("daemon")
+  }, 90_000)
+
+  it("on a terminal (a pty from script(1)) draws the bar: bytes, rate, ETA, peers vs origin", async () => {
+    const origin = await startOrigin(await mkdtemp(path.join(dir, "tty-")), 16 * MiB, { bytesPerSecond: 2 * MiB })
+    closers.push(origin.close)
+    const out = path.join(dir, "tty.bin")
+    const command = [process.execPath, BIN, "get", origin.url, "-O", out, "--daemon", cluster.daemons[0].url, "--piece-length", String(4 * MiB)].join(" ")
+    const child = spawn("script", ["-qec", command, "/dev/null"], { stdio: ["ignore", "pipe", "pipe"] })
+    let tty = ""
+    child.stdout.on("data", (c) => (tty += c))
+    const code = await new Promise<number | null>((r) => child.on("exit", r))
+    expect(code, tty).toBe(0)
+    expect(await sha256File(out)).toBe(origin.sha256)
+    // The bar's line, as cli-progress renders it, and the summary after it.
+    expect(tty).toMatch(/damselfly get \[[= ]+\] \d+% \| [\d.]+ [KMG]?i?B\/16\.0 MiB \| [\d.]+ [KMG]?i?B\/s \| ETA \S+ \| peers \d+% origin \d+%/)
+    expect(tty).toMatch(/damselfly get: 16\.0 MiB in \d+\.\d s/)
   }, 90_000)
 
   it("-H headers reach the origin, directly and through the daemon; without them the origin refuses", async () => {

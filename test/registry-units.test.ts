@@ -3,6 +3,7 @@
 import { promises as fs } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Option } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { hostsFileFor, writeContainerdConfig } from "../runtime/containerd-config.ts"
@@ -87,5 +88,34 @@ describe("containerd hosts.toml", () => {
     await expect(writeContainerdConfig({ registries: ["a.example"], mirror: "ftp://x", dir })).rejects.toThrow(/--mirror/)
     await expect(writeContainerdConfig({ registries: ["a.example"], mirror: "http://127.0.0.1:1", dir: "relative" })).rejects.toThrow(/--dir/)
     await fs.rm(dir, { recursive: true, force: true })
+  })
+})
+
+describe("mirror and proxy options", () => {
+  it("decode from the config file and from flags; a bad value is named", async () => {
+    const { daemonOptionsFrom, decodeConfig, DAEMON_OPTIONS, flagValues } = await import("../runtime/config.ts")
+    const fromFile = daemonOptionsFrom(decodeConfig("d.yaml", [
+      "data: /d",
+      "mirror:",
+      "  port: 65002",
+      "  upstreams: [http://10.0.0.1:5000, https://reg.example.com]",
+      "proxy:",
+      "  port: 65003",
+      "  rules: ['blobs/sha256.*', '\\.tar\\.gz$']"
+    ].join("\n"), DAEMON_OPTIONS))
+    expect(fromFile.registry).toEqual({
+      mirrorPort: 65002,
+      mirrorUpstreams: ["http://10.0.0.1:5000", "https://reg.example.com"],
+      proxyPort: 65003,
+      proxyRules: ["blobs/sha256.*", "\\.tar\\.gz$"]
+    })
+    const flags = flagValues(DAEMON_OPTIONS, { "mirror-upstream": ["http://a:5000", "http://b:5000"], "proxy-rule": Option.some("\\.iso$|blobs/sha256.*"), "mirror-port": Option.none() })
+    expect(flags.get("mirror.upstreams")).toEqual(["http://a:5000", "http://b:5000"])
+    expect(flags.get("proxy.rules")).toEqual(["\\.iso$|blobs/sha256.*"])
+    expect(flags.has("mirror.port")).toBe(false)
+    expect(() => flagValues(DAEMON_OPTIONS, { "proxy-rule": Option.some("[") })).toThrow(/--proxy-rule: expected regular expressions/)
+    expect(() => decodeConfig("d.yaml", "proxy:\n  rules: ['(']\n", DAEMON_OPTIONS)).toThrow(/proxy\.rules: expected regular expressions/)
+    expect(() => decodeConfig("d.yaml", "mirror:\n  upstreams: [ftp://x]\n", DAEMON_OPTIONS)).toThrow(/mirror\.upstreams: expected a list of http\(s\) URLs/)
+    expect(() => decodeConfig("d.yaml", "mirror:\n  port: 0\n", DAEMON_OPTIONS)).toThrow(/mirror\.port: expected a port number/)
   })
 })

@@ -29,6 +29,7 @@ import { httpOrigin } from "./http-origin.ts"
 import { httpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { preheatDaemonRoutes } from "./preheat-daemon.ts"
 import { uploadRoutes } from "./upload-server.ts"
 
 export interface DaemonOptions {
@@ -243,6 +244,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
         register: (task, ledger) => ring.channel.request(reRegistration(host, task, ledger)),
         downloading: (taskId) => inFlight.has(taskId)
       }),
+      // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
+      ...preheatDaemonRoutes({ store, download, scope }),
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {

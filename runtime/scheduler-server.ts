@@ -13,6 +13,8 @@ import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeSchedulerMetrics, metricsRoute } from "./metrics.ts"
+import { makePreheatJobs, preheatRoutes } from "./preheat.ts"
+import { JobStore } from "./preheat-store.ts"
 
 export interface SchedulerServerOptions {
   readonly port: number
@@ -20,14 +22,19 @@ export interface SchedulerServerOptions {
   /** Shared secret every request but /healthy must carry (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
   readonly maxConnections?: number | undefined
+  /** Directory for state that outlives the process (preheat jobs); undefined keeps it in memory. */
+  readonly data?: string | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
-export const schedulerRoutes = (scheduler: Scheduler) =>
+export const schedulerRoutes = (scheduler: Scheduler, options: { readonly data?: string | undefined; readonly token?: string | undefined } = {}) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
+    // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
+    const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
@@ -64,13 +71,14 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
         metrics.report(message)
         return HttpServerResponse.empty({ status: 204 })
       }))),
+      ...preheatRoutes(jobs),
       notFoundRoute
     ])
   }))
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
-  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))
+  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()), { data: options.data, token })
   return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

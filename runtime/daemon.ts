@@ -19,6 +19,7 @@ import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
 import { Origin } from "../core/services/piece-transfer.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
+import { AccessDenied, makeBlobAccess } from "./blob-access.ts"
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -142,7 +143,10 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const origin = httpOrigin(o.originIdleMillis)
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
-    const peerLayer = Layer.mergeAll(Layer.succeed(SchedulerChannel)(ring.channel), httpPieceTransfer(token), origin, pieceStore, NodeSha256)
+    // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
+    // marked private here are served only to capability holders. The registry mirror calls proveAccess.
+    const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
+    const peerLayer = Layer.mergeAll(Layer.succeed(SchedulerChannel)(ring.channel), httpPieceTransfer(token, blobAccess.requestHeaders), origin, pieceStore, NodeSha256)
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
@@ -233,7 +237,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       corruptUploads: o.fault === "corrupt-uploads",
       uploadBandwidth: o.uploadBandwidth,
       downloading: (taskId) => inFlight.has(taskId),
-      metrics: metrics.upload
+      metrics: metrics.upload,
+      access: blobAccess.checkRequest
     })
 
     const routes = HttpRouter.addAll([
@@ -245,7 +250,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
         downloading: (taskId) => inFlight.has(taskId)
       }),
       // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
-      ...preheatDaemonRoutes({ store, download, scope }),
+      ...preheatDaemonRoutes({ store, download, scope, blobAccess }),
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
@@ -261,6 +266,15 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(NodeSha256),
           Effect.catchTag("InvalidDigest", (e) => badRequest(e.message))
         )
+        // A blob fetched with credentials: prove access upstream first (a private blob's pieces then need a capability).
+        const authorization = Object.entries(headers).find(([k]) => k.toLowerCase() === "authorization")?.[1]
+        if (authorization !== undefined && body.digest !== undefined) {
+          const proven = yield* Effect.result(blobAccess.proveAccess({ upstreamUrl: body.url, authorization, digest: body.digest }))
+          if (proven._tag === "Failure") {
+            const e = proven.failure
+            return errorResponse(e instanceof AccessDenied ? 403 : 502, `access to ${body.url}: ${e.message}`)
+          }
+        }
         const exit = yield* Effect.exit(download(taskId, body.url, pieceLength, headers))
         if (Exit.isFailure(exit)) return errorResponse(502, `download of ${body.url} failed: ${messageOf(exit.cause)}`)
         const r = exit.value

@@ -7,6 +7,7 @@ import { createReadStream } from "node:fs"
 import { Cause, Effect, Exit, Schema, type Scope } from "effect"
 import { HttpRouter } from "effect/http"
 import { PositiveInt, TaskId } from "../core/domain.ts"
+import type { BlobAccess } from "./blob-access.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, jsonResponse, orBadRequest } from "./http-json.ts"
 
@@ -19,7 +20,9 @@ export const PreheatTaskBody = Schema.Struct({
   pieceLength: PositiveInt,
   headers: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   /** The whole content's digest (an OCI blob): checked once every piece is in. */
-  digest: Schema.optional(Digest)
+  digest: Schema.optional(Digest),
+  /** A private blob: the capability the scheduler issued this host (it proved access upstream itself). */
+  capability: Schema.optional(Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number }))
 })
 export type PreheatTaskBody = typeof PreheatTaskBody.Type
 
@@ -30,6 +33,7 @@ export interface PreheatDaemonDeps {
   /** The daemon's one-download-per-task runner (joins a download already under way). */
   readonly download: (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) => Effect.Effect<unknown, unknown>
   readonly scope: Scope.Scope
+  readonly blobAccess: Pick<BlobAccess, "adopt">
 }
 
 const TASK_ID = /^[0-9a-f]{64}$/
@@ -68,6 +72,10 @@ export const preheatDaemonRoutes = (deps: PreheatDaemonDeps) => {
       const body = yield* decodeBody(PreheatTaskBody)
       if (body.digest !== undefined && body.digest.slice("sha256:".length) !== body.taskId) {
         return yield* badRequest(`taskId: a blob named by its digest is the task ${body.digest.slice(7)}, got ${body.taskId}`)
+      }
+      if (body.capability !== undefined) {
+        if (body.capability.taskId !== body.taskId) return yield* badRequest(`capability.taskId: expected ${body.taskId}, got ${body.capability.taskId}`)
+        yield* deps.blobAccess.adopt(body.capability)
       }
       const known = states.get(body.taskId)
       if (known?.state !== "running" && known?.state !== "succeeded") {

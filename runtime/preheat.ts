@@ -91,6 +91,8 @@ export interface LayerProgress {
 export interface JobResult {
   readonly reference?: string
   readonly manifestDigest?: string
+  /** The blobs need credentials: peers got capabilities and serve them only to capability holders. */
+  readonly private?: boolean
   readonly layers: ReadonlyArray<LayerProgress>
 }
 
@@ -105,6 +107,8 @@ export interface PreheatOptions {
   readonly hostWaitMillis?: number
   /** A peer whose download makes no progress this long fails its part of the job. */
   readonly stallMillis?: number
+  /** Issues capabilities for private blobs (runtime/blob-access.ts): the job proved access itself. */
+  readonly issueCapability?: (taskId: string, host: { id: string; ip: string }) => { token: string; taskId: string; expiresAt: number }
 }
 
 class JobFailed extends Error {}
@@ -189,13 +193,14 @@ export const makePreheatJobs = (o: PreheatOptions) =>
     const daemonBase = (t: Target) => `http://${t.ip}:${t.port}`
 
     /** Asks one peer to download one blob; true when it accepted. */
-    const start = (layer: LayerProgress, t: Target, headers: Record<string, string>) =>
+    const start = (layer: LayerProgress, t: Target, headers: Record<string, string>, isPrivate: boolean) =>
       postJson(`${daemonBase(t)}/v1/preheat`, {
         taskId: layer.taskId,
         url: layer.url,
         pieceLength: layer.pieceLength,
         headers,
-        ...(layer.digest === null ? {} : { digest: layer.digest })
+        ...(layer.digest === null ? {} : { digest: layer.digest }),
+        ...(isPrivate && o.issueCapability !== undefined ? { capability: o.issueCapability(layer.taskId, { id: t.hostId, ip: t.ip }) } : {})
       }, 10_000, daemonHeaders).pipe(
         Effect.map((r) => r.status === 202 ? undefined : `HTTP ${r.status}: ${r.body.subarray(0, 300).toString("utf8")}`),
         Effect.catch((e) => Effect.succeed(e.message))
@@ -234,7 +239,14 @@ export const makePreheatJobs = (o: PreheatOptions) =>
             : yield* waitForTargets(args, blob.taskId)
           layers.push({ ...blob, state: "PENDING", bytesDone: 0, bytesTotal: 0, peers: targets.map((t) => ({ ...t, state: "PENDING", piecesHeld: 0, pieces: null })) })
         }
-        result = { ...(resolved.reference === undefined ? {} : { reference: resolved.reference, manifestDigest: resolved.manifestDigest }), layers }
+        // Blobs that need credentials are private: each chosen peer gets a capability with them, and
+        // serves their pieces only to peers holding one (runtime/blob-access.ts).
+        let isPrivate = false
+        if (resolved.headers.authorization !== undefined && layers.length > 0) {
+          const anonymous = yield* Effect.result(fetch({ method: "HEAD", url: layers[0].url }))
+          isPrivate = anonymous._tag === "Failure" || anonymous.success.status < 200 || anonymous.success.status >= 300
+        }
+        result = { ...(resolved.reference === undefined ? {} : { reference: resolved.reference, manifestDigest: resolved.manifestDigest }), private: isPrivate, layers }
         layers.forEach(refresh)
         o.store.update(row.id, "RUNNING", result)
         yield* Effect.logInfo("preheat running").pipe(Effect.annotateLogs({ job: row.id, url: args.url, blobs: layers.length, peers: layers[0]?.peers.length ?? 0 }))
@@ -248,7 +260,7 @@ export const makePreheatJobs = (o: PreheatOptions) =>
               const seen = progressAt.get(p) ?? { held: -1, at: Date.now(), startFailures: 0 }
               progressAt.set(p, seen)
               if (p.state === "PENDING") {
-                const refused = yield* start(layer, p, resolved.headers)
+                const refused = yield* start(layer, p, resolved.headers, isPrivate)
                 if (refused === undefined) {
                   p.state = "RUNNING"
                   delete p.error

@@ -9,6 +9,7 @@ import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
+import { makeCapabilityIssuer } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
@@ -24,17 +25,25 @@ export interface SchedulerServerOptions {
   readonly maxConnections?: number | undefined
   /** Directory for state that outlives the process (preheat jobs); undefined keeps it in memory. */
   readonly data?: string | undefined
+  /** PEM Ed25519 key that signs private-blob capabilities (default: generated, kept in `data`). */
+  readonly blobAccessKey?: string | undefined
+  readonly capabilityTtlSeconds?: number | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
-export const schedulerRoutes = (scheduler: Scheduler, options: { readonly data?: string | undefined; readonly token?: string | undefined } = {}) =>
+export const schedulerRoutes = (
+  scheduler: Scheduler,
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds"> = {}
+) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
     // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
     const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
-    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token })
+    // Private blobs: capabilities for daemons that proved access upstream (runtime/blob-access.ts).
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, hosts: () => scheduler.knownHosts() })
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
@@ -72,13 +81,14 @@ export const schedulerRoutes = (scheduler: Scheduler, options: { readonly data?:
         return HttpServerResponse.empty({ status: 204 })
       }))),
       ...preheatRoutes(jobs),
+      ...issuer.routes,
       notFoundRoute
     ])
   }))
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
-  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()), { data: options.data, token })
+  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()), { ...options, token })
   return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
-import { damselfly, freePort, getJson, httpJson, killAll, type Proc, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
+import { damselfly, freePort, getJson, httpJson, killAll, type Proc, rawRequest, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { buildImage, getManifest, type Manifest, pushImage, pushIndex, type Registry, startRegistry, startSlowRelay } from "./oci-registry-fixture.ts"
 
 const dir = mkdtempSync(path.join(tmpdir(), "damselfly-preheat-"))
@@ -181,6 +181,13 @@ describe("preheat", () => {
     expect(ok.args.password).toBeUndefined() // never echoed
     const m = await getManifest(authRegistry.host, "secret/app", "v1", CREDS)
     for (const seed of seeds) for (const b of blobsOf(m)) expect((await held(seed, b.digest)).complete).toBe(true)
+    // Blobs behind credentials are private: the seeds got capabilities and serve pieces only with one.
+    expect(ok.result.private).toBe(true)
+    const layer = m.json.layers[0].digest.slice(7)
+    const refused = await rawRequest(seeds[0].url, { path: `/v1/tasks/${layer}/pieces/0` })
+    expect(refused.status).toBe(403)
+    expect(refused.json.error).toMatch(/private/)
+    expect((await job(firstJob)).result.private).toBe(false) // the public image
     const anonymous = await finished((await submit({ type: "image", url })).body.id)
     expect(anonymous.state).toBe("FAILURE")
     expect(anonymous.error).toMatch(/authentication required .*no username\/password given/)

@@ -34,9 +34,18 @@ const scheduler = Command.make(
     listen,
     token,
     maxConnections,
-    data: Flag.String("data").pipe(Flag.withDescription("Directory for preheat jobs (SQLite); without it jobs do not survive a restart"), Flag.optional)
+    data: Flag.String("data").pipe(Flag.withDescription("Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart"), Flag.optional),
+    blobAccessKey: Flag.String("blob-access-key").pipe(Flag.withDescription("PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)"), Flag.optional),
+    capabilityTtl: Flag.Int("capability-ttl").pipe(Flag.withDescription("Seconds a private-blob capability stays valid (default 3600)"), Flag.optional)
   },
-  (o) => serveForever(schedulerServer({ ...o, token: orUndefined(o.token), maxConnections: orUndefined(o.maxConnections), data: orUndefined(o.data) }))
+  (o) => serveForever(schedulerServer({
+    ...o,
+    token: orUndefined(o.token),
+    maxConnections: orUndefined(o.maxConnections),
+    data: orUndefined(o.data),
+    blobAccessKey: orUndefined(o.blobAccessKey),
+    capabilityTtlSeconds: orUndefined(o.capabilityTtl)
+  }))
 ).pipe(Command.withDescription("Run the scheduler: peers register, report and ask for parents over HTTP"))
 
 const daemon = Command.make(

@@ -274,3 +274,12 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
 }
 
 export type BlobAccess = ReturnType<typeof makeBlobAccess>
+
+/**
+ * The registry mirror's `onAuthorizedBlob` hook (runtime/registry-mirror.ts on h-registry): a client's
+ * blob request carried Authorization; prove access and hold the capability for the task. A failure here
+ * only means the blob is fetched without P2P privileges (the mirror falls back to the upstream).
+ */
+export const authorizedBlobHook = (access: Pick<BlobAccess, "proveAccess">) =>
+  (proof: { readonly digest: string; readonly url: string; readonly authorization: string }): Promise<void> =>
+    Effect.runPromise(Effect.ignore(access.proveAccess({ upstreamUrl: proof.url, authorization: proof.authorization, digest: proof.digest })))

@@ -7,6 +7,7 @@ import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
+import { limiterFor, type RateLimiter } from "./bandwidth.ts"
 
 export interface UploadOptions {
   /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
@@ -20,6 +21,8 @@ export interface UploadOptions {
   readonly corruptUploads?: boolean
   /** Bytes per second over all uploads, or undefined for no pacing. */
   readonly uploadBandwidth: number | undefined
+  /** The upload limit's token bucket (runtime/bandwidth.ts); built from uploadBandwidth when absent. */
+  readonly uploadLimiter?: RateLimiter | undefined
   readonly longPollMillis?: number
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
@@ -42,20 +45,6 @@ class AccessRefused {
   constructor(readonly reason: string) {}
 }
 
-/** A shared pacer: each upload reserves its share of the bandwidth and waits for its turn. */
-const makePacer = (bytesPerSecond: number | undefined) => {
-  let nextFree = 0
-  return (bytes: number): Effect.Effect<void> => {
-    if (bytesPerSecond === undefined) return Effect.void
-    return Effect.suspend(() => {
-      const now = Date.now()
-      const start = Math.max(now, nextFree)
-      nextFree = start + (bytes * 1000) / bytesPerSecond
-      return start > now ? Effect.sleep(Duration.millis(start - now)) : Effect.void
-    })
-  }
-}
-
 export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
   Effect.gen(function*() {
     // A private task's pieces and availability go only to holders of a capability for it (403 otherwise).
@@ -64,7 +53,9 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const forbidden = <A, E, R>(e: Effect.Effect<A, E, R>) =>
       Effect.catchIf(e, (x): x is Extract<E, AccessRefused> => x instanceof AccessRefused, (x) => Effect.succeed(errorResponse(403, (x as AccessRefused).reason)))
     const slots = yield* Semaphore.make(options.uploadSlots)
-    const pace = makePacer(options.uploadBandwidth)
+    // Shared by every upload: each piece reserves its bytes and waits for its turn.
+    const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
+    const pace = (bytes: number) => limiter === undefined ? Effect.void : limiter.take(bytes)
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
     const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [

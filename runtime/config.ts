@@ -73,7 +73,10 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   port("port", "port", "HTTP port (default 8002)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("token", "token", TOKEN_HELP, "TOKEN"),
-  count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP)
+  count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
+  text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
+  text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)", "FILE"),
+  seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)")
 ]
 
 export const DEFAULT_SCHEDULER_URL = "http://127.0.0.1:8002"
@@ -275,7 +278,10 @@ export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions =>
   port: get<number>(v, "port") ?? 8002,
   listen: get<string>(v, "listen") ?? "127.0.0.1",
   token: get<string>(v, "token"),
-  maxConnections: get<number>(v, "maxConnections")
+  maxConnections: get<number>(v, "maxConnections"),
+  data: get<string>(v, "data"),
+  blobAccessKey: get<string>(v, "blobAccessKey"),
+  capabilityTtlSeconds: get<number>(v, "capabilityTtlSeconds")
 })
 
 export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault"> => {

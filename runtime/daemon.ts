@@ -21,6 +21,7 @@ import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
+import { AccessDenied, makeBlobAccess } from "./blob-access.ts"
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -31,6 +32,7 @@ import { httpOrigin } from "./http-origin.ts"
 import { makeHttpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { preheatDaemonRoutes } from "./preheat-daemon.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
 import { makeTaskStreams, rotationFrom, type TaskJob } from "./task-stream.ts"
@@ -169,6 +171,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const origin = httpOrigin(o.originIdleMillis)
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
+    // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
+    // marked private here are served only to capability holders. The registry mirror calls proveAccess.
+    const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
@@ -181,7 +186,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       const ledger = await store.ledgerOf(taskId)
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
-    const transfer = makeHttpPieceTransfer(token)
+    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
     const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
     const progress = new Map<string, Progress>()
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
@@ -343,7 +348,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       uploadBandwidth: o.uploadBandwidth,
       uploadLimiter: limiterFor(o.uploadBandwidth),
       downloading: (taskId) => inFlight.has(taskId),
-      metrics: metrics.upload
+      metrics: metrics.upload,
+      access: blobAccess.checkRequest
     })
 
     const routes = HttpRouter.addAll([
@@ -354,6 +360,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
         register: (task, ledger) => ring.channel.request(reRegistration(host, task, ledger)),
         downloading: (taskId) => inFlight.has(taskId)
       }),
+      // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
+      ...preheatDaemonRoutes({ store, download, scope, blobAccess }),
       metricsRoute(metrics.registry),
       // Downloads under way here and how far they are (`damselfly get` polls it for its progress bar).
       HttpRouter.route("GET", "/v1/downloads", Effect.promise(async () => {
@@ -375,6 +383,15 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(NodeSha256),
           Effect.catchTag("InvalidDigest", (e) => badRequest(e.message))
         )
+        // A blob fetched with credentials: prove access upstream first (a private blob's pieces then need a capability).
+        const authorization = Object.entries(headers).find(([k]) => k.toLowerCase() === "authorization")?.[1]
+        if (authorization !== undefined && body.digest !== undefined) {
+          const proven = yield* Effect.result(blobAccess.proveAccess({ upstreamUrl: body.url, authorization, digest: body.digest }))
+          if (proven._tag === "Failure") {
+            const e = proven.failure
+            return errorResponse(e instanceof AccessDenied ? 403 : 502, `access to ${body.url}: ${e.message}`)
+          }
+        }
         // Pinned from the start to the end of the delivery: GC never removes what a client is waiting for.
         let unpin = () => {}
         const pinned = new Promise<void>((resolve) => (unpin = resolve))

@@ -20,11 +20,13 @@ const transportFailure = (e: HttpCallError) => new TransferFailed({ message: e.m
 const statusFailure = (status: number, message: string) =>
   new TransferFailed({ message, temporary: status === 404 || status === 429 || status === 503 })
 
-export const makeHttpPieceTransfer = (token?: string) => {
-  const headers = authHeaders(token)
+/** `taskHeaders`: extra headers per task (a private blob's capability, runtime/blob-access.ts). */
+export const makeHttpPieceTransfer = (token?: string, taskHeaders?: (taskId: string) => Record<string, string>) => {
+  const auth = authHeaders(token)
+  const headersFor = (taskId: string) => taskHeaders === undefined ? auth : { ...auth, ...taskHeaders(taskId) }
   return PieceTransfer.of({
     availability: (parent, taskId, since) =>
-      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers }).pipe(
+      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers: headersFor(taskId) }).pipe(
         Effect.mapError(transportFailure),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(statusFailure(reply.status, `availability from ${parent.peerId}: ${describe(reply)}`))
@@ -38,7 +40,7 @@ export const makeHttpPieceTransfer = (token?: string) => {
         })
       ),
     fetchPiece: (parent, taskId, index) =>
-      call(`${baseOf(parent)}/${taskId}/pieces/${index}`, { timeoutMillis: PIECE_TIMEOUT_MILLIS, headers }).pipe(
+      call(`${baseOf(parent)}/${taskId}/pieces/${index}`, { timeoutMillis: PIECE_TIMEOUT_MILLIS, headers: headersFor(taskId) }).pipe(
         Effect.mapError(transportFailure),
         Effect.flatMap((reply) =>
           reply.status === 200
@@ -49,6 +51,7 @@ export const makeHttpPieceTransfer = (token?: string) => {
   })
 }
 
-export const httpPieceTransfer = (token?: string) => Layer.succeed(PieceTransfer)(makeHttpPieceTransfer(token))
+export const httpPieceTransfer = (token?: string, taskHeaders?: (taskId: string) => Record<string, string>) =>
+  Layer.succeed(PieceTransfer)(makeHttpPieceTransfer(token, taskHeaders))
 
 export const HttpPieceTransfer = httpPieceTransfer()

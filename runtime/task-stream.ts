@@ -132,8 +132,8 @@ const failureOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? 
 
 export const makeTaskStreams = (deps: TaskStreamDeps) => {
   const { store } = deps
-  /** With prefetch off: readers of each task whose download was started for ranges only. */
-  const rangeReaders = new Map<TaskId, { readers: number; rangeOnly: boolean }>()
+  /** Streams open on each task, and whether its download was started here for ranges only (prefetch off). */
+  const readers = new Map<TaskId, { readers: number; rangeOnly: boolean }>()
 
   /** The task's ledger once its download has opened it; fails if the download ends first. */
   const awaitLedger = (taskId: TaskId, fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined) =>
@@ -275,21 +275,22 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       const [start, end] = range._tag === "Span" ? [range.start, range.end] : [0, size - 1]
       const whole = start === 0 && end === size - 1
 
-      // Prefetch off: a download started for ranges only stops when its last range reader is done.
-      let release: Effect.Effect<void> = Effect.void
-      if (!deps.prefetch && fiber !== undefined) {
-        const entry = rangeReaders.get(id) ?? { readers: 0, rangeOnly: startedHere }
-        if (whole) entry.rangeOnly = false
-        entry.readers++
-        rangeReaders.set(id, entry)
-        const f = fiber
-        release = Effect.suspend(() => {
-          entry.readers--
-          if (entry.readers > 0) return Effect.void
-          rangeReaders.delete(id)
-          return entry.rangeOnly && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
-        })
-      }
+      // Counted while the stream is open (`reading`). Prefetch off: a download started for ranges only
+      // stops when its last reader is done.
+      const entry = readers.get(id) ?? { readers: 0, rangeOnly: startedHere && fiber !== undefined }
+      if (whole) entry.rangeOnly = false
+      entry.readers++
+      readers.set(id, entry)
+      let released = false
+      const f = fiber
+      const release = Effect.suspend(() => {
+        if (released) return Effect.void
+        released = true
+        entry.readers--
+        if (entry.readers > 0) return Effect.void
+        readers.delete(id)
+        return !deps.prefetch && entry.rangeOnly && f !== undefined && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
+      })
 
       const first = Math.floor(start / ledger.pieceLength)
       const last = size === 0 ? -1 : Math.floor(end / ledger.pieceLength)
@@ -329,7 +330,10 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       } satisfies OpenedTask
     })
 
-  return { openTask, headTask }
+  /** A stream of this task is open (storage must not evict it meanwhile). */
+  const reading = (taskId: string) => readers.has(taskId)
+
+  return { openTask, headTask, reading }
 }
 
 export type TaskStreams = ReturnType<typeof makeTaskStreams>

@@ -85,6 +85,8 @@ export interface TaskJob {
    * Undefined: no reader waits (core's own rarest-first order).
    */
   readonly firstPiece?: { readonly index: number; readonly pieceCount: number } | undefined
+  /** Fail rather than fetch from the origin when no peer can serve (a client's --disable-back-to-source). */
+  readonly disableBackToSource?: boolean | undefined
 }
 
 /**

@@ -132,10 +132,17 @@ const messageOf = (e: unknown) =>
 
 const failureOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? messageOf(Cause.squash(exit.cause)) : ""
 
+interface ReaderEntry {
+  readers: number
+  /** The download below was started by a range reader and nobody since wanted the whole content. */
+  rangeOnly: boolean
+  fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined
+}
+
 export const makeTaskStreams = (deps: TaskStreamDeps) => {
   const { store } = deps
-  /** Streams open on each task, and whether its download was started here for ranges only (prefetch off). */
-  const readers = new Map<TaskId, { readers: number; rangeOnly: boolean }>()
+  /** Streams open (or opening) on each task, and the download started here for ranges only (prefetch off). */
+  const readers = new Map<TaskId, ReaderEntry>()
 
   /** The task's ledger once its download has opened it; fails if the download ends first. */
   const awaitLedger = (taskId: TaskId, fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined) =>
@@ -246,6 +253,37 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
   const openTask = (req: OpenTaskRequest): Effect.Effect<OpenedTask, OpenTaskError> =>
     Effect.gen(function*() {
       const located = yield* locate(req)
+      const id: TaskId = located.taskId
+      // From here until the stream ends the task is counted as read (`reading`) and pinned in the store,
+      // so storage GC leaves it alone. Prefetch off: a download started for ranges only stops when its
+      // last reader is done.
+      const entry = readers.get(id) ?? { readers: 0, rangeOnly: false, fiber: undefined }
+      entry.readers++
+      readers.set(id, entry)
+      let unpin = () => {}
+      const pinned = new Promise<void>((resolve) => (unpin = resolve))
+      void store.withPin(id, () => pinned)
+      let released = false
+      const release = Effect.suspend(() => {
+        if (released) return Effect.void
+        released = true
+        unpin()
+        entry.readers--
+        if (entry.readers > 0) return Effect.void
+        readers.delete(id)
+        const f = entry.fiber
+        return !deps.prefetch && entry.rangeOnly && f !== undefined && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
+      })
+      return yield* opened(req, located, entry, release).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : release))
+    })
+
+  const opened = (
+    req: OpenTaskRequest,
+    located: Effect.Success<ReturnType<typeof locate>>,
+    entry: ReaderEntry,
+    release: Effect.Effect<void>
+  ): Effect.Effect<OpenedTask, OpenTaskError> =>
+    Effect.gen(function*() {
       const { headers } = located
       const id: TaskId = located.taskId
       const pl = located.pieceLength
@@ -277,22 +315,13 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       const [start, end] = range._tag === "Span" ? [range.start, range.end] : [0, size - 1]
       const whole = start === 0 && end === size - 1
 
-      // Counted while the stream is open (`reading`). Prefetch off: a download started for ranges only
-      // stops when its last reader is done.
-      const entry = readers.get(id) ?? { readers: 0, rangeOnly: startedHere && fiber !== undefined }
-      if (whole) entry.rangeOnly = false
-      entry.readers++
-      readers.set(id, entry)
-      let released = false
-      const f = fiber
-      const release = Effect.suspend(() => {
-        if (released) return Effect.void
-        released = true
-        entry.readers--
-        if (entry.readers > 0) return Effect.void
-        readers.delete(id)
-        return !deps.prefetch && entry.rangeOnly && f !== undefined && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
-      })
+      if (startedHere && fiber !== undefined) {
+        entry.fiber = fiber
+        entry.rangeOnly = !whole
+      } else if (whole || (fiber !== undefined && entry.fiber !== fiber)) {
+        // Someone wants the whole content, or the download was not started for ranges: never stopped for them.
+        entry.rangeOnly = false
+      }
 
       const first = Math.floor(start / ledger.pieceLength)
       const last = size === 0 ? -1 : Math.floor(end / ledger.pieceLength)
@@ -311,16 +340,12 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
         })
 
       // The first piece is awaited here, so a download that fails at once is an error, not an aborted body.
-      const firstChunk = yield* Effect.result(size === 0
+      const firstChunk = yield* (size === 0
         ? Effect.as(fiber === undefined ? Effect.void : Effect.mapError(Fiber.join(fiber), (e) => new TaskFailed({ message: e.message })), new Uint8Array(0))
-        : Effect.flatMap(chunkOf(first), (b) => checked(first, b))).pipe(Effect.onInterrupt(() => release))
-      if (firstChunk._tag === "Failure") {
-        yield* release
-        return yield* firstChunk.failure
-      }
+        : Effect.flatMap(chunkOf(first), (b) => checked(first, b)))
       const rest = Stream.unfold(first + 1, (index) =>
         index > last ? Effect.succeed(undefined) : Effect.map(Effect.flatMap(chunkOf(index), (b) => checked(index, b)), (b) => [b, index + 1] as const))
-      const stream = (size === 0 ? Stream.empty : Stream.concat(Stream.succeed(firstChunk.success), rest)).pipe(Stream.ensuring(release))
+      const stream = (size === 0 ? Stream.empty : Stream.concat(Stream.succeed(firstChunk), rest)).pipe(Stream.ensuring(release))
       return {
         taskId: id,
         size,

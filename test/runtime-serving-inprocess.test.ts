@@ -66,7 +66,7 @@ const makeTasks = async () => {
       running.set(job.taskId, fiber)
       return fiber
     })
-  return makeTaskStreams({ store, origin, start, running: (id) => running.get(id), prefetch: true, smallContentMax: 4 * 1024 * 1024 })
+  return Object.assign(makeTaskStreams({ store, origin, start, running: (id) => running.get(id), prefetch: true, smallContentMax: 4 * 1024 * 1024 }), { store })
 }
 
 const collect = (s: Stream.Stream<Uint8Array, unknown>) =>
@@ -86,9 +86,14 @@ describe("openTask in-process", () => {
     const taskId = "c".repeat(64)
     const opened = await Effect.runPromise(tasks.openTask({ url: `${base}/blob`, headers: { authorization: TOKEN }, digest, taskId }))
     expect(opened).toMatchObject({ taskId, size: content.length, status: 200, length: content.length, via: "direct" })
+    // Pinned while the stream is open: storage GC cannot evict it under the reader.
     expect(tasks.reading(taskId)).toBe(true)
+    expect(tasks.store.pinned(taskId)).toBe(true)
+    expect(await tasks.store.evict(taskId)).toBe(false)
     expect((await collect(opened.stream)).equals(content)).toBe(true)
     expect(tasks.reading(taskId)).toBe(false)
+    await new Promise((r) => setTimeout(r, 10))
+    expect(tasks.store.pinned(taskId)).toBe(false)
 
     // Held now: a range by task id is served without asking the origin at all (no token needed).
     const before = requests

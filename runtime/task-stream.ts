@@ -124,6 +124,8 @@ const TASK_ID = /^[0-9a-f]{64}$/
 /** The smallest piece length a reader may ask for (64 KiB). */
 export const MIN_SERVED_PIECE_LENGTH = 64 * 1024
 const DIGEST = /^sha256:[0-9a-f]{64}$/
+/** Largest chunk a stream yields (read from disk at once): pieces are up to 64 MiB. */
+const CHUNK_BYTES = 1024 * 1024
 /** How often the opening of a task by its download is checked for (it takes one scheduler round trip). */
 const LEDGER_POLL_MILLIS = 20
 
@@ -178,16 +180,11 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       }
     })
 
-  const readSpan = (taskId: TaskId, ledger: PieceLedger, index: number, start: number, end: number) =>
+  const readBytes = (taskId: TaskId, offset: number, length: number) =>
     Effect.tryPromise({
-      try: () => store.readAsync(taskId, index),
-      catch: (e) => new TaskFailed({ message: `reading piece ${index} of task ${taskId}: ${messageOf(e)}` })
-    }).pipe(Effect.map((bytes) => {
-      const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-      const from = Math.max(start, piece.offset) - piece.offset
-      const to = Math.min(end + 1, piece.offset + piece.length) - piece.offset
-      return from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
-    }))
+      try: () => store.readRangeAsync(taskId, offset, length),
+      catch: (e) => new TaskFailed({ message: `reading bytes ${offset}+${length} of task ${taskId}: ${messageOf(e)}` })
+    })
 
   /**
    * The task a request names, and what is known of it without downloading: its size (from the held
@@ -323,28 +320,34 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
         entry.rangeOnly = false
       }
 
-      const first = Math.floor(start / ledger.pieceLength)
-      const last = size === 0 ? -1 : Math.floor(end / ledger.pieceLength)
       const l = ledger
-      const chunkOf = (index: number) => Effect.andThen(awaitPiece(l, index, fiber), readSpan(id, l, index, start, end))
       // The whole content with a digest: the last chunk is held back until the digest matches, so a
       // client never receives all of a body that is not the content it named.
       const hash = whole && req.digest !== undefined ? createHash("sha256") : undefined
-      const checked = (index: number, bytes: Uint8Array) =>
+      const checked = (bytes: Uint8Array, isLast: boolean) =>
         Effect.suspend(() => {
           if (hash === undefined) return Effect.succeed(bytes)
           hash.update(bytes)
-          if (index < last) return Effect.succeed(bytes)
+          if (!isLast) return Effect.succeed(bytes)
           const actual = `sha256:${hash.digest("hex")}`
           return actual === req.digest ? Effect.succeed(bytes) : Effect.fail(new TaskFailed({ message: `digest mismatch: expected ${req.digest}, got ${actual}` }))
         })
+      // Bytes from `pos` on, at most CHUNK_BYTES and never past the piece holding `pos`, once that piece is in.
+      const chunkAt = (pos: number) =>
+        Effect.gen(function*() {
+          const index = Math.floor(pos / l.pieceLength)
+          yield* awaitPiece(l, index, fiber)
+          const piece = pieceAt(l.contentLength, l.pieceLength, index)
+          const until = Math.min(end + 1, piece.offset + piece.length, pos + CHUNK_BYTES)
+          return yield* Effect.flatMap(readBytes(id, pos, until - pos), (b) => checked(b, until === end + 1))
+        })
 
-      // The first piece is awaited here, so a download that fails at once is an error, not an aborted body.
+      // The first chunk is awaited here, so a download that fails at once is an error, not an aborted body.
       const firstChunk = yield* (size === 0
         ? Effect.as(fiber === undefined ? Effect.void : Effect.mapError(Fiber.join(fiber), (e) => new TaskFailed({ message: e.message })), new Uint8Array(0))
-        : Effect.flatMap(chunkOf(first), (b) => checked(first, b)))
-      const rest = Stream.unfold(first + 1, (index) =>
-        index > last ? Effect.succeed(undefined) : Effect.map(Effect.flatMap(chunkOf(index), (b) => checked(index, b)), (b) => [b, index + 1] as const))
+        : chunkAt(start))
+      const rest = Stream.unfold(start + firstChunk.length, (pos) =>
+        pos > end ? Effect.succeed(undefined) : Effect.map(chunkAt(pos), (b) => [b, pos + b.length] as const))
       const stream = (size === 0 ? Stream.empty : Stream.concat(Stream.succeed(firstChunk), rest)).pipe(Stream.ensuring(release))
       return {
         taskId: id,

@@ -293,7 +293,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
     const tasks = makeTaskStreams({
       store,
-      origin: originService,
+      origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
       start,
       running: (taskId) => inFlight.get(taskId),
       prefetch: o.prefetch ?? true,

@@ -260,6 +260,28 @@ export class DiskStore {
     return this.withPin(taskId, () => this.read(taskId, index))
   }
 
+  /**
+   * Bytes [offset, offset + length) of the content, all inside pieces already held (a reader streaming
+   * a task reads in small chunks rather than whole pieces of up to 64 MiB).
+   */
+  readRangeAsync(taskId: TaskId, offset: number, length: number): Promise<Buffer> {
+    this.touch(taskId)
+    return this.withPin(taskId, async () => {
+      const { ledger, meta, data } = await this.opened(taskId)
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > meta.contentLength) {
+        throw new Error(`bytes ${offset}+${length} outside task ${taskId} (${meta.contentLength} bytes)`)
+      }
+      if (length === 0) return Buffer.alloc(0)
+      for (let i = Math.floor(offset / meta.pieceLength); i <= Math.floor((offset + length - 1) / meta.pieceLength); i++) {
+        if (!ledger.has(i)) throw new Error(`piece ${i} of task ${taskId} is not held`)
+      }
+      const bytes = Buffer.allocUnsafe(length)
+      const { bytesRead } = await data.read(bytes, 0, length, offset)
+      if (bytesRead !== length) throw new Error(`bytes ${offset}+${length} of task ${taskId}: short read`)
+      return bytes
+    })
+  }
+
   private async read(taskId: TaskId, index: number): Promise<Buffer> {
     const { ledger, meta, data } = await this.opened(taskId)
     if (!ledger.has(index)) throw new Error(`piece ${index} of task ${taskId} is not held`)

@@ -183,10 +183,17 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
         const name = line.slice(0, colon).trim().toLowerCase()
         const value = line.slice(colon + 1).trim()
         if (name === "content-length") contentLength = /^\d{1,15}$/.test(value) ? Number(value) : NaN
-        else if (name === "transfer-encoding") return (protocol(`transfer-encoding ${value}: expected a content-length body`), false)
+        else if (name === "transfer-encoding") contentLength = -1
         else if (name === "connection" && value.toLowerCase() === "close") keepAlive = false
       }
       if (lines[0]!.startsWith("HTTP/1.0")) keepAlive = false
+      if (status !== 200 && (contentLength === undefined || contentLength < 0)) {
+        // A refusal framed otherwise: its status is what counts; the connection is not reused.
+        keepAlive = false
+        finish(undefined, { status, body: Buffer.alloc(0), digest: undefined })
+        return false
+      }
+      if (contentLength === -1) return (protocol("transfer-encoding: expected a content-length body"), false)
       if (contentLength === undefined || Number.isNaN(contentLength)) return (protocol("content-length: expected a byte count"), false)
       const limit = status === 200 ? o.maxBodyBytes : MAX_ERROR_BODY_BYTES
       if (contentLength > limit) return (protocol(`content-length: ${contentLength} bytes, expected at most ${limit}`), false)

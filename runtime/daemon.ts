@@ -4,11 +4,9 @@
 // schedulers each task goes to the one its id hashes to (runtime/scheduler-ring.ts), and to the next one
 // on the ring while that one is down.
 import { randomUUID } from "node:crypto"
-import { createReadStream, createWriteStream, promises as fs } from "node:fs"
+import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
-import { Transform } from "node:stream"
-import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
 import { Cause, Effect, Exit, Fiber, Layer, Random, Schema } from "effect"
 import { HttpRouter } from "effect/http"
@@ -133,29 +131,27 @@ const hostOf = (o: DaemonOptions) =>
     uploadSlots: o.uploadSlots
   })
 
-/** Copies the committed content to `output` via a tmp file in the same directory, hashing on the way. */
+/**
+ * Puts the committed content at `output` via a tmp name in the same directory. As Dragonfly's daemon
+ * does, a hard link when `output` is on the store's file system (on loopback, copying 1 GiB cost about
+ * half as much as downloading it), else a kernel copy. The output then shares the cache's inode, so it
+ * is to be replaced, not edited in place (README). With a digest, the content is hashed first.
+ */
 const deliver = async (source: string, output: string, digest: string | undefined) => {
   await fs.mkdir(path.dirname(output), { recursive: true })
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   try {
-    if (digest === undefined) {
-      // Nothing to verify: let the kernel copy (copy_file_range, or a reflink where the fs has them).
-      await fs.copyFile(source, tmp)
-      await fs.rename(tmp, output)
-      return
+    if (digest !== undefined) {
+      const hash = createHash("sha256")
+      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+      const actual = `sha256:${hash.digest("hex")}`
+      if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
     }
-    const hash = createHash("sha256")
-    await pipeline(
-      createReadStream(source, { highWaterMark: 1024 * 1024 }),
-      new Transform({ transform: (chunk, _enc, cb) => cb(null, (hash.update(chunk), chunk)) }),
-      createWriteStream(tmp)
-    )
-    const actual = `sha256:${hash.digest("hex")}`
-    if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
+    await fs.link(source, tmp).catch(() => fs.copyFile(source, tmp))
     await fs.rename(tmp, output)
-  } catch (e) {
+  } finally {
+    // Gone after a rename, except when `output` already was this very inode (rename then does nothing).
     await fs.rm(tmp, { force: true })
-    throw e
   }
 }
 

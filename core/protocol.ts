@@ -114,9 +114,21 @@ export const CandidateParent = Schema.Struct({
 })
 export type CandidateParent = typeof CandidateParent.Type
 
+/**
+ * Super-seeding: a seed's upload is the scarcest in a flash crowd, so each of its children takes from
+ * it first only the pieces of its own stripe (index i with i mod count = stripe); the others come from
+ * peers, and from the seed only when no other parent has them for a while.
+ */
+export const SeedStripe = Schema.Struct({
+  stripe: NonNegativeInt,
+  count: PositiveInt
+})
+export type SeedStripe = typeof SeedStripe.Type
+
 export class CandidateParents extends Schema.TaggedClass<CandidateParents>()("CandidateParents", {
   task: Task,
-  parents: Schema.Array(CandidateParent)
+  parents: Schema.Array(CandidateParent),
+  seedStripe: Schema.optionalKey(SeedStripe)
 }) {}
 
 export class NeedBackToSource extends Schema.TaggedClass<NeedBackToSource>()("NeedBackToSource", {

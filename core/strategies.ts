@@ -6,6 +6,13 @@ import { defaultSchedulerConfig, type SchedulerConfig } from "./scheduler/config
 import { damselflyEvaluator, dragonflyEvaluator, dragonflyLegacyEvaluator, type Evaluator } from "./scheduler/evaluator.ts"
 import { completeHoldersOnly, dagTopK, noParents, type ParentHandout, scoredMesh, trackerList } from "./scheduler/handout.ts"
 
+const SEED_STRIPES = 4
+const K = 8
+const FANOUT = 4
+const CONC = 16
+const PER = 4
+const REFRESH = 500
+
 export const strategyNames = [
   "direct",
   "p2p",
@@ -93,10 +100,10 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
   damselfly: {
     name: "damselfly",
     description: "Damselfly: a mesh of 8 parents ranked by expected share of upload bandwidth, IDC, rack and progress",
-    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40 },
+    config: { ...defaultSchedulerConfig, candidateParentLimit: K, handoutSample: 40, seedStripes: SEED_STRIPES },
     evaluator: damselflyEvaluator,
-    handout: scoredMesh(8, 4),
-    peerOptions: { concurrentPieces: 16, perParentPieces: 4, endgame: true, refreshParentsMillis: 500 },
+    handout: scoredMesh(K, FANOUT, SEED_STRIPES),
+    peerOptions: { concurrentPieces: CONC, perParentPieces: PER, endgame: true, refreshParentsMillis: REFRESH, originPieces: 1 },
     seeds: true
   }
 }

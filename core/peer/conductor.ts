@@ -9,6 +9,7 @@ import { pieceAt, pieceCountOf } from "../piece-layout.ts"
 import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
+  type SeedStripe,
   type CandidateParent,
   DownloadFailed,
   DownloadFinished,
@@ -60,6 +61,12 @@ export interface PeerOptions {
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
+  /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
+   *  time has whole pieces to relay early, instead of many pieces all at the very end. */
+  readonly originPieces: number
+  /** Super-seeding (the scheduler gave us a stripe): a seed-only piece outside our stripe is taken from
+   *  the seed after this many piece-times at the seed's upload rate with no other parent holding it. */
+  readonly stripeGracePieces: number
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -74,7 +81,9 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
-  disableBackToSource: false
+  disableBackToSource: false,
+  originPieces: 0,
+  stripeGracePieces: 4
 }
 
 export interface DownloadResult {
@@ -160,6 +169,12 @@ export const downloadTask = (
     /** Pieces from parents whose digest the scheduler had not told us yet: held until it does. */
     const unverified = new Map<number, { readonly s: Source; readonly bytes: Uint8Array; readonly millis: number }>()
     let digestsRequested = false
+    /** Super-seeding: our stripe of the seed's pieces, when the scheduler dealt us one. */
+    let stripe: SeedStripe | undefined
+    /** When each piece first became available from some parent (NaN until then). */
+    let firstSeen = new Float64Array(0)
+    /** The earliest moment a held-back seed piece may be fetched (super-seeding grace). */
+    let graceWake = Infinity
 
     const openTask = (contentLength: number, pieceLength: number) =>
       Effect.gen(function*() {
@@ -170,6 +185,7 @@ export const downloadTask = (
         )
         pieceCount = pieceCountOf(contentLength, pieceLength)
         availability = new Int32Array(pieceCount)
+        firstSeen = new Float64Array(pieceCount).fill(NaN)
         if (expected.length !== pieceCount) expected = new Array(pieceCount).fill(null)
       })
 
@@ -261,7 +277,7 @@ export const downloadTask = (
         }
         yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
         for (const s of [...sources.values()]) yield* retire(s)
-        const s = newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, options.concurrentPieces)
+        const s = newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, options.originPieces > 0 ? options.originPieces : options.concurrentPieces)
         s.have.fill(1)
         for (let i = 0; i < pieceCount; i++) availability[i]++
         sources.set(ORIGIN, s)
@@ -276,6 +292,7 @@ export const downloadTask = (
             answer.task.pieceDigests.forEach((d, i) => {
               if (d !== null && i < expected.length) expected[i] = d
             })
+            if (answer.seedStripe !== undefined) stripe = answer.seedStripe
             yield* adoptParents(answer.parents)
             yield* report(new DownloadStarted(base))
             return true
@@ -341,7 +358,11 @@ export const downloadTask = (
     /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
     const refresh = () =>
       channel.request(new RescheduleParents({ ...base, blockedParents: [...failed], reason: "refresh", refresh: true })).pipe(
-        Effect.flatMap((answer) => answer._tag === "CandidateParents" ? adoptParents(answer.parents, true) : Effect.void),
+        Effect.flatMap((answer) => {
+          if (answer._tag !== "CandidateParents") return Effect.void
+          if (answer.seedStripe !== undefined) stripe = answer.seedStripe
+          return adoptParents(answer.parents, true)
+        }),
         Effect.ignore
       )
 
@@ -397,14 +418,34 @@ export const downloadTask = (
       else inflight.delete(index)
     }
 
+    const isSeed = (s: Source) => s.parent?.host.type === "seed"
+
+    /**
+     * Super-seeding: a seed serves us the pieces of our stripe; any other piece only when no other
+     * parent holds it and it has waited `stripeGracePieces` piece-times (its stripe's owner may be gone).
+     */
+    const seedMayServe = (s: Source, index: number, holders: ReadonlyArray<Source>, now: number): boolean => {
+      if (stripe === undefined || !isSeed(s) || index % stripe.count === stripe.stripe) return true
+      if (holders.some((h) => !isSeed(h))) return false
+      const due = firstSeen[index] + options.stripeGracePieces * (ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      if (now >= due) return true
+      graceWake = Math.min(graceWake, due)
+      return false
+    }
+
     const dispatch = (offset: number) =>
       Effect.gen(function*() {
         let room = options.concurrentPieces - fetchesInFlight
         if (room <= 0) return
         const live = [...sources.values()]
-        const picks = pickPieces({ pieceCount, availability, wanted }, room, offset, options.sequentialBias)
+        const now = stripe === undefined ? 0 : yield* Clock.currentTimeMillis
+        graceWake = Infinity
+        // With a stripe, seed-only pieces outside it are passed over, so look further down the list.
+        const picks = pickPieces({ pieceCount, availability, wanted }, stripe === undefined ? room : pieceCount, offset, options.sequentialBias)
         for (const index of picks) {
-          const s = chooseSource(live.filter((x) => x.have[index] === 1))
+          if (room <= 0) break
+          const holders = live.filter((x) => x.have[index] === 1)
+          const s = chooseSource(stripe === undefined ? holders : holders.filter((x) => seedMayServe(x, index, holders, now)))
           if (s === undefined) continue
           yield* startFetch(s, index)
           room--
@@ -549,9 +590,12 @@ export const downloadTask = (
       const now = yield* Clock.currentTimeMillis
       const stallAt = lastProgress + options.stallTimeoutMillis
       const refreshing = options.refreshParentsMillis > 0 && !sources.has(ORIGIN)
-      const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(1, (refreshing ? Math.min(stallAt, nextRefresh) : stallAt) - now))
+      const wakeAt = Math.min(refreshing ? Math.min(stallAt, nextRefresh) : stallAt, graceWake)
+      const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(graceWake < Infinity ? 0.001 : 1, wakeAt - now))
       if (Option.isNone(next)) {
         const at = yield* Clock.currentTimeMillis
+        // A held-back seed piece's grace ran out: dispatch again.
+        if (graceWake < Math.min(stallAt, refreshing ? nextRefresh : Infinity)) continue
         // The wait ended at the earlier deadline; decide by the deadlines, not by comparing clock
         // readings (virtual time is a float: `now + (deadline - now)` can land a hair short).
         if (refreshing && nextRefresh < stallAt) {
@@ -572,10 +616,12 @@ export const downloadTask = (
       switch (ev._tag) {
         case "Availability": {
           if (ev.source.retired) break
+          const seen = stripe === undefined ? 0 : yield* Clock.currentTimeMillis
           for (const p of ev.availability.pieces) {
             if (p.index < pieceCount && ev.source.have[p.index] === 0) {
               ev.source.have[p.index] = 1
               ev.source.claimed.set(p.index, p.digest)
+              if (availability[p.index] === 0 && !(firstSeen[p.index] <= seen)) firstSeen[p.index] = seen
               availability[p.index]++
             }
           }

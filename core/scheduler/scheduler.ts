@@ -42,6 +42,8 @@ interface PeerRecord extends PeerView {
   assigned: Array<string>
   uploadsOk: number
   uploadsFailed: number
+  /** Its stripe of the seed's pieces, once it was handed a seed parent (super-seeding). */
+  seedStripe: number | undefined
 }
 
 interface TaskRecord {
@@ -56,6 +58,8 @@ interface TaskRecord {
   readonly dag: TaskDag
   readonly backToSource: Set<string>
   seedTriggered: boolean
+  /** Stripes handed out so far (super-seeding deals them round-robin). */
+  stripesDealt: number
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -154,7 +158,7 @@ export class Scheduler {
         const parents = picked.filter((p) => !peer.assigned.includes(p.id))
         if (parents.length === 0) return new ScheduleFailed({ taskId, reason: "no parent to add" })
         this.assign(task, peer, parents, false)
-        return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
+        return this.candidateParents(task, peer, parents)
       })
     })
   }
@@ -166,6 +170,19 @@ export class Scheduler {
       peer.assigned.push(p.id)
       this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
     }
+  }
+
+  /** The answer handing out `parents`; with super-seeding, a child of a seed learns its stripe. */
+  private candidateParents(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>): CandidateParents {
+    const stripes = this.config.seedStripes ?? 0
+    if (stripes > 0 && peer.seedStripe === undefined && parents.some((p) => p.host.type === "seed")) {
+      peer.seedStripe = task.stripesDealt++ % stripes
+    }
+    return new CandidateParents({
+      task: this.taskMessage(task),
+      parents: parents.map((p) => ({ peerId: p.id, host: p.host })),
+      ...(stripes > 0 && peer.seedStripe !== undefined ? { seedStripe: { stripe: peer.seedStripe, count: stripes } } : {})
+    })
   }
 
   /** Rounds of filter → score → top K, spaced by the retry interval, until parents or a verdict. */
@@ -186,10 +203,7 @@ export class Scheduler {
       if (parents.length > 0) {
         this.assign(task, peer, parents)
         if (peer.state === "pending") peer.state = "received-normal"
-        return new CandidateParents({
-          task: this.taskMessage(task),
-          parents: parents.map((p) => ({ peerId: p.id, host: p.host }))
-        })
+        return this.candidateParents(task, peer, parents)
       }
       const noSource = !this.hasSeedHost() && !this.hasActiveSource(task)
       if (noSource || peer.rounds >= this.config.retryBackToSourceLimit) {
@@ -372,7 +386,8 @@ export class Scheduler {
         peerList: [],
         dag: new TaskDag(),
         backToSource: new Set(),
-        seedTriggered: false
+        seedTriggered: false,
+        stripesDealt: 0
       }
       this.tasks.set(id, task)
     }
@@ -400,7 +415,8 @@ export class Scheduler {
         seedWaitRounds: 0,
         assigned: [],
         uploadsOk: 0,
-        uploadsFailed: 0
+        uploadsFailed: 0,
+        seedStripe: undefined
       }
       task.peers.set(id, peer)
       task.peerList.push(peer)

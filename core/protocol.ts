@@ -110,25 +110,21 @@ export type PeerToScheduler = typeof PeerToScheduler.Type
 
 export const CandidateParent = Schema.Struct({
   peerId: PeerId,
-  host: Host
+  host: Host,
+  /**
+   * Stripe overlays (damselfly): the stripes this parent relays to the child. Piece i is in stripe
+   * i mod `stripeCount`; the child takes it from that stripe's parent, and from another holder only
+   * when that parent does not have it for a while.
+   */
+  stripes: Schema.optionalKey(Schema.Array(NonNegativeInt))
 })
 export type CandidateParent = typeof CandidateParent.Type
-
-/**
- * Super-seeding: a seed's upload is the scarcest in a flash crowd, so each of its children takes from
- * it first only the pieces of its own stripe (index i with i mod count = stripe); the others come from
- * peers, and from the seed only when no other parent has them for a while.
- */
-export const SeedStripe = Schema.Struct({
-  stripe: NonNegativeInt,
-  count: PositiveInt
-})
-export type SeedStripe = typeof SeedStripe.Type
 
 export class CandidateParents extends Schema.TaggedClass<CandidateParents>()("CandidateParents", {
   task: Task,
   parents: Schema.Array(CandidateParent),
-  seedStripe: Schema.optionalKey(SeedStripe)
+  /** With a stripe overlay: how many stripes the pieces are dealt into (see CandidateParent.stripes). */
+  stripeCount: Schema.optionalKey(PositiveInt)
 }) {}
 
 export class NeedBackToSource extends Schema.TaggedClass<NeedBackToSource>()("NeedBackToSource", {

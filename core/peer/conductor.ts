@@ -9,8 +9,8 @@ import { pieceAt, pieceCountOf } from "../piece-layout.ts"
 import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
-  type SeedStripe,
   type CandidateParent,
+  type CandidateParents,
   DownloadFailed,
   DownloadFinished,
   DownloadStarted,
@@ -64,8 +64,8 @@ export interface PeerOptions {
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
   readonly originPieces: number
-  /** Super-seeding (the scheduler gave us a stripe): a seed-only piece outside our stripe is taken from
-   *  the seed after this many piece-times at the seed's upload rate with no other parent holding it. */
+  /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
+   *  once it has been out this many piece-times (at that holder's upload rate). */
   readonly stripeGracePieces: number
 }
 
@@ -169,11 +169,12 @@ export const downloadTask = (
     /** Pieces from parents whose digest the scheduler had not told us yet: held until it does. */
     const unverified = new Map<number, { readonly s: Source; readonly bytes: Uint8Array; readonly millis: number }>()
     let digestsRequested = false
-    /** Super-seeding: our stripe of the seed's pieces, when the scheduler dealt us one. */
-    let stripe: SeedStripe | undefined
+    /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
+    let stripeCount: number | undefined
+    const stripeParent = new Map<number, string>()
     /** When each piece first became available from some parent (NaN until then). */
     let firstSeen = new Float64Array(0)
-    /** The earliest moment a held-back seed piece may be fetched (super-seeding grace). */
+    /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
     let graceWake = Infinity
 
     const openTask = (contentLength: number, pieceLength: number) =>
@@ -241,6 +242,14 @@ export const downloadTask = (
         Effect.asVoid
       )
 
+    /** A stripe overlay's answer names every stripe's parent anew. */
+    const learnStripes = (answer: CandidateParents) => {
+      if (answer.stripeCount === undefined) return
+      stripeCount = answer.stripeCount
+      stripeParent.clear()
+      for (const p of answer.parents) for (const j of p.stripes ?? []) stripeParent.set(j, p.peerId)
+    }
+
     /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
     const adoptParents = (parents: ReadonlyArray<CandidateParent>, merge = false) =>
       Effect.gen(function*() {
@@ -292,7 +301,7 @@ export const downloadTask = (
             answer.task.pieceDigests.forEach((d, i) => {
               if (d !== null && i < expected.length) expected[i] = d
             })
-            if (answer.seedStripe !== undefined) stripe = answer.seedStripe
+            learnStripes(answer)
             yield* adoptParents(answer.parents)
             yield* report(new DownloadStarted(base))
             return true
@@ -360,7 +369,7 @@ export const downloadTask = (
       channel.request(new RescheduleParents({ ...base, blockedParents: [...failed], reason: "refresh", refresh: true })).pipe(
         Effect.flatMap((answer) => {
           if (answer._tag !== "CandidateParents") return Effect.void
-          if (answer.seedStripe !== undefined) stripe = answer.seedStripe
+          learnStripes(answer)
           return adoptParents(answer.parents, true)
         }),
         Effect.ignore
@@ -418,15 +427,16 @@ export const downloadTask = (
       else inflight.delete(index)
     }
 
-    const isSeed = (s: Source) => s.parent?.host.type === "seed"
-
     /**
-     * Super-seeding: a seed serves us the pieces of our stripe; any other piece only when no other
-     * parent holds it and it has waited `stripeGracePieces` piece-times (its stripe's owner may be gone).
+     * Stripe overlay: a piece comes from its stripe's parent when that parent holds it; from another
+     * holder only when it does not and the piece has been out for `stripeGracePieces` piece-times (the
+     * stripe's parent may be gone or behind). The origin is always fine.
      */
-    const seedMayServe = (s: Source, index: number, holders: ReadonlyArray<Source>, now: number): boolean => {
-      if (stripe === undefined || !isSeed(s) || index % stripe.count === stripe.stripe) return true
-      if (holders.some((h) => !isSeed(h))) return false
+    const mayServe = (s: Source, index: number, holders: ReadonlyArray<Source>, now: number): boolean => {
+      if (stripeCount === undefined || s.id === ORIGIN) return true
+      const designated = stripeParent.get(index % stripeCount)
+      if (s.id === designated) return true
+      if (designated !== undefined && holders.some((h) => h.id === designated)) return false
       const due = firstSeen[index] + options.stripeGracePieces * (ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
       if (now >= due) return true
       graceWake = Math.min(graceWake, due)
@@ -438,14 +448,14 @@ export const downloadTask = (
         let room = options.concurrentPieces - fetchesInFlight
         if (room <= 0) return
         const live = [...sources.values()]
-        const now = stripe === undefined ? 0 : yield* Clock.currentTimeMillis
+        const now = stripeCount === undefined ? 0 : yield* Clock.currentTimeMillis
         graceWake = Infinity
-        // With a stripe, seed-only pieces outside it are passed over, so look further down the list.
-        const picks = pickPieces({ pieceCount, availability, wanted }, stripe === undefined ? room : pieceCount, offset, options.sequentialBias)
+        // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
+        const picks = pickPieces({ pieceCount, availability, wanted }, stripeCount === undefined ? room : pieceCount, offset, options.sequentialBias)
         for (const index of picks) {
           if (room <= 0) break
           const holders = live.filter((x) => x.have[index] === 1)
-          const s = chooseSource(stripe === undefined ? holders : holders.filter((x) => seedMayServe(x, index, holders, now)))
+          const s = chooseSource(stripeCount === undefined ? holders : holders.filter((x) => mayServe(x, index, holders, now)))
           if (s === undefined) continue
           yield* startFetch(s, index)
           room--
@@ -594,7 +604,7 @@ export const downloadTask = (
       const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(graceWake < Infinity ? 0.001 : 1, wakeAt - now))
       if (Option.isNone(next)) {
         const at = yield* Clock.currentTimeMillis
-        // A held-back seed piece's grace ran out: dispatch again.
+        // A held-back piece's grace ran out: dispatch again.
         if (graceWake < Math.min(stallAt, refreshing ? nextRefresh : Infinity)) continue
         // The wait ended at the earlier deadline; decide by the deadlines, not by comparing clock
         // readings (virtual time is a float: `now + (deadline - now)` can land a hair short).
@@ -616,7 +626,7 @@ export const downloadTask = (
       switch (ev._tag) {
         case "Availability": {
           if (ev.source.retired) break
-          const seen = stripe === undefined ? 0 : yield* Clock.currentTimeMillis
+          const seen = stripeCount === undefined ? 0 : yield* Clock.currentTimeMillis
           for (const p of ev.availability.pieces) {
             if (p.index < pieceCount && ev.source.have[p.index] === 0) {
               ev.source.have[p.index] = 1

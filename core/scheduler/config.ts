@@ -16,8 +16,6 @@ export interface SchedulerConfig {
   readonly retryIntervalMillis: number
   /** How long peers wait for a triggered seed peer to learn the task's length before counting rounds. */
   readonly seedWaitMillis: number
-  /** Super-seeding: children of a seed peer get one of this many stripes of its pieces (0 = off). */
-  readonly seedStripes?: number
 }
 
 export const defaultSchedulerConfig: SchedulerConfig = {

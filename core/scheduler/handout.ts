@@ -20,7 +20,22 @@ export interface ParentHandout {
   /** Handed-out parents become DAG edges (and count against upload slots); mesh policies leave this false. */
   readonly dag: boolean
   select(ctx: HandoutContext): ReadonlyArray<PeerView>
+  /**
+   * A stripe overlay instead of a scored choice (core/scheduler/stripe-forest.ts): peers are dealt
+   * into `count` stripes and each gets, per stripe, its parent in that stripe's tree of `fanout`.
+   */
+  readonly stripes?: { readonly count: number; readonly fanout: number }
 }
+
+/**
+ * Damselfly's: stripe trees (see stripe-forest.ts). `select` is only the fallback for a peer the
+ * forest cannot place (it never is, for a registered peer): the scored mesh.
+ */
+export const stripeForest = (count: number, fanout: number = count): ParentHandout => ({
+  ...scoredMesh(count, fanout),
+  name: "stripe-forest",
+  stripes: { count, fanout }
+})
 
 /** Dragonfly: sample `sample` candidates, drop full hosts and cycle-making edges, score, keep the top `k`. */
 export const dagTopK = (sample: number, k: number): ParentHandout => ({

@@ -142,7 +142,7 @@ describe("storage GC", () => {
   it("TTL: evicts a task idle for longer than the TTL, not one still downloading", async () => {
     const d = await startDaemon("ttl", ["--gc-ttl", "2s", "--gc-interval", "200ms"])
     const quick = await origin("ttl-quick", 2 * MiB)
-    const slow = await origin("ttl-slow", 5 * MiB, 1 * MiB) // 5 s, longer than the TTL
+    const slow = await origin("ttl-slow", 8 * MiB, MiB / 2) // 16 s, much longer than the TTL
     const slowDownload = download(d, slow, "ttl-slow")
     expect((await download(d, quick, "ttl-quick")).status).toBe(200)
     const done = Date.now()
@@ -151,6 +151,8 @@ describe("storage GC", () => {
     expect(Date.now() - done).toBeGreaterThanOrEqual(1_900)
     expect(existsSync(taskDir(d, quick))).toBe(false)
     // Opened more than 2 s ago and never touched since, but downloading: still there.
+    const inFlight = (await getJson(`${d.url}/v1/downloads`)).body.downloads as Array<{ url: string; elapsedSeconds: number }>
+    expect(inFlight.find((x) => x.url === slow.url)?.elapsedSeconds, "the slow download must still be running").toBeGreaterThan(2)
     expect(existsSync(taskDir(d, slow))).toBe(true)
     const s = await slowDownload
     expect(s.status, s.text).toBe(200)

@@ -4,11 +4,9 @@
 // schedulers each task goes to the one its id hashes to (runtime/scheduler-ring.ts), and to the next one
 // on the ring while that one is down.
 import { randomUUID } from "node:crypto"
-import { createReadStream, createWriteStream, promises as fs } from "node:fs"
+import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
-import { Transform } from "node:stream"
-import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
 import { Cause, Effect, Exit, Fiber, Layer, Random, Schema } from "effect"
 import { HttpRouter } from "effect/http"
@@ -40,6 +38,8 @@ import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
 import { DEFAULT_GC, type GcOptions, gcLoop } from "./storage-gc.ts"
+import { taskStreamBlobSource } from "./registry-blob-source.ts"
+import { type RegistryFrontendOptions, serveRegistryFrontends } from "./registry-server.ts"
 
 export interface DaemonOptions {
   readonly port: number
@@ -80,6 +80,8 @@ export interface DaemonOptions {
   readonly prefetch?: boolean | undefined
   /** Content up to this many bytes is fetched straight from the origin, without the scheduler (default 4 MiB; 0 = never). */
   readonly smallContentMax?: number | undefined
+  /** OCI registry mirror and generic HTTP proxy on their own ports (runtime/registry-server.ts). */
+  readonly registry?: Omit<RegistryFrontendOptions, "listen" | "maxConnections"> | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -129,29 +131,27 @@ const hostOf = (o: DaemonOptions) =>
     uploadSlots: o.uploadSlots
   })
 
-/** Copies the committed content to `output` via a tmp file in the same directory, hashing on the way. */
+/**
+ * Puts the committed content at `output` via a tmp name in the same directory. As Dragonfly's daemon
+ * does, a hard link when `output` is on the store's file system (on loopback, copying 1 GiB cost about
+ * half as much as downloading it), else a kernel copy. The output then shares the cache's inode, so it
+ * is to be replaced, not edited in place (README). With a digest, the content is hashed first.
+ */
 const deliver = async (source: string, output: string, digest: string | undefined) => {
   await fs.mkdir(path.dirname(output), { recursive: true })
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   try {
-    if (digest === undefined) {
-      // Nothing to verify: let the kernel copy (copy_file_range, or a reflink where the fs has them).
-      await fs.copyFile(source, tmp)
-      await fs.rename(tmp, output)
-      return
+    if (digest !== undefined) {
+      const hash = createHash("sha256")
+      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+      const actual = `sha256:${hash.digest("hex")}`
+      if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
     }
-    const hash = createHash("sha256")
-    await pipeline(
-      createReadStream(source, { highWaterMark: 1024 * 1024 }),
-      new Transform({ transform: (chunk, _enc, cb) => cb(null, (hash.update(chunk), chunk)) }),
-      createWriteStream(tmp)
-    )
-    const actual = `sha256:${hash.digest("hex")}`
-    if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
+    await fs.link(source, tmp).catch(() => fs.copyFile(source, tmp))
     await fs.rename(tmp, output)
-  } catch (e) {
+  } finally {
+    // Gone after a rename, except when `output` already was this very inode (rename then does nothing).
     await fs.rm(tmp, { force: true })
-    throw e
   }
 }
 
@@ -314,6 +314,27 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.orElseSucceed(() => MIN_PIECE_LENGTH),
           Effect.provide(origin)
         )
+
+    // Registry mirror / HTTP proxy: a blob GET streams the task named by the blob digest. Always P2P,
+    // whatever its size (no direct path): a rollout pulls the same small blobs on every node too.
+    if (o.registry?.mirrorPort !== undefined || o.registry?.proxyPort !== undefined) {
+      const context = yield* Effect.context<never>()
+      const blobTasks = makeTaskStreams({
+        store,
+        origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
+        start,
+        running: (taskId) => inFlight.get(taskId),
+        prefetch: true,
+        smallContentMax: 0
+      })
+      const blobs = taskStreamBlobSource({
+        openTask: (request) => Effect.runPromiseWith(context)(blobTasks.openTask(request)),
+        pin: (taskId, until) => void store.withPin(taskId, () => until)
+      })
+      const log = (level: "info" | "warning", message: string, fields: Record<string, unknown>) =>
+        Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
+      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log)
+    }
 
     if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)
     const upload = yield* uploadRoutes(store, {

@@ -10,6 +10,7 @@ import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
   type CandidateParent,
+  type CandidateParents,
   DownloadFailed,
   DownloadFinished,
   DownloadStarted,
@@ -60,6 +61,12 @@ export interface PeerOptions {
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
+  /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
+   *  time has whole pieces to relay early, instead of many pieces all at the very end. */
+  readonly originPieces: number
+  /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
+   *  once it has been out this many piece-times (at that holder's upload rate). */
+  readonly stripeGracePieces: number
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -74,7 +81,9 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
-  disableBackToSource: false
+  disableBackToSource: false,
+  originPieces: 0,
+  stripeGracePieces: 4
 }
 
 export interface DownloadResult {
@@ -160,6 +169,13 @@ export const downloadTask = (
     /** Pieces from parents whose digest the scheduler had not told us yet: held until it does. */
     const unverified = new Map<number, { readonly s: Source; readonly bytes: Uint8Array; readonly millis: number }>()
     let digestsRequested = false
+    /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
+    let stripeCount: number | undefined
+    const stripeParent = new Map<number, string>()
+    /** When each piece first became available from some parent (NaN until then). */
+    let firstSeen = new Float64Array(0)
+    /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
+    let graceWake = Infinity
 
     const openTask = (contentLength: number, pieceLength: number) =>
       Effect.gen(function*() {
@@ -170,6 +186,7 @@ export const downloadTask = (
         )
         pieceCount = pieceCountOf(contentLength, pieceLength)
         availability = new Int32Array(pieceCount)
+        firstSeen = new Float64Array(pieceCount).fill(NaN)
         if (expected.length !== pieceCount) expected = new Array(pieceCount).fill(null)
       })
 
@@ -225,6 +242,14 @@ export const downloadTask = (
         Effect.asVoid
       )
 
+    /** A stripe overlay's answer names every stripe's parent anew. */
+    const learnStripes = (answer: CandidateParents) => {
+      if (answer.stripeCount === undefined) return
+      stripeCount = answer.stripeCount
+      stripeParent.clear()
+      for (const p of answer.parents) for (const j of p.stripes ?? []) stripeParent.set(j, p.peerId)
+    }
+
     /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
     const adoptParents = (parents: ReadonlyArray<CandidateParent>, merge = false) =>
       Effect.gen(function*() {
@@ -261,7 +286,7 @@ export const downloadTask = (
         }
         yield* report(new BackToSourceStarted({ ...base, contentLength: ledger!.contentLength }))
         for (const s of [...sources.values()]) yield* retire(s)
-        const s = newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, options.concurrentPieces)
+        const s = newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, options.originPieces > 0 ? options.originPieces : options.concurrentPieces)
         s.have.fill(1)
         for (let i = 0; i < pieceCount; i++) availability[i]++
         sources.set(ORIGIN, s)
@@ -276,6 +301,7 @@ export const downloadTask = (
             answer.task.pieceDigests.forEach((d, i) => {
               if (d !== null && i < expected.length) expected[i] = d
             })
+            learnStripes(answer)
             yield* adoptParents(answer.parents)
             yield* report(new DownloadStarted(base))
             return true
@@ -341,7 +367,11 @@ export const downloadTask = (
     /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
     const refresh = () =>
       channel.request(new RescheduleParents({ ...base, blockedParents: [...failed], reason: "refresh", refresh: true })).pipe(
-        Effect.flatMap((answer) => answer._tag === "CandidateParents" ? adoptParents(answer.parents, true) : Effect.void),
+        Effect.flatMap((answer) => {
+          if (answer._tag !== "CandidateParents") return Effect.void
+          learnStripes(answer)
+          return adoptParents(answer.parents, true)
+        }),
         Effect.ignore
       )
 
@@ -397,14 +427,35 @@ export const downloadTask = (
       else inflight.delete(index)
     }
 
+    /**
+     * Stripe overlay: a piece comes from its stripe's parent when that parent holds it; from another
+     * holder only when it does not and the piece has been out for `stripeGracePieces` piece-times (the
+     * stripe's parent may be gone or behind). The origin is always fine.
+     */
+    const mayServe = (s: Source, index: number, holders: ReadonlyArray<Source>, now: number): boolean => {
+      if (stripeCount === undefined || s.id === ORIGIN) return true
+      const designated = stripeParent.get(index % stripeCount)
+      if (s.id === designated) return true
+      if (designated !== undefined && holders.some((h) => h.id === designated)) return false
+      const due = firstSeen[index] + options.stripeGracePieces * (ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      if (now >= due) return true
+      graceWake = Math.min(graceWake, due)
+      return false
+    }
+
     const dispatch = (offset: number) =>
       Effect.gen(function*() {
         let room = options.concurrentPieces - fetchesInFlight
         if (room <= 0) return
         const live = [...sources.values()]
-        const picks = pickPieces({ pieceCount, availability, wanted }, room, offset, options.sequentialBias)
+        const now = stripeCount === undefined ? 0 : yield* Clock.currentTimeMillis
+        graceWake = Infinity
+        // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
+        const picks = pickPieces({ pieceCount, availability, wanted }, stripeCount === undefined ? room : pieceCount, offset, options.sequentialBias)
         for (const index of picks) {
-          const s = chooseSource(live.filter((x) => x.have[index] === 1))
+          if (room <= 0) break
+          const holders = live.filter((x) => x.have[index] === 1)
+          const s = chooseSource(stripeCount === undefined ? holders : holders.filter((x) => mayServe(x, index, holders, now)))
           if (s === undefined) continue
           yield* startFetch(s, index)
           room--
@@ -549,9 +600,12 @@ export const downloadTask = (
       const now = yield* Clock.currentTimeMillis
       const stallAt = lastProgress + options.stallTimeoutMillis
       const refreshing = options.refreshParentsMillis > 0 && !sources.has(ORIGIN)
-      const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(1, (refreshing ? Math.min(stallAt, nextRefresh) : stallAt) - now))
+      const wakeAt = Math.min(refreshing ? Math.min(stallAt, nextRefresh) : stallAt, graceWake)
+      const next = yield* Effect.timeoutOption(Queue.take(events), Math.max(graceWake < Infinity ? 0.001 : 1, wakeAt - now))
       if (Option.isNone(next)) {
         const at = yield* Clock.currentTimeMillis
+        // A held-back piece's grace ran out: dispatch again.
+        if (graceWake < Math.min(stallAt, refreshing ? nextRefresh : Infinity)) continue
         // The wait ended at the earlier deadline; decide by the deadlines, not by comparing clock
         // readings (virtual time is a float: `now + (deadline - now)` can land a hair short).
         if (refreshing && nextRefresh < stallAt) {
@@ -572,10 +626,12 @@ export const downloadTask = (
       switch (ev._tag) {
         case "Availability": {
           if (ev.source.retired) break
+          const seen = stripeCount === undefined ? 0 : yield* Clock.currentTimeMillis
           for (const p of ev.availability.pieces) {
             if (p.index < pieceCount && ev.source.have[p.index] === 0) {
               ev.source.have[p.index] = 1
               ev.source.claimed.set(p.index, p.digest)
+              if (availability[p.index] === 0 && !(firstSeen[p.index] <= seen)) firstSeen[p.index] = seen
               availability[p.index]++
             }
           }

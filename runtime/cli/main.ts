@@ -5,6 +5,7 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
+import { writeContainerdConfig } from "../containerd-config.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
 import { get, GetFailed, parseHeaders } from "../get.ts"
 import { progressDisplay } from "../get-progress.ts"
@@ -198,6 +199,25 @@ const cache = Command.make("cache").pipe(
   Command.withSubcommands([cacheImportCommand, cacheExportCommand, cacheStatCommand])
 )
 
+const containerdConfig = Command.make(
+  "containerd-config",
+  {
+    registry: Flag.String("registry").pipe(Flag.withDescription("Registry to mirror (https://registry.example.com, http://host:5000, docker.io); repeat for several"), Flag.atLeast(1)),
+    mirror: Flag.String("mirror").pipe(Flag.withDescription("The Damselfly mirror's base URL"), Flag.withDefault("http://127.0.0.1:65002")),
+    dir: Flag.String("dir").pipe(Flag.withDescription("containerd's registry config_path"), Flag.withDefault("/etc/containerd/certs.d"))
+  },
+  (o) =>
+    Effect.tryPromise({ try: () => writeContainerdConfig({ registries: o.registry, mirror: o.mirror, dir: o.dir }), catch: (e) => e }).pipe(
+      Effect.flatMap((files) => Console.log(JSON.stringify({ written: files }))),
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`damselfly containerd-config: ${e instanceof Error ? e.message : String(e)}\n`)
+          process.exitCode = 1
+        })
+      )
+    )
+).pipe(Command.withDescription("Write containerd hosts.toml files (certs.d/<host>/hosts.toml): the Damselfly mirror first, the registry as fallback"))
+
 // `damselfly preheat IMAGE`: a preheat job on the scheduler (runtime/preheat.ts), followed with --wait.
 const preheatCommand = Command.make(
   "preheat",
@@ -262,7 +282,7 @@ const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, cache, preheatCommand, sim, sweep, report, chaos, library])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, containerdConfig, preheatCommand, sim, sweep, report, chaos, library])
 )
 
 const argv = process.argv.slice(2)

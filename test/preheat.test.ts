@@ -164,6 +164,23 @@ describe("preheat", () => {
     expect(missing.error).toMatch(/platform: linux\/s390x not in the index .*linux\/amd64, linux\/arm64/)
   }, 180_000)
 
+  it("all_peers picks announced daemons by ips, percentage and count; a filter matching nobody fails saying so", async () => {
+    const url = `${registry.host}/multiarch:amd64`
+    const counted = await finished((await submit({ type: "file", url: `http://${registry.host}/v2/multiarch/blobs/${amd.json.layers[0].digest}`, scope: "all_peers", count: 2 })).body.id)
+    expect(counted.error).toBeUndefined()
+    expect(counted.state).toBe("SUCCESS")
+    expect(counted.result.layers).toHaveLength(1)
+    expect(counted.result.layers[0].kind).toBe("file")
+    expect(counted.result.layers[0].peers.map((p: any) => p.hostId)).toEqual(["peer-0", "seed-0"])
+    const half = await finished((await submit({ type: "image", url, scope: "all_peers", percentage: 50, ips: ["127.0.0.1"] })).body.id)
+    expect(half.state).toBe("SUCCESS")
+    for (const l of half.result.layers) expect(l.peers).toHaveLength(2) // ⌈3 × 50 %⌉
+    for (const l of half.result.layers) expect((await held(peer, l.digest)).complete).toBe(true)
+    const nobody = await finished((await submit({ type: "image", url, scope: "all_seed_peers", ips: ["10.9.9.9"] })).body.id)
+    expect(nobody.state).toBe("FAILURE")
+    expect(nobody.error).toMatch(/no seed peer with ip in 10\.9\.9\.9 is known/)
+  }, 180_000)
+
   it("a bad job body is refused with the field named", async () => {
     const badScope = await submit({ type: "image", url: `${registry.host}/app:v1`, scope: "everyone" })
     expect(badScope.status).toBe(400)

@@ -333,7 +333,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       })
       const log = (level: "info" | "warning", message: string, fields: Record<string, unknown>) =>
         Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
-      // A client's authorized blob GET proves access: a private blob's pieces then travel with a capability.
+      // A client that sent Authorization and passed the upstream's HEAD proves access for this host: a
+      // private blob's pieces then travel only between hosts holding a capability (runtime/blob-access.ts).
       yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log, authorizedBlobHook(blobAccess))
     }
 

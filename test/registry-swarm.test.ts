@@ -76,7 +76,8 @@ it(`${PULLERS} daemons pull one multi-layer image at once from a public registry
   expect(r.fromClients).toBe(0)
   // Every piece had to come from the registry at least once; about once is the point.
   expect(r.gets.length).toBeGreaterThanOrEqual(r.pieces)
-  expect(r.gets.length).toBeLessThanOrEqual(Math.floor(1.1 * r.pieces))
+  // 10% slack, rounded up: on a loaded machine a peer may stall and fetch one piece itself.
+  expect(r.gets.length).toBeLessThanOrEqual(Math.ceil(1.1 * r.pieces))
   expect(r.copies).toBeGreaterThanOrEqual(1)
   expect(r.copies).toBeLessThanOrEqual(1.1)
   // Manifests pass through: at least one resolution per puller, never P2P.

@@ -292,9 +292,10 @@ export class DiskStore {
     if (open.failure !== undefined) throw open.failure
   }
 
-  readAsync(taskId: TaskId, index: number): Promise<Buffer> {
+  /** The piece's bytes, in `into` (its first piece-length bytes) when given and large enough, else a new buffer. */
+  readAsync(taskId: TaskId, index: number, into?: Buffer): Promise<Buffer> {
     this.touch(taskId)
-    return this.withPin(taskId, () => this.read(taskId, index))
+    return this.withPin(taskId, () => this.read(taskId, index, into))
   }
 
   /**
@@ -321,13 +322,13 @@ export class DiskStore {
     })
   }
 
-  private async read(taskId: TaskId, index: number): Promise<Buffer> {
+  private async read(taskId: TaskId, index: number, into?: Buffer): Promise<Buffer> {
     const open = await this.opened(taskId)
     const { ledger, meta, data } = open
     if (!ledger.has(index)) throw new Error(`piece ${index} of task ${taskId} is not held`)
     await this.written(open, index)
     const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
-    const bytes = Buffer.allocUnsafe(piece.length)
+    const bytes = into !== undefined && into.length >= piece.length ? into.subarray(0, piece.length) : Buffer.allocUnsafe(piece.length)
     const { bytesRead } = await data.read(bytes, 0, piece.length, piece.offset)
     if (bytesRead !== piece.length) throw new Error(`piece ${index} of task ${taskId}: short read`)
     return bytes

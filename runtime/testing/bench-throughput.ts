@@ -5,7 +5,8 @@
 // times (fresh task each time); prints MB/s of both, the ratio p2p/direct, and the median.
 //
 // Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [-- daemon flags…]
-// --profile DIR writes a V8 CPU profile of the downloading daemon (node --cpu-prof) into DIR.
+// --profile DIR writes V8 CPU profiles of both daemons (node --cpu-prof) into DIR/{parent,child}, and the
+// p2p downloads' time windows (µs, the profiles' clock) into DIR/windows.json.
 import { spawn } from "node:child_process"
 import { randomFillSync } from "node:crypto"
 import { createReadStream, promises as fs } from "node:fs"
@@ -111,6 +112,8 @@ try {
   // CPU s: user + system seconds spent by curl and the file server (direct), by both daemons (p2p).
   console.log("run | direct MB/s | p2p MB/s | ratio | direct CPU s | p2p CPU s (parent + child) | load (1 min)")
   const rows: Array<{ direct: number; p2p: number; ratio: number }> = []
+  /** The p2p downloads' [start, end] in µs of the monotonic clock V8's profiles use, to cut them out. */
+  const windows: Array<[number, number]> = []
   for (let run = 1; run <= RUNS; run++) {
     // A fresh URL (so a fresh task) each run; the origin serves it but the child never asks it for data.
     const url = `${server.base}/blob.bin?run=${run}`
@@ -130,9 +133,11 @@ try {
     const viaPeer = path.join(dir, "p2p.out")
     const parentCpu0 = await cpuOf(parent.pid!)
     const childCpu0 = await cpuOf(child.pid!)
+    const window0 = process.hrtime.bigint() / 1000n
     t0 = performance.now()
     const reply = await postRaw(`${childUrl}/v1/download`, JSON.stringify({ url, output: viaPeer }))
     const p2pSec = (performance.now() - t0) / 1000
+    windows.push([Number(window0), Number(process.hrtime.bigint() / 1000n)])
     const parentCpu = (await cpuOf(parent.pid!)) - parentCpu0
     const childCpu = (await cpuOf(child.pid!)) - childCpu0
     const p2pCpu = parentCpu + childCpu
@@ -154,7 +159,8 @@ try {
       p.kill("SIGINT")
       await exited
     }
-    console.log(`CPU profiles of the parent and the child daemon in ${PROFILE}/{parent,child}`)
+    await fs.writeFile(path.join(PROFILE, "windows.json"), JSON.stringify(windows))
+    console.log(`CPU profiles of the parent and the child daemon in ${PROFILE}/{parent,child}; p2p windows in ${PROFILE}/windows.json`)
   }
 } finally {
   for (const p of flagged) if (p.exitCode === null) p.kill("SIGKILL")

@@ -3,7 +3,9 @@
 // as a freshly allocated 64 KiB Buffer. At 1 GiB that churn of external memory triggers a full GC
 // every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
 // transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (one
-// allocation per piece) and into the hash, while they are still in cache.
+// allocation per piece) and into the hash, while they are still in cache. Better still, while a body is
+// being received the socket reads straight into the piece's buffer (net's `onread.buffer` as a function
+// is asked for the buffer before every read), so the bytes are never copied in JS at all.
 //
 // Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
 // sends one; anything else is refused as a protocol error), no pipelining (one request per socket at
@@ -35,7 +37,8 @@ export interface PieceGet {
   readonly signal?: AbortSignal | undefined
 }
 
-const READ_BUFFER_BYTES = 256 * 1024
+/** Heads and error bodies only (bodies are read in place): a small buffer, so little body is ever copied. */
+const READ_BUFFER_BYTES = 16 * 1024
 const MAX_HEAD_BYTES = 16 * 1024
 /** Error bodies are small JSON; more than this is refused. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024
@@ -50,6 +53,8 @@ interface Connection {
   readonly socket: net.Socket
   readonly key: string
   reader: Reader | undefined
+  /** Where the next socket read should land (the rest of a body being received), else the fixed buffer. */
+  into: (() => Buffer | undefined) | undefined
   /** Called when the socket fails or closes during a request. */
   lost: ((reason: string) => void) | undefined
   idleTimer: NodeJS.Timeout | undefined
@@ -69,13 +74,13 @@ const dropIdle = (c: Connection) => {
 
 const connect = (host: string, port: number, key: string): Connection => {
   const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
-  const c: Connection = { socket: undefined!, key, reader: undefined, lost: undefined, idleTimer: undefined, closed: false }
+  const c: Connection = { socket: undefined!, key, reader: undefined, into: undefined, lost: undefined, idleTimer: undefined, closed: false }
   const socket = net.connect({
     host,
     port,
     noDelay: true,
     onread: {
-      buffer,
+      buffer: () => c.into?.() ?? buffer,
       callback: (n: number, buf: Uint8Array) => {
         // Bytes nobody asked for (an idle socket): a confused peer; never reuse that connection.
         if (c.reader === undefined) {
@@ -94,6 +99,7 @@ const connect = (host: string, port: number, key: string): Connection => {
     const lost = c.lost
     c.lost = undefined
     c.reader = undefined
+    c.into = undefined
     lost?.(reason)
   }
   socket.on("error", (e: NodeJS.ErrnoException) => gone(e.code ?? e.message))
@@ -104,6 +110,7 @@ const connect = (host: string, port: number, key: string): Connection => {
 
 const release = (c: Connection, reusable: boolean) => {
   c.reader = undefined
+  c.into = undefined
   c.lost = undefined
   if (!reusable || c.closed) {
     c.socket.destroy()
@@ -204,7 +211,8 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
 
     const onBody = (chunk: Buffer) => {
       if (got + chunk.length > length) return protocol(`more bytes than the content-length ${length}`)
-      chunk.copy(body!, got)
+      // Read in place (see `c.into`) unless it came with the head, into the fixed buffer.
+      if (chunk.buffer !== body!.buffer || chunk.byteOffset !== body!.byteOffset + got) chunk.copy(body!, got)
       if (status === 200) hash.update(chunk)
       got += chunk.length
       if (got === length) finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
@@ -227,6 +235,7 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       if (length === 0) return finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
       if (rest.length > 0) onBody(rest)
     }
+    c.into = () => head === undefined && !settled && got < length ? body!.subarray(got) : undefined
     c.lost = (reason) =>
       finish(new PieceClientError(received === 0 && reused ? `stale: ${reason}` : reason, false))
     if (c.closed) return c.lost("connection closed")

@@ -55,6 +55,22 @@ const cpuOf = async (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) / TICK
 }
 
+/** CPU seconds of the main (JS) thread and of the others (libuv's fs pool, V8's GC helpers), which Node 20 leaves unnamed. */
+const threadCpuOf = async (pid: number) => {
+  const out = new Map<string, number>()
+  for (const tid of await fs.readdir(`/proc/${pid}/task`).catch(() => [] as Array<string>)) {
+    const stat = await fs.readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "")
+    if (stat === "") continue
+    const name = tid === String(pid) ? "main" : "others"
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    out.set(name, (out.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / TICK)
+  }
+  return out
+}
+const threadDelta = (after: Map<string, number>, before: Map<string, number>) =>
+  [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const).filter(([, v]) => v >= 0.01)
+    .sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")
+
 /** curl into a file; resolves to curl's own CPU seconds (bash's `times` of its finished child). */
 const curl = (url: string, output: string) =>
   new Promise<number>((resolve, reject) => {
@@ -114,6 +130,7 @@ try {
   const rows: Array<{ direct: number; p2p: number; ratio: number }> = []
   /** The p2p downloads' [start, end] in µs of the monotonic clock V8's profiles use, to cut them out. */
   const windows: Array<[number, number]> = []
+  const threadLines: Array<string> = []
   for (let run = 1; run <= RUNS; run++) {
     // A fresh URL (so a fresh task) each run; the origin serves it but the child never asks it for data.
     const url = `${server.base}/blob.bin?run=${run}`
@@ -133,6 +150,7 @@ try {
     const viaPeer = path.join(dir, "p2p.out")
     const parentCpu0 = await cpuOf(parent.pid!)
     const childCpu0 = await cpuOf(child.pid!)
+    const threads0 = [await threadCpuOf(parent.pid!), await threadCpuOf(child.pid!)] as const
     const window0 = process.hrtime.bigint() / 1000n
     t0 = performance.now()
     const reply = await postRaw(`${childUrl}/v1/download`, JSON.stringify({ url, output: viaPeer }))
@@ -140,6 +158,7 @@ try {
     windows.push([Number(window0), Number(process.hrtime.bigint() / 1000n)])
     const parentCpu = (await cpuOf(parent.pid!)) - parentCpu0
     const childCpu = (await cpuOf(child.pid!)) - childCpu0
+    const threads = `parent: ${threadDelta(await threadCpuOf(parent.pid!), threads0[0])}; child: ${threadDelta(await threadCpuOf(child.pid!), threads0[1])}`
     const p2pCpu = parentCpu + childCpu
     if (reply.status !== 200) throw new Error(`p2p download: ${JSON.stringify(reply)}`)
     if (reply.body.bytesFromPeers !== SIZE || reply.body.bytesFromOrigin !== 0) throw new Error(`p2p download did not come from the parent alone: ${JSON.stringify(reply.body)}`)
@@ -149,7 +168,9 @@ try {
     const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec }
     rows.push(row)
     console.log(`${run} | ${row.direct.toFixed(0)} | ${row.p2p.toFixed(0)} | ${row.ratio.toFixed(2)} | ${directCpu.toFixed(2)} | ${p2pCpu.toFixed(2)} (${parentCpu.toFixed(2)} + ${childCpu.toFixed(2)}) | ${loadavg()[0]!.toFixed(1)}`)
+    threadLines.push(`${run} | CPU s by thread: ${threads}`)
   }
+  for (const line of threadLines) console.log(line)
   const ratios = rows.map((r) => r.ratio)
   console.log(`median | ${median(rows.map((r) => r.direct)).toFixed(0)} | ${median(rows.map((r) => r.p2p)).toFixed(0)} | ${median(ratios).toFixed(2)} (ratio min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)})`)
   console.log(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)

@@ -52,23 +52,24 @@ const taskIdParam = Effect.flatMap(HttpRouter.params, (p) =>
  */
 class PieceBuffers {
   private readonly free = new Map<number, Array<Buffer>>()
-  private kept = 0
-  constructor(private readonly max: number) {}
-  take(length: number): Buffer | undefined {
+  private keptBytes = 0
+  constructor(private readonly maxBytes: number) {}
+  take(length: number): Buffer {
     const b = this.free.get(length)?.pop()
-    if (b !== undefined) this.kept--
-    return b ?? Buffer.allocUnsafeSlow(length)
+    if (b === undefined) return Buffer.allocUnsafeSlow(length)
+    this.keptBytes -= b.length
+    return b
   }
   give(b: Buffer) {
-    if (this.kept >= this.max) return
+    if (this.keptBytes + b.length > this.maxBytes) return
     const list = this.free.get(b.length) ?? []
     list.push(b)
     this.free.set(b.length, list)
-    this.kept++
+    this.keptBytes += b.length
   }
 }
-/** Buffers kept for reuse at most (× the piece length, 4 MiB by default). */
-const KEPT_PIECE_BUFFERS = 8
+/** Bytes of buffers kept for reuse at most (8 pieces of the default 4 MiB; huge pieces are never kept). */
+const KEPT_PIECE_BUFFER_BYTES = 32 * 1024 * 1024
 
 /** Node's response for this request, when served by Node's http server (not, e.g., a web handler in a test). */
 const nodeResponseOf = (request: HttpServerRequest.HttpServerRequest): ServerResponse | undefined => {
@@ -93,7 +94,7 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const forbidden = <A, E, R>(e: Effect.Effect<A, E, R>) =>
       Effect.catchIf(e, (x): x is Extract<E, AccessRefused> => x instanceof AccessRefused, (x) => Effect.succeed(errorResponse(403, (x as AccessRefused).reason)))
     const slots = yield* Semaphore.make(options.uploadSlots)
-    const buffers = new PieceBuffers(KEPT_PIECE_BUFFERS)
+    const buffers = new PieceBuffers(KEPT_PIECE_BUFFER_BYTES)
     // Shared by every upload: each piece reserves its bytes and waits for its turn.
     const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
     const pace = (bytes: number) => limiter === undefined ? Effect.void : limiter.take(bytes)

@@ -4,9 +4,8 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
-import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
-import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
+import { type StrategyName, strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
@@ -20,12 +19,20 @@ export interface SchedulerServerOptions {
   /** Shared secret every request but /healthy must carry (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
   readonly maxConnections?: number | undefined
+  /** Which of core's strategies schedules (its config, evaluator and handout); default dragonfly. Daemons take the same name for its peer options. */
+  readonly strategy?: StrategyName | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
-export const schedulerRoutes = (scheduler: Scheduler) =>
+/** A scheduler running one of core's strategies (the same configuration the simulator runs). */
+export const schedulerFor = (strategy: StrategyName, epoch: string): Scheduler => {
+  const s = strategies[strategy]
+  return new Scheduler(s.config, s.evaluator, epoch, s.handout)
+}
+
+export const schedulerRoutes = (scheduler: Scheduler, strategy: StrategyName = "dragonfly") =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
@@ -34,6 +41,7 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
         ok: true,
         epoch: scheduler.epoch,
+        strategy,
         hosts: scheduler.knownHosts().length,
         seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
@@ -70,7 +78,8 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
-  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))
+  const strategy = options.strategy ?? "dragonfly"
+  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID()), strategy)
   return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

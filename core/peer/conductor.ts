@@ -176,6 +176,8 @@ export const downloadTask = (
     let firstSeen = new Float64Array(0)
     /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
     let graceWake = Infinity
+    /** How long a piece from a parent takes us, as a moving average (undefined until one arrived). */
+    let pieceMillis: number | undefined
 
     const openTask = (contentLength: number, pieceLength: number) =>
       Effect.gen(function*() {
@@ -437,7 +439,9 @@ export const downloadTask = (
       const designated = stripeParent.get(index % stripeCount)
       if (s.id === designated) return true
       if (designated !== undefined && holders.some((h) => h.id === designated)) return false
-      const due = firstSeen[index] + options.stripeGracePieces * (ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
+      const pieceTime = Math.max(pieceMillis ?? 0, ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      const due = firstSeen[index] + options.stripeGracePieces * pieceTime
       if (now >= due) return true
       graceWake = Math.min(graceWake, due)
       return false
@@ -557,6 +561,7 @@ export const downloadTask = (
           originDownSince = undefined
         } else {
           bytesFromPeers += length
+          pieceMillis = pieceMillis === undefined ? millis : 0.8 * pieceMillis + 0.2 * millis
         }
         lastProgress = yield* Clock.currentTimeMillis
         stalls = 0

@@ -10,6 +10,7 @@ import { get, GetFailed } from "../get.ts"
 import { JsonStderrLogger } from "../logging.ts"
 import { parseSchedulerList } from "../scheduler-ring.ts"
 import { schedulerServer } from "../scheduler-server.ts"
+import { strategyNames } from "../../core/strategies.ts"
 
 const VERSION = "0.1.0"
 const DEFAULT_DAEMON = "http://127.0.0.1:65001"
@@ -26,13 +27,19 @@ const maxConnections = Flag.Int("max-connections").pipe(Flag.withDescription("Op
 /** Runs a server Layer until the process is told to stop. */
 const serveForever = <E>(layer: Layer.Layer<never, E>) => Layer.launch(layer).pipe(Effect.provide(JsonStderrLogger))
 
+const strategy = Flag.Literals("strategy", strategyNames).pipe(
+  Flag.withDescription(`Distribution strategy (core/strategies.ts): ${strategyNames.join(", ")}; give the scheduler and every daemon the same (default dragonfly)`),
+  Flag.withDefault("dragonfly" as const)
+)
+
 const scheduler = Command.make(
   "scheduler",
   {
     port: Flag.Int("port").pipe(Flag.withDescription("HTTP port"), Flag.withDefault(8002)),
     listen,
     token,
-    maxConnections
+    maxConnections,
+    strategy
   },
   (o) => serveForever(schedulerServer({ ...o, token: orUndefined(o.token), maxConnections: orUndefined(o.maxConnections) }))
 ).pipe(Command.withDescription("Run the scheduler: peers register, report and ask for parents over HTTP"))
@@ -57,7 +64,8 @@ const daemon = Command.make(
     location: Flag.String("location").pipe(Flag.withDescription("Location country|province|city|zone"), Flag.withDefault("")),
     uploadBandwidth: Flag.Int("upload-bandwidth").pipe(Flag.withDescription("Upload limit in bytes per second (default: unlimited)"), Flag.optional),
     uploadSlots: Flag.Int("upload-slots").pipe(Flag.withDescription("Pieces uploaded at once"), Flag.withDefault(16)),
-    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: core's)"), Flag.optional),
+    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: the strategy's)"), Flag.optional),
+    strategy,
     token,
     maxConnections,
     uploadQueueMillis: Flag.Int("upload-queue-millis").pipe(Flag.withDescription("How long a piece request waits for an upload slot before 503 busy (default 15000)"), Flag.optional),

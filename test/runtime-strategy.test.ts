@@ -41,9 +41,10 @@ describe("the scheduler and daemons with --strategy damselfly", () => {
       daemonUrls.push(`http://127.0.0.1:${port}`)
       daemons.push(damselfly(`daemon-${i}`, ["daemon", "--port", String(port), "--data", path.join(dir, `daemon-${i}`), "--host-id", `peer-${i}`, ...common]))
     }
-    await waitHealthy(schedulerUrl, scheduler)
-    await waitHealthy(`http://127.0.0.1:${seedPort}`, seed)
-    await Promise.all(daemonUrls.map((u, i) => waitHealthy(u, daemons[i])))
+    // Generous: six Node processes starting at once on a small shared machine.
+    await waitHealthy(schedulerUrl, scheduler, 120_000)
+    await waitHealthy(`http://127.0.0.1:${seedPort}`, seed, 120_000)
+    await Promise.all(daemonUrls.map((u, i) => waitHealthy(u, daemons[i], 120_000)))
     await waitFor("the scheduler to know the seed host", async () => (await getJson(`${schedulerUrl}/healthy`)).body.seeds?.includes("seed-0"))
   }, 300_000)
 

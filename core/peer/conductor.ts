@@ -67,6 +67,8 @@ export interface PeerOptions {
   /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
    *  once it has been out this many piece-times (at that holder's upload rate). */
   readonly stripeGracePieces: number
+  /** First backoff (doubling) before asking a parent that has not opened the task yet again. */
+  readonly parentRetryMillis: number
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -83,7 +85,8 @@ export const defaultPeerOptions: PeerOptions = {
   refreshParentsMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
-  stripeGracePieces: 4
+  stripeGracePieces: 4,
+  parentRetryMillis: 100
 }
 
 export interface DownloadResult {
@@ -228,7 +231,7 @@ export const downloadTask = (
             // A parent handed out a moment ago may not have opened the task yet: a temporary failure
             // is retried with backoff a few times before the parent counts as lost.
             if (!answer.failure.temporary || ++misses > options.parentFailureLimit) return yield* answer.failure
-            yield* Effect.sleep(100 * 2 ** misses)
+            yield* Effect.sleep(options.parentRetryMillis * 2 ** misses)
             continue
           }
           misses = 0

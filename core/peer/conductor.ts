@@ -444,7 +444,8 @@ export const downloadTask = (
       if (designated !== undefined && holders.some((h) => h.id === designated)) return false
       // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
       const pieceTime = Math.max(pieceMillis ?? 0, ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
-      const due = firstSeen[index] + options.stripeGracePieces * pieceTime
+      // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
+      const due = firstSeen[index] + options.stripeGracePieces * pieceTime * (s.parent?.host.type === "seed" ? 4 : 1)
       if (now >= due) return true
       graceWake = Math.min(graceWake, due)
       return false

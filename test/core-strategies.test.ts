@@ -50,7 +50,7 @@ describe("StripeForest", () => {
       }),
       { seed: 42, numRuns: 200, verbose: 1 }
     )
-  })
+  }, 60_000)
 })
 
 describe("damselfly in the simulator", () => {

@@ -67,6 +67,8 @@ export interface PeerOptions {
   /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
    *  once it has been out this many piece-times (at that holder's upload rate). */
   readonly stripeGracePieces: number
+  /** First backoff (doubling) before asking a parent that has not opened the task yet again. */
+  readonly parentRetryMillis: number
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -83,7 +85,8 @@ export const defaultPeerOptions: PeerOptions = {
   refreshParentsMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
-  stripeGracePieces: 4
+  stripeGracePieces: 4,
+  parentRetryMillis: 100
 }
 
 export interface DownloadResult {
@@ -176,6 +179,8 @@ export const downloadTask = (
     let firstSeen = new Float64Array(0)
     /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
     let graceWake = Infinity
+    /** How long a piece from a parent takes us, as a moving average (undefined until one arrived). */
+    let pieceMillis: number | undefined
 
     const openTask = (contentLength: number, pieceLength: number) =>
       Effect.gen(function*() {
@@ -226,7 +231,7 @@ export const downloadTask = (
             // A parent handed out a moment ago may not have opened the task yet: a temporary failure
             // is retried with backoff a few times before the parent counts as lost.
             if (!answer.failure.temporary || ++misses > options.parentFailureLimit) return yield* answer.failure
-            yield* Effect.sleep(100 * 2 ** misses)
+            yield* Effect.sleep(options.parentRetryMillis * 2 ** misses)
             continue
           }
           misses = 0
@@ -437,7 +442,10 @@ export const downloadTask = (
       const designated = stripeParent.get(index % stripeCount)
       if (s.id === designated) return true
       if (designated !== undefined && holders.some((h) => h.id === designated)) return false
-      const due = firstSeen[index] + options.stripeGracePieces * (ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
+      const pieceTime = Math.max(pieceMillis ?? 0, ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+      // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
+      const due = firstSeen[index] + options.stripeGracePieces * pieceTime * (s.parent?.host.type === "seed" ? 4 : 1)
       if (now >= due) return true
       graceWake = Math.min(graceWake, due)
       return false
@@ -557,6 +565,7 @@ export const downloadTask = (
           originDownSince = undefined
         } else {
           bytesFromPeers += length
+          pieceMillis = pieceMillis === undefined ? millis : 0.8 * pieceMillis + 0.2 * millis
         }
         lastProgress = yield* Clock.currentTimeMillis
         stalls = 0

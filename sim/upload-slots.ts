@@ -16,29 +16,41 @@ export class UploadSlots {
 
   private acquire(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.busy < this.slots) {
-        this.busy++
-        resume(Effect.void)
-        return
-      }
-      const turn = () => {
-        this.busy++
-        resume(Effect.void)
-      }
-      this.waiting.push(turn)
-      return Effect.sync(() => {
-        const i = this.waiting.indexOf(turn)
-        if (i >= 0) this.waiting.splice(i, 1)
-      })
+      const cancel = this.request(() => resume(Effect.void))
+      return Effect.sync(cancel)
     })
   }
 
-  private release(): void {
+  /**
+   * Callback form (the simulator's peer driver): `granted` runs once a slot is held (at once if one is
+   * free). The returned function withdraws a request still waiting; a granted slot is given back with
+   * `release`.
+   */
+  request(granted: () => void): () => void {
+    if (this.busy < this.slots) {
+      this.busy++
+      granted()
+      return noop
+    }
+    const turn = () => {
+      this.busy++
+      granted()
+    }
+    this.waiting.push(turn)
+    return () => {
+      const i = this.waiting.indexOf(turn)
+      if (i >= 0) this.waiting.splice(i, 1)
+    }
+  }
+
+  release(): void {
     this.busy--
     const next = this.waiting.shift()
     if (next !== undefined) next()
   }
 }
+
+const noop = () => {}
 
 const byHost = new WeakMap<object, UploadSlots>()
 

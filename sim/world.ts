@@ -6,7 +6,7 @@ import { Host, peerIdOf, type TaskId } from "../core/domain.ts"
 import { AnnounceHost, LeavePeer } from "../core/protocol.ts"
 import { keepPresence } from "../core/peer/presence.ts"
 import type { PieceStore } from "../core/services/piece-store.ts"
-import { downloadTask, defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
+import { defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import type { SeedPeerTrigger, SeedRequest } from "../core/services/seed-peer-trigger.ts"
@@ -18,9 +18,16 @@ import { type HostContext, provideHost, schedulerChannel, sha256Service, type Si
 import { equalShare, type Link, Network, type NetHost } from "./network.ts"
 import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
+import { runPeerMachine } from "./peer-driver.ts"
 import type { Scenario, Strategy } from "./scenario.ts"
 import { MemoryStore } from "./store.ts"
 import { strategySetup } from "./strategy.ts"
+
+/** A host's running program (a fiber, or a peer driver): polled and stopped alike. */
+interface Stoppable {
+  pollUnsafe(): unknown
+  interruptUnsafe(): void
+}
 
 export interface WorldOptions {
   readonly seed: number
@@ -47,9 +54,9 @@ export class World implements HostContext {
   readonly peerOptions: PeerOptions
   private readonly byId = new Map<string, SimHost>()
   private readonly idcOf: Array<string> = []
-  private readonly fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  private readonly fibers: Array<Stoppable> = []
   /** Each host's fibers (download, presence), to stop when it crashes. */
-  private readonly fibersOf = new Map<string, Array<Fiber.Fiber<unknown, unknown>>>()
+  private readonly fibersOf = new Map<string, Array<Stoppable>>()
   private readonly stores = new Map<string, PieceStore["Service"]>()
   private readonly makeScheduler: (epoch: string) => Scheduler
   private epoch = 0
@@ -141,7 +148,7 @@ export class World implements HostContext {
     return s
   }
 
-  private track(h: SimHost, fiber: Fiber.Fiber<unknown, unknown>): void {
+  private track(h: SimHost, fiber: Stoppable): void {
     this.fibers.push(fiber)
     let list = this.fibersOf.get(h.host.id)
     if (list === undefined) this.fibersOf.set(h.host.id, (list = []))
@@ -206,12 +213,10 @@ export class World implements HostContext {
     h.startedAt = this.engine.now
     this.running++
     this.engine.record(`start ${h.host.id}`)
-    const program = downloadTask(
-      { url, taskId: this.taskId, pieceLength: this.pieceLength, peerId: peerIdOf(h.host.id, this.taskId), host: h.host, headers: {} },
-      this.peerOptions
-    )
+    // The core PeerMachine, driven by the event loop (no fiber per peer).
+    const request = { url, taskId: this.taskId, pieceLength: this.pieceLength, peerId: peerIdOf(h.host.id, this.taskId), host: h.host, headers: {} }
     const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: this.scenario.file.sizeBytes }, this.faults)
-    const fiber = this.engine.fork(provideHost(program, this, h, origin))
+    const fiber = runPeerMachine(this, h, request, this.peerOptions, origin)
     this.track(h, fiber)
     fiber.addObserver((exit) => {
       h.finishedAt = this.engine.now

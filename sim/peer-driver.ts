@@ -1,0 +1,377 @@
+// The simulator's peer driver: runs a core PeerMachine straight from the event loop, with no fiber per
+// peer. Every command becomes agenda events and callbacks. Without a fault plan, piece transfers,
+// long-polls, reports and store writes are plain callbacks on the network, the upload slots and the
+// parent's ledger (the same steps as host.ts's services, minus the Effect runtime per step). With a
+// fault plan, transfers and long-polls go through host.ts's Effect services (forked on the engine), so
+// every fault hook (guards, loss, corruption, lies) applies exactly as it does to any other program.
+// Scheduler requests and origin calls always go through the services: they are few per peer.
+import { Cause, Effect, Exit, type Fiber } from "effect"
+import { DownloadError, type TransferFailed } from "../core/errors.ts"
+import { pieceAt } from "../core/piece-layout.ts"
+import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
+import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
+import type { Origin } from "../core/services/piece-transfer.ts"
+import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
+import { uploadSlotsOf } from "./upload-slots.ts"
+
+type Cancel = () => void
+type Observer = (exit: Exit.Exit<DownloadResult, DownloadError>) => void
+
+/** One download on one simulated host. Looks like a fiber to the world (poll, interrupt, observe). */
+export class PeerDriver {
+  readonly machine: PeerMachine
+  private exit: Exit.Exit<DownloadResult, DownloadError> | undefined
+  private readonly observers: Array<Observer> = []
+  /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
+  private readonly pending = new Set<Cancel>()
+  private readonly watches = new Map<Source, Cancel>()
+  private readonly timers = new Map<number, Cancel>()
+  private pumping = false
+  private readonly fast: boolean
+  private readonly channel
+  private readonly transfer
+
+  constructor(
+    private readonly world: HostContext,
+    private readonly me: SimHost,
+    private readonly request: DownloadRequest,
+    options: PeerOptions,
+    private readonly origin: Origin["Service"]
+  ) {
+    const engine = world.engine
+    this.machine = new PeerMachine(request, options, {
+      now: () => engine.now,
+      random: engine.random.nextDoubleUnsafe(),
+      hex: sha256Service.hex
+    })
+    this.fast = !world.faults.active
+    this.channel = schedulerChannel(world, me)
+    this.transfer = pieceTransfer(world, me)
+  }
+
+  start(): this {
+    this.machine.start()
+    this.pump()
+    return this
+  }
+
+  // ------------------------------------------------------------ the fiber-like face the world uses
+
+  pollUnsafe(): Exit.Exit<DownloadResult, DownloadError> | undefined {
+    return this.exit
+  }
+
+  addObserver(observer: Observer): void {
+    if (this.exit !== undefined) observer(this.exit)
+    else this.observers.push(observer)
+  }
+
+  /** The host stopped (or the run ended): drop everything in flight. */
+  interruptUnsafe(): void {
+    if (this.exit !== undefined) return
+    this.end(Exit.failCause(Cause.interrupt()))
+  }
+
+  private end(exit: Exit.Exit<DownloadResult, DownloadError>): void {
+    if (this.exit !== undefined) return
+    this.exit = exit
+    for (const cancel of [...this.pending]) cancel()
+    this.pending.clear()
+    for (const cancel of this.watches.values()) cancel()
+    this.watches.clear()
+    for (const cancel of this.timers.values()) cancel()
+    this.timers.clear()
+    for (const o of this.observers) o(exit)
+  }
+
+  // ------------------------------------------------------------ commands
+
+  /** Performs the machine's commands until it has none; re-entrant calls leave it to the outer one. */
+  private pump(): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.exit === undefined) {
+        const commands = this.machine.takeCommands()
+        if (commands.length === 0) break
+        for (const c of commands) {
+          if (this.exit !== undefined) break
+          this.perform(c)
+        }
+      }
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  /** Calls a machine input from an event, then performs what it asks for. */
+  private input(f: () => void): void {
+    if (this.exit !== undefined) return
+    f()
+    this.pump()
+  }
+
+  private perform(c: PeerCommand): void {
+    const { world, me, request, machine } = this
+    switch (c._tag) {
+      case "Open": {
+        const exit = Effect.runSyncExit(world.storeOf(me).open({ taskId: request.taskId, url: request.url, contentLength: c.contentLength, pieceLength: c.pieceLength }))
+        if (Exit.isSuccess(exit)) machine.opened(exit.value)
+        else machine.openFailed(messageOf(exit.cause))
+        return
+      }
+      case "Request":
+        this.run(this.channel.request(c.message), (exit) =>
+          Exit.isSuccess(exit) ? machine.answered(c.purpose, exit.value) : machine.requestFailed(c.purpose, messageOf(exit.cause)))
+        return
+      case "Probe":
+        this.run(this.origin.probe({ url: request.url, headers: request.headers }), (exit) =>
+          Exit.isSuccess(exit) ? machine.probed(exit.value.contentLength) : machine.probeFailed(messageOf(exit.cause)))
+        return
+      case "Watch":
+        return this.watch(c.source, c.since)
+      case "Unwatch": {
+        const cancel = this.watches.get(c.source)
+        this.watches.delete(c.source)
+        cancel?.()
+        return
+      }
+      case "Fetch":
+        return this.fetch(c.source, c.index, c.delayMillis, c.timeoutMillis)
+      case "Write": {
+        const failure = this.fast && world.monitor === undefined
+          ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
+          : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
+        if (failure === undefined) machine.stored(c)
+        else machine.storeFailed(failure.message)
+        return
+      }
+      case "Report":
+        return this.report(c.report)
+      case "Timer": {
+        const token = c.token
+        const ev = world.engine.at(c.at, () => {
+          this.timers.delete(token)
+          this.input(() => machine.timerFired(token))
+        })
+        this.timers.set(token, () => world.engine.queue.cancel(ev))
+        return
+      }
+      case "Finish": {
+        const exit = Effect.runSyncExit(world.storeOf(me).commit(request.taskId))
+        if (Exit.isFailure(exit)) return this.end(Exit.fail(new DownloadError({ message: `piece store: ${messageOf(exit.cause)}` })))
+        this.report(new DownloadFinished({ peerId: request.peerId, taskId: request.taskId, contentLength: machine.ledger!.contentLength }))
+        return this.end(Exit.succeed(machine.result()))
+      }
+      case "Fail":
+        if (c.report) this.report(new DownloadFailed({ peerId: request.peerId, taskId: request.taskId, reason: c.message }))
+        return this.end(Exit.fail(new DownloadError({ message: c.message })))
+    }
+  }
+
+  /** Runs a service Effect on the engine; `done` gets its exit as a machine input. */
+  private run<A, E>(effect: Effect.Effect<A, E>, done: (exit: Exit.Exit<A, E>) => void): Cancel {
+    let fiber: Fiber.Fiber<A, E> | undefined = undefined
+    let settled = false
+    const cancel = () => {
+      if (!settled) fiber?.interruptUnsafe()
+    }
+    this.pending.add(cancel)
+    fiber = this.world.engine.fork(effect)
+    fiber.addObserver((exit) => {
+      settled = true
+      this.pending.delete(cancel)
+      if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return
+      this.input(() => done(exit))
+    })
+    return cancel
+  }
+
+  /** An event after `ms`, dropped if the peer stops first. */
+  private after(ms: number, run: () => void): Cancel {
+    const engine = this.world.engine
+    const ev = engine.after(ms, () => {
+      this.pending.delete(cancel)
+      run()
+    })
+    const cancel = () => {
+      this.pending.delete(cancel)
+      engine.queue.cancel(ev)
+    }
+    this.pending.add(cancel)
+    return cancel
+  }
+
+  // ------------------------------------------------------------ reports: one-way, latency only
+
+  private report(m: PeerReport): void {
+    const { world, me } = this
+    const { engine, network, schedulerNet, faults } = world
+    const name = me.host.id
+    // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
+    engine.after(network.latency(me.net, schedulerNet), () => {
+      const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
+      // A report into a dead or partitioned scheduler is lost.
+      if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
+      engine.record(`msg ${name}>scheduler ${what}`)
+      const scheduler = world.scheduler
+      Effect.runSync(scheduler.report(m))
+      world.monitor?.schedulerActivity(scheduler, m)
+    })
+  }
+
+  // ------------------------------------------------------------ long-polls
+
+  private watch(s: Source, since: number): void {
+    const { machine } = this
+    const answer = (a: Parameters<PeerMachine["availability"]>[1]) => {
+      this.watches.delete(s)
+      this.input(() => machine.availability(s, a))
+    }
+    const failed = (e: TransferFailed) => {
+      this.watches.delete(s)
+      this.input(() => machine.availabilityFailed(s, e.message, e.temporary))
+    }
+    if (!this.fast) {
+      let cancel: Cancel = () => {}
+      cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
+        if (this.watches.get(s) === cancel) this.watches.delete(s)
+        if (Exit.isSuccess(exit)) machine.availability(s, exit.value)
+        else {
+          const e = failureOf(exit) as TransferFailed | undefined
+          machine.availabilityFailed(s, e?.message ?? messageOf(exit.cause), e?.temporary ?? false)
+        }
+      })
+      this.watches.set(s, cancel)
+      return
+    }
+    // The request travels to the parent, waits there for a change, and the answer travels back.
+    const { world, me, request } = this
+    const p = world.hostById(s.parent!.host.id)
+    if (p === undefined) return failed(transferFailed(`no host ${s.parent!.host.id}`, false))
+    const engine = world.engine
+    let stage: Cancel = () => {}
+    const go = engine.after(world.network.latency(me.net, p.net), () => {
+      const ledger = p.store.ledger(request.taskId)
+      if (ledger === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
+      stage = ledger.whenChanged(since, () => {
+        const a = ledger.delta(since)
+        const back = engine.after(world.network.latency(p.net, me.net), () => answer(a))
+        stage = () => engine.queue.cancel(back)
+      })
+    })
+    stage = () => engine.queue.cancel(go)
+    this.watches.set(s, () => stage())
+  }
+
+  // ------------------------------------------------------------ fetches
+
+  private fetch(s: Source, index: number, delayMillis: number, timeoutMillis: number): void {
+    const { world, machine, request } = this
+    const started = world.engine.now
+    let settled = false
+    const stopTimeout: Array<Cancel> = []
+    const settle = (f: () => void) => {
+      if (settled) return
+      settled = true
+      for (const c of stopTimeout) c()
+      this.input(f)
+    }
+    const ok = (bytes: Uint8Array) => settle(() => machine.fetched(s, index, bytes, world.engine.now - started))
+    const failed = (message: string, temporary: boolean) => settle(() => machine.fetchFailed(s, index, message, temporary))
+    const begin = () => {
+      if (s.id === ORIGIN) {
+        const ledger = machine.ledger!
+        const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
+        this.run(this.origin.fetchRange({ url: request.url, headers: request.headers }, piece.offset, piece.length), (exit) => {
+          if (Exit.isSuccess(exit)) ok(exit.value)
+          else failed(`origin: ${messageOf(exit.cause)}`, true)
+        })
+        return
+      }
+      const cancel = this.fast
+        ? this.fetchDirect(s, index, ok, failed)
+        : this.run(this.transfer.fetchPiece(s.parent!, request.taskId, index), (exit) => {
+          if (Exit.isSuccess(exit)) return ok(exit.value)
+          const e = failureOf(exit) as TransferFailed | undefined
+          failed(e?.message ?? messageOf(exit.cause), e?.temporary ?? true)
+        })
+      // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
+      const timeout = this.after(Math.max(0, started + timeoutMillis - world.engine.now), () => {
+        cancel()
+        failed(`timed out after ${timeoutMillis} ms`, true)
+      })
+      stopTimeout.push(timeout)
+    }
+    if (delayMillis > 0) this.after(delayMillis, begin)
+    else begin()
+  }
+
+  /** host.ts's fetchPiece as callbacks: request latency, the parent's checks, answer latency, an upload slot, the flow. */
+  private fetchDirect(s: Source, index: number, ok: (bytes: Uint8Array) => void, failed: (message: string, temporary: boolean) => void): Cancel {
+    const { world, me, request } = this
+    const { engine, network } = world
+    const p = world.hostById(s.parent!.host.id)
+    if (p === undefined) {
+      failed(`no host ${s.parent!.host.id}`, false)
+      return () => {}
+    }
+    let stage: Cancel = () => {}
+    const cancel = () => {
+      this.pending.delete(cancel)
+      stage()
+    }
+    this.pending.add(cancel)
+    const done = (f: () => void) => {
+      this.pending.delete(cancel)
+      stage = () => {}
+      f()
+    }
+    const go = engine.after(network.latency(me.net, p.net), () => {
+      const ledger = p.store.ledger(request.taskId)
+      if (ledger === undefined) return done(() => failed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
+      const bytes = p.store.tasks.get(request.taskId)?.pieces.get(index)
+      if (!ledger.has(index) || bytes === undefined) return done(() => failed(`${s.parent!.peerId} does not hold piece ${index}`, true))
+      const { length } = pieceAt(ledger.contentLength, ledger.pieceLength, index)
+      const back = engine.after(network.latency(p.net, me.net), () => {
+        const slots = uploadSlotsOf(p, p.host.uploadSlots)
+        stage = slots.request(() => {
+          const flow = network.startFlow(p.net, me.net, length, () => {
+            slots.release()
+            done(() => ok(bytes))
+          })
+          stage = () => {
+            network.cancel(flow)
+            slots.release()
+          }
+        })
+      })
+      stage = () => engine.queue.cancel(back)
+    })
+    stage = () => engine.queue.cancel(go)
+    return cancel
+  }
+}
+
+/** Starts a download on `me`, driven by the engine. */
+export const runPeerMachine = (
+  world: HostContext,
+  me: SimHost,
+  request: DownloadRequest,
+  options: PeerOptions,
+  origin: Origin["Service"]
+): PeerDriver => new PeerDriver(world, me, request, options, origin).start()
+
+const transferFailed = (message: string, temporary: boolean) => ({ message, temporary }) as TransferFailed
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const f = exit.cause.reasons.find(Cause.isFailReason)
+  return f?.error
+}
+
+const messageOf = (cause: Cause.Cause<unknown>): string => {
+  const f = cause.reasons.find(Cause.isFailReason)
+  const e = f?.error as { message?: unknown } | undefined
+  return typeof e?.message === "string" ? e.message : Cause.pretty(cause)
+}

@@ -303,12 +303,16 @@ export class PeerMachine {
     if (this.ended || s.retired) return
     s.misses = 0
     s.since = a.version
+    const endgame = this.options.endgame
     for (const p of a.pieces) {
-      if (p.index < this.pieceCount && s.have[p.index] === 0) {
-        s.have[p.index] = 1
-        s.claimed.set(p.index, p.digest)
-        this.availabilityCount[p.index]++
-        this.dirty = true
+      const i = p.index
+      if (i < this.pieceCount && s.have[i] === 0) {
+        s.have[i] = 1
+        // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
+        if (this.expected[i] === null) s.claimed.set(i, p.digest)
+        this.availabilityCount[i]++
+        // Picks change only if the piece is one we still want (or, in endgame, one in flight).
+        if (endgame || this.wanted(i)) this.dirty = true
       }
     }
     if (!a.complete) this.out.push({ _tag: "Watch", source: s, since: s.since })

@@ -77,9 +77,10 @@ export class PieceLedger {
     })
   }
 
-  /** The pieces after `since` as plain data (what `since` says, without building a protocol message). */
-  delta(since: number): { readonly version: number; readonly pieces: ReadonlyArray<PieceEntry>; readonly complete: boolean } {
-    return { version: this.log.length, pieces: since >= this.log.length ? [] : this.log.slice(Math.max(0, since)), complete: this.complete }
+  /** The pieces after `since` (up to version `until`) as plain data: what `since` says, without building a protocol message. */
+  delta(since: number, until = this.log.length): { readonly version: number; readonly pieces: ReadonlyArray<PieceEntry>; readonly complete: boolean } {
+    const v = Math.min(until, this.log.length)
+    return { version: v, pieces: since >= v ? [] : this.log.slice(Math.max(0, since), v), complete: v === this.pieceCount }
   }
 
   /**

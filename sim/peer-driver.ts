@@ -139,9 +139,16 @@ export class PeerDriver {
       case "Fetch":
         return this.fetch(c.source, c.index, c.delayMillis, c.timeoutMillis)
       case "Write": {
+        const ledger = machine.ledger!
+        const before = ledger.version
         const failure = this.fast && world.monitor === undefined
           ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
+        if (ledger.version > before) {
+          let times = versionTimes.get(ledger)
+          if (times === undefined) versionTimes.set(ledger, (times = []))
+          while (times.length < ledger.version) times.push(world.engine.now)
+        }
         if (failure === undefined) machine.stored(c)
         else machine.storeFailed(failure.message)
         return
@@ -250,17 +257,30 @@ export class PeerDriver {
     const p = world.hostById(s.parent!.host.id)
     if (p === undefined) return failed(transferFailed(`no host ${s.parent!.host.id}`, false))
     const engine = world.engine
+    const there = world.network.latency(me.net, p.net)
+    const back = world.network.latency(p.net, me.net)
+    const ledger = p.store.ledger(request.taskId)
     let stage: Cancel = () => {}
-    const go = engine.after(world.network.latency(me.net, p.net), () => {
-      const ledger = p.store.ledger(request.taskId)
-      if (ledger === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
-      stage = ledger.whenChanged(since, () => {
-        const a = ledger.delta(since)
-        const back = engine.after(world.network.latency(p.net, me.net), () => answer(a))
-        stage = () => engine.queue.cancel(back)
+    if (ledger === undefined) {
+      // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
+      const go = engine.after(there, () => {
+        const l = p.store.ledger(request.taskId)
+        if (l === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
+        stage = l.whenChanged(since, () => {
+          const a = l.delta(since)
+          stage = deliverAt(engine, engine.now + back, () => answer(a))
+        })
       })
-    })
-    stage = () => engine.queue.cancel(go)
+      stage = () => engine.queue.cancel(go)
+    } else {
+      // Open already (ledgers only grow): no event for the request's trip. The parent answers when the
+      // request has arrived and its version exceeds `since`, with what it held at that instant.
+      const arrives = engine.now + there
+      stage = ledger.whenChanged(since, () => {
+        const at = Math.max(engine.now, arrives)
+        stage = deliverAt(engine, at + back, () => answer(ledger.delta(since, versionAt(ledger, at))))
+      })
+    }
     this.watches.set(s, () => stage())
   }
 
@@ -297,11 +317,10 @@ export class PeerDriver {
           failed(e?.message ?? messageOf(exit.cause), e?.temporary ?? true)
         })
       // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
-      const timeout = this.after(Math.max(0, started + timeoutMillis - world.engine.now), () => {
+      stopTimeout.push(this.deadlineAt(started + timeoutMillis, () => {
         cancel()
         failed(`timed out after ${timeoutMillis} ms`, true)
-      })
-      stopTimeout.push(timeout)
+      }))
     }
     if (delayMillis > 0) this.after(delayMillis, begin)
     else begin()
@@ -327,29 +346,131 @@ export class PeerDriver {
       stage = () => {}
       f()
     }
+    const transfer = (bytes: Uint8Array, length: number) => {
+      const slots = uploadSlotsOf(p, p.host.uploadSlots)
+      stage = slots.request(() => {
+        const flow = network.startFlow(p.net, me.net, length, () => {
+          slots.release()
+          done(() => ok(bytes))
+        })
+        stage = () => {
+          network.cancel(flow)
+          slots.release()
+        }
+      })
+    }
+    const held = p.store.ledger(request.taskId)
+    const heldBytes = held?.has(index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(index) : undefined
+    if (held !== undefined && heldBytes !== undefined) {
+      // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
+      // round trip is one event.
+      const { length } = pieceAt(held.contentLength, held.pieceLength, index)
+      const rtt = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => transfer(heldBytes, length))
+      stage = () => engine.queue.cancel(rtt)
+      return cancel
+    }
     const go = engine.after(network.latency(me.net, p.net), () => {
       const ledger = p.store.ledger(request.taskId)
       if (ledger === undefined) return done(() => failed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
       const bytes = p.store.tasks.get(request.taskId)?.pieces.get(index)
       if (!ledger.has(index) || bytes === undefined) return done(() => failed(`${s.parent!.peerId} does not hold piece ${index}`, true))
       const { length } = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-      const back = engine.after(network.latency(p.net, me.net), () => {
-        const slots = uploadSlotsOf(p, p.host.uploadSlots)
-        stage = slots.request(() => {
-          const flow = network.startFlow(p.net, me.net, length, () => {
-            slots.release()
-            done(() => ok(bytes))
-          })
-          stage = () => {
-            network.cancel(flow)
-            slots.release()
-          }
-        })
-      })
+      const back = engine.after(network.latency(p.net, me.net), () => transfer(bytes, length))
       stage = () => engine.queue.cancel(back)
     })
     stage = () => engine.queue.cancel(go)
     return cancel
+  }
+
+  // ------------------------------------------------------------ fetch deadlines
+
+  /** Fetch deadlines in issue order (all fetches share one timeout, so they are due in this order). */
+  private readonly deadlines: Array<{ readonly at: number; fire: (() => void) | undefined }> = []
+  private deadlineHead = 0
+  private deadlineEvent: Cancel | undefined
+
+  /** Calls `fire` at `at` unless cancelled first; one agenda event per peer at a time, not one per fetch. */
+  private deadlineAt(at: number, fire: () => void): Cancel {
+    const entry: { readonly at: number; fire: (() => void) | undefined } = { at, fire }
+    const list = this.deadlines
+    // Out of order (cannot happen with one timeout for all): fall back to an event of its own.
+    if (this.deadlineHead < list.length && list[list.length - 1].at > at) return this.after(at - this.world.engine.now, () => entry.fire?.())
+    list.push(entry)
+    if (this.deadlineEvent === undefined) this.armDeadlines()
+    return () => {
+      entry.fire = undefined
+    }
+  }
+
+  private armDeadlines(): void {
+    const list = this.deadlines
+    while (this.deadlineHead < list.length && list[this.deadlineHead].fire === undefined) this.deadlineHead++
+    if (this.deadlineHead > 1024 && this.deadlineHead * 2 > list.length) {
+      list.splice(0, this.deadlineHead)
+      this.deadlineHead = 0
+    }
+    if (this.deadlineHead >= list.length) {
+      this.deadlineEvent = undefined
+      return
+    }
+    const at = list[this.deadlineHead].at
+    this.deadlineEvent = this.after(Math.max(0, at - this.world.engine.now), () => {
+      this.deadlineEvent = undefined
+      const now = this.world.engine.now
+      while (this.deadlineHead < list.length && list[this.deadlineHead].at <= now) {
+        const e = list[this.deadlineHead++]
+        const fire = e.fire
+        e.fire = undefined
+        fire?.()
+      }
+      if (this.deadlineEvent === undefined) this.armDeadlines()
+    })
+  }
+}
+
+/** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
+const versionTimes = new WeakMap<object, Array<number>>()
+
+/** The ledger's version at virtual time `at` (at or before now). */
+const versionAt = (ledger: { readonly version: number }, at: number): number => {
+  const times = versionTimes.get(ledger)
+  let v = ledger.version
+  if (times === undefined) return v
+  while (v > 0 && times[v - 1] > at) v--
+  return v
+}
+
+/**
+ * Deliveries due at the same instant, pushed one after another with nothing in between, share one
+ * agenda event (a parent's new piece reaching all its waiting children): same order, fewer events.
+ */
+interface Delivery {
+  run: (() => void) | undefined
+}
+const openBatch = new WeakMap<object, { readonly time: number; readonly seq: number; readonly items: Array<Delivery>; running: boolean }>()
+
+const deliverAt = (engine: HostContext["engine"], time: number, run: () => void): Cancel => {
+  const item: Delivery = { run }
+  const b = openBatch.get(engine)
+  const t = Math.max(time, engine.now)
+  if (b !== undefined && !b.running && b.time === t && engine.queue.pushes === b.seq + 1) {
+    b.items.push(item)
+  } else {
+    const items: Array<Delivery> = [item]
+    const batch = { time: t, seq: 0, items, running: false }
+    const ev = engine.at(t, () => {
+      batch.running = true
+      for (const d of items) {
+        const f = d.run
+        d.run = undefined
+        f?.()
+      }
+    })
+    ;(batch as { seq: number }).seq = ev.seq
+    openBatch.set(engine, batch)
+  }
+  return () => {
+    item.run = undefined
   }
 }
 

@@ -6,6 +6,7 @@
 // export, the task's own content by task id; it writes only the named output (tmp file + rename).
 import { randomUUID } from "node:crypto"
 import { constants as fsConstants, promises as fs } from "node:fs"
+import type { FileHandle } from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Schema } from "effect"
 import { HttpRouter } from "effect/http"
@@ -78,33 +79,38 @@ const importFile = async (deps: CacheDeps, file: string, url: string, requested:
     const pieceLength = requested ?? pieceLengthFor(contentLength)
     const taskId = await taskIdFor(pieceLength)
     if (deps.downloading(taskId)) throw new CacheRefused(409, `task ${taskId} is being downloaded on this host; import it later`)
-    const task: StoredTask = { taskId, url, contentLength, pieceLength }
-    const open = await deps.store.openAsync(task).catch((e: unknown) => {
-      throw new CacheRefused(409, `task ${taskId}: ${errnoMessage(e)}`)
-    })
-    const ledger = open.ledger
-    for (let index = 0; index < ledger.pieceCount; index++) {
-      const piece = pieceAt(contentLength, pieceLength, index)
-      const bytes = Buffer.allocUnsafe(piece.length)
-      let got = 0
-      while (got < piece.length) {
-        const { bytesRead } = await fh.read(bytes, got, piece.length - got, piece.offset + got)
-        if (bytesRead === 0) throw new CacheRefused(409, `path: ${JSON.stringify(file)} shrank while being imported`)
-        got += bytesRead
-      }
-      const digest = sha256Hex(bytes)
-      const had = ledger.digestOf(index)
-      if (had !== undefined && had !== digest) {
-        throw new CacheRefused(409, `task ${taskId}: piece ${index} held here differs from the file's (the content at ${url} is not this file)`)
-      }
-      await deps.store.writeAsync(taskId, index, bytes, digest)
-    }
-    if ((await fh.stat()).size !== contentLength) throw new CacheRefused(409, `path: ${JSON.stringify(file)} changed size while being imported`)
-    await deps.store.commitAsync(taskId)
-    return { task, ledger }
+    // Pinned while it is written: storage GC must not remove a task half imported.
+    return await deps.store.withPin(taskId, () => writeImport(deps, fh, file, url, taskId, contentLength, pieceLength))
   } finally {
     await fh.close()
   }
+}
+
+const writeImport = async (deps: CacheDeps, fh: FileHandle, file: string, url: string, taskId: string, contentLength: number, pieceLength: number) => {
+  const task: StoredTask = { taskId, url, contentLength, pieceLength }
+  const open = await deps.store.openAsync(task).catch((e: unknown) => {
+    throw new CacheRefused(409, `task ${taskId}: ${errnoMessage(e)}`)
+  })
+  const ledger = open.ledger
+  for (let index = 0; index < ledger.pieceCount; index++) {
+    const piece = pieceAt(contentLength, pieceLength, index)
+    const bytes = Buffer.allocUnsafe(piece.length)
+    let got = 0
+    while (got < piece.length) {
+      const { bytesRead } = await fh.read(bytes, got, piece.length - got, piece.offset + got)
+      if (bytesRead === 0) throw new CacheRefused(409, `path: ${JSON.stringify(file)} shrank while being imported`)
+      got += bytesRead
+    }
+    const digest = sha256Hex(bytes)
+    const had = ledger.digestOf(index)
+    if (had !== undefined && had !== digest) {
+      throw new CacheRefused(409, `task ${taskId}: piece ${index} held here differs from the file's (the content at ${url} is not this file)`)
+    }
+    await deps.store.writeAsync(taskId, index, bytes, digest)
+  }
+  if ((await fh.stat()).size !== contentLength) throw new CacheRefused(409, `path: ${JSON.stringify(file)} changed size while being imported`)
+  await deps.store.commitAsync(taskId)
+  return { task, ledger }
 }
 
 /** Copies the task's committed content to `output` through a tmp file in the same (existing) directory. */
@@ -116,6 +122,10 @@ const exportTask = async (store: DiskStore, taskId: string, output: string) => {
   if (!dst.isDirectory()) throw new CacheRefused(400, `output: ${JSON.stringify(dir)} is not a directory`)
   const existing = await fs.lstat(output).catch(() => undefined)
   if (existing !== undefined && existing.isDirectory()) throw new CacheRefused(400, `output: ${JSON.stringify(output)} is a directory`)
+  await store.withPin(taskId, () => copyOut(store, taskId, output))
+}
+
+const copyOut = async (store: DiskStore, taskId: string, output: string) => {
   await store.commitAsync(taskId) // idempotent: a complete task resumed from disk may not have its content link yet
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   try {

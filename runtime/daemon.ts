@@ -16,7 +16,9 @@ import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
-import { Origin } from "../core/services/piece-transfer.ts"
+import { DownloadError } from "../core/errors.ts"
+import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
+import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { cacheRoutes } from "./cache.ts"
@@ -26,10 +28,16 @@ import { requireToken, resolveToken } from "./auth.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
 import { httpOrigin } from "./http-origin.ts"
-import { httpPieceTransfer } from "./http-piece-transfer.ts"
+import { makeHttpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
+import { objectRoutes } from "./object-route.ts"
+import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
+import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
+import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
+import { DEFAULT_GC, type GcOptions, gcLoop } from "./storage-gc.ts"
 
 export interface DaemonOptions {
   readonly port: number
@@ -43,7 +51,16 @@ export interface DaemonOptions {
   readonly hostId: string | undefined
   readonly idc: string
   readonly location: string
+  /** Upload limit, bytes/s over all pieces served to children (undefined: none). */
   readonly uploadBandwidth: number | undefined
+  /** Download limit, bytes/s over all pieces fetched from parents (undefined: none). */
+  readonly downloadLimit?: number | undefined
+  /** Back-to-source limit, bytes/s over all ranges fetched from origins (undefined: none). */
+  readonly backToSourceLimit?: number | undefined
+  /** Keep the piece store across restarts (resume, serve what was held); false wipes it on start. Default true. */
+  readonly keepCache?: boolean | undefined
+  /** Storage GC (runtime/storage-gc.ts); DEFAULT_GC when omitted. */
+  readonly gc?: GcOptions | undefined
   readonly uploadSlots: number
   readonly concurrentPieces: number | undefined
   /** Shared secret: required on requests to this daemon and sent on its own (falls back to DAMSELFLY_TOKEN). */
@@ -57,6 +74,10 @@ export interface DaemonOptions {
   readonly uploadQueueMillis?: number | undefined
   /** TEST ONLY fault injection (see DAEMON_FAULTS); never set in production. */
   readonly fault?: DaemonFault | undefined
+  /** After a range request, download the whole task in the background (default true). */
+  readonly prefetch?: boolean | undefined
+  /** Content up to this many bytes is fetched straight from the origin, without the scheduler (default 4 MiB; 0 = never). */
+  readonly smallContentMax?: number | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -79,7 +100,9 @@ export const DownloadBody = Schema.Struct({
   output: Schema.String.check(Schema.isPattern(/^\//)).annotate({ description: "an absolute path" }),
   digest: Schema.optional(Schema.String),
   pieceLength: Schema.optional(PositiveInt),
-  headers: Schema.optional(StringRecord)
+  headers: Schema.optional(StringRecord),
+  /** Fail rather than fetch from the origin (when this download starts the task here). */
+  disableBackToSource: Schema.optional(Schema.Boolean)
 })
 
 /** Large enough never to throttle on loopback unless the operator says otherwise. */
@@ -100,7 +123,7 @@ const hostOf = (o: DaemonOptions) =>
     location: o.location,
     type: o.seed ? "seed" : "normal",
     uploadBandwidth: o.uploadBandwidth ?? UNLIMITED_BANDWIDTH,
-    downloadBandwidth: UNLIMITED_BANDWIDTH,
+    downloadBandwidth: o.downloadLimit ?? UNLIMITED_BANDWIDTH,
     uploadSlots: o.uploadSlots
   })
 
@@ -134,6 +157,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
   Layer.unwrap(Effect.gen(function*() {
     const host = hostOf(o)
     const store = new DiskStore(o.data)
+    const wiped = o.keepCache === false ? yield* Effect.promise(() => store.wipe()) : 0
     const resumed = yield* Effect.promise(() => store.loadExisting())
     const scope = yield* Effect.scope
     const token = resolveToken(o.token)
@@ -141,11 +165,42 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const origin = httpOrigin(o.originIdleMillis)
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
-    const peerLayer = Layer.mergeAll(Layer.succeed(SchedulerChannel)(ring.channel), httpPieceTransfer(token), origin, pieceStore, NodeSha256)
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
       ...(o.originOutageMillis !== undefined ? { originOutageMillis: o.originOutageMillis } : {})
+    }
+    // Bandwidth limits (runtime/bandwidth.ts): one bucket per kind, shared by every task on this host.
+    const downloadLimiter = limiterFor(o.downloadLimit)
+    const backToSourceLimiter = limiterFor(o.backToSourceLimit)
+    const pieceLengthOfTask = async (taskId: string, index: number) => {
+      const ledger = await store.ledgerOf(taskId)
+      return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
+    }
+    const transfer = makeHttpPieceTransfer(token)
+    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
+    const progress = new Map<string, Progress>()
+    // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
+    const peerLayerFor = (p: Progress) =>
+      Layer.mergeAll(
+        Layer.succeed(SchedulerChannel)(ring.channel),
+        Layer.succeed(PieceTransfer)(limitPieceTransfer(meterPieceTransfer(transfer, p, metrics.pieceFetched), downloadLimiter, pieceLengthOfTask)),
+        Layer.succeed(Origin)(limitOrigin(meterOrigin(originService, p, metrics.pieceFetched), backToSourceLimiter)),
+        pieceStore,
+        NodeSha256
+      )
+    // A limited download takes longer per piece: stretch the stall and piece timeouts so waiting for
+    // the bucket is not taken for a stalled parent.
+    const optionsFor = (pieceLength: number, disableBackToSource: boolean): PeerOptions => {
+      const rates = [o.downloadLimit, o.backToSourceLimit].filter((r): r is number => r !== undefined)
+      const base = disableBackToSource ? { ...peerOptions, disableBackToSource: true } : peerOptions
+      if (rates.length === 0) return base
+      const perPiece = (pieceLength / Math.min(...rates)) * 1000
+      return {
+        ...base,
+        stallTimeoutMillis: Math.max(base.stallTimeoutMillis, 3 * perPiece),
+        pieceTimeoutMillis: Math.max(base.pieceTimeoutMillis, base.pieceTimeoutMillis + base.concurrentPieces * perPiece)
+      }
     }
     let announced = false
 
@@ -154,7 +209,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // epoch combines every answering scheduler's, so a scheduler lost, restarted or back makes core's
     // announceHost re-register the tasks held here, each with the scheduler that now owns it (the ring's
     // presence channel skips the tasks that did not move): the schedulers rebuild their view from the peers.
-    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, unknown>>()
+    const inFlight = new Map<string, Fiber.Fiber<DownloadResult, DownloadError>>()
 
     // core's announceHost re-registers complete tasks only. A download under way whose scheduler went
     // away (or came back) is re-registered here, at once and with the pieces it holds (a seed with their
@@ -189,31 +244,55 @@ export const daemonRoutes = (o: DaemonOptions) =>
       }
     })
     yield* presence.pipe(Effect.forkIn(scope))
-    yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed }))
+    yield* gcLoop({ store, downloading: (taskId) => inFlight.has(taskId), metrics: metrics.storage }, o.gc ?? DEFAULT_GC).pipe(Effect.forkIn(scope))
+    yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed, wipedTasks: wiped }))
 
     // One download per task at a time on this host: later callers join it. Forked in the daemon's scope,
-    // so a caller hanging up does not abort a download other callers (and children) rely on.
-    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) =>
+    // so a caller hanging up does not abort a download other callers (and children) rely on. Small
+    // content a reader asked for (runtime/task-stream.ts) takes the direct origin path instead of core's.
+    const start = (job: TaskJob) =>
       Effect.gen(function*() {
+        const { taskId, url, pieceLength, headers } = job
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
           const peerId = peerIdOf(host.id, taskId)
           const started = Date.now()
           metrics.downloadStarted()
-          fiber = yield* downloadTask({ url, taskId, pieceLength, peerId, host, headers }, peerOptions).pipe(
-            Effect.tap(() => Effect.tryPromise(() => store.commitAsync(taskId))),
+          const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0 }
+          progress.set(taskId, p)
+          const options = optionsFor(pieceLength, job.disableBackToSource === true)
+          const run = job.direct !== undefined
+            ? fetchDirect(store, { taskId, url, headers, pieceLength, contentLength: job.direct.contentLength, digest: job.direct.digest })
+            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, job.sequential ? { ...options, sequentialBias: true } : options)
+          fiber = yield* run.pipe(
+            Effect.tap(() => Effect.tryPromise({ try: () => store.commitAsync(taskId), catch: (e) => new DownloadError({ message: `commit: ${String(e)}` }) })),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),
             Effect.tapError((e) => Effect.logWarning(`download failed: ${String((e as { message?: string }).message ?? e)}`).pipe(Effect.annotateLogs({ taskId, peerId }))),
-            Effect.provide(peerLayer),
+            Effect.provide(peerLayerFor(p)),
             Effect.onExit((exit) => Effect.sync(() =>
               metrics.downloadEnded((Date.now() - started) / 1000, Exit.isSuccess(exit) ? exit.value : undefined))),
-            Effect.ensuring(Effect.sync(() => inFlight.delete(taskId))),
+            Effect.ensuring(Effect.sync(() => {
+              inFlight.delete(taskId)
+              progress.delete(taskId)
+            })),
             Effect.forkIn(scope)
           )
           inFlight.set(taskId, fiber)
         }
-        return yield* Fiber.join(fiber)
+        return fiber
       })
+    const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>, disableBackToSource = false) =>
+      Effect.flatMap(start({ taskId, url, pieceLength, headers, sequential: false, disableBackToSource }), Fiber.join)
+
+    // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
+    const tasks = makeTaskStreams({
+      store,
+      origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
+      start,
+      running: (taskId) => inFlight.get(taskId),
+      prefetch: o.prefetch ?? true,
+      smallContentMax: o.smallContentMax ?? DEFAULT_SMALL_CONTENT_MAX
+    })
 
     const pieceLengthOf = (url: string, headers: Record<string, string>, requested: number | undefined) =>
       requested !== undefined
@@ -231,6 +310,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       queueMillis: o.uploadQueueMillis,
       corruptUploads: o.fault === "corrupt-uploads",
       uploadBandwidth: o.uploadBandwidth,
+      uploadLimiter: limiterFor(o.uploadBandwidth),
       downloading: (taskId) => inFlight.has(taskId),
       metrics: metrics.upload
     })
@@ -244,6 +324,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
         downloading: (taskId) => inFlight.has(taskId)
       }),
       metricsRoute(metrics.registry),
+      // Downloads under way here and how far they are (`damselfly get` polls it for its progress bar).
+      HttpRouter.route("GET", "/v1/downloads", Effect.promise(async () => {
+        const views = []
+        for (const p of progress.values()) views.push(viewOf(p, await store.ledgerOf(p.taskId)))
+        return jsonResponse({ downloads: views })
+      })),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)
@@ -258,10 +344,18 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(NodeSha256),
           Effect.catchTag("InvalidDigest", (e) => badRequest(e.message))
         )
-        const exit = yield* Effect.exit(download(taskId, body.url, pieceLength, headers))
-        if (Exit.isFailure(exit)) return errorResponse(502, `download of ${body.url} failed: ${messageOf(exit.cause)}`)
+        // Pinned from the start to the end of the delivery: GC never removes what a client is waiting for.
+        let unpin = () => {}
+        const pinned = new Promise<void>((resolve) => (unpin = resolve))
+        void store.withPin(taskId, () => pinned)
+        const exit = yield* Effect.exit(download(taskId, body.url, pieceLength, headers, body.disableBackToSource === true)).pipe(Effect.onInterrupt(() => Effect.sync(unpin)))
+        if (Exit.isFailure(exit)) {
+          unpin()
+          return errorResponse(502, `download of ${body.url} failed: ${messageOf(exit.cause)}`)
+        }
         const r = exit.value
-        const delivered = yield* Effect.exit(Effect.tryPromise(() => deliver(store.contentPath(taskId), body.output, body.digest)))
+        store.touch(taskId)
+        const delivered = yield* Effect.exit(Effect.tryPromise(() => deliver(store.contentPath(taskId), body.output, body.digest))).pipe(Effect.ensuring(Effect.sync(unpin)))
         if (Exit.isFailure(delivered)) return errorResponse(500, `writing ${body.output}: ${messageOf(delivered.cause)}`)
         return jsonResponse({
           taskId,
@@ -271,6 +365,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           backToSource: r.backToSource
         })
       }))),
+      ...objectRoutes(tasks),
       notFoundRoute
     ])
     return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))

@@ -4,6 +4,8 @@
 // `content`: the whole file appears atomically and nothing is copied (a copy cost more than the
 // download itself on loopback). The ledger lives in memory and is rebuilt on restart from the log,
 // re-hashing each logged piece so a torn or corrupt one is dropped.
+// For GC (runtime/storage-gc.ts) the store tracks when each task was last used (in memory, and as the
+// task directory's mtime so it survives a restart) and which tasks are pinned (being read or delivered).
 import { promises as fs } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import * as path from "node:path"
@@ -32,8 +34,23 @@ const writeAtomic = async (file: string, data: string) => {
   await fs.rename(tmp, file)
 }
 
+/** A task directory's mtime is refreshed at most this often (it only orders tasks for GC). */
+const ACCESS_PERSIST_MILLIS = 60_000
+
+export interface TaskUsage {
+  readonly taskId: TaskId
+  /** Bytes of this task's own files (data and content are one file, hard-linked: counted once). */
+  readonly bytes: number
+  readonly lastAccess: number
+  readonly complete: boolean
+}
+
 export class DiskStore {
   private readonly tasks = new Map<TaskId, Promise<OpenTask>>()
+  /** Wall-clock millis of each task's last use (opened, read for a child, committed, delivered). */
+  private readonly lastAccess = new Map<TaskId, number>()
+  private readonly persistedAccess = new Map<TaskId, number>()
+  private readonly pins = new Map<TaskId, number>()
 
   constructor(readonly root: string) {}
 
@@ -65,6 +82,79 @@ export class DiskStore {
     return this.ledgerOf(taskId)
   }
 
+  /** Records a use of the task, for LRU and TTL eviction; persisted as the directory's mtime now and then. */
+  touch(taskId: TaskId, now = Date.now()) {
+    this.lastAccess.set(taskId, now)
+    if (now - (this.persistedAccess.get(taskId) ?? 0) < ACCESS_PERSIST_MILLIS) return
+    this.persistedAccess.set(taskId, now)
+    const when = new Date(now)
+    void fs.utimes(this.taskDir(taskId), when, when).catch(() => this.persistedAccess.delete(taskId))
+  }
+
+  /** Keeps GC away from the task while `f` runs (a read for a child, a delivery to a client). */
+  async withPin<A>(taskId: TaskId, f: () => Promise<A>): Promise<A> {
+    this.pins.set(taskId, (this.pins.get(taskId) ?? 0) + 1)
+    try {
+      return await f()
+    } finally {
+      const n = (this.pins.get(taskId) ?? 1) - 1
+      if (n === 0) this.pins.delete(taskId)
+      else this.pins.set(taskId, n)
+    }
+  }
+
+  pinned(taskId: TaskId): boolean {
+    return this.pins.has(taskId)
+  }
+
+  /** Every opened task with the bytes of its own files; nothing else under the root is looked at. */
+  async usage(): Promise<Array<TaskUsage>> {
+    const out: Array<TaskUsage> = []
+    for (const [taskId, open] of [...this.tasks]) {
+      const o = await open.catch(() => undefined)
+      if (o === undefined) continue
+      const seen = new Set<string>()
+      let bytes = 0
+      for (const name of ["meta.json", "data", "content", "pieces.log"]) {
+        const st = await fs.lstat(path.join(this.taskDir(taskId), name)).catch(() => undefined)
+        if (st === undefined || !st.isFile() || seen.has(`${st.dev}:${st.ino}`)) continue
+        seen.add(`${st.dev}:${st.ino}`)
+        bytes += st.size
+      }
+      out.push({ taskId, bytes, lastAccess: this.lastAccess.get(taskId) ?? 0, complete: o.ledger.complete })
+    }
+    return out
+  }
+
+  /**
+   * Forgets the task and removes its directory (by task id, under the root), unless it is pinned.
+   * Later reads of it fail like reads of a task never held; a new download of it starts afresh.
+   */
+  async evict(taskId: TaskId): Promise<boolean> {
+    const open = this.tasks.get(taskId)
+    if (open === undefined || this.pinned(taskId)) return false
+    this.tasks.delete(taskId)
+    this.lastAccess.delete(taskId)
+    this.persistedAccess.delete(taskId)
+    const o = await open.catch(() => undefined)
+    await o?.data.close().catch(() => {})
+    await fs.rm(this.taskDir(taskId), { recursive: true, force: true })
+    return true
+  }
+
+  /** Removes every task directory (only names that are task ids) before anything is opened: no keep-cache. */
+  async wipe(): Promise<number> {
+    const dir = path.join(this.root, "tasks")
+    const names = await fs.readdir(dir).catch(() => [] as Array<string>)
+    let count = 0
+    for (const name of names) {
+      if (!TASK_ID.test(name)) continue
+      await fs.rm(path.join(dir, name), { recursive: true, force: true })
+      count++
+    }
+    return count
+  }
+
   /** Reopens every task found on disk, so a restarted daemon serves what it held before. */
   async loadExisting(): Promise<number> {
     const dir = path.join(this.root, "tasks")
@@ -75,7 +165,11 @@ export class DiskStore {
       try {
         const meta = JSON.parse(await fs.readFile(path.join(dir, name, "meta.json"), "utf8")) as StoredTask
         if (meta.taskId !== name) continue
-        await this.openAsync(meta)
+        const used = (await fs.stat(path.join(dir, name))).mtimeMs
+        await this.openUntouched(meta)
+        // The last use before the restart, not the reopening, orders it for GC.
+        this.lastAccess.set(name, used)
+        this.persistedAccess.set(name, used)
         count++
       } catch {
         // No or broken metadata: the task was never opened completely; it is fetched again on demand.
@@ -85,6 +179,12 @@ export class DiskStore {
   }
 
   openAsync(task: StoredTask): Promise<OpenTask> {
+    const open = this.openUntouched(task)
+    this.touch(task.taskId)
+    return open
+  }
+
+  private openUntouched(task: StoredTask): Promise<OpenTask> {
     let open = this.tasks.get(task.taskId)
     if (open === undefined) {
       open = this.load(task)
@@ -155,7 +255,12 @@ export class DiskStore {
     ledger.add(index, digest)
   }
 
-  async readAsync(taskId: TaskId, index: number): Promise<Buffer> {
+  readAsync(taskId: TaskId, index: number): Promise<Buffer> {
+    this.touch(taskId)
+    return this.withPin(taskId, () => this.read(taskId, index))
+  }
+
+  private async read(taskId: TaskId, index: number): Promise<Buffer> {
     const { ledger, meta, data } = await this.opened(taskId)
     if (!ledger.has(index)) throw new Error(`piece ${index} of task ${taskId} is not held`)
     const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
@@ -168,6 +273,7 @@ export class DiskStore {
   async commitAsync(taskId: TaskId) {
     const { ledger } = await this.opened(taskId)
     if (!ledger.complete) throw new Error(`task ${taskId}: ${ledger.version}/${ledger.pieceCount} pieces held, cannot commit`)
+    this.touch(taskId)
     await fs.link(path.join(this.taskDir(taskId), "data"), this.contentPath(taskId)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== "EEXIST") throw e
     })

@@ -9,6 +9,7 @@ import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { authHeaders, resolveToken } from "./auth.ts"
 import { callPromise, HttpCallError } from "./http-call.ts"
+import type { ProgressView } from "./progress.ts"
 
 export interface GetOptions {
   readonly url: string
@@ -20,6 +21,13 @@ export interface GetOptions {
   readonly token?: string | undefined
   /** A direct download from the origin fails after this long without a byte. */
   readonly idleTimeoutMillis?: number | undefined
+  /** Request headers for the origin (`-H "Name: value"`), sent by the daemon or the direct download. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** Never fetch from the origin: neither the daemon (for a task it starts) nor `get` itself. */
+  readonly disableBackToSource?: boolean | undefined
+  /** Called with the daemon's progress of this download about every `progressMillis` while it runs. */
+  readonly onProgress?: ((view: ProgressView) => void) | undefined
+  readonly progressMillis?: number | undefined
 }
 
 export const DEFAULT_GET_IDLE_MILLIS = 60_000
@@ -33,6 +41,45 @@ export interface GetResult {
 
 export class GetFailed extends Error {}
 
+const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/
+
+/** `-H "Name: value"` flags to a header record; a malformed one is refused by its text. */
+export const parseHeaders = (flags: ReadonlyArray<string>): Record<string, string> => {
+  const headers: Record<string, string> = {}
+  for (const f of flags) {
+    const m = HEADER.exec(f)
+    if (m === null) throw new GetFailed(`-H: expected "Name: value", got ${JSON.stringify(f)}`)
+    headers[m[1].toLowerCase()] = m[2]
+  }
+  return headers
+}
+
+/**
+ * Polls the daemon's `GET /v1/downloads` for the download of `url` (and `pieceLength` when given) until
+ * stopped. Polling failures are ignored: the bar is a convenience, the download is what matters.
+ */
+const pollProgress = (o: GetOptions, onProgress: (view: ProgressView) => void) => {
+  let stopped = false
+  const base = o.daemon.replace(/\/+$/, "")
+  const loop = async () => {
+    while (!stopped) {
+      await new Promise((r) => setTimeout(r, o.progressMillis ?? 250))
+      if (stopped) break
+      try {
+        const reply = await callPromise(`${base}/v1/downloads`, { headers: authHeaders(resolveToken(o.token)), timeoutMillis: 2_000 })
+        if (reply.status !== 200 || stopped) continue
+        const { downloads } = JSON.parse(reply.body.toString("utf8")) as { downloads: Array<ProgressView> }
+        const mine = downloads.find((d) => d.url === o.url && (o.pieceLength === undefined || d.pieceLength === o.pieceLength))
+        if (mine !== undefined) onProgress(mine)
+      } catch {}
+    }
+  }
+  void loop()
+  return () => {
+    stopped = true
+  }
+}
+
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 
 /**
@@ -45,14 +92,15 @@ export const downloadDirect = async (
   output: string,
   digest: string | undefined,
   redirects = 5,
-  idleTimeoutMillis = DEFAULT_GET_IDLE_MILLIS
+  idleTimeoutMillis = DEFAULT_GET_IDLE_MILLIS,
+  headers: Readonly<Record<string, string>> = {}
 ): Promise<number> => {
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   const client = url.startsWith("https:") ? https : http
   const stalled = new GetFailed(`origin ${url}: no data for ${idleTimeoutMillis} ms (stalled)`)
   let timedOut = false
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = client.get(url, resolve).on("error", (e) =>
+    const req = client.get(url, { headers }, resolve).on("error", (e) =>
       reject(timedOut ? stalled : new GetFailed(`origin ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)))
     req.setTimeout(idleTimeoutMillis, () => {
       timedOut = true
@@ -61,7 +109,7 @@ export const downloadDirect = async (
   })
   if (res.statusCode !== undefined && res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined && redirects > 0) {
     res.resume()
-    return downloadDirect(new URL(res.headers.location, url).toString(), output, digest, redirects - 1, idleTimeoutMillis)
+    return downloadDirect(new URL(res.headers.location, url).toString(), output, digest, redirects - 1, idleTimeoutMillis, headers)
   }
   if (res.statusCode !== 200) {
     res.resume()
@@ -106,15 +154,18 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     url: o.url,
     output,
     ...(o.digest === undefined ? {} : { digest: o.digest }),
-    ...(o.pieceLength === undefined ? {} : { pieceLength: o.pieceLength })
+    ...(o.pieceLength === undefined ? {} : { pieceLength: o.pieceLength }),
+    ...(o.headers === undefined || Object.keys(o.headers).length === 0 ? {} : { headers: o.headers }),
+    ...(o.disableBackToSource === true ? { disableBackToSource: true } : {})
   })
   let fallback: string
+  const stopProgress = o.onProgress === undefined ? () => {} : pollProgress(o, o.onProgress)
   try {
     const reply = await callPromise(`${o.daemon.replace(/\/+$/, "")}/v1/download`, {
       method: "POST",
       headers: { ...authHeaders(resolveToken(o.token)), "content-type": "application/json" },
       body
-    })
+    }).finally(stopProgress)
     const text = reply.body.toString("utf8")
     if (reply.status === 200) {
       const detail = JSON.parse(text) as Record<string, unknown>
@@ -127,8 +178,9 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     if (!(e instanceof HttpCallError && e.unreachable)) throw e
     fallback = `daemon ${o.daemon} unreachable (${e.message})`
   }
+  if (o.disableBackToSource === true) throw new GetFailed(`${fallback}; not downloading from the origin (--disable-back-to-source)`)
   log(`${fallback}; downloading directly from the origin`)
-  const size = await downloadDirect(o.url, output, o.digest, 5, o.idleTimeoutMillis).catch((e: unknown) => {
+  const size = await downloadDirect(o.url, output, o.digest, 5, o.idleTimeoutMillis, o.headers).catch((e: unknown) => {
     // Say both why the daemon did not deliver and why the direct download failed.
     throw new GetFailed(`${fallback}; direct download failed: ${e instanceof Error ? e.message : String(e)}`)
   })

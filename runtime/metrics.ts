@@ -10,6 +10,8 @@ export const METRICS_PATH = "/metrics"
 
 /** Buckets in seconds for whole downloads: from a small file on loopback to a large one over a WAN. */
 const TASK_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800]
+/** Buckets in seconds for one piece (4 MiB on loopback: milliseconds; throttled or over a WAN: seconds). */
+const PIECE_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 /** Buckets in seconds for answering one schedule request (usually well under a millisecond). */
 const SCHEDULE_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
 
@@ -70,7 +72,36 @@ export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) =>
     help: "Downloads (tasks) under way on this host",
     registers: [registry]
   })
+  const pieceDuration = new Histogram({
+    name: "damselfly_piece_duration_seconds",
+    help: "Time to fetch one piece, by source (peer or origin), bandwidth-limit waits excluded",
+    labelNames: ["type"] as const,
+    buckets: PIECE_BUCKETS,
+    registers: [registry]
+  })
+  const evictions = new Counter({
+    name: "damselfly_gc_evictions_total",
+    help: "Tasks removed from the piece store by GC, by reason (ttl or watermark)",
+    labelNames: ["reason"] as const,
+    registers: [registry]
+  })
+  const evictedBytes = new Counter({
+    name: "damselfly_gc_evicted_bytes_total",
+    help: "Bytes of the tasks removed from the piece store by GC",
+    registers: [registry]
+  })
+  const storeBytes = new Gauge({
+    name: "damselfly_store_bytes",
+    help: "Bytes of the piece store's own task files, as of the last GC pass",
+    registers: [registry]
+  })
+  const storeTasks = new Gauge({
+    name: "damselfly_store_tasks",
+    help: "Tasks in the piece store, as of the last GC pass",
+    registers: [registry]
+  })
   for (const type of ["peer", "origin"]) traffic.inc({ type }, 0)
+  for (const reason of ["ttl", "watermark"]) evictions.inc({ reason }, 0)
   for (const result of ["success", "failure"]) downloads.inc({ result }, 0)
   for (const reason of ["busy", "not_held", "error"]) uploadFailures.inc({ reason }, 0)
   const upload: UploadMetrics = {
@@ -80,6 +111,17 @@ export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) =>
   return {
     registry,
     upload,
+    pieceFetched: (type: "peer" | "origin", seconds: number) => pieceDuration.observe({ type }, seconds),
+    storage: {
+      evicted: (reason: "ttl" | "watermark", bytes: number) => {
+        evictions.inc({ reason })
+        evictedBytes.inc(bytes)
+      },
+      stored: (bytes: number, tasks: number) => {
+        storeBytes.set(bytes)
+        storeTasks.set(tasks)
+      }
+    },
     downloadStarted: () => inFlight.inc(),
     /** One call per download that ends (not per caller that joined it). */
     downloadEnded: (seconds: number, result: { bytesFromPeers: number; bytesFromOrigin: number } | undefined) => {

@@ -7,6 +7,7 @@ import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
+import { limiterFor, type RateLimiter } from "./bandwidth.ts"
 
 export interface UploadOptions {
   /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
@@ -20,6 +21,8 @@ export interface UploadOptions {
   readonly corruptUploads?: boolean
   /** Bytes per second over all uploads, or undefined for no pacing. */
   readonly uploadBandwidth: number | undefined
+  /** The upload limit's token bucket (runtime/bandwidth.ts); built from uploadBandwidth when absent. */
+  readonly uploadLimiter?: RateLimiter | undefined
   readonly longPollMillis?: number
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
@@ -35,24 +38,12 @@ const INDEX = /^(0|[1-9][0-9]{0,8})$/
 const taskIdParam = Effect.flatMap(HttpRouter.params, (p) =>
   TASK_ID.test(p.taskId ?? "") ? Effect.succeed(p.taskId!) : badRequest(`taskId: expected 64 lowercase hex characters, got ${JSON.stringify(p.taskId)}`))
 
-/** A shared pacer: each upload reserves its share of the bandwidth and waits for its turn. */
-const makePacer = (bytesPerSecond: number | undefined) => {
-  let nextFree = 0
-  return (bytes: number): Effect.Effect<void> => {
-    if (bytesPerSecond === undefined) return Effect.void
-    return Effect.suspend(() => {
-      const now = Date.now()
-      const start = Math.max(now, nextFree)
-      nextFree = start + (bytes * 1000) / bytesPerSecond
-      return start > now ? Effect.sleep(Duration.millis(start - now)) : Effect.void
-    })
-  }
-}
-
 export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
   Effect.gen(function*() {
     const slots = yield* Semaphore.make(options.uploadSlots)
-    const pace = makePacer(options.uploadBandwidth)
+    // Shared by every upload: each piece reserves its bytes and waits for its turn.
+    const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
+    const pace = (bytes: number) => limiter === undefined ? Effect.void : limiter.take(bytes)
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
     const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [

@@ -6,14 +6,13 @@ import { GiB, gbit, type ScenarioInput } from "../sim/scenario.ts"
 const u = gbit(10)
 
 const scenario: ScenarioInput = {
-  name: "homogeneous-1000: 1,000 nodes, 1 GiB, 10 Gbit/s everywhere",
+  name: "homogeneous-1000",
   file: { url: "https://origin.example/blobs/homogeneous-1g.bin", sizeBytes: 1 * GiB },
   idcs: [{ name: "dc", location: "us|east|dc", peers: 1000, seeds: 1, racks: 25 }],
   peer: { uploadBytesPerSecond: u, downloadBytesPerSecond: u, uploadSlots: 50 },
   seed: { uploadBytesPerSecond: u, downloadBytesPerSecond: u, uploadSlots: 200 },
   origin: { idc: "dc", uploadBytesPerSecond: u },
   latency: { intraIdcRttMs: 0.2, interIdcRttMs: 0.2 },
-  strategies: ["direct", "dragonfly", "dragonfly-legacy", "kraken", "spegel", "bittorrent", "damselfly"]
 }
 
 export default scenario

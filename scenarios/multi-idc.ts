@@ -14,7 +14,7 @@ const idc = (name: string, location: string, seeds: number) => ({
 })
 
 const scenario: ScenarioInput = {
-  name: "multi-idc: 3 IDCs × 100 peers, 1 GiB, thin WAN",
+  name: "multi-idc",
   file: { url: "https://origin.example/blobs/multi-idc-1g.bin", sizeBytes: 1 * GiB },
   idcs: [idc("hz", "cn|zj|hz", 1), idc("sh", "cn|sh|sh", 1), idc("bj", "cn|bj|bj", 1)],
   peer: { uploadBytesPerSecond: gbit(10), downloadBytesPerSecond: gbit(10), uploadSlots: 50 },
@@ -22,7 +22,6 @@ const scenario: ScenarioInput = {
   origin: { idc: "hz", uploadBytesPerSecond: gbit(5) },
   scheduler: { idc: "hz" },
   latency: { intraIdcRttMs: 0.2, interIdcRttMs: 30 },
-  strategies: ["direct", "dragonfly", "dragonfly-legacy", "kraken", "spegel", "bittorrent", "damselfly"]
 }
 
 export default scenario

@@ -1,26 +1,35 @@
-// `damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy NAME]`: runs each strategy of a scenario
-// in virtual time and prints one row per strategy. The seed and scenario are printed first so any run
+// `damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy NAME[,NAME…]] [--case NAME] [--scale S]`:
+// runs each strategy (without --strategy: the scenario's `strategies`, by default every strategy in
+// core/strategies.ts) on each case of a scenario file in virtual time and prints one row per strategy;
+// --json writes one result per (case, strategy). The seed and scenario are printed first so any run
 // can be replayed exactly (TigerBeetle VOPR style).
 import { writeFile } from "node:fs/promises"
 import { runScenario, type RunResult } from "./run.ts"
 import { strategyNames } from "../core/strategies.ts"
-import { loadScenario, ScenarioError, Strategy } from "./scenario.ts"
+import { loadScenarios, MIN_SCALED_PEERS, type Scenario, ScenarioError, scaleScenario, Strategy } from "./scenario.ts"
 import { Schema } from "effect"
 
-const USAGE = `usage: damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy ${strategyNames.join("|")}]`
+const USAGE = `usage: damselfly sim SCENARIO [--seed N] [--json PATH] [--strategy NAME[,NAME…]] [--case NAME] [--scale S]
+  strategies: ${strategyNames.join(", ")} (default: the scenario's, normally all)
+  --case NAME  one case of a scenario family (default: every case)
+  --scale S    multiply each IDC's peers by S (0 < S; never below ${MIN_SCALED_PEERS} peers per IDC unless it has fewer)`
 
 interface SimArgs {
   readonly scenario: string
   readonly seed: number
   readonly json: string | undefined
-  readonly strategy: Strategy | undefined
+  readonly strategies: ReadonlyArray<Strategy> | undefined
+  readonly caseName: string | undefined
+  readonly scale: number
 }
 
 const parseArgs = (argv: ReadonlyArray<string>): SimArgs | string => {
   let scenario: string | undefined
   let seed = 1
   let json: string | undefined
-  let strategy: Strategy | undefined
+  let strategies: Array<Strategy> | undefined
+  let caseName: string | undefined
+  let scale = 1
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const value = () => {
@@ -34,10 +43,15 @@ const parseArgs = (argv: ReadonlyArray<string>): SimArgs | string => {
         seed = Number(v)
         if (!Number.isSafeInteger(seed) || seed < 0) return `--seed: expected a non-negative integer, got ${JSON.stringify(v)}`
       } else if (a === "--json") json = value()
-      else if (a === "--strategy") {
+      else if (a === "--strategy" || a === "--strategies") {
+        const names = value().split(",")
+        for (const v of names) if (!Schema.is(Strategy)(v)) return `${a}: expected one of ${strategyNames.join(", ")}, got ${JSON.stringify(v)}`
+        strategies = names as Array<Strategy>
+      } else if (a === "--case") caseName = value()
+      else if (a === "--scale") {
         const v = value()
-        if (!Schema.is(Strategy)(v)) return `--strategy: expected one of ${strategyNames.join(", ")}, got ${JSON.stringify(v)}`
-        strategy = v
+        scale = Number(v)
+        if (!Number.isFinite(scale) || scale <= 0) return `--scale: expected a number > 0, got ${JSON.stringify(v)}`
       } else if (a === "-h" || a === "--help") return USAGE
       else if (a.startsWith("-")) return `unknown option ${a}\n${USAGE}`
       else if (scenario === undefined) scenario = a
@@ -47,7 +61,7 @@ const parseArgs = (argv: ReadonlyArray<string>): SimArgs | string => {
     }
   }
   if (scenario === undefined) return `missing SCENARIO\n${USAGE}`
-  return { scenario, seed, json, strategy }
+  return { scenario, seed, json, strategies, caseName, scale }
 }
 
 const fmtBytes = (n: number): string => {
@@ -63,7 +77,7 @@ const fmtBytes = (n: number): string => {
 const fmtSeconds = (s: number): string => (Number.isFinite(s) ? `${s.toFixed(2)}s` : "-")
 
 export const formatTable = (results: ReadonlyArray<RunResult>): string => {
-  const header = ["strategy", "peers", "origin egress", "copies", "savings", "p50", "p99", "max", "bound (K-R)", "max/bound", "trace hash"]
+  const header = ["strategy", "peers", "origin egress", "copies", "savings", "p50", "p99", "max", "bound", "max/bound", "trace hash"]
   const rows = results.map((r) => [
     r.strategy,
     r.finishedPeers === r.peers ? String(r.peers) : `${r.finishedPeers}/${r.peers}`,
@@ -88,25 +102,43 @@ export async function runSimCommand(argv: string[]): Promise<number> {
     console.error(args)
     return args === USAGE ? 0 : 2
   }
-  let scenario
+  let cases: ReadonlyArray<Scenario>
   try {
-    scenario = await loadScenario(args.scenario)
+    cases = (await loadScenarios(args.scenario)).map((c) => scaleScenario(c, args.scale))
   } catch (e) {
     console.error(e instanceof ScenarioError ? `bad scenario: ${e.message}` : `cannot load scenario ${args.scenario}: ${String(e)}`)
     return 1
   }
-  const strategies = args.strategy !== undefined ? [args.strategy] : scenario.strategies
-  const peers = scenario.idcs.reduce((n, i) => n + i.peers, 0)
-  console.log(`damselfly sim ${args.scenario} --seed ${args.seed}`)
-  console.log(`scenario: ${scenario.name}; ${peers} peers; file ${fmtBytes(scenario.file.sizeBytes)}; strategies: ${strategies.join(", ")}`)
+  if (args.caseName !== undefined) {
+    const wanted = cases.filter((c) => c.name === args.caseName)
+    if (wanted.length === 0) {
+      console.error(`--case: expected one of ${cases.map((c) => c.name).join(", ")}, got ${JSON.stringify(args.caseName)}`)
+      return 2
+    }
+    cases = wanted
+  }
+  console.log(`damselfly sim ${args.scenario} --seed ${args.seed}${args.scale !== 1 ? ` --scale ${args.scale}` : ""}`)
   const results: Array<RunResult> = []
-  for (const strategy of strategies) results.push(runScenario(scenario, { seed: args.seed, strategy }))
-  console.log("")
-  console.log(formatTable(results))
-  for (const r of results) {
-    console.log(`${r.strategy}: ${r.events} events in ${r.wallSeconds.toFixed(2)}s wall (${Math.round(r.events / Math.max(r.wallSeconds, 1e-9))} events/s), ` +
-      `${r.virtualSeconds.toFixed(2)}s virtual; verified ${r.verifiedPeers} copies; trace ${r.traceHash}`)
-    for (const f of r.failures) console.log(`  unfinished: ${f}`)
+  for (const scenario of cases) {
+    const strategies = args.strategies ?? scenario.strategies
+    const peers = scenario.idcs.reduce((n, i) => n + i.peers, 0)
+    const layers = typeof scenario.file.layers === "number" ? scenario.file.layers : scenario.file.layers?.length ?? 1
+    console.log(`scenario: ${scenario.name}; ${peers} peers; ${layers > 1 ? `image of ${layers} layers, ` : "file "}${fmtBytes(scenario.file.sizeBytes)}; ` +
+      `arrival ${scenario.arrival.kind}; strategies: ${strategies.join(", ")}`)
+    const rows: Array<RunResult> = []
+    for (const strategy of strategies) rows.push(runScenario(scenario, { seed: args.seed, strategy }))
+    console.log("")
+    console.log(formatTable(rows))
+    for (const r of rows) {
+      console.log(`${r.strategy}: ${r.events} events in ${r.wallSeconds.toFixed(2)}s wall (${Math.round(r.events / Math.max(r.wallSeconds, 1e-9))} events/s), ` +
+        `${r.virtualSeconds.toFixed(2)}s virtual; verified ${r.verifiedPeers} copies; trace ${r.traceHash}`)
+      if (r.layers.length > 1) {
+        for (const l of r.layers) console.log(`  ${l.name}: ${fmtBytes(l.sizeBytes)}, origin ${l.originEgressCopies.toFixed(2)} copies, p50 ${fmtSeconds(l.completionSeconds.p50)}, max ${fmtSeconds(l.completionSeconds.max)}`)
+      }
+      for (const f of r.failures) console.log(`  unfinished: ${f}`)
+    }
+    console.log("")
+    results.push(...rows)
   }
   if (args.json !== undefined) {
     await writeFile(args.json, JSON.stringify(results, null, 2) + "\n")

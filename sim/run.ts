@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto"
 import { pieceAt, pieceCountOf } from "../core/piece-layout.ts"
 import { syntheticDigest } from "./origin.ts"
-import type { Scenario, Strategy } from "./scenario.ts"
+import type { Reported, Scenario, Strategy } from "./scenario.ts"
 import { World } from "./world.ts"
 
 export interface RunOptions {
@@ -14,7 +14,20 @@ export interface RunOptions {
 export interface Percentiles {
   readonly p50: number
   readonly p99: number
+  readonly p999: number
   readonly max: number
+}
+
+/** One layer of a multi-layer image (or the file itself). */
+export interface LayerResult {
+  readonly name: string
+  readonly sizeBytes: number
+  readonly pieceCount: number
+  /** Origin bytes for this layer (ranges served in full), and as copies of the layer. */
+  readonly originEgressBytes: number
+  readonly originEgressCopies: number
+  /** Seconds from each peer's arrival to the end of this layer (finished peers only). */
+  readonly completionSeconds: Percentiles
 }
 
 export interface RunResult {
@@ -23,19 +36,32 @@ export interface RunResult {
   readonly strategy: Strategy
   readonly peers: number
   readonly seeds: number
+  /** The file's size, or the image's (the sum of its layers). */
   readonly sizeBytes: number
+  /** The first blob's piece length; `pieceCount` counts the pieces of every blob. */
   readonly pieceLength: number
   readonly pieceCount: number
+  /** How peers arrived ("flash", "uniform", "poisson", "rolling"). */
+  readonly arrival: string
+  /** Per layer (one entry for a plain file): origin copies and completion times. */
+  readonly layers: ReadonlyArray<LayerResult>
+  /** Published figures the scenario reproduces, if any. */
+  readonly reported: Reported | null
   readonly originEgressBytes: number
   readonly originEgressCopies: number
   /** Origin bytes saved against every peer fetching the file from the origin itself. */
   readonly savingsPercent: number
-  /** Seconds from each peer's arrival to the end of its download (finished peers only). */
+  /** Seconds from each peer's arrival to the end of its pull, every layer in (finished peers only). */
   readonly completionSeconds: Percentiles
   /** Every finished peer's completion time in seconds, sorted ascending (for CDFs). */
   readonly completionTimesSeconds: ReadonlyArray<number>
   readonly finishedPeers: number
   readonly failedPeers: number
+  /**
+   * A lower bound on the slowest peer's completion time. All arriving at once: Kumar–Ross. A rolling
+   * update: Kumar–Ross for the first batch (nobody holds anything yet). Uniform or Poisson arrivals:
+   * the first peer alone still needs F from the origin, max(F/u_origin, F/d_min).
+   */
   readonly boundSeconds: number
   readonly maxOverBound: number
   /**
@@ -84,13 +110,20 @@ export const discreteOptimum = (sizeBytes: number, upload: number, peers: number
 const percentile = (sorted: ReadonlyArray<number>, q: number): number =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
 
+export const percentilesOf = (sorted: ReadonlyArray<number>): Percentiles => ({
+  p50: percentile(sorted, 0.5),
+  p99: percentile(sorted, 0.99),
+  p999: percentile(sorted, 0.999),
+  max: sorted.length === 0 ? NaN : sorted[sorted.length - 1]
+})
+
 export const runScenario = (scenario: Scenario, options: RunOptions): RunResult => {
   const started = performance.now()
   const world = new World(scenario, options)
   world.run()
   const wallSeconds = (performance.now() - started) / 1000
 
-  const { sizeBytes, url } = scenario.file
+  const { sizeBytes } = scenario.file
   const times = world.peers
     .filter((p) => p.outcome === "ok" && p.finishedAt !== undefined)
     .map((p) => (p.finishedAt! - p.arrival) / 1000)
@@ -100,37 +133,54 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     .slice(0, 5)
     .map((p) => `${p.host.id}: ${p.failure ?? (p.startedAt === undefined ? "never started" : "unfinished at the time limit")}`)
 
-  // Verify every copy: all pieces present, each hashing to the digest of the origin's content.
-  const pieceCount = pieceCountOf(sizeBytes, world.pieceLength)
-  const expected = Array.from({ length: pieceCount }, (_, i) => {
-    const p = pieceAt(sizeBytes, world.pieceLength, i)
-    return syntheticDigest(url, p.offset, p.length)
-  })
+  // Verify every copy: every blob a host pulled has all its pieces, each hashing to the digest of the
+  // origin's content.
+  const expected = world.blobs.map((b) =>
+    Array.from({ length: pieceCountOf(b.sizeBytes, b.pieceLength) }, (_, i) => {
+      const p = pieceAt(b.sizeBytes, b.pieceLength, i)
+      return syntheticDigest(b.url, p.offset, p.length)
+    }))
+  const pieceCount = expected.reduce((n, e) => n + e.length, 0)
   const holders = [...world.peers, ...world.seeds.filter((s) => s.startedAt !== undefined)]
+  const holds = (h: (typeof holders)[number], blob: (typeof world.blobs)[number]): boolean => {
+    const pieces = h.store.tasks.get(blob.taskId)?.pieces
+    const digests = expected[blob.index]
+    if (pieces === undefined || pieces.size !== digests.length) return false
+    for (let i = 0; i < digests.length; i++) {
+      const bytes = pieces.get(i)
+      if (bytes === undefined || createHash("sha256").update(bytes).digest("hex") !== digests[i]) return false
+    }
+    return true
+  }
   let verifiedPeers = 0
   for (const h of holders) {
-    const pieces = h.store.tasks.get(world.taskId)?.pieces
-    if (pieces === undefined || pieces.size !== pieceCount) continue
-    let ok = true
-    for (let i = 0; i < pieceCount && ok; i++) {
-      const bytes = pieces.get(i)
-      ok = bytes !== undefined && createHash("sha256").update(bytes).digest("hex") === expected[i]
-    }
-    if (ok) verifiedPeers++
+    const mine = h.host.type === "seed" ? world.blobs.filter((b) => world.seedBlobs.get(h.host.id)?.has(b.index)) : world.blobs
+    if (mine.every((b) => holds(h, b))) verifiedPeers++
   }
 
   const seedsInPlay = world.seeds
-  const bound = kumarRossBound(
-    sizeBytes,
-    scenario.origin.uploadBytesPerSecond,
-    world.peers.map((p) => p.net.down),
-    [...world.peers, ...seedsInPlay].map((p) => p.net.up)
-  )
+  const uploads = [...world.peers, ...seedsInPlay].map((p) => p.net.up)
+  const originUp = scenario.origin.uploadBytesPerSecond
+  const arrival = scenario.arrival
+  const staggered = arrival.kind === "poisson" || (arrival.kind === "uniform" && arrival.spreadSeconds > 0)
+  const bound = staggered
+    ? Math.max(sizeBytes / originUp, sizeBytes / Math.min(...world.peers.map((p) => p.net.down)))
+    : kumarRossBound(sizeBytes, originUp, (world.batches[0] ?? world.peers).map((p) => p.net.down), uploads)
   const originEgressBytes = world.originNet.bytesSent
   // Control traffic (the scheduler host) carries no bytes; only piece flows are counted.
   const traffic = world.network.trafficBetween((h) => world.idcOfNet(h))
   const n = world.peers.length
-  const completion = { p50: percentile(times, 0.5), p99: percentile(times, 0.99), max: times.length === 0 ? NaN : times[times.length - 1] }
+  const completion = percentilesOf(times)
+  const layers: Array<LayerResult> = world.blobs.map((b) => {
+    const done = world.peers
+      .flatMap((p) => {
+        const o = world.blobOutcomes.get(p.host.id)?.[b.index]
+        return o !== undefined && o.ok ? [(o.at - p.arrival) / 1000] : []
+      })
+      .sort((x, y) => x - y)
+    const bytes = world.originBytesByBlob[b.index]
+    return { name: b.name, sizeBytes: b.sizeBytes, pieceCount: expected[b.index].length, originEgressBytes: bytes, originEgressCopies: bytes / b.sizeBytes, completionSeconds: percentilesOf(done) }
+  })
   return {
     scenario: scenario.name,
     seed: options.seed,
@@ -140,6 +190,9 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     sizeBytes,
     pieceLength: world.pieceLength,
     pieceCount,
+    arrival: arrival.kind === "uniform" && arrival.spreadSeconds === 0 ? "flash" : arrival.kind,
+    layers,
+    reported: scenario.reported ?? null,
     originEgressBytes,
     originEgressCopies: originEgressBytes / sizeBytes,
     savingsPercent: 100 * (1 - originEgressBytes / (n * sizeBytes)),
@@ -164,7 +217,9 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
   }
 }
 
-/** Every peer uploads as fast as the origin and downloads at least that fast. */
+/** Every peer (one NIC class) uploads as fast as the origin and downloads at least that fast; all at once. */
 const isHomogeneous = (scenario: Scenario): boolean =>
+  scenario.idcs.every((i) => i.peerClasses === undefined) &&
+  (scenario.arrival.kind === "flash" || (scenario.arrival.kind === "uniform" && scenario.arrival.spreadSeconds === 0)) &&
   scenario.peer.uploadBytesPerSecond === scenario.origin.uploadBytesPerSecond &&
   scenario.peer.downloadBytesPerSecond >= scenario.peer.uploadBytesPerSecond

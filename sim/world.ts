@@ -1,6 +1,8 @@
 // A simulated deployment: hosts from the scenario, the network between them, the origin, and ONE core
-// Scheduler. Every host runs the core peer program (downloadTask) as an ordinary fiber with its own
-// services; seed hosts start when the scheduler triggers them.
+// Scheduler. Every host runs the core peer logic (a PeerMachine, driven from the event loop by sim/peer-driver.ts) with its own
+// services, one per blob it pulls (a multi-layer image is one task per layer); seed hosts start a blob
+// when the scheduler triggers them for it. Arrivals (flash, uniform, Poisson, rolling batches) and
+// departures after completion are scheduled here.
 import { Effect, Exit, type Fiber } from "effect"
 import { Host, peerIdOf, type TaskId } from "../core/domain.ts"
 import { AnnounceHost, LeavePeer } from "../core/protocol.ts"
@@ -19,7 +21,7 @@ import { equalShare, type Link, Network, type NetHost } from "./network.ts"
 import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
 import { runPeerMachine } from "./peer-driver.ts"
-import type { Scenario, Strategy } from "./scenario.ts"
+import { type Blob, blobsOf, type Scenario, type Strategy } from "./scenario.ts"
 import { MemoryStore } from "./store.ts"
 import { strategySetup } from "./strategy.ts"
 
@@ -37,6 +39,19 @@ export interface WorldOptions {
   readonly monitor?: WorldMonitor
 }
 
+/** One blob of the run: what a host pulls, as a core task. */
+export interface WorldBlob extends Blob {
+  readonly index: number
+  readonly taskId: TaskId
+  readonly pieceLength: number
+}
+
+/** When a host finished each blob (ms) and whether it succeeded. */
+export interface BlobOutcome {
+  readonly at: number
+  readonly ok: boolean
+}
+
 export class World implements HostContext {
   readonly engine: SimEngine
   readonly network: Network
@@ -49,8 +64,22 @@ export class World implements HostContext {
   /** Downloading peers, in scenario order. */
   readonly peers: Array<SimHost> = []
   readonly seeds: Array<SimHost> = []
+  /** The blobs every peer pulls (one for a plain file, one per layer for an image). */
+  readonly blobs: ReadonlyArray<WorldBlob>
+  /** The first blob's task id and piece length (the only ones for a plain file). */
   readonly taskId: TaskId
   readonly pieceLength: number
+  /** Per host id: each blob's outcome, by blob index, once it ended. */
+  readonly blobOutcomes = new Map<string, Array<BlobOutcome | undefined>>()
+  /** Per seed host id: the blobs the scheduler triggered it for. */
+  readonly seedBlobs = new Map<string, Set<number>>()
+  /** Origin bytes per blob (completed ranges; an interrupted range counts only in originNet.bytesSent). */
+  readonly originBytesByBlob: Array<number>
+  /** Rolling update: peers by batch, in start order. */
+  readonly batches: Array<Array<SimHost>> = []
+  private nextBatch = 0
+  /** Peers that leave once their pull completes. */
+  private readonly departing = new Set<string>()
   readonly peerOptions: PeerOptions
   private readonly byId = new Map<string, SimHost>()
   private readonly idcOf: Array<string> = []
@@ -77,8 +106,14 @@ export class World implements HostContext {
       (a, b) => (a === b ? 0 : this.idcOf[a.index] === this.idcOf[b.index] ? intraIdcRttMs / 2 : interIdcRttMs / 2),
       scenario.network.sharing === "max-min" ? localMaxMin() : equalShare
     )
-    this.pieceLength = pieceLengthFor(scenario.file.sizeBytes, scenario.file.pieceLength)
-    this.taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: scenario.file.url, pieceLength: this.pieceLength }), Sha256, sha256Service))
+    this.blobs = blobsOf(scenario.file).map((b, index) => {
+      const pieceLength = pieceLengthFor(b.sizeBytes, scenario.file.pieceLength)
+      const taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: b.url, pieceLength }), Sha256, sha256Service))
+      return { ...b, index, taskId, pieceLength }
+    })
+    this.originBytesByBlob = this.blobs.map(() => 0)
+    this.pieceLength = this.blobs[0].pieceLength
+    this.taskId = this.blobs[0].taskId
     this.peerOptions = { ...defaultPeerOptions, ...setup.peerOptions, ...scenario.peerOptions }
 
     // Control hosts: links far wider than any flow, so only their latency counts.
@@ -86,15 +121,29 @@ export class World implements HostContext {
     this.originNet = this.addNet("origin", scenario.origin.idc, scenario.origin.uploadBytesPerSecond, 1e15)
 
     const arrivals = engine.subRandom("arrivals")
-    const spreadMillis = scenario.arrival.spreadSeconds * 1000
+    const arrival = scenario.arrival
+    const spreadMillis = arrival.kind === "uniform" ? arrival.spreadSeconds * 1000 : 0
+    let poissonAt = 0
     scenario.idcs.forEach((idc, d) => {
       for (let i = 0; i < idc.peers; i++) {
         const h = this.addHost(idc, d, i, "normal")
-        h.arrival = spreadMillis > 0 ? arrivals.nextDoubleUnsafe() * spreadMillis : 0
+        if (arrival.kind === "poisson") {
+          // Exponential gaps, in scenario order.
+          poissonAt += (-Math.log(1 - arrivals.nextDoubleUnsafe()) / arrival.ratePerSecond!) * 1000
+          h.arrival = poissonAt
+        } else h.arrival = spreadMillis > 0 ? arrivals.nextDoubleUnsafe() * spreadMillis : 0
         this.peers.push(h)
       }
       if (setup.seeds) for (let i = 0; i < idc.seeds; i++) this.seeds.push(this.addHost(idc, d, i, "seed"))
     })
+    if (arrival.kind === "rolling") {
+      const size = Math.max(1, Math.ceil(arrival.batchFraction! * this.peers.length))
+      for (let i = 0; i < this.peers.length; i += size) this.batches.push(this.peers.slice(i, i + size))
+    }
+    if (scenario.departure !== undefined) {
+      const leaving = engine.subRandom("departures")
+      for (const p of this.peers) if (leaving.nextDoubleUnsafe() < scenario.departure.fraction) this.departing.add(p.host.id)
+    }
     this.peersLeft = this.peers.length
     this.buildTopology()
     this.faults = new Faults(scenario.faults ?? [], this)
@@ -170,11 +219,16 @@ export class World implements HostContext {
     trigger: (seed: Host, request: SeedRequest) =>
       Effect.sync(() => {
         const h = this.byId.get(seed.id)
-        if (h === undefined || h.startedAt !== undefined || this.faults.down.has(h.host.id)) return
-        this.engine.record(`seed-trigger ${seed.id}`)
-        h.arrival = this.engine.now
+        const blob = this.blobs.find((b) => b.taskId === request.taskId)
+        if (h === undefined || blob === undefined || this.faults.down.has(h.host.id)) return
+        let started = this.seedBlobs.get(h.host.id)
+        if (started === undefined) this.seedBlobs.set(h.host.id, (started = new Set()))
+        if (started.has(blob.index)) return
+        started.add(blob.index)
+        this.engine.record(this.blobs.length === 1 ? `seed-trigger ${seed.id}` : `seed-trigger ${seed.id} ${blob.name}`)
+        if (h.startedAt === undefined) h.arrival = this.engine.now
         // Out of the scheduler's call: the seed runs on its own fiber from the next event on.
-        this.engine.after(0, () => this.launch(h, request.url))
+        this.engine.after(0, () => this.launch(h, [blob]))
       })
   }
 
@@ -187,14 +241,40 @@ export class World implements HostContext {
         else this.engine.fork(Effect.ignore(schedulerChannel(this, s).request(new AnnounceHost({ host: s.host }))))
       })
     }
-    for (const p of this.peers) {
-      this.engine.at(p.arrival, () => {
-        if (this.faults.down.has(p.host.id)) return
-        if (presence) this.keepPresence(p)
-        this.launch(p, this.scenario.file.url)
-      })
-    }
+    if (this.batches.length > 0) this.engine.at(0, () => this.startBatch())
+    else for (const p of this.peers) this.engine.at(p.arrival, () => this.arrive(p))
     this.faults.schedule()
+  }
+
+  private arrive(p: SimHost): void {
+    if (this.faults.down.has(p.host.id)) return
+    if (this.scenario.faults !== undefined) this.keepPresence(p)
+    this.launch(p, this.blobs)
+  }
+
+  /** Rolling update: starts the next batch now; it is followed when done or after the interval. */
+  private startBatch(): void {
+    const k = this.nextBatch
+    if (k >= this.batches.length) return
+    this.nextBatch++
+    this.engine.record(`batch ${k} start`)
+    for (const p of this.batches[k]) {
+      p.arrival = this.engine.now
+      this.arrive(p)
+    }
+    const interval = this.scenario.arrival.intervalSeconds
+    if (interval !== undefined) this.engine.after(interval * 1000, () => this.nextBatch === k + 1 && this.startBatch())
+    this.maybeNextBatch()
+  }
+
+  /** The current batch is over when each of its peers finished its pull or is down. */
+  private maybeNextBatch(): void {
+    const k = this.nextBatch - 1
+    if (k < 0 || this.nextBatch >= this.batches.length) return
+    if (this.batches[k].every((p) => p.finishedAt !== undefined || this.faults.down.has(p.host.id))) {
+      // From the next event: a batch's completion is observed, not reacted to inside a peer's fiber.
+      this.engine.after(0, () => this.nextBatch === k + 1 && this.startBatch())
+    }
   }
 
   /** Runs until every started download ended, nothing is left to do, or the time limit. */
@@ -209,27 +289,60 @@ export class World implements HostContext {
     this.engine.drain()
   }
 
-  private launch(h: SimHost, url: string): void {
-    h.startedAt = this.engine.now
-    this.running++
-    this.engine.record(`start ${h.host.id}`)
-    // The core PeerMachine, driven by the event loop (no fiber per peer).
-    const request = { url, taskId: this.taskId, pieceLength: this.pieceLength, peerId: peerIdOf(h.host.id, this.taskId), host: h.host, headers: {} }
-    const origin = originService(this.network, this.originNet, h.net, { url: this.scenario.file.url, contentLength: this.scenario.file.sizeBytes }, this.faults)
-    const fiber = runPeerMachine(this, h, request, this.peerOptions, origin)
-    this.track(h, fiber)
-    fiber.addObserver((exit) => {
-      h.finishedAt = this.engine.now
-      this.running--
-      if (h.host.type === "normal") this.peersLeft--
-      if (Exit.isSuccess(exit)) {
-        h.outcome = "ok"
-      } else {
-        h.outcome = "failed"
-        h.failure = String(Exit.isFailure(exit) ? exit.cause : exit)
-      }
-      this.engine.record(`done ${h.host.id} ${h.outcome}`)
-    })
+  /**
+   * Starts one download per blob on the host, each a core PeerMachine. The host's pull is
+   * done (finishedAt, outcome, "done" in the trace) when its last blob ends; it failed if any did.
+   */
+  private launch(h: SimHost, blobs: ReadonlyArray<WorldBlob>): void {
+    const layered = this.blobs.length > 1
+    const first = h.startedAt === undefined
+    if (first) h.startedAt = this.engine.now
+    if (first || layered) this.engine.record(layered && h.host.type === "seed" ? `start ${h.host.id} ${blobs.map((b) => b.name).join(",")}` : `start ${h.host.id}`)
+    let outcomes = this.blobOutcomes.get(h.host.id)
+    if (outcomes === undefined) this.blobOutcomes.set(h.host.id, (outcomes = this.blobs.map(() => undefined)))
+    const ended = outcomes
+    for (const blob of blobs) {
+      this.running++
+      // The core PeerMachine, driven by the event loop (no fiber per peer).
+      const request = { url: blob.url, taskId: blob.taskId, pieceLength: blob.pieceLength, peerId: peerIdOf(h.host.id, blob.taskId), host: h.host, headers: {} }
+      const origin = this.countOrigin(blob.index, originService(this.network, this.originNet, h.net, { url: blob.url, contentLength: blob.sizeBytes }, this.faults))
+      const fiber = runPeerMachine(this, h, request, this.peerOptions, origin)
+      this.track(h, fiber)
+      fiber.addObserver((exit) => {
+        this.running--
+        const ok = Exit.isSuccess(exit)
+        ended[blob.index] = { at: this.engine.now, ok }
+        if (!ok && h.failure === undefined) h.failure = `${layered ? `${blob.name}: ` : ""}${String(Exit.isFailure(exit) ? exit.cause : exit)}`
+        if (layered) this.engine.record(`layer ${h.host.id} ${blob.name} ${ok ? "ok" : "failed"}`)
+        // A seed is done with what it was triggered for; a peer when every layer has ended.
+        const mine = h.host.type === "seed" ? [...(this.seedBlobs.get(h.host.id) ?? [])].map((i) => ended[i]) : ended
+        if (mine.some((o) => o === undefined)) return
+        h.finishedAt = this.engine.now
+        h.outcome = mine.every((o) => o!.ok) ? "ok" : "failed"
+        if (h.outcome === "ok") h.failure = undefined
+        if (h.host.type === "normal") this.peersLeft--
+        this.engine.record(`done ${h.host.id} ${h.outcome}`)
+        if (h.host.type !== "normal") return
+        this.maybeNextBatch()
+        const departure = this.scenario.departure
+        if (departure !== undefined && h.outcome === "ok" && this.departing.has(h.host.id)) {
+          this.engine.after(departure.afterCompletionSeconds * 1000, () => {
+            this.engine.record(`leave ${h.host.id}`)
+            this.stopHost(h.host.id, true)
+          })
+        }
+      })
+    }
+  }
+
+  /** Counts the origin bytes each blob costs (ranges served in full). */
+  private countOrigin(index: number, origin: ReturnType<typeof originService>): ReturnType<typeof originService> {
+    return {
+      ...origin,
+      fetchRange: (request, offset, length) => Effect.tap(origin.fetchRange(request, offset, length), () => Effect.sync(() => {
+        this.originBytesByBlob[index] += length
+      }))
+    }
   }
 
   /**
@@ -289,7 +402,7 @@ export class World implements HostContext {
   }
 
   private addHost(idc: Scenario["idcs"][number], d: number, i: number, type: "normal" | "seed"): SimHost {
-    const cls = type === "seed" ? this.scenario.seed : this.scenario.peer
+    const cls = type === "seed" ? this.scenario.seed : peerClassOf(this.scenario, idc, i)
     const id = `${type === "seed" ? "seed" : "peer"}-${idc.name}-${String(i).padStart(4, "0")}`
     const rack = i % idc.racks
     const host = new Host({
@@ -310,3 +423,20 @@ export class World implements HostContext {
   }
 }
 
+
+/**
+ * The NICs of the IDC's i-th peer: with `peerClasses`, class k covers the share of host positions
+ * its weight gives it (in host order); otherwise the scenario's `peer` class.
+ */
+export const peerClassOf = (scenario: Scenario, idc: Scenario["idcs"][number], i: number): Scenario["peer"] => {
+  const classes = idc.peerClasses
+  if (classes === undefined) return scenario.peer
+  const total = classes.reduce((n, c) => n + c.weight, 0)
+  const at = ((i + 0.5) / idc.peers) * total
+  let acc = 0
+  for (const c of classes) {
+    acc += c.weight
+    if (at < acc) return c
+  }
+  return classes[classes.length - 1]
+}

@@ -6,83 +6,67 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
-import { get, GetFailed } from "../get.ts"
+import { get, GetFailed, parseHeaders } from "../get.ts"
+import { progressDisplay } from "../get-progress.ts"
 import { JsonStderrLogger } from "../logging.ts"
-import { parseSchedulerList } from "../scheduler-ring.ts"
+import { ConfigError, DAEMON_OPTIONS, daemonOptionsFrom, flagsOf, type OptionSpec, type OptionValues, resolveOptions, SCHEDULER_OPTIONS, schedulerOptionsFrom } from "../config.ts"
 import { schedulerServer } from "../scheduler-server.ts"
 
 const VERSION = "0.1.0"
 const DEFAULT_DAEMON = "http://127.0.0.1:65001"
-const DEFAULT_SCHEDULER = "http://127.0.0.1:8002"
 
-const listen = Flag.String("listen").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1"))
 const orUndefined = <A>(o: Option.Option<A>) => Option.getOrUndefined(o)
 const token = Flag.String("token").pipe(
   Flag.withDescription("Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy); default $DAMSELFLY_TOKEN"),
   Flag.optional
 )
-const maxConnections = Flag.Int("max-connections").pipe(Flag.withDescription("Open connections at most (default 4096)"), Flag.optional)
 
 /** Runs a server Layer until the process is told to stop. */
 const serveForever = <E>(layer: Layer.Layer<never, E>) => Layer.launch(layer).pipe(Effect.provide(JsonStderrLogger))
 
+const configFlag = Flag.String("config").pipe(
+  Flag.withDescription("YAML config file (see deploy/config/); flags given override it"),
+  Flag.withMetavar("FILE"),
+  Flag.optional
+)
+
+/** Resolves file + flags (runtime/config.ts) and runs the server; a bad option is one clear line and exit 2. */
+const serveConfigured = <A, E>(
+  configFile: Option.Option<string>,
+  specs: ReadonlyArray<OptionSpec>,
+  given: Readonly<Record<string, unknown>>,
+  build: (v: OptionValues) => A,
+  server: (options: A) => Layer.Layer<never, E>
+) =>
+  Effect.tryPromise({ try: () => resolveOptions(orUndefined(configFile), specs, given, build), catch: (e) => e }).pipe(
+    Effect.matchEffect({
+      onFailure: (e) =>
+        Effect.sync(() => {
+          process.stderr.write(`damselfly: ${e instanceof ConfigError || e instanceof Error ? e.message : String(e)}\n`)
+          process.exitCode = 2
+        }),
+      onSuccess: (options) => serveForever(server(options))
+    })
+  )
+
 const scheduler = Command.make(
   "scheduler",
-  {
-    port: Flag.Int("port").pipe(Flag.withDescription("HTTP port"), Flag.withDefault(8002)),
-    listen,
-    token,
-    maxConnections
-  },
-  (o) => serveForever(schedulerServer({ ...o, token: orUndefined(o.token), maxConnections: orUndefined(o.maxConnections) }))
+  { config: configFlag, ...flagsOf(SCHEDULER_OPTIONS) },
+  ({ config, ...given }) => serveConfigured(config, SCHEDULER_OPTIONS, given, schedulerOptionsFrom, schedulerServer)
 ).pipe(Command.withDescription("Run the scheduler: peers register, report and ask for parents over HTTP"))
 
 const daemon = Command.make(
   "daemon",
   {
-    port: Flag.Int("port").pipe(Flag.withDescription("HTTP port (API and piece uploads)"), Flag.withDefault(65001)),
-    listen,
-    data: Flag.String("data").pipe(Flag.withDescription("Directory for pieces and content")),
-    scheduler: Flag.String("scheduler").pipe(
-      Flag.withDescription(`Scheduler base URL; repeat the flag or separate URLs with commas for several schedulers (tasks are placed by consistent hashing of the task id; default ${DEFAULT_SCHEDULER})`),
-      Flag.atLeast(0)
-    ),
-    schedulerDown: Flag.Int("scheduler-down-seconds").pipe(
-      Flag.withDescription("Seconds an unreachable scheduler is passed over (its tasks go to the next one on the ring) before it is tried again (default 10)"),
-      Flag.optional
-    ),
-    seed: Flag.Boolean("seed").pipe(Flag.withDescription("Run as a seed peer (fetches from the origin when triggered)"), Flag.withDefault(false)),
-    hostId: Flag.String("host-id").pipe(Flag.withDescription("Host id (default: hostname-port)"), Flag.optional),
-    idc: Flag.String("idc").pipe(Flag.withDescription("IDC (data centre) of this host"), Flag.withDefault("")),
-    location: Flag.String("location").pipe(Flag.withDescription("Location country|province|city|zone"), Flag.withDefault("")),
-    uploadBandwidth: Flag.Int("upload-bandwidth").pipe(Flag.withDescription("Upload limit in bytes per second (default: unlimited)"), Flag.optional),
-    uploadSlots: Flag.Int("upload-slots").pipe(Flag.withDescription("Pieces uploaded at once"), Flag.withDefault(16)),
-    concurrentPieces: Flag.Int("concurrent-pieces").pipe(Flag.withDescription("Pieces downloaded at once (default: core's)"), Flag.optional),
-    token,
-    maxConnections,
-    uploadQueueMillis: Flag.Int("upload-queue-millis").pipe(Flag.withDescription("How long a piece request waits for an upload slot before 503 busy (default 15000)"), Flag.optional),
-    originTimeout: Flag.Int("origin-timeout").pipe(Flag.withDescription("Seconds of silence from the origin before a piece fails and is retried (default 30)"), Flag.optional),
-    originOutage: Flag.Int("origin-outage").pipe(Flag.withDescription("Seconds an origin may keep failing (retried with backoff) before a download fails (default 60)"), Flag.optional),
+    config: configFlag,
+    ...flagsOf(DAEMON_OPTIONS),
     fault: Flag.Literals("fault", DAEMON_FAULTS).pipe(
       Flag.withDescription("TEST ONLY fault injection, never in production: corrupt-uploads serves pieces with a flipped byte"),
       Flag.optional
     )
   },
-  (o) =>
-    serveForever(daemonServer({
-      ...o,
-      hostId: orUndefined(o.hostId),
-      schedulers: parseSchedulerList(o.scheduler.length === 0 ? [DEFAULT_SCHEDULER] : o.scheduler),
-      schedulerDownMillis: Option.getOrUndefined(Option.map(o.schedulerDown, (s) => s * 1000)),
-      uploadBandwidth: orUndefined(o.uploadBandwidth),
-      concurrentPieces: orUndefined(o.concurrentPieces),
-      token: orUndefined(o.token),
-      maxConnections: orUndefined(o.maxConnections),
-      uploadQueueMillis: orUndefined(o.uploadQueueMillis),
-      originIdleMillis: Option.getOrUndefined(Option.map(o.originTimeout, (s) => s * 1000)),
-      originOutageMillis: Option.getOrUndefined(Option.map(o.originOutage, (s) => s * 1000)),
-      fault: orUndefined(o.fault)
-    }))
+  ({ config, fault, ...given }) =>
+    serveConfigured(config, DAEMON_OPTIONS, given, (v) => ({ ...daemonOptionsFrom(v), fault: orUndefined(fault) }), daemonServer)
 ).pipe(Command.withDescription("Run a peer daemon: downloads for local clients, uploads pieces to other peers"))
 
 const getCommand = Command.make(
@@ -93,11 +77,26 @@ const getCommand = Command.make(
     daemon: Flag.String("daemon").pipe(Flag.withDescription("Local daemon URL"), Flag.withDefault(DEFAULT_DAEMON)),
     digest: Flag.String("digest").pipe(Flag.withDescription("Expected content digest, sha256:<hex>"), Flag.optional),
     pieceLength: Flag.Int("piece-length").pipe(Flag.withDescription("Piece length in bytes (default: by content length)"), Flag.optional),
+    header: Flag.String("header").pipe(
+      Flag.withAlias("H"),
+      Flag.withDescription("Request header for the origin, \"Name: value\" (repeat for several)"),
+      Flag.atLeast(0)
+    ),
+    disableBackToSource: Flag.Boolean("disable-back-to-source").pipe(
+      Flag.withDescription("Never fetch from the origin: fail unless peers have the content"),
+      Flag.withDefault(false)
+    ),
+    progress: Flag.Boolean("progress").pipe(
+      Flag.withDescription("Show a progress bar and a summary line on stderr (default: when stderr is a terminal); --no-progress hides them"),
+      Flag.optional
+    ),
     token,
     timeout: Flag.Int("timeout").pipe(Flag.withDescription("Seconds without data after which a direct origin download fails (default 60)"), Flag.optional)
   },
-  (o) =>
-    Effect.tryPromise({
+  (o) => {
+    const showProgress = Option.getOrElse(o.progress, () => process.stderr.isTTY === true)
+    const display = showProgress ? progressDisplay(process.stderr, "damselfly get") : undefined
+    return Effect.tryPromise({
       try: () =>
         get(
           {
@@ -107,21 +106,36 @@ const getCommand = Command.make(
             digest: orUndefined(o.digest),
             pieceLength: orUndefined(o.pieceLength),
             token: orUndefined(o.token),
-            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000))
+            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000)),
+            headers: parseHeaders(o.header),
+            disableBackToSource: o.disableBackToSource,
+            onProgress: display?.update
           },
           (line) => process.stderr.write(`damselfly get: ${line}\n`)
         ),
       catch: (e) => e
     }).pipe(
+      Effect.tap((r) =>
+        Effect.sync(() =>
+          display?.finish({
+            contentLength: r.contentLength,
+            bytesFromPeers: Number(r.detail.bytesFromPeers ?? 0),
+            bytesFromOrigin: Number(r.detail.bytesFromOrigin ?? (r.via === "origin" ? r.contentLength : 0)),
+            via: r.via
+          })
+        )
+      ),
       Effect.flatMap((r) => Console.log(JSON.stringify({ via: r.via, output: r.output, contentLength: r.contentLength, ...r.detail }))),
       Effect.catch((e) =>
         Effect.sync(() => {
+          display?.abort()
           const message = e instanceof GetFailed || e instanceof Error ? e.message : String(e)
           process.stderr.write(`damselfly get: ${message}\n`)
           process.exitCode = 1
         })
       )
     )
+  }
 ).pipe(Command.withDescription("Download a URL through the local daemon (or straight from the origin when no daemon answers)"))
 
 // `damselfly cache import|export|stat`: talk to the local daemon's /v1/cache endpoints (runtime/cache.ts).
@@ -192,13 +206,16 @@ const sweep = Command.make("sweep", {}, () => Effect.void).pipe(
 const report = Command.make("report", {}, () => Effect.void).pipe(
   Command.withDescription("Render charts (HTML with inline SVG, and PNGs) from simulation results (see `damselfly report --help`)")
 )
+const library = Command.make("library", {}, () => Effect.void).pipe(
+  Command.withDescription("Run every strategy on every scenario of the library into JSONL and a markdown table (see `damselfly library --help`)")
+)
 const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
   Command.withDescription("Random deployments and fault plans from seeds, checked for safety and liveness (see `damselfly chaos --help`)")
 )
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos, library])
 )
 
 const argv = process.argv.slice(2)
@@ -209,9 +226,14 @@ if (argv[0] === "sim") {
   const { runSimCommand } = (await import(simCli)) as { runSimCommand: (argv: ReadonlyArray<string>) => unknown }
   const code = await runSimCommand(argv.slice(1))
   if (typeof code === "number") process.exitCode = code
-} else if (argv[0] === "sweep" || argv[0] === "report" || argv[0] === "chaos") {
+} else if (argv[0] === "sweep" || argv[0] === "report" || argv[0] === "chaos" || argv[0] === "library") {
   // Like `sim`: parsed by their own modules, loaded only when asked for.
-  const modules = { sweep: ["../../sim/sweep.ts", "runSweepCommand"], report: ["../../notebooks/report.ts", "runReportCommand"], chaos: ["../../sim/chaos.ts", "runChaosCommand"] } as const
+  const modules = {
+    sweep: ["../../sim/sweep.ts", "runSweepCommand"],
+    report: ["../../notebooks/report.ts", "runReportCommand"],
+    chaos: ["../../sim/chaos.ts", "runChaosCommand"],
+    library: ["../../sim/library.ts", "runLibraryCommand"]
+  } as const
   const [path, name] = modules[argv[0]]
   const mod = (await import(path)) as Record<string, (argv: ReadonlyArray<string>) => unknown>
   const code = await mod[name](argv.slice(1))

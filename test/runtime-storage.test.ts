@@ -1,0 +1,190 @@
+// Storage GC and keep-cache on real processes (runtime/storage-gc.ts, runtime/disk-store.ts): the quota
+// watermarks evict the least recently used task and keep a task being downloaded even though it is the
+// oldest; files that are not the store's own are neither counted nor touched; TTL evicts an idle task
+// but not one still downloading; the store survives a restart unless --no-keep-cache.
+import { existsSync } from "node:fs"
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { taskIdFor } from "../runtime/testing/cluster.ts"
+import {
+  assertSound,
+  damselfly,
+  freePort,
+  getJson,
+  killAll,
+  type Origin,
+  type Proc,
+  rawRequest,
+  sha256File,
+  startOrigin,
+  waitFor,
+  waitHealthy
+} from "../runtime/testing/harness.ts"
+
+const MiB = 1024 * 1024
+
+let dir: string
+let schedulerUrl: string
+const origins: Array<Origin> = []
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), "damselfly-storage-"))
+  // A scheduler and no seed: with nobody to take pieces from, each daemon goes to the origin itself.
+  const port = await freePort()
+  schedulerUrl = `http://127.0.0.1:${port}`
+  const scheduler = damselfly("scheduler", ["scheduler", "--port", String(port)])
+  await waitHealthy(schedulerUrl, scheduler)
+}, 60_000)
+
+afterAll(async () => {
+  await killAll()
+  for (const o of origins) await o.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const origin = async (name: string, size: number, bytesPerSecond?: number) => {
+  const o = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), size, bytesPerSecond === undefined ? {} : { bytesPerSecond })
+  origins.push(o)
+  return o
+}
+
+interface Daemon {
+  readonly url: string
+  readonly data: string
+  readonly port: number
+  proc: Proc
+}
+
+const startDaemon = async (name: string, args: ReadonlyArray<string>, data = path.join(dir, name), port?: number): Promise<Daemon> => {
+  const p = port ?? await freePort()
+  const url = `http://127.0.0.1:${p}`
+  const proc = damselfly(name, ["daemon", "--port", String(p), "--data", data, "--scheduler", schedulerUrl, "--host-id", name, ...args])
+  await waitHealthy(url, proc)
+  return { url, data, port: p, proc }
+}
+
+/** Downloads `o` through the daemon as one piece (so a paced origin stays paced). */
+const download = (d: Daemon, o: Origin, name: string) =>
+  rawRequest(d.url, {
+    method: "POST",
+    path: "/v1/download",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ url: o.url, output: path.join(dir, "out", `${name}.bin`), pieceLength: o.size }),
+    timeoutMillis: 120_000
+  })
+
+const held = async (d: Daemon, o: Origin) => (await getJson(`${d.url}/v1/cache/tasks/${taskIdFor(o.url, o.size)}`)).status === 200
+const taskDir = (d: Daemon, o: Origin) => path.join(d.data, "tasks", taskIdFor(o.url, o.size))
+
+const metric = async (d: Daemon, name: string, labels = "") => {
+  const text = (await rawRequest(d.url, { path: "/metrics" })).text
+  const m = new RegExp(`^${name}\\{[^}]*${labels}[^}]*\\} (\\S+)$`, "m").exec(text)
+  return m === null ? undefined : Number(m[1])
+}
+
+describe("storage GC", () => {
+  it("over the high watermark: evicts the least recently used task, keeps the one downloading, ignores foreign files", async () => {
+    // Quota 24 MiB: above 18 MiB (0.75) evict down to 16.8 MiB (0.7). A task counts its content length
+    // from the moment it is opened (the data file is sized up front).
+    const d = await startDaemon("wm", ["--gc-quota", "24MiB", "--gc-high-watermark", "0.75", "--gc-low-watermark", "0.7", "--gc-interval", "200ms", "--gc-disk-high-watermark", "1"])
+    // Foreign files beside the store's own: 64 MiB (sparse) that would blow the quota if they counted.
+    await writeFile(path.join(d.data, "foreign.bin"), "")
+    await truncate(path.join(d.data, "foreign.bin"), 64 * MiB)
+    await mkdir(path.join(d.data, "tasks", "not-a-task"), { recursive: true })
+    await writeFile(path.join(d.data, "tasks", "not-a-task", "notes.txt"), "operator's file")
+    await writeFile(path.join(d.data, "tasks", `${"a".repeat(64)}.bak`), "x".repeat(1000))
+
+    const slow = await origin("slow", 8 * MiB, 1 * MiB) // 8 s: in flight the whole time
+    const [a, b, c] = await Promise.all(["a", "b", "c"].map((n) => origin(n, 4 * MiB)))
+    const slowDownload = download(d, slow, "slow")
+    await waitFor("the slow task to open", async () =>
+      ((await getJson(`${d.url}/v1/downloads`)).body.downloads as Array<{ url: string; contentLength: number | null }>)
+        .some((x) => x.url === slow.url && x.contentLength !== null))
+    // slow (8, oldest, in use) + a + b = 16 MiB: under the high watermark.
+    for (const o of [a, b]) expect((await download(d, o, `first-${o.url.slice(-10)}`)).status).toBe(200)
+    // Using a again makes b the least recently used task that is not in use.
+    await new Promise((r) => setTimeout(r, 50))
+    expect((await download(d, a, "a-again")).status).toBe(200)
+    await new Promise((r) => setTimeout(r, 600))
+    expect(await held(d, a)).toBe(true)
+    expect(await held(d, b)).toBe(true)
+    // + c = 20 MiB > 18: b goes (16 MiB ≤ 16.8), and nothing else.
+    const cDone = await download(d, c, "c")
+    expect(cDone.status, cDone.text).toBe(200)
+    await waitFor("b to be evicted", async () => !(await held(d, b)), 10_000)
+    expect(existsSync(taskDir(d, b))).toBe(false)
+    await new Promise((r) => setTimeout(r, 600)) // a few more GC passes: nothing else goes
+    expect(await held(d, a)).toBe(true)
+    expect(await held(d, c)).toBe(true)
+    expect(existsSync(taskDir(d, slow))).toBe(true)
+    // The oldest task, still downloading, was never evicted: it completes with the right bytes.
+    const s = await slowDownload
+    expect(s.status, s.text).toBe(200)
+    expect(await sha256File(path.join(dir, "out", "slow.bin"))).toBe(slow.sha256)
+    expect(await metric(d, "damselfly_gc_evictions_total", 'reason="watermark"')).toBe(1)
+    expect(await metric(d, "damselfly_gc_evictions_total", 'reason="ttl"')).toBe(0)
+    // The store's own bytes: a + c + slow (meta and logs add a few hundred bytes).
+    const stored = await metric(d, "damselfly_store_bytes")
+    expect(stored).toBeGreaterThanOrEqual(16 * MiB)
+    expect(stored).toBeLessThan(16 * MiB + 64 * 1024)
+    // Foreign files untouched.
+    expect((await readFile(path.join(d.data, "tasks", "not-a-task", "notes.txt"), "utf8"))).toBe("operator's file")
+    expect(existsSync(path.join(d.data, "foreign.bin"))).toBe(true)
+    expect(existsSync(path.join(d.data, "tasks", `${"a".repeat(64)}.bak`))).toBe(true)
+    assertSound(d.proc)
+  }, 120_000)
+
+  it("TTL: evicts a task idle for longer than the TTL, not one still downloading", async () => {
+    const d = await startDaemon("ttl", ["--gc-ttl", "2s", "--gc-interval", "200ms"])
+    const quick = await origin("ttl-quick", 2 * MiB)
+    const slow = await origin("ttl-slow", 5 * MiB, 1 * MiB) // 5 s, longer than the TTL
+    const slowDownload = download(d, slow, "ttl-slow")
+    expect((await download(d, quick, "ttl-quick")).status).toBe(200)
+    const done = Date.now()
+    expect(await held(d, quick)).toBe(true)
+    await waitFor("the idle task to be evicted", async () => !(await held(d, quick)), 15_000)
+    expect(Date.now() - done).toBeGreaterThanOrEqual(1_900)
+    expect(existsSync(taskDir(d, quick))).toBe(false)
+    // Opened more than 2 s ago and never touched since, but downloading: still there.
+    expect(existsSync(taskDir(d, slow))).toBe(true)
+    const s = await slowDownload
+    expect(s.status, s.text).toBe(200)
+    expect(await sha256File(path.join(dir, "out", "ttl-slow.bin"))).toBe(slow.sha256)
+    expect(await metric(d, "damselfly_gc_evictions_total", 'reason="ttl"')).toBeGreaterThanOrEqual(1)
+    // An evicted task is simply downloaded again.
+    expect((await download(d, quick, "ttl-quick-again")).status).toBe(200)
+    expect(await sha256File(path.join(dir, "out", "ttl-quick-again.bin"))).toBe(quick.sha256)
+    assertSound(d.proc)
+  }, 120_000)
+})
+
+describe("keep-cache", () => {
+  it("a restarted daemon serves what it held (pieces re-verified); with --no-keep-cache it starts empty", async () => {
+    const o = await origin("keep", 6 * MiB)
+    const data = path.join(dir, "keep")
+    let d = await startDaemon("keep", [], data)
+    expect((await download(d, o, "keep")).status).toBe(200)
+    await writeFile(path.join(data, "foreign.txt"), "not the daemon's")
+    d.proc.child.kill("SIGTERM")
+    await d.proc.exited
+
+    d = await startDaemon("keep-again", [], data, d.port)
+    const stat = await getJson(`${d.url}/v1/cache/tasks/${taskIdFor(o.url, o.size)}`)
+    expect(stat.body).toMatchObject({ complete: true, held: 1 })
+    await o.close() // served from the store, not the origin
+    const again = await download(d, o, "keep-again")
+    expect(again.status, again.text).toBe(200)
+    expect(again.json.bytesFromOrigin).toBe(0)
+    expect(await sha256File(path.join(dir, "out", "keep-again.bin"))).toBe(o.sha256)
+    d.proc.child.kill("SIGTERM")
+    await d.proc.exited
+
+    d = await startDaemon("keep-wiped", ["--no-keep-cache"], data, d.port)
+    expect((await getJson(`${d.url}/v1/cache/tasks/${taskIdFor(o.url, o.size)}`)).status).toBe(404)
+    expect((await readdir(path.join(data, "tasks"))).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([])
+    expect(await readFile(path.join(data, "foreign.txt"), "utf8")).toBe("not the daemon's")
+    assertSound(d.proc)
+  }, 120_000)
+})

@@ -1,0 +1,79 @@
+// `damselfly library` and `damselfly sim --json` without --strategy: one row per strategy, every one
+// named as in core/strategies.ts.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "vitest"
+import { strategyNames } from "../core/strategies.ts"
+import { flashCrowd } from "../scenarios/presets.ts"
+import { runSimCommand } from "../sim/cli.ts"
+import { LibraryError, libraryJobs, readLibraryRows, runLibrary } from "../sim/library.ts"
+import { MiB } from "../sim/scenario.ts"
+
+const quietly = async <A>(f: () => Promise<A>): Promise<A> => {
+  const log = console.log
+  console.log = () => {}
+  try {
+    return await f()
+  } finally {
+    console.log = log
+  }
+}
+
+describe("damselfly library", () => {
+  it("runs every strategy on the chosen cases on workers, writes a row for each and the table", async () => {
+    const out = mkdtempSync(join(tmpdir(), "damselfly-library-"))
+    const cases = ["spegel-matrix/10MB-1layer-create", "spegel-matrix/10MB-4layers-rolling"]
+    const r = await runLibrary({ scale: 1, scenarios: cases, seed: 1, dir: "scenarios", out, workers: 2 })
+    expect(r.summary).toMatchObject({ total: cases.length * strategyNames.length, errors: 0 })
+    const rows = readLibraryRows(join(out, "results.jsonl"))
+    expect(rows).toHaveLength(cases.length * strategyNames.length)
+    for (const c of cases) {
+      expect(rows.filter((x) => x.scenario === c).map((x) => x.strategy).sort()).toEqual([...strategyNames].sort())
+    }
+    for (const row of rows) {
+      expect(row.verified, `${row.scenario} ${row.strategy}`).toBe(true)
+      expect(row.finishedPeers).toBe(10)
+      expect(row.originEgressCopies).toBeGreaterThanOrEqual(1)
+    }
+    const layered = rows.filter((x) => x.scenario === cases[1])
+    expect(layered.every((x) => x.layers?.length === 4 && x.arrival === "rolling")).toBe(true)
+    // direct: every node takes every layer from the origin.
+    expect(layered.find((x) => x.strategy === "direct")!.layers!.map((l) => l.originEgressCopies)).toEqual([10, 10, 10, 10])
+
+    const table = readFileSync(join(out, "table.md"), "utf8")
+    expect(table).toBe(r.table)
+    for (const c of cases) expect(table).toContain(`## ${c}`)
+    for (const s of strategyNames) expect(table).toMatch(new RegExp(`^\\| ${s} \\| 10/10 \\|`, "m"))
+    expect(table).toContain("## max/bound, strategy × scenario")
+
+    // Resumes: nothing left to run.
+    expect((await runLibrary({ scale: 1, scenarios: cases, seed: 1, dir: "scenarios", out, workers: 1 })).summary).toMatchObject({ ran: 0 })
+  }, 120_000)
+
+  it("scales every library scenario; an unknown name is an error naming --scenarios", async () => {
+    const grid = await libraryJobs({ scale: 0.01, seed: 1, dir: "scenarios", strategies: ["direct"] })
+    const peers = new Map(grid.jobs.map((j) => [j.scenario.name, j.scenario.idcs.reduce((n, i) => n + i.peers, 0)]))
+    expect(peers.get("kraken-2600")).toBe(26)
+    expect(peers.get("homogeneous-1000")).toBe(10)
+    expect(peers.get("multi-idc")).toBe(30)
+    expect(peers.get("spegel-matrix/1GB-4layers-rolling")).toBe(10)
+    expect(grid.jobs).toHaveLength(5 + 12)
+    await expect(libraryJobs({ scale: 1, seed: 1, dir: "scenarios", scenarios: ["kraken-2601"] })).rejects.toThrow(LibraryError)
+    await expect(libraryJobs({ scale: 1, seed: 1, dir: "scenarios", scenarios: ["kraken-2601"] })).rejects.toThrow(/--scenarios: .*"kraken-2601"/)
+  })
+})
+
+describe("damselfly sim --json", () => {
+  it("without --strategy writes one result per strategy, named as in core/strategies.ts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "damselfly-sim-"))
+    const scenario = join(dir, "tiny.json")
+    const { strategies: _, ...rest } = flashCrowd({ peers: 4, sizeBytes: 8 * MiB })
+    writeFileSync(scenario, JSON.stringify({ ...rest, file: { ...rest.file, layers: 2 } }))
+    const json = join(dir, "out.json")
+    expect(await quietly(() => runSimCommand([scenario, "--json", json]))).toBe(0)
+    const rows = JSON.parse(readFileSync(json, "utf8")) as Array<{ strategy: string; verified: boolean; layers: Array<unknown> }>
+    expect(rows.map((r) => r.strategy)).toEqual([...strategyNames])
+    expect(rows.every((r) => r.verified && r.layers.length === 2)).toBe(true)
+  }, 60_000)
+})

@@ -5,7 +5,9 @@ import { Effect } from "effect"
 
 export class UploadSlots {
   private busy = 0
-  private readonly waiting: Array<() => void> = []
+  /** FIFO of waiting requests, read from `head` (not shift(): a seed in a flash crowd has thousands waiting); a withdrawn request has no `run`. */
+  private readonly waiting: Array<{ run: (() => void) | undefined }> = []
+  private head = 0
 
   constructor(private readonly slots: number) {}
 
@@ -32,21 +34,28 @@ export class UploadSlots {
       granted()
       return noop
     }
-    const turn = () => {
-      this.busy++
-      granted()
-    }
+    const turn: { run: (() => void) | undefined } = { run: granted }
     this.waiting.push(turn)
     return () => {
-      const i = this.waiting.indexOf(turn)
-      if (i >= 0) this.waiting.splice(i, 1)
+      turn.run = undefined
     }
   }
 
   release(): void {
     this.busy--
-    const next = this.waiting.shift()
-    if (next !== undefined) next()
+    const q = this.waiting
+    while (this.head < q.length) {
+      const next = q[this.head++].run
+      if (next === undefined) continue
+      if (this.head > 1024 && this.head * 2 > q.length) {
+        q.splice(0, this.head)
+        this.head = 0
+      }
+      this.busy++
+      return next()
+    }
+    q.length = 0
+    this.head = 0
   }
 }
 

@@ -12,7 +12,9 @@ import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, Pe
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
-import { uploadSlotsOf } from "./upload-slots.ts"
+import type { SimEvent } from "./event-queue.ts"
+import type { Flow } from "./network.ts"
+import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
 type Observer = (exit: Exit.Exit<DownloadResult, DownloadError>) => void
@@ -27,14 +29,16 @@ export class PeerDriver {
   private readonly watches = new Map<Source, Cancel>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
-  private readonly fast: boolean
+  /** Piece fetches in flight. */
+  readonly jobs = new Set<FetchJob>()
+  readonly fast: boolean
   private readonly channel
   private readonly transfer
 
   constructor(
-    private readonly world: HostContext,
-    private readonly me: SimHost,
-    private readonly request: DownloadRequest,
+    readonly world: HostContext,
+    readonly me: SimHost,
+    readonly request: DownloadRequest,
     options: PeerOptions,
     private readonly origin: Origin["Service"]
   ) {
@@ -66,6 +70,18 @@ export class PeerDriver {
     else this.observers.push(observer)
   }
 
+  get ended(): boolean {
+    return this.exit !== undefined
+  }
+
+  fetchedInput(job: FetchJob, bytes: Uint8Array): void {
+    this.input(() => this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started))
+  }
+
+  fetchFailedInput(job: FetchJob, message: string, temporary: boolean): void {
+    this.input(() => this.machine.fetchFailed(job.s, job.index, message, temporary))
+  }
+
   /** The host stopped (or the run ended): drop everything in flight. */
   interruptUnsafe(): void {
     if (this.exit !== undefined) return
@@ -75,6 +91,8 @@ export class PeerDriver {
   private end(exit: Exit.Exit<DownloadResult, DownloadError>): void {
     if (this.exit !== undefined) return
     this.exit = exit
+    for (const job of this.jobs) job.cancel()
+    this.jobs.clear()
     for (const cancel of [...this.pending]) cancel()
     this.pending.clear()
     for (const cancel of this.watches.values()) cancel()
@@ -177,7 +195,7 @@ export class PeerDriver {
   }
 
   /** Runs a service Effect on the engine; `done` gets its exit as a machine input. */
-  private run<A, E>(effect: Effect.Effect<A, E>, done: (exit: Exit.Exit<A, E>) => void): Cancel {
+  run<A, E>(effect: Effect.Effect<A, E>, done: (exit: Exit.Exit<A, E>) => void): Cancel {
     let fiber: Fiber.Fiber<A, E> | undefined = undefined
     let settled = false
     const cancel = () => {
@@ -287,99 +305,28 @@ export class PeerDriver {
   // ------------------------------------------------------------ fetches
 
   private fetch(s: Source, index: number, delayMillis: number, timeoutMillis: number): void {
-    const { world, machine, request } = this
-    const started = world.engine.now
-    let settled = false
-    const stopTimeout: Array<Cancel> = []
-    const settle = (f: () => void) => {
-      if (settled) return
-      settled = true
-      for (const c of stopTimeout) c()
-      this.input(f)
-    }
-    const ok = (bytes: Uint8Array) => settle(() => machine.fetched(s, index, bytes, world.engine.now - started))
-    const failed = (message: string, temporary: boolean) => settle(() => machine.fetchFailed(s, index, message, temporary))
-    const begin = () => {
-      if (s.id === ORIGIN) {
-        const ledger = machine.ledger!
-        const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-        this.run(this.origin.fetchRange({ url: request.url, headers: request.headers }, piece.offset, piece.length), (exit) => {
-          if (Exit.isSuccess(exit)) ok(exit.value)
-          else failed(`origin: ${messageOf(exit.cause)}`, true)
-        })
-        return
-      }
-      const cancel = this.fast
-        ? this.fetchDirect(s, index, ok, failed)
-        : this.run(this.transfer.fetchPiece(s.parent!, request.taskId, index), (exit) => {
-          if (Exit.isSuccess(exit)) return ok(exit.value)
-          const e = failureOf(exit) as TransferFailed | undefined
-          failed(e?.message ?? messageOf(exit.cause), e?.temporary ?? true)
-        })
-      // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
-      stopTimeout.push(this.deadlineAt(started + timeoutMillis, () => {
-        cancel()
-        failed(`timed out after ${timeoutMillis} ms`, true)
-      }))
-    }
-    if (delayMillis > 0) this.after(delayMillis, begin)
-    else begin()
+    const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
+    if (delayMillis > 0) this.after(delayMillis, () => job.begin())
+    else job.begin()
   }
 
-  /** host.ts's fetchPiece as callbacks: request latency, the parent's checks, answer latency, an upload slot, the flow. */
-  private fetchDirect(s: Source, index: number, ok: (bytes: Uint8Array) => void, failed: (message: string, temporary: boolean) => void): Cancel {
-    const { world, me, request } = this
-    const { engine, network } = world
-    const p = world.hostById(s.parent!.host.id)
-    if (p === undefined) {
-      failed(`no host ${s.parent!.host.id}`, false)
-      return () => {}
-    }
-    let stage: Cancel = () => {}
-    const cancel = () => {
-      this.pending.delete(cancel)
-      stage()
-    }
-    this.pending.add(cancel)
-    const done = (f: () => void) => {
-      this.pending.delete(cancel)
-      stage = () => {}
-      f()
-    }
-    const transfer = (bytes: Uint8Array, length: number) => {
-      const slots = uploadSlotsOf(p, p.host.uploadSlots)
-      stage = slots.request(() => {
-        const flow = network.startFlow(p.net, me.net, length, () => {
-          slots.release()
-          done(() => ok(bytes))
-        })
-        stage = () => {
-          network.cancel(flow)
-          slots.release()
-        }
+  /** The service path (origin ranges; parents' pieces under a fault plan). */
+  fetchByService(job: FetchJob): Cancel {
+    const { s, index } = job
+    const request = this.request
+    if (s.id === ORIGIN) {
+      const ledger = this.machine.ledger!
+      const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
+      return this.run(this.origin.fetchRange({ url: request.url, headers: request.headers }, piece.offset, piece.length), (exit) => {
+        if (Exit.isSuccess(exit)) job.ok(exit.value)
+        else job.failed(`origin: ${messageOf(exit.cause)}`, true)
       })
     }
-    const held = p.store.ledger(request.taskId)
-    const heldBytes = held?.has(index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(index) : undefined
-    if (held !== undefined && heldBytes !== undefined) {
-      // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
-      // round trip is one event.
-      const { length } = pieceAt(held.contentLength, held.pieceLength, index)
-      const rtt = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => transfer(heldBytes, length))
-      stage = () => engine.queue.cancel(rtt)
-      return cancel
-    }
-    const go = engine.after(network.latency(me.net, p.net), () => {
-      const ledger = p.store.ledger(request.taskId)
-      if (ledger === undefined) return done(() => failed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
-      const bytes = p.store.tasks.get(request.taskId)?.pieces.get(index)
-      if (!ledger.has(index) || bytes === undefined) return done(() => failed(`${s.parent!.peerId} does not hold piece ${index}`, true))
-      const { length } = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-      const back = engine.after(network.latency(p.net, me.net), () => transfer(bytes, length))
-      stage = () => engine.queue.cancel(back)
+    return this.run(this.transfer.fetchPiece(s.parent!, request.taskId, index), (exit) => {
+      if (Exit.isSuccess(exit)) return job.ok(exit.value)
+      const e = failureOf(exit) as TransferFailed | undefined
+      job.failed(e?.message ?? messageOf(exit.cause), e?.temporary ?? true)
     })
-    stage = () => engine.queue.cancel(go)
-    return cancel
   }
 
   // ------------------------------------------------------------ fetch deadlines
@@ -390,7 +337,7 @@ export class PeerDriver {
   private deadlineEvent: Cancel | undefined
 
   /** Calls `fire` at `at` unless cancelled first; one agenda event per peer at a time, not one per fetch. */
-  private deadlineAt(at: number, fire: () => void): Cancel {
+  deadlineAt(at: number, fire: () => void): Cancel {
     const entry: { readonly at: number; fire: (() => void) | undefined } = { at, fire }
     const list = this.deadlines
     // Out of order (cannot happen with one timeout for all): fall back to an event of its own.
@@ -425,6 +372,140 @@ export class PeerDriver {
       }
       if (this.deadlineEvent === undefined) this.armDeadlines()
     })
+  }
+}
+
+/**
+ * One piece fetch. Fault-free, from a parent, it is host.ts's fetchPiece as events: the request's round
+ * trip, the parent's checks, an upload slot, the flow; a deadline abandons it. Otherwise it runs the
+ * service. An object with methods rather than closures: there are millions of these in a large run.
+ */
+class FetchJob {
+  settled = false
+  private parent: SimHost | undefined
+  private bytes: Uint8Array | undefined
+  private length = 0
+  private ev: SimEvent | undefined
+  private slots: UploadSlots | undefined
+  private withdraw: Cancel | undefined
+  private flow: Flow | undefined
+  private serviceCancel: Cancel | undefined
+  private deadline: Cancel | undefined
+
+  constructor(
+    readonly d: PeerDriver,
+    readonly s: Source,
+    readonly index: number,
+    readonly started: number,
+    private readonly timeoutMillis: number
+  ) {}
+
+  begin(): void {
+    const d = this.d
+    if (d.ended) return
+    d.jobs.add(this)
+    if (this.s.id === ORIGIN) {
+      this.serviceCancel = d.fetchByService(this)
+      return
+    }
+    // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
+    this.deadline = d.deadlineAt(this.started + this.timeoutMillis, () => this.timedOut())
+    if (!d.fast) {
+      this.serviceCancel = d.fetchByService(this)
+      return
+    }
+    const { world, me, request } = d
+    const { engine, network } = world
+    const p = world.hostById(this.s.parent!.host.id)
+    if (p === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
+    this.parent = p
+    const held = p.store.ledger(request.taskId)
+    const bytes = held?.has(this.index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(this.index) : undefined
+    if (held !== undefined && bytes !== undefined) {
+      // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
+      // round trip is one event.
+      this.bytes = bytes
+      this.length = pieceAt(held.contentLength, held.pieceLength, this.index).length
+      this.ev = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => this.answered())
+      return
+    }
+    this.ev = engine.after(network.latency(me.net, p.net), () => this.arrived())
+  }
+
+  /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
+  private arrived(): void {
+    this.ev = undefined
+    const { world, me, request } = this.d
+    const p = this.parent!
+    const ledger = p.store.ledger(request.taskId)
+    if (ledger === undefined) return this.failed(`${this.s.parent!.peerId} has not opened task ${request.taskId}`, true)
+    const bytes = p.store.tasks.get(request.taskId)?.pieces.get(this.index)
+    if (!ledger.has(this.index) || bytes === undefined) return this.failed(`${this.s.parent!.peerId} does not hold piece ${this.index}`, true)
+    this.bytes = bytes
+    this.length = pieceAt(ledger.contentLength, ledger.pieceLength, this.index).length
+    this.ev = world.engine.after(world.network.latency(p.net, me.net), () => this.answered())
+  }
+
+  /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
+  private answered(): void {
+    this.ev = undefined
+    const p = this.parent!
+    const slots = (this.slots = uploadSlotsOf(p, p.host.uploadSlots))
+    this.withdraw = slots.request(() => this.granted())
+  }
+
+  private granted(): void {
+    this.withdraw = undefined
+    const { world, me } = this.d
+    this.flow = world.network.startFlow(this.parent!.net, me.net, this.length, () => this.flowed())
+  }
+
+  private flowed(): void {
+    this.flow = undefined
+    this.slots!.release()
+    this.ok(this.bytes!)
+  }
+
+  private timedOut(): void {
+    this.deadline = undefined
+    this.cancel()
+    this.failed(`timed out after ${this.timeoutMillis} ms`, true)
+  }
+
+  /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
+  cancel(): void {
+    const engine = this.d.world.engine
+    if (this.ev !== undefined) engine.queue.cancel(this.ev)
+    this.ev = undefined
+    if (this.withdraw !== undefined) this.withdraw()
+    this.withdraw = undefined
+    if (this.flow !== undefined) {
+      this.d.world.network.cancel(this.flow)
+      this.slots!.release()
+    }
+    this.flow = undefined
+    this.serviceCancel?.()
+    this.serviceCancel = undefined
+    this.deadline?.()
+    this.deadline = undefined
+  }
+
+  ok(bytes: Uint8Array): void {
+    if (this.settle()) this.d.fetchedInput(this, bytes)
+  }
+
+  failed(message: string, temporary: boolean): void {
+    if (this.settle()) this.d.fetchFailedInput(this, message, temporary)
+  }
+
+  private settle(): boolean {
+    if (this.settled) return false
+    this.settled = true
+    this.serviceCancel = undefined
+    this.deadline?.()
+    this.deadline = undefined
+    this.d.jobs.delete(this)
+    return true
   }
 }
 

@@ -13,6 +13,8 @@ const MIN_BURST = 64 * 1024
 export interface RateLimiter {
   /** Bytes per second this limiter admits. */
   readonly rate: number
+  /** Reserves `bytes` now and answers how many milliseconds the caller must wait before sending them. */
+  readonly reserve: (bytes: number) => number
   /** Waits until `bytes` may be sent; reservations are served in call order. */
   readonly take: (bytes: number) => Effect.Effect<void>
 }
@@ -26,15 +28,19 @@ export const tokenBucket = (rate: number, burst = Math.max(MIN_BURST, rate * BUR
   if (!(rate > 0) || !Number.isFinite(rate)) throw new Error(`rate: expected a positive number of bytes per second, got ${rate}`)
   // Tokens are kept as the time at which the bucket is (or was) empty: tokens(t) = (t - emptyAt) * rate, capped at burst.
   let emptyAt = now()
+  const reserve = (bytes: number) => {
+    const t = now()
+    // A full bucket means emptyAt lies burst/rate seconds back at most.
+    emptyAt = Math.max(emptyAt, t - (burst / rate) * 1000)
+    emptyAt += (bytes / rate) * 1000
+    return Math.max(0, emptyAt - t)
+  }
   return {
     rate,
+    reserve,
     take: (bytes) =>
       Effect.suspend(() => {
-        const t = now()
-        // A full bucket means emptyAt lies burst/rate seconds back at most.
-        emptyAt = Math.max(emptyAt, t - (burst / rate) * 1000)
-        emptyAt += (bytes / rate) * 1000
-        const wait = emptyAt - t
+        const wait = reserve(bytes)
         return wait > 0 ? Effect.sleep(Duration.millis(Math.ceil(wait))) : Effect.void
       })
   }

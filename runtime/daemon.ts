@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Random, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
@@ -33,7 +33,7 @@ import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-
 import { NodeSha256 } from "./node-sha256.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
-import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
+import { makeTaskStreams, rotationFrom, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
@@ -263,7 +263,13 @@ export const daemonRoutes = (o: DaemonOptions) =>
           const options = optionsFor(pieceLength, job.disableBackToSource === true)
           const run = job.direct !== undefined
             ? fetchDirect(store, { taskId, url, headers, pieceLength, contentLength: job.direct.contentLength, digest: job.direct.digest })
-            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, job.sequential ? { ...options, sequentialBias: true } : options)
+            : job.firstPiece === undefined
+            ? downloadTask({ url, taskId, pieceLength, peerId, host, headers }, options)
+            : job.firstPiece.index === 0
+            ? downloadTask({ url, taskId, pieceLength, peerId, host, headers }, { ...options, sequentialBias: true })
+            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, options).pipe(
+              Effect.provideService(Random.Random, rotationFrom(job.firstPiece.index, job.firstPiece.pieceCount))
+            )
           fiber = yield* run.pipe(
             Effect.tap(() => Effect.tryPromise({ try: () => store.commitAsync(taskId), catch: (e) => new DownloadError({ message: `commit: ${String(e)}` }) })),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),
@@ -282,7 +288,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
         return fiber
       })
     const download = (taskId: string, url: string, pieceLength: number, headers: Record<string, string>, disableBackToSource = false) =>
-      Effect.flatMap(start({ taskId, url, pieceLength, headers, sequential: false, disableBackToSource }), Fiber.join)
+      Effect.flatMap(start({ taskId, url, pieceLength, headers, disableBackToSource }), Fiber.join)
 
     // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
     const tasks = makeTaskStreams({

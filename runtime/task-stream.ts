@@ -5,11 +5,11 @@
 // outside the content — come back from `openTask` itself, before any byte or header is sent; a download
 // that fails later fails the stream, so an HTTP answer is aborted, never completed short.
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, type Random, Schema, Stream } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import type { DownloadError } from "../core/errors.ts"
 import type { DownloadResult } from "../core/peer/conductor.ts"
-import { MIN_PIECE_LENGTH, pieceAt, pieceLengthFor } from "../core/piece-layout.ts"
+import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
 import type { PieceLedger } from "../core/piece-ledger.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -79,11 +79,27 @@ export interface TaskJob {
   readonly pieceLength: number
   /** Take the direct path (small content), with the length from the origin's probe. */
   readonly direct?: { readonly contentLength: number; readonly digest?: string | undefined } | undefined
-  /** A reader is waiting on the content in order: fetch low piece indices first. */
-  readonly sequential: boolean
+  /**
+   * A reader waits for the content from this piece on: the download starts there (0: in index order,
+   * core's `sequentialBias`; above 0: core's piece rotation pinned there, see `rotationFrom`).
+   * Undefined: no reader waits (core's own rarest-first order).
+   */
+  readonly firstPiece?: { readonly index: number; readonly pieceCount: number } | undefined
   /** Fail rather than fetch from the origin when no peer can serve (a client's --disable-back-to-source). */
   readonly disableBackToSource?: boolean | undefined
 }
+
+/**
+ * Effect's Random for a download that should begin at piece `index` of `pieceCount`. Core's conductor
+ * draws one random rotation (`nextIntBetween(0, pieceCount - 1)`) to spread peers over pieces; with a
+ * single source (the origin, one parent) pieces then go in rotation order, so a reader of a range in
+ * the middle gets its pieces first instead of after everything before them. Every draw lands on `index`
+ * (the conductor makes no other); integers stay random.
+ */
+export const rotationFrom = (index: number, pieceCount: number): Random.Random => ({
+  nextDoubleUnsafe: () => (index + 0.5) / Math.max(1, pieceCount),
+  nextIntUnsafe: () => Math.floor(Math.random() * 0x7fffffff)
+})
 
 export interface TaskStreamDeps {
   readonly store: DiskStore
@@ -98,7 +114,15 @@ export interface TaskStreamDeps {
   readonly smallContentMax: number
 }
 
+/** The piece a range starts in (0 for the whole content). */
+const firstPieceOf = (range: RangeRequest | undefined, size: number, pieceLength: number) => {
+  const r = resolveRange(range, size)
+  return r._tag === "Span" ? Math.floor(r.start / pieceLength) : 0
+}
+
 const TASK_ID = /^[0-9a-f]{64}$/
+/** The smallest piece length a reader may ask for (64 KiB). */
+export const MIN_SERVED_PIECE_LENGTH = 64 * 1024
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 /** How often the opening of a task by its download is checked for (it takes one scheduler round trip). */
 const LEDGER_POLL_MILLIS = 20
@@ -172,8 +196,9 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       if (req.taskId !== undefined && !TASK_ID.test(req.taskId)) {
         return yield* new InvalidTaskRequest({ message: `taskId: expected 64 lowercase hex characters, got ${JSON.stringify(req.taskId.slice(0, 100))}` })
       }
-      if (req.pieceLength !== undefined && !(Number.isSafeInteger(req.pieceLength) && req.pieceLength > 0)) {
-        return yield* new InvalidTaskRequest({ message: `pieceLength: expected a positive integer, got ${req.pieceLength}` })
+      // Bounded both ways: a piece is held in memory whole, and tiny pieces mean millions of them.
+      if (req.pieceLength !== undefined && !(Number.isSafeInteger(req.pieceLength) && req.pieceLength >= MIN_SERVED_PIECE_LENGTH && req.pieceLength <= MAX_PIECE_LENGTH)) {
+        return yield* new InvalidTaskRequest({ message: `pieceLength: expected an integer from ${MIN_SERVED_PIECE_LENGTH} to ${MAX_PIECE_LENGTH}, got ${req.pieceLength}` })
       }
       // Syntax first, against any size: a malformed Range is refused before the origin is asked.
       const syntax = resolveRange(req.range, Number.MAX_SAFE_INTEGER)
@@ -238,7 +263,7 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
           url: req.url,
           headers,
           pieceLength: pl,
-          sequential: true,
+          firstPiece: size === undefined ? undefined : { index: firstPieceOf(req.range, size, pl), pieceCount: pieceCountOf(size, pl) },
           direct: direct ? { contentLength: size!, digest: req.digest } : undefined
         })
         startedHere = running === undefined

@@ -72,7 +72,8 @@ interface Doc {
   readonly obj: Obj
 }
 
-const files = yamlFiles(DEPLOY)
+// deploy/config/ holds damselfly's own config files (runtime/config.ts), not Kubernetes objects.
+const files = yamlFiles(DEPLOY).filter((f) => !f.startsWith(path.join(DEPLOY, "config") + path.sep))
 const docs: Array<Doc> = files.flatMap((file) =>
   parseAllDocuments(readFileSync(file, "utf8")).flatMap((d) => {
     if (d.errors.length > 0) throw new Error(`${path.relative(ROOT, file)}: ${d.errors.map((e) => e.message).join("; ")}`)

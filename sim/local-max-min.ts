@@ -7,18 +7,12 @@ import { maxMinRates } from "./maxmin.ts"
 import type { Flow, RateModel } from "./network.ts"
 
 export const localMaxMin = (): RateModel => {
-  // Scratch state reused by every solve (one solve per flow start or end: millions in a large run).
-  const solved = new Map<Flow, number>()
-  const inSet = new Set<Flow>()
-  const index = new Map<unknown, number>()
-  const capacity: Array<number> = []
-  const paths: Array<Array<number>> = []
+  let solved = new Map<Flow, number>()
 
   const solve = (flows: Array<Flow>): void => {
-    inSet.clear()
-    for (const f of flows) inSet.add(f)
-    index.clear()
-    capacity.length = 0
+    const inSet = new Set(flows)
+    const index = new Map<unknown, number>()
+    const capacity: Array<number> = []
     // A link's capacity for this solve: what the flows outside the set (which keep their rates) leave.
     const link = (key: unknown, cap: number, members: Iterable<Flow>): number => {
       let i = index.get(key)
@@ -31,28 +25,22 @@ export const localMaxMin = (): RateModel => {
       }
       return i
     }
-    paths.length = flows.length
-    for (let k = 0; k < flows.length; k++) {
-      const f = flows[k]
-      const path = paths[k] ?? (paths[k] = [])
-      path.length = 0
-      path.push(link(f.src.upFlows, f.src.up, f.src.upFlows), link(f.dst.downFlows, f.dst.down, f.dst.downFlows))
+    const paths = flows.map((f) => {
+      const path = [link(f.src.upFlows, f.src.up, f.src.upFlows), link(f.dst.downFlows, f.dst.down, f.dst.downFlows)]
       for (const l of f.via) path.push(link(l, l.capacity, l.flows))
-    }
+      return path
+    })
     const rates = maxMinRates({ capacity, paths })
-    solved.clear()
-    for (let k = 0; k < flows.length; k++) solved.set(flows[k], rates[k])
+    solved = new Map()
+    flows.forEach((f, i) => solved.set(f, rates[i]))
   }
 
   // The network asks for the affected flows twice per change: to settle them (before) and to re-rate
   // them (after). Solving lazily, on the first `rate` after an `affected`, solves once per change.
   let pending: Array<Flow> | undefined
-  const affectedSet = new Set<Flow>()
   return {
     affected(src, dst, via) {
-      const set = affectedSet
-      set.clear()
-      for (const f of src.upFlows) set.add(f)
+      const set = new Set<Flow>(src.upFlows)
       for (const f of dst.downFlows) set.add(f)
       for (const l of via) for (const f of l.flows) set.add(f)
       pending = [...set]

@@ -10,6 +10,7 @@ import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
   type CandidateParent,
+  type CandidateParents,
   DownloadStarted,
   PieceFailed,
   PieceFinished,
@@ -53,6 +54,12 @@ export interface PeerOptions {
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
   readonly disableBackToSource: boolean
+  /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
+   *  time has whole pieces to relay early, instead of many pieces all at the very end. */
+  readonly originPieces: number
+  /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
+   *  once it has been out this many piece-times (at that holder's upload rate). */
+  readonly stripeGracePieces: number
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -67,7 +74,9 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
-  disableBackToSource: false
+  disableBackToSource: false,
+  originPieces: 0,
+  stripeGracePieces: 4
 }
 
 export interface DownloadResult {
@@ -185,6 +194,13 @@ export class PeerMachine {
   private trustClaims = false
   private rotation = 0
   private readonly random: number
+  /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
+  private stripeCount: number | undefined
+  private readonly stripeParent = new Map<number, string>()
+  /** When each piece first became available from some parent (NaN until then). */
+  private firstSeen = new Float64Array(0)
+  /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
+  private graceWake = Infinity
 
   // ------------------------------------------------------------ what the machine is waiting for
   /** Continuation once the store has opened the task. */
@@ -246,6 +262,7 @@ export class PeerMachine {
       this.ledger = ledger
       this.pieceCount = pieceCountOf(ledger.contentLength, ledger.pieceLength)
       this.availabilityCount = new Int32Array(this.pieceCount)
+      this.firstSeen = new Float64Array(this.pieceCount).fill(NaN)
       if (this.expected.length !== this.pieceCount) this.expected = new Array(this.pieceCount).fill(null)
     }
     const k = this.afterOpen
@@ -266,7 +283,10 @@ export class PeerMachine {
         this.follow(answer)
         break
       case "refresh":
-        if (answer._tag === "CandidateParents") this.adoptParents(answer.parents, true)
+        if (answer._tag === "CandidateParents") {
+          this.learnStripes(answer)
+          this.adoptParents(answer.parents, true)
+        }
         break
       case "digests":
         this.onDigests(answer._tag === "MetadataOnly" ? answer.task.pieceDigests : undefined)
@@ -304,10 +324,12 @@ export class PeerMachine {
     s.misses = 0
     s.since = a.version
     const endgame = this.options.endgame
+    const seen = this.stripeCount === undefined ? 0 : this.now()
     for (const p of a.pieces) {
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1
+        if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
         // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
         this.availabilityCount[i]++
@@ -412,9 +434,15 @@ export class PeerMachine {
     this.armMain()
   }
 
-  private deadline(): number {
+  /** The stall or refresh deadline. */
+  private loopDeadline(): number {
     const stallAt = this.lastProgress + this.options.stallTimeoutMillis
     return this.refreshing() ? Math.min(stallAt, this.nextRefresh) : stallAt
+  }
+
+  /** ... or earlier, when a piece held back for its stripe's parent may go elsewhere. */
+  private deadline(): number {
+    return Math.min(this.loopDeadline(), this.graceWake)
   }
 
   private refreshing(): boolean {
@@ -429,7 +457,7 @@ export class PeerMachine {
     this.mainArmedFor = deadline
     const token = this.mainToken = this.nextToken++
     this.timers.set(token, () => this.onDeadline(deadline))
-    this.out.push({ _tag: "Timer", token, at: Math.max(this.now() + 1, deadline) })
+    this.out.push({ _tag: "Timer", token, at: Math.max(this.now() + (this.graceWake < Infinity ? 0.001 : 1), deadline) })
   }
 
   private onDeadline(armedFor: number): void {
@@ -437,6 +465,11 @@ export class PeerMachine {
     if (!this.running || this.asking !== undefined || this.probing !== undefined) return
     // Decide by the deadlines, not by comparing clock readings (a float `now` can land a hair short).
     if (this.deadline() > armedFor) return // progress moved it; step() re-arms
+    // A held-back piece's grace ran out: dispatch again.
+    if (this.graceWake < this.loopDeadline()) {
+      this.dirty = true
+      return
+    }
     const now = this.now()
     const stallAt = this.lastProgress + this.options.stallTimeoutMillis
     if (this.refreshing() && this.nextRefresh < stallAt) {
@@ -535,6 +568,7 @@ export class PeerMachine {
           answer.task.pieceDigests.forEach((d, i) => {
             if (d !== null && i < this.expected.length) this.expected[i] = d
           })
+          this.learnStripes(answer)
           this.adoptParents(answer.parents)
           this.report(new DownloadStarted(this.base))
         })
@@ -584,7 +618,7 @@ export class PeerMachine {
   private originReady(): void {
     this.report(new BackToSourceStarted({ ...this.base, contentLength: this.ledger!.contentLength }))
     for (const s of [...this.sources.values()]) this.retire(s)
-    const s = this.newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, this.options.concurrentPieces)
+    const s = this.newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, this.options.originPieces > 0 ? this.options.originPieces : this.options.concurrentPieces)
     s.have.fill(1)
     for (let i = 0; i < this.pieceCount; i++) this.availabilityCount[i]++
     this.sources.set(ORIGIN, s)
@@ -618,6 +652,14 @@ export class PeerMachine {
     for (let i = 0; i < this.pieceCount; i++) if (s.have[i] === 1) this.availabilityCount[i]--
     if (s.id !== ORIGIN) this.out.push({ _tag: "Unwatch", source: s })
     this.dirty = true
+  }
+
+  /** A stripe overlay's answer names every stripe's parent anew. */
+  private learnStripes(answer: CandidateParents): void {
+    if (answer.stripeCount === undefined) return
+    this.stripeCount = answer.stripeCount
+    this.stripeParent.clear()
+    for (const p of answer.parents) for (const j of p.stripes ?? []) this.stripeParent.set(j, p.peerId)
   }
 
   /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
@@ -673,13 +715,35 @@ export class PeerMachine {
     return out
   }
 
+  /**
+   * Stripe overlay: a piece comes from its stripe's parent when that parent holds it; from another
+   * holder only when it does not and the piece has been out for `stripeGracePieces` piece-times (the
+   * stripe's parent may be gone or behind). The origin is always fine.
+   */
+  private mayServe(s: Source, index: number, holders: ReadonlyArray<Source>, now: number): boolean {
+    if (this.stripeCount === undefined || s.id === ORIGIN) return true
+    const designated = this.stripeParent.get(index % this.stripeCount)
+    if (s.id === designated) return true
+    if (designated !== undefined && holders.some((h) => h.id === designated)) return false
+    const due = this.firstSeen[index] + this.options.stripeGracePieces * (this.ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
+    if (now >= due) return true
+    this.graceWake = Math.min(this.graceWake, due)
+    return false
+  }
+
   private dispatch(): void {
     let room = this.options.concurrentPieces - this.fetchesInFlight
     if (room <= 0) return
     const ledger = this.ledger!
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted }, room, this.rotation, this.options.sequentialBias)
+    const striped = this.stripeCount !== undefined
+    const now = striped ? this.now() : 0
+    this.graceWake = Infinity
+    // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
+    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
-      const s = chooseSource(this.holdersOf(index, false))
+      if (room <= 0) break
+      const holders = this.holdersOf(index, false)
+      const s = chooseSource(striped ? holders.filter((x) => this.mayServe(x, index, holders, now)) : holders)
       if (s === undefined) continue
       this.startFetch(s, index)
       room--

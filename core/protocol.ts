@@ -110,13 +110,21 @@ export type PeerToScheduler = typeof PeerToScheduler.Type
 
 export const CandidateParent = Schema.Struct({
   peerId: PeerId,
-  host: Host
+  host: Host,
+  /**
+   * Stripe overlays (damselfly): the stripes this parent relays to the child. Piece i is in stripe
+   * i mod `stripeCount`; the child takes it from that stripe's parent, and from another holder only
+   * when that parent does not have it for a while.
+   */
+  stripes: Schema.optionalKey(Schema.Array(NonNegativeInt))
 })
 export type CandidateParent = typeof CandidateParent.Type
 
 export class CandidateParents extends Schema.TaggedClass<CandidateParents>()("CandidateParents", {
   task: Task,
-  parents: Schema.Array(CandidateParent)
+  parents: Schema.Array(CandidateParent),
+  /** With a stripe overlay: how many stripes the pieces are dealt into (see CandidateParent.stripes). */
+  stripeCount: Schema.optionalKey(PositiveInt)
 }) {}
 
 export class NeedBackToSource extends Schema.TaggedClass<NeedBackToSource>()("NeedBackToSource", {

@@ -4,7 +4,7 @@
 import type { PeerOptions } from "./peer/conductor.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./scheduler/config.ts"
 import { damselflyEvaluator, dragonflyEvaluator, dragonflyLegacyEvaluator, type Evaluator } from "./scheduler/evaluator.ts"
-import { completeHoldersOnly, dagTopK, noParents, type ParentHandout, scoredMesh, trackerList } from "./scheduler/handout.ts"
+import { completeHoldersOnly, dagTopK, noParents, type ParentHandout, scoredMesh, stripeForest, trackerList } from "./scheduler/handout.ts"
 
 export const strategyNames = [
   "direct",
@@ -92,11 +92,14 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
   },
   damselfly: {
     name: "damselfly",
-    description: "Damselfly: a mesh of 8 parents ranked by expected share of upload bandwidth, IDC, rack and progress",
-    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40 },
+    description: "Damselfly: stripe trees (SplitStream): the seed sends each piece once, every peer forwards one of 2 stripes to 2 children; topology-free",
+    // Short rounds: a flash crowd is answered as soon as the seed knows the length, not 50 ms later.
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40, retryIntervalMillis: 5 },
     evaluator: damselflyEvaluator,
-    handout: scoredMesh(8, 4),
-    peerOptions: { concurrentPieces: 16, perParentPieces: 4, endgame: true, refreshParentsMillis: 500 },
+    handout: stripeForest(2, 2),
+    // One piece in flight per parent: a parent's children share its uplink, so a second request would
+    // only halve the rate of the first and double the time each piece takes per hop.
+    peerOptions: { concurrentPieces: 4, perParentPieces: 1, endgame: true, refreshParentsMillis: 100, originPieces: 1, stripeGracePieces: 12 },
     seeds: true
   }
 }

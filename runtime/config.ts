@@ -39,6 +39,18 @@ const urlList = (u: unknown): ReadonlyArray<string> | undefined => {
   return urls.every((i) => HTTP_URL.test(i)) ? urls : undefined
 }
 
+/** Regular expressions: one string, or a YAML list of strings; each must compile. */
+const regexList = (u: unknown): ReadonlyArray<string> | undefined => {
+  const items = typeof u === "string" ? [u] : Array.isArray(u) ? u : undefined
+  if (items === undefined || items.length === 0 || items.some((i) => typeof i !== "string")) return undefined
+  try {
+    for (const i of items as Array<string>) new RegExp(i)
+  } catch {
+    return undefined
+  }
+  return items as Array<string>
+}
+
 const port = (path: string, flag: string, description: string): OptionSpec =>
   ({ path, flag, description, expected: "a port number between 1 and 65535", metavar: "PORT", parse: parseInteger(1, 65535) })
 const text = (path: string, flag: string, description: string, metavar = "STRING"): OptionSpec =>
@@ -61,7 +73,10 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   port("port", "port", "HTTP port (default 8002)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("token", "token", TOKEN_HELP, "TOKEN"),
-  count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP)
+  count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
+  text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
+  text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)", "FILE"),
+  seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)")
 ]
 
 export const DEFAULT_SCHEDULER_URL = "http://127.0.0.1:8002"
@@ -109,7 +124,18 @@ export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
   fraction("gc.highWatermark", "gc-high-watermark", `Evict least recently used tasks when the store exceeds this fraction of the quota (default ${DEFAULT_GC.highWatermark})`),
   fraction("gc.lowWatermark", "gc-low-watermark", `… until it is back under this fraction (default ${DEFAULT_GC.lowWatermark})`),
   fraction("gc.diskHighWatermark", "gc-disk-high-watermark", `Evict least recently used tasks when the file system is fuller than this fraction; 1 disables (default ${DEFAULT_GC.diskHighWatermark})`),
-  fraction("gc.diskLowWatermark", "gc-disk-low-watermark", `… until it is back under this fraction (default ${DEFAULT_GC.diskLowWatermark})`)
+  fraction("gc.diskLowWatermark", "gc-disk-low-watermark", `… until it is back under this fraction (default ${DEFAULT_GC.diskLowWatermark})`),
+  // The registry front ends (runtime/registry-server.ts).
+  port("mirror.port", "mirror-port", "Serve an OCI registry mirror on this port: blob GETs go P2P, the rest passes through (default: no mirror)"),
+  {
+    path: "mirror.upstreams", flag: "mirror-upstream", kind: "list", metavar: "URL", parse: urlList, expected: "a list of http(s) URLs",
+    description: "Registry base URL the mirror pulls from when a request names none (X-Dragonfly-Registry header, ?ns=); repeat for several: the first is the default, the others give ?ns= hosts their scheme (default https://registry-1.docker.io)"
+  },
+  port("proxy.port", "proxy-port", "Serve a generic HTTP proxy on this port: URLs matching the rules go P2P, CONNECT tunnels (default: no proxy)"),
+  {
+    path: "proxy.rules", flag: "proxy-rule", metavar: "REGEX", parse: regexList, expected: "regular expressions (a YAML list, or one on the command line)",
+    description: "Regular expression for URLs the proxy fetches P2P; several with | or a YAML list (default blobs/sha256.*)"
+  }
 ]
 
 // ---- the file ----
@@ -252,7 +278,10 @@ export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions =>
   port: get<number>(v, "port") ?? 8002,
   listen: get<string>(v, "listen") ?? "127.0.0.1",
   token: get<string>(v, "token"),
-  maxConnections: get<number>(v, "maxConnections")
+  maxConnections: get<number>(v, "maxConnections"),
+  data: get<string>(v, "data"),
+  blobAccessKey: get<string>(v, "blobAccessKey"),
+  capabilityTtlSeconds: get<number>(v, "capabilityTtlSeconds")
 })
 
 export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault"> => {
@@ -298,7 +327,13 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
     maxConnections: get<number>(v, "maxConnections"),
     uploadQueueMillis: get<number>(v, "uploadQueueMillis"),
     originIdleMillis: seconds("originTimeout"),
-    originOutageMillis: seconds("originOutage")
+    originOutageMillis: seconds("originOutage"),
+    registry: {
+      mirrorPort: get<number>(v, "mirror.port"),
+      mirrorUpstreams: get<ReadonlyArray<string>>(v, "mirror.upstreams"),
+      proxyPort: get<number>(v, "proxy.port"),
+      proxyRules: get<ReadonlyArray<string>>(v, "proxy.rules")
+    }
   }
 }
 

@@ -4,11 +4,9 @@
 // schedulers each task goes to the one its id hashes to (runtime/scheduler-ring.ts), and to the next one
 // on the ring while that one is down.
 import { randomUUID } from "node:crypto"
-import { createReadStream, createWriteStream, promises as fs } from "node:fs"
+import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
-import { Transform } from "node:stream"
-import { pipeline } from "node:stream/promises"
 import { createHash } from "node:crypto"
 import { Cause, Effect, Exit, Fiber, Layer, Random, Schema } from "effect"
 import { HttpRouter } from "effect/http"
@@ -21,6 +19,7 @@ import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
+import { AccessDenied, makeBlobAccess } from "./blob-access.ts"
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -31,6 +30,7 @@ import { httpOrigin } from "./http-origin.ts"
 import { makeHttpPieceTransfer } from "./http-piece-transfer.ts"
 import { DEFAULT_SCHEDULER_DOWN_MILLIS, makeRingSchedulerChannel } from "./http-scheduler-channel.ts"
 import { NodeSha256 } from "./node-sha256.ts"
+import { preheatDaemonRoutes } from "./preheat-daemon.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
 import { makeTaskStreams, rotationFrom, type TaskJob } from "./task-stream.ts"
@@ -38,6 +38,8 @@ import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
 import { DEFAULT_GC, type GcOptions, gcLoop } from "./storage-gc.ts"
+import { taskStreamBlobSource } from "./registry-blob-source.ts"
+import { type RegistryFrontendOptions, serveRegistryFrontends } from "./registry-server.ts"
 
 export interface DaemonOptions {
   readonly port: number
@@ -78,6 +80,8 @@ export interface DaemonOptions {
   readonly prefetch?: boolean | undefined
   /** Content up to this many bytes is fetched straight from the origin, without the scheduler (default 4 MiB; 0 = never). */
   readonly smallContentMax?: number | undefined
+  /** OCI registry mirror and generic HTTP proxy on their own ports (runtime/registry-server.ts). */
+  readonly registry?: Omit<RegistryFrontendOptions, "listen" | "maxConnections"> | undefined
 }
 
 /** Faults a test can inject into a real daemon process. */
@@ -127,29 +131,27 @@ const hostOf = (o: DaemonOptions) =>
     uploadSlots: o.uploadSlots
   })
 
-/** Copies the committed content to `output` via a tmp file in the same directory, hashing on the way. */
+/**
+ * Puts the committed content at `output` via a tmp name in the same directory. As Dragonfly's daemon
+ * does, a hard link when `output` is on the store's file system (on loopback, copying 1 GiB cost about
+ * half as much as downloading it), else a kernel copy. The output then shares the cache's inode, so it
+ * is to be replaced, not edited in place (README). With a digest, the content is hashed first.
+ */
 const deliver = async (source: string, output: string, digest: string | undefined) => {
   await fs.mkdir(path.dirname(output), { recursive: true })
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
   try {
-    if (digest === undefined) {
-      // Nothing to verify: let the kernel copy (copy_file_range, or a reflink where the fs has them).
-      await fs.copyFile(source, tmp)
-      await fs.rename(tmp, output)
-      return
+    if (digest !== undefined) {
+      const hash = createHash("sha256")
+      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+      const actual = `sha256:${hash.digest("hex")}`
+      if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
     }
-    const hash = createHash("sha256")
-    await pipeline(
-      createReadStream(source, { highWaterMark: 1024 * 1024 }),
-      new Transform({ transform: (chunk, _enc, cb) => cb(null, (hash.update(chunk), chunk)) }),
-      createWriteStream(tmp)
-    )
-    const actual = `sha256:${hash.digest("hex")}`
-    if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
+    await fs.link(source, tmp).catch(() => fs.copyFile(source, tmp))
     await fs.rename(tmp, output)
-  } catch (e) {
+  } finally {
+    // Gone after a rename, except when `output` already was this very inode (rename then does nothing).
     await fs.rm(tmp, { force: true })
-    throw e
   }
 }
 
@@ -165,6 +167,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const origin = httpOrigin(o.originIdleMillis)
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
+    // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
+    // marked private here are served only to capability holders. The registry mirror calls proveAccess.
+    const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
@@ -177,7 +182,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       const ledger = await store.ledgerOf(taskId)
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
-    const transfer = makeHttpPieceTransfer(token)
+    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
     const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
     const progress = new Map<string, Progress>()
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
@@ -310,6 +315,27 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(origin)
         )
 
+    // Registry mirror / HTTP proxy: a blob GET streams the task named by the blob digest. Always P2P,
+    // whatever its size (no direct path): a rollout pulls the same small blobs on every node too.
+    if (o.registry?.mirrorPort !== undefined || o.registry?.proxyPort !== undefined) {
+      const context = yield* Effect.context<never>()
+      const blobTasks = makeTaskStreams({
+        store,
+        origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
+        start,
+        running: (taskId) => inFlight.get(taskId),
+        prefetch: true,
+        smallContentMax: 0
+      })
+      const blobs = taskStreamBlobSource({
+        openTask: (request) => Effect.runPromiseWith(context)(blobTasks.openTask(request)),
+        pin: (taskId, until) => void store.withPin(taskId, () => until)
+      })
+      const log = (level: "info" | "warning", message: string, fields: Record<string, unknown>) =>
+        Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
+      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log)
+    }
+
     if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)
     const upload = yield* uploadRoutes(store, {
       uploadSlots: o.uploadSlots,
@@ -318,7 +344,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       uploadBandwidth: o.uploadBandwidth,
       uploadLimiter: limiterFor(o.uploadBandwidth),
       downloading: (taskId) => inFlight.has(taskId),
-      metrics: metrics.upload
+      metrics: metrics.upload,
+      access: blobAccess.checkRequest
     })
 
     const routes = HttpRouter.addAll([
@@ -329,6 +356,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
         register: (task, ledger) => ring.channel.request(reRegistration(host, task, ledger)),
         downloading: (taskId) => inFlight.has(taskId)
       }),
+      // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
+      ...preheatDaemonRoutes({ store, download, scope, blobAccess }),
       metricsRoute(metrics.registry),
       // Downloads under way here and how far they are (`damselfly get` polls it for its progress bar).
       HttpRouter.route("GET", "/v1/downloads", Effect.promise(async () => {
@@ -350,6 +379,15 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(NodeSha256),
           Effect.catchTag("InvalidDigest", (e) => badRequest(e.message))
         )
+        // A blob fetched with credentials: prove access upstream first (a private blob's pieces then need a capability).
+        const authorization = Object.entries(headers).find(([k]) => k.toLowerCase() === "authorization")?.[1]
+        if (authorization !== undefined && body.digest !== undefined) {
+          const proven = yield* Effect.result(blobAccess.proveAccess({ upstreamUrl: body.url, authorization, digest: body.digest }))
+          if (proven._tag === "Failure") {
+            const e = proven.failure
+            return errorResponse(e instanceof AccessDenied ? 403 : 502, `access to ${body.url}: ${e.message}`)
+          }
+        }
         // Pinned from the start to the end of the delivery: GC never removes what a client is waiting for.
         let unpin = () => {}
         const pinned = new Promise<void>((resolve) => (unpin = resolve))

@@ -24,6 +24,8 @@ interface OpenTask {
   readonly meta: StoredTask
   readonly ledger: PieceLedger
   readonly data: FileHandle
+  /** `pieces.log`, open for appending: one write per piece instead of an open/write/close. */
+  readonly log: FileHandle
   /** Pieces being written now, so a second writer of the same piece waits instead of racing it. */
   readonly writing: Map<number, Promise<void>>
 }
@@ -228,12 +230,13 @@ export class DiskStore {
         if (sha256Hex(bytes) === m[2]) ledger.add(index, m[2])
       }
     }
-    return { meta, ledger, data, writing: new Map() }
+    const log = await fs.open(path.join(dir, "pieces.log"), "a")
+    return { meta, ledger, data, log, writing: new Map() }
   }
 
   async writeAsync(taskId: TaskId, index: number, bytes: Uint8Array, digest: string) {
     const open = await this.opened(taskId)
-    const { ledger, meta, data, writing } = open
+    const { ledger, meta, data, log, writing } = open
     const piece = index >= 0 && index < ledger.pieceCount ? pieceAt(meta.contentLength, meta.pieceLength, index) : undefined
     if (piece === undefined || bytes.length !== piece.length) {
       throw new Error(`piece ${index} of task ${taskId}: ${bytes.length} bytes, expected ${piece?.length ?? "no such piece"}`)
@@ -242,7 +245,7 @@ export class DiskStore {
     if (!ledger.has(index)) {
       const done = (async () => {
         await data.write(bytes, 0, bytes.length, piece.offset)
-        await fs.appendFile(path.join(this.taskDir(taskId), "pieces.log"), `${index} ${digest}\n`)
+        await log.write(`${index} ${digest}\n`)
       })()
       writing.set(index, done)
       try {
@@ -258,6 +261,28 @@ export class DiskStore {
   readAsync(taskId: TaskId, index: number): Promise<Buffer> {
     this.touch(taskId)
     return this.withPin(taskId, () => this.read(taskId, index))
+  }
+
+  /**
+   * Bytes [offset, offset + length) of the content, all inside pieces already held (a reader streaming
+   * a task reads in small chunks rather than whole pieces of up to 64 MiB).
+   */
+  readRangeAsync(taskId: TaskId, offset: number, length: number): Promise<Buffer> {
+    this.touch(taskId)
+    return this.withPin(taskId, async () => {
+      const { ledger, meta, data } = await this.opened(taskId)
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > meta.contentLength) {
+        throw new Error(`bytes ${offset}+${length} outside task ${taskId} (${meta.contentLength} bytes)`)
+      }
+      if (length === 0) return Buffer.alloc(0)
+      for (let i = Math.floor(offset / meta.pieceLength); i <= Math.floor((offset + length - 1) / meta.pieceLength); i++) {
+        if (!ledger.has(i)) throw new Error(`piece ${i} of task ${taskId} is not held`)
+      }
+      const bytes = Buffer.allocUnsafe(length)
+      const { bytesRead } = await data.read(bytes, 0, length, offset)
+      if (bytesRead !== length) throw new Error(`bytes ${offset}+${length} of task ${taskId}: short read`)
+      return bytes
+    })
   }
 
   private async read(taskId: TaskId, index: number): Promise<Buffer> {

@@ -2,6 +2,7 @@
 // client crashes on Node 20, and because piece bodies must stay Buffers end to end (no per-byte work,
 // no base64): chunks are collected and concatenated once.
 import * as http from "node:http"
+import * as https from "node:https"
 import { Effect, Schema } from "effect"
 
 export class HttpCallError extends Schema.TaggedError<HttpCallError>()("HttpCallError", {
@@ -31,6 +32,8 @@ export interface CallOptions {
 
 // Keep-alive: a child fetches many pieces from the same parent, so reuse its sockets.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256 })
+// Origins may be https (a registry); peers and schedulers speak plain HTTP.
+const secureAgent = new https.Agent({ keepAlive: true, maxSockets: 256 })
 
 const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE"])
 
@@ -40,7 +43,8 @@ export const callPromise = (url: string, options: CallOptions, signal?: AbortSig
       reject(new HttpCallError({ message: `${options.method ?? "GET"} ${url}: ${message}`, unreachable, timedOut }))
     let req: http.ClientRequest
     try {
-      req = http.request(url, { method: options.method ?? "GET", headers: options.headers, agent, signal })
+      const secure = url.startsWith("https:")
+      req = (secure ? https : http).request(url, { method: options.method ?? "GET", headers: options.headers, agent: secure ? secureAgent : agent, signal })
     } catch (e) {
       return fail(String(e), true)
     }

@@ -1,15 +1,25 @@
 // PieceTransfer over HTTP to a parent daemon's upload server. Busy, timed-out or not-yet-held
 // answers are temporary (retry the parent later); a parent that is gone or answers nonsense is not.
+//
+// The piece path is the hot one (a 1 GiB task is 256 of these), so it has its own client
+// (runtime/piece-client.ts): the body is copied once, straight into a buffer of the announced length,
+// and hashed chunk by chunk as it arrives, so hashing overlaps the network and the bytes are read while
+// still in cache; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
+// conductor checks it against the expected one as for any piece.
 import { Effect, Layer, Schema } from "effect"
 import { TransferFailed } from "../core/errors.ts"
 import { PieceAvailability } from "../core/protocol.ts"
 import { type ParentAddress, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { authHeaders } from "./auth.ts"
 import { call, describe, type HttpCallError } from "./http-call.ts"
+import { rememberDigest } from "./node-sha256.ts"
+import { getPiece, PieceClientError } from "./piece-client.ts"
 
 /** The upload server answers a long-poll within ~20 s; this only catches a hung parent. */
 const AVAILABILITY_TIMEOUT_MILLIS = 35_000
 const PIECE_TIMEOUT_MILLIS = 120_000
+/** Larger than any piece a sane layout makes (core caps computed lengths at 64 MiB); refused unread. */
+const MAX_PIECE_BYTES = 1024 * 1024 * 1024
 
 const decodeAvailability = Schema.decodeUnknownEffect(PieceAvailability)
 
@@ -20,11 +30,36 @@ const transportFailure = (e: HttpCallError) => new TransferFailed({ message: e.m
 const statusFailure = (status: number, message: string) =>
   new TransferFailed({ message, temporary: status === 404 || status === 429 || status === 503 })
 
-export const makeHttpPieceTransfer = (token?: string) => {
-  const headers = authHeaders(token)
+/** One piece: the bytes (their digest remembered for the Sha256 service) on 200, else why not. */
+const fetchPieceBytes = async (parent: ParentAddress, path: string, what: string, headers: Readonly<Record<string, string>>, signal: AbortSignal) => {
+  const reply = await getPiece({
+    host: parent.host.ip,
+    port: parent.host.port,
+    path,
+    headers,
+    timeoutMillis: PIECE_TIMEOUT_MILLIS,
+    maxBodyBytes: MAX_PIECE_BYTES,
+    signal
+  }).catch((e: unknown) => {
+    throw e instanceof PieceClientError
+      ? new TransferFailed({ message: `${what}: ${e.message}`, temporary: e.timedOut })
+      : new TransferFailed({ message: `${what}: ${String(e)}`, temporary: false })
+  })
+  if (reply.status !== 200) {
+    const text = reply.body.subarray(0, 300).toString("utf8")
+    throw statusFailure(reply.status, `${what}: HTTP ${reply.status}${text.length > 0 ? `: ${text}` : ""}`)
+  }
+  rememberDigest(reply.body, reply.digest!)
+  return reply.body
+}
+
+/** `taskHeaders`: extra headers per task (a private blob's capability, runtime/blob-access.ts). */
+export const makeHttpPieceTransfer = (token?: string, taskHeaders?: (taskId: string) => Record<string, string>) => {
+  const auth = authHeaders(token)
+  const headersFor = (taskId: string) => taskHeaders === undefined ? auth : { ...auth, ...taskHeaders(taskId) }
   return PieceTransfer.of({
     availability: (parent, taskId, since) =>
-      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers }).pipe(
+      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers: headersFor(taskId) }).pipe(
         Effect.mapError(transportFailure),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(statusFailure(reply.status, `availability from ${parent.peerId}: ${describe(reply)}`))
@@ -38,17 +73,15 @@ export const makeHttpPieceTransfer = (token?: string) => {
         })
       ),
     fetchPiece: (parent, taskId, index) =>
-      call(`${baseOf(parent)}/${taskId}/pieces/${index}`, { timeoutMillis: PIECE_TIMEOUT_MILLIS, headers }).pipe(
-        Effect.mapError(transportFailure),
-        Effect.flatMap((reply) =>
-          reply.status === 200
-            ? Effect.succeed<Uint8Array>(reply.body)
-            : Effect.fail(statusFailure(reply.status, `piece ${index} from ${parent.peerId}: ${describe(reply)}`))
-        )
-      )
+      Effect.tryPromise({
+        try: (signal): Promise<Uint8Array> =>
+          fetchPieceBytes(parent, `/v1/tasks/${taskId}/pieces/${index}`, `piece ${index} from ${parent.peerId}`, headersFor(taskId), signal),
+        catch: (e) => e instanceof TransferFailed ? e : new TransferFailed({ message: `piece ${index} from ${parent.peerId}: ${String(e)}`, temporary: false })
+      })
   })
 }
 
-export const httpPieceTransfer = (token?: string) => Layer.succeed(PieceTransfer)(makeHttpPieceTransfer(token))
+export const httpPieceTransfer = (token?: string, taskHeaders?: (taskId: string) => Record<string, string>) =>
+  Layer.succeed(PieceTransfer)(makeHttpPieceTransfer(token, taskHeaders))
 
 export const HttpPieceTransfer = httpPieceTransfer()

@@ -9,10 +9,13 @@ import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
+import { makeCapabilityIssuer } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeSchedulerMetrics, metricsRoute } from "./metrics.ts"
+import { makePreheatJobs, preheatRoutes } from "./preheat.ts"
+import { JobStore } from "./preheat-store.ts"
 
 export interface SchedulerServerOptions {
   readonly port: number
@@ -20,14 +23,27 @@ export interface SchedulerServerOptions {
   /** Shared secret every request but /healthy must carry (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
   readonly maxConnections?: number | undefined
+  /** Directory for state that outlives the process (preheat jobs); undefined keeps it in memory. */
+  readonly data?: string | undefined
+  /** PEM Ed25519 key that signs private-blob capabilities (default: generated, kept in `data`). */
+  readonly blobAccessKey?: string | undefined
+  readonly capabilityTtlSeconds?: number | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
-export const schedulerRoutes = (scheduler: Scheduler) =>
+export const schedulerRoutes = (
+  scheduler: Scheduler,
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds"> = {}
+) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
+    // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
+    const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
+    // Private blobs: capabilities for daemons that proved access upstream (runtime/blob-access.ts).
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, hosts: () => scheduler.knownHosts() })
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
@@ -64,13 +80,15 @@ export const schedulerRoutes = (scheduler: Scheduler) =>
         metrics.report(message)
         return HttpServerResponse.empty({ status: 204 })
       }))),
+      ...preheatRoutes(jobs),
+      ...issuer.routes,
       notFoundRoute
     ])
   }))
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
-  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()))
+  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()), { ...options, token })
   return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

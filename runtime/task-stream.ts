@@ -124,6 +124,8 @@ const TASK_ID = /^[0-9a-f]{64}$/
 /** The smallest piece length a reader may ask for (64 KiB). */
 export const MIN_SERVED_PIECE_LENGTH = 64 * 1024
 const DIGEST = /^sha256:[0-9a-f]{64}$/
+/** Largest chunk a stream yields (read from disk at once): pieces are up to 64 MiB. */
+const CHUNK_BYTES = 1024 * 1024
 /** How often the opening of a task by its download is checked for (it takes one scheduler round trip). */
 const LEDGER_POLL_MILLIS = 20
 
@@ -132,10 +134,17 @@ const messageOf = (e: unknown) =>
 
 const failureOf = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) ? messageOf(Cause.squash(exit.cause)) : ""
 
+interface ReaderEntry {
+  readers: number
+  /** The download below was started by a range reader and nobody since wanted the whole content. */
+  rangeOnly: boolean
+  fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined
+}
+
 export const makeTaskStreams = (deps: TaskStreamDeps) => {
   const { store } = deps
-  /** With prefetch off: readers of each task whose download was started for ranges only. */
-  const rangeReaders = new Map<TaskId, { readers: number; rangeOnly: boolean }>()
+  /** Streams open (or opening) on each task, and the download started here for ranges only (prefetch off). */
+  const readers = new Map<TaskId, ReaderEntry>()
 
   /** The task's ledger once its download has opened it; fails if the download ends first. */
   const awaitLedger = (taskId: TaskId, fiber: Fiber.Fiber<DownloadResult, DownloadError> | undefined) =>
@@ -171,16 +180,11 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       }
     })
 
-  const readSpan = (taskId: TaskId, ledger: PieceLedger, index: number, start: number, end: number) =>
+  const readBytes = (taskId: TaskId, offset: number, length: number) =>
     Effect.tryPromise({
-      try: () => store.readAsync(taskId, index),
-      catch: (e) => new TaskFailed({ message: `reading piece ${index} of task ${taskId}: ${messageOf(e)}` })
-    }).pipe(Effect.map((bytes) => {
-      const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
-      const from = Math.max(start, piece.offset) - piece.offset
-      const to = Math.min(end + 1, piece.offset + piece.length) - piece.offset
-      return from === 0 && to === bytes.length ? bytes : bytes.subarray(from, to)
-    }))
+      try: () => store.readRangeAsync(taskId, offset, length),
+      catch: (e) => new TaskFailed({ message: `reading bytes ${offset}+${length} of task ${taskId}: ${messageOf(e)}` })
+    })
 
   /**
    * The task a request names, and what is known of it without downloading: its size (from the held
@@ -246,6 +250,37 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
   const openTask = (req: OpenTaskRequest): Effect.Effect<OpenedTask, OpenTaskError> =>
     Effect.gen(function*() {
       const located = yield* locate(req)
+      const id: TaskId = located.taskId
+      // From here until the stream ends the task is counted as read (`reading`) and pinned in the store,
+      // so storage GC leaves it alone. Prefetch off: a download started for ranges only stops when its
+      // last reader is done.
+      const entry = readers.get(id) ?? { readers: 0, rangeOnly: false, fiber: undefined }
+      entry.readers++
+      readers.set(id, entry)
+      let unpin = () => {}
+      const pinned = new Promise<void>((resolve) => (unpin = resolve))
+      void store.withPin(id, () => pinned)
+      let released = false
+      const release = Effect.suspend(() => {
+        if (released) return Effect.void
+        released = true
+        unpin()
+        entry.readers--
+        if (entry.readers > 0) return Effect.void
+        readers.delete(id)
+        const f = entry.fiber
+        return !deps.prefetch && entry.rangeOnly && f !== undefined && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
+      })
+      return yield* opened(req, located, entry, release).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) ? Effect.void : release))
+    })
+
+  const opened = (
+    req: OpenTaskRequest,
+    located: Effect.Success<ReturnType<typeof locate>>,
+    entry: ReaderEntry,
+    release: Effect.Effect<void>
+  ): Effect.Effect<OpenedTask, OpenTaskError> =>
+    Effect.gen(function*() {
       const { headers } = located
       const id: TaskId = located.taskId
       const pl = located.pieceLength
@@ -277,49 +312,43 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       const [start, end] = range._tag === "Span" ? [range.start, range.end] : [0, size - 1]
       const whole = start === 0 && end === size - 1
 
-      // Prefetch off: a download started for ranges only stops when its last range reader is done.
-      let release: Effect.Effect<void> = Effect.void
-      if (!deps.prefetch && fiber !== undefined) {
-        const entry = rangeReaders.get(id) ?? { readers: 0, rangeOnly: startedHere }
-        if (whole) entry.rangeOnly = false
-        entry.readers++
-        rangeReaders.set(id, entry)
-        const f = fiber
-        release = Effect.suspend(() => {
-          entry.readers--
-          if (entry.readers > 0) return Effect.void
-          rangeReaders.delete(id)
-          return entry.rangeOnly && f.pollUnsafe() === undefined ? Fiber.interrupt(f) : Effect.void
-        })
+      if (startedHere && fiber !== undefined) {
+        entry.fiber = fiber
+        entry.rangeOnly = !whole
+      } else if (whole || (fiber !== undefined && entry.fiber !== fiber)) {
+        // Someone wants the whole content, or the download was not started for ranges: never stopped for them.
+        entry.rangeOnly = false
       }
 
-      const first = Math.floor(start / ledger.pieceLength)
-      const last = size === 0 ? -1 : Math.floor(end / ledger.pieceLength)
       const l = ledger
-      const chunkOf = (index: number) => Effect.andThen(awaitPiece(l, index, fiber), readSpan(id, l, index, start, end))
       // The whole content with a digest: the last chunk is held back until the digest matches, so a
       // client never receives all of a body that is not the content it named.
       const hash = whole && req.digest !== undefined ? createHash("sha256") : undefined
-      const checked = (index: number, bytes: Uint8Array) =>
+      const checked = (bytes: Uint8Array, isLast: boolean) =>
         Effect.suspend(() => {
           if (hash === undefined) return Effect.succeed(bytes)
           hash.update(bytes)
-          if (index < last) return Effect.succeed(bytes)
+          if (!isLast) return Effect.succeed(bytes)
           const actual = `sha256:${hash.digest("hex")}`
           return actual === req.digest ? Effect.succeed(bytes) : Effect.fail(new TaskFailed({ message: `digest mismatch: expected ${req.digest}, got ${actual}` }))
         })
+      // Bytes from `pos` on, at most CHUNK_BYTES and never past the piece holding `pos`, once that piece is in.
+      const chunkAt = (pos: number) =>
+        Effect.gen(function*() {
+          const index = Math.floor(pos / l.pieceLength)
+          yield* awaitPiece(l, index, fiber)
+          const piece = pieceAt(l.contentLength, l.pieceLength, index)
+          const until = Math.min(end + 1, piece.offset + piece.length, pos + CHUNK_BYTES)
+          return yield* Effect.flatMap(readBytes(id, pos, until - pos), (b) => checked(b, until === end + 1))
+        })
 
-      // The first piece is awaited here, so a download that fails at once is an error, not an aborted body.
-      const firstChunk = yield* Effect.result(size === 0
+      // The first chunk is awaited here, so a download that fails at once is an error, not an aborted body.
+      const firstChunk = yield* (size === 0
         ? Effect.as(fiber === undefined ? Effect.void : Effect.mapError(Fiber.join(fiber), (e) => new TaskFailed({ message: e.message })), new Uint8Array(0))
-        : Effect.flatMap(chunkOf(first), (b) => checked(first, b))).pipe(Effect.onInterrupt(() => release))
-      if (firstChunk._tag === "Failure") {
-        yield* release
-        return yield* firstChunk.failure
-      }
-      const rest = Stream.unfold(first + 1, (index) =>
-        index > last ? Effect.succeed(undefined) : Effect.map(Effect.flatMap(chunkOf(index), (b) => checked(index, b)), (b) => [b, index + 1] as const))
-      const stream = (size === 0 ? Stream.empty : Stream.concat(Stream.succeed(firstChunk.success), rest)).pipe(Stream.ensuring(release))
+        : chunkAt(start))
+      const rest = Stream.unfold(start + firstChunk.length, (pos) =>
+        pos > end ? Effect.succeed(undefined) : Effect.map(chunkAt(pos), (b) => [b, pos + b.length] as const))
+      const stream = (size === 0 ? Stream.empty : Stream.concat(Stream.succeed(firstChunk), rest)).pipe(Stream.ensuring(release))
       return {
         taskId: id,
         size,
@@ -331,7 +360,10 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
       } satisfies OpenedTask
     })
 
-  return { openTask, headTask }
+  /** A stream of this task is open (storage must not evict it meanwhile). */
+  const reading = (taskId: string) => readers.has(taskId)
+
+  return { openTask, headTask, reading }
 }
 
 export type TaskStreams = ReturnType<typeof makeTaskStreams>

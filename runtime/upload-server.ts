@@ -28,6 +28,8 @@ export interface UploadOptions {
   readonly downloading: (taskId: string) => boolean
   /** Counts pieces served and refused (runtime/metrics.ts); nothing is counted without it. */
   readonly metrics?: UploadMetrics
+  /** Private blobs (runtime/blob-access.ts): why this request may not have the task's pieces, or undefined. */
+  readonly access?: (taskId: string) => Effect.Effect<string | undefined, never, HttpServerRequest.HttpServerRequest>
 }
 
 export const DEFAULT_UPLOAD_QUEUE_MILLIS = 15_000
@@ -38,8 +40,18 @@ const INDEX = /^(0|[1-9][0-9]{0,8})$/
 const taskIdParam = Effect.flatMap(HttpRouter.params, (p) =>
   TASK_ID.test(p.taskId ?? "") ? Effect.succeed(p.taskId!) : badRequest(`taskId: expected 64 lowercase hex characters, got ${JSON.stringify(p.taskId)}`))
 
+class AccessRefused {
+  readonly _tag = "AccessRefused"
+  constructor(readonly reason: string) {}
+}
+
 export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
   Effect.gen(function*() {
+    // A private task's pieces and availability go only to holders of a capability for it (403 otherwise).
+    const allowed = (taskId: string) =>
+      options.access === undefined ? Effect.void : Effect.flatMap(options.access(taskId), (reason) => reason === undefined ? Effect.void : Effect.fail(new AccessRefused(reason)))
+    const forbidden = <A, E, R>(e: Effect.Effect<A, E, R>) =>
+      Effect.catchIf(e, (x): x is Extract<E, AccessRefused> => x instanceof AccessRefused, (x) => Effect.succeed(errorResponse(403, (x as AccessRefused).reason)))
     const slots = yield* Semaphore.make(options.uploadSlots)
     // Shared by every upload: each piece reserves its bytes and waits for its turn.
     const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
@@ -47,8 +59,9 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
     const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [
-      HttpRouter.route("GET", "/v1/tasks/:taskId/availability", orBadRequest(Effect.gen(function*() {
+      HttpRouter.route("GET", "/v1/tasks/:taskId/availability", forbidden(orBadRequest(Effect.gen(function*() {
         const taskId = yield* taskIdParam
+        yield* allowed(taskId)
         const request = yield* HttpServerRequest.HttpServerRequest
         const raw = new URL(request.url, "http://local").searchParams.get("since") ?? "0"
         if (!INDEX.test(raw)) return yield* badRequest(`since: expected a non-negative integer, got ${JSON.stringify(raw)}`)
@@ -61,9 +74,10 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           Effect.map(Option.getOrElse(() => ledger.since(since)))
         )
         return encoded(PieceAvailability, answer)
-      }))),
-      HttpRouter.route("GET", "/v1/tasks/:taskId/pieces/:index", orBadRequest(Effect.gen(function*() {
+      })))),
+      HttpRouter.route("GET", "/v1/tasks/:taskId/pieces/:index", forbidden(orBadRequest(Effect.gen(function*() {
         const taskId = yield* taskIdParam
+        yield* allowed(taskId)
         const rawIndex = (yield* HttpRouter.params).index ?? ""
         if (!INDEX.test(rawIndex)) return yield* badRequest(`index: expected a non-negative integer, got ${JSON.stringify(rawIndex)}`)
         const index = Number(rawIndex)
@@ -98,6 +112,6 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
             options.metrics?.refused("error")
             return errorResponse(500, `piece ${index}: ${e.message}`)
           })))
-      })))
+      }))))
     ]
   })

@@ -128,11 +128,13 @@ export const Scenario = Schema.Struct({
   arrival: Arrival.pipe(withDefault({})),
   /**
    * Peers leave (gracefully: LeavePeer for what they hold, then they serve nothing) this long after
-   * their pull completes; `fraction` of them (chosen from the seed), default all. Leaving at a given
-   * time is a `peer-leave` fault.
+   * their pull completes, or at `atSeconds` (pulled or not; one that never arrived never starts);
+   * `fraction` of them (chosen from the seed), default all. A given host or IDC leaving at a given
+   * time is also a `peer-leave` fault.
    */
   departure: Schema.optionalKey(Schema.Struct({
-    afterCompletionSeconds: NonNegative,
+    afterCompletionSeconds: Schema.optionalKey(NonNegative),
+    atSeconds: Schema.optionalKey(NonNegative),
     fraction: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThanOrEqualTo(1)).pipe(withDefault(1))
   })),
   /** Strategies `damselfly sim` runs without --strategy; default: every strategy in core/strategies.ts. */
@@ -201,6 +203,10 @@ export const decodeScenario = (input: unknown, source = "scenario"): Scenario =>
   if (a.kind !== "rolling" && a.batchFraction !== undefined) throw misplaced("batchFraction", `"rolling"`)
   if (a.kind !== "rolling" && a.intervalSeconds !== undefined) throw misplaced("intervalSeconds", `"rolling"`)
   if (a.kind !== "uniform" && a.spreadSeconds !== 0) throw misplaced("spreadSeconds", `"uniform"`)
+  const d = s.departure
+  if (d !== undefined && (d.afterCompletionSeconds === undefined) === (d.atSeconds === undefined)) {
+    throw new ScenarioError(`${source}: departure: expected exactly one of afterCompletionSeconds and atSeconds`)
+  }
   return s
 }
 

@@ -241,6 +241,18 @@ export class World implements HostContext {
         else this.engine.fork(Effect.ignore(schedulerChannel(this, s).request(new AnnounceHost({ host: s.host }))))
       })
     }
+    const leaveAt = this.scenario.departure?.atSeconds
+    if (leaveAt !== undefined) {
+      this.engine.at(leaveAt * 1000, () => {
+        for (const p of this.peers) {
+          if (!this.departing.has(p.host.id)) continue
+          this.engine.record(`leave ${p.host.id}`)
+          this.stopHost(p.host.id, true)
+          // Its pull (if any) ended; a batch waiting for it goes on.
+        }
+        this.maybeNextBatch()
+      })
+    }
     if (this.batches.length > 0) this.engine.at(0, () => this.startBatch())
     else for (const p of this.peers) this.engine.at(p.arrival, () => this.arrive(p))
     this.faults.schedule()
@@ -325,7 +337,7 @@ export class World implements HostContext {
         if (h.host.type !== "normal") return
         this.maybeNextBatch()
         const departure = this.scenario.departure
-        if (departure !== undefined && h.outcome === "ok" && this.departing.has(h.host.id)) {
+        if (departure?.afterCompletionSeconds !== undefined && h.outcome === "ok" && this.departing.has(h.host.id)) {
           this.engine.after(departure.afterCompletionSeconds * 1000, () => {
             this.engine.record(`leave ${h.host.id}`)
             this.stopHost(h.host.id, true)

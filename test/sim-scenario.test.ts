@@ -75,7 +75,9 @@ describe("scenario decoding", () => {
       [withField({ arrival: { kind: "flash", intervalSeconds: 3 } }), /arrival\.intervalSeconds: only for kind "rolling"/],
       [withField({ arrival: { kind: "poisson", ratePerSecond: 2, spreadSeconds: 4 } }), /arrival\.spreadSeconds: only for kind "uniform"/],
       [withField({ departure: { afterCompletionSeconds: 1, fraction: 2 } }), /departure[\s\S]*fraction/],
-      [withField({ departure: {} }), /departure[\s\S]*afterCompletionSeconds/],
+      [withField({ departure: {} }), /departure: expected exactly one of afterCompletionSeconds and atSeconds/],
+      [withField({ departure: { afterCompletionSeconds: 1, atSeconds: 2 } }), /departure: expected exactly one of afterCompletionSeconds and atSeconds/],
+      [withField({ departure: { atSeconds: -2 } }), /departure[\s\S]*atSeconds/],
       [withField({ reported: { source: "x", p50Seconds: "ten" } }), /reported[\s\S]*p50Seconds/],
       [withField({ idcs: [{ name: "a", location: "x|y|a", peers: 2, peerClasses: [{ weight: -1, uploadBytesPerSecond: 1, downloadBytesPerSecond: 1 }] }] }), /peerClasses[\s\S]*weight/],
       [withField({ origin: { idc: "nowhere", uploadBytesPerSecond: 1 } }), /origin\.idc: expected one of idcA, idcB, got "nowhere"/],
@@ -238,5 +240,22 @@ describe("arrivals and departures", () => {
     expect(runScenario(s, { seed: 4, strategy: "dragonfly" }).verified).toBe(true)
     const none = traced(layered({ arrival: { kind: "rolling", batchFraction: 0.25 }, departure: { afterCompletionSeconds: 0.001, fraction: 0 } }), 4)
     expect(none.lines.some((l) => / leave /.test(l))).toBe(false)
+  })
+
+  it("departures at a time: the chosen share of peers leaves mid-pull (unfinished), the others finish", () => {
+    const s = layered({ departure: { atSeconds: 0.05, fraction: 0.5 } })
+    const { world, lines } = traced(s, 6, "direct")
+    const left = lines.filter((l) => / leave peer-/.test(l)).map((l) => l.split(" ").pop()!)
+    expect(left.length).toBeGreaterThan(0)
+    expect(left.length).toBeLessThan(8)
+    for (const p of world.peers) {
+      if (left.includes(p.host.id)) {
+        expect(p.outcome).toBe("failed")
+        expect(p.finishedAt).toBe(50)
+      } else expect(p.outcome).toBe("ok")
+    }
+    const r = runScenario(s, { seed: 6, strategy: "direct" })
+    expect(r.finishedPeers).toBe(8 - left.length)
+    expect(r.verified).toBe(false)
   })
 })

@@ -20,7 +20,22 @@ export interface ParentHandout {
   /** Handed-out parents become DAG edges (and count against upload slots); mesh policies leave this false. */
   readonly dag: boolean
   select(ctx: HandoutContext): ReadonlyArray<PeerView>
+  /**
+   * A stripe overlay instead of a scored choice (core/scheduler/stripe-forest.ts): peers are dealt
+   * into `count` stripes and each gets, per stripe, its parent in that stripe's tree of `fanout`.
+   */
+  readonly stripes?: { readonly count: number; readonly fanout: number }
 }
+
+/**
+ * Damselfly's: stripe trees (see stripe-forest.ts). `select` is only the fallback for a peer the
+ * forest cannot place (it never is, for a registered peer): the scored mesh.
+ */
+export const stripeForest = (count: number, fanout: number = count): ParentHandout => ({
+  ...scoredMesh(count, fanout),
+  name: "stripe-forest",
+  stripes: { count, fanout }
+})
 
 /** Dragonfly: sample `sample` candidates, drop full hosts and cycle-making edges, score, keep the top `k`. */
 export const dagTopK = (sample: number, k: number): ParentHandout => ({
@@ -72,16 +87,22 @@ export const noParents: ParentHandout = { name: "none", dag: false, select: () =
  * children at once, so a seed that is still fetching feeds a few peers at full speed, which relay,
  * instead of splitting its uplink across everyone who wants the newest piece.
  */
-export const scoredMesh = (k: number, fanout: number): ParentHandout => ({
+export const scoredMesh = (k: number, fanout: number, seedChildren?: number): ParentHandout => ({
   name: "scored-mesh",
   dag: false,
   select: (ctx) => {
     const ranked = ctx.eligible
       .map((p) => ({ p, load: ctx.loadOf(p.host.id), s: ctx.evaluator.score(p, ctx.loadOf(p.host.id), ctx.child, ctx.totalPieces) }))
       .sort((a, b) => b.s - a.s)
-    const open = ranked.filter((x) => x.load.uploads < Math.max(1, Math.round(fanout * x.p.host.uploadBandwidth / ctx.child.host.downloadBandwidth)))
+    // With super-seeding a seed serves one child per stripe; more children would only queue at it.
+    const cap = (p: PeerView) =>
+      seedChildren !== undefined && p.host.type === "seed"
+        ? seedChildren
+        : Math.max(1, Math.round(fanout * p.host.uploadBandwidth / ctx.child.host.downloadBandwidth))
+    const open = ranked.filter((x) => x.load.uploads < cap(x.p))
     // Everyone at their fan-out: better the least loaded than no parent (which would send the peer to the origin).
-    const chosen = open.length > 0 ? open : [...ranked].sort((a, b) => a.load.uploads - b.load.uploads)
+    const fallback = seedChildren === undefined ? ranked : ranked.filter((x) => x.p.host.type !== "seed")
+    const chosen = open.length > 0 ? open : [...(fallback.length > 0 ? fallback : ranked)].sort((a, b) => a.load.uploads - b.load.uploads)
     return chosen.slice(0, k).map((x) => x.p)
   }
 })

@@ -23,6 +23,7 @@ import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
 import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
 import { dagTopK, type ParentHandout } from "./handout.ts"
+import { StripeForest } from "./stripe-forest.ts"
 import { TaskDag } from "./task-dag.ts"
 
 const MAX_COSTS = 64
@@ -42,6 +43,10 @@ interface PeerRecord extends PeerView {
   assigned: Array<string>
   uploadsOk: number
   uploadsFailed: number
+  /** Its stripe, under a stripe overlay (dealt round-robin at registration; seeds have none). */
+  stripe: number | undefined
+  /** The last stripe parents handed out ("stripe:parent,…"), so that a refresh without change says so. */
+  designation: string
 }
 
 interface TaskRecord {
@@ -56,6 +61,10 @@ interface TaskRecord {
   readonly dag: TaskDag
   readonly backToSource: Set<string>
   seedTriggered: boolean
+  /** Stripes dealt so far (round-robin over registering peers). */
+  stripesDealt: number
+  /** The stripe forest of the task's current members; dropped whenever membership changes. */
+  forest: StripeForest | undefined
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -125,6 +134,10 @@ export class Scheduler {
         task.backToSource.add(peer.id)
         return new NeedBackToSource({ taskId: task.id, reason: "seed peers fetch from the origin" })
       }
+      if (this.handout.stripes !== undefined && peer.stripe === undefined) {
+        peer.stripe = task.stripesDealt++ % this.handout.stripes.count
+        task.forest = undefined
+      }
       yield* this.triggerSeed(task)
       return yield* this.scheduleRounds(task, peer)
     })
@@ -149,12 +162,22 @@ export class Scheduler {
       if (task === undefined || peer === undefined) return Effect.succeed(new NeedRegister({ taskId }))
       for (const b of blocked) peer.blocklist.add(b)
       if (task.contentLength === null) return Effect.succeed(new ScheduleFailed({ taskId, reason: "task length not known yet" }))
-      return Effect.map(this.selectParents(task, peer), (picked) => {
+      if (this.handout.stripes !== undefined && peer.stripe !== undefined) {
+        // A stripe overlay answers with the whole (current) set, or that nothing changed.
+        return Effect.map(this.selectParents(task, peer, true), (parents) => {
+          const designation = parents.map((p) => p.id).join(",")
+          if (parents.length === 0 || designation === peer.designation) return new ScheduleFailed({ taskId, reason: "no parent to add" })
+          peer.designation = designation
+          this.assign(task, peer, parents)
+          return this.candidateParents(task, peer, parents)
+        })
+      }
+      return Effect.map(this.selectParents(task, peer, true), (picked) => {
         // The peer keeps the parents it has: add only new ones, and count them against their hosts.
         const parents = picked.filter((p) => !peer.assigned.includes(p.id))
         if (parents.length === 0) return new ScheduleFailed({ taskId, reason: "no parent to add" })
         this.assign(task, peer, parents, false)
-        return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
+        return this.candidateParents(task, peer, parents)
       })
     })
   }
@@ -166,6 +189,51 @@ export class Scheduler {
       peer.assigned.push(p.id)
       this.hostUploads.set(p.host.id, (this.hostUploads.get(p.host.id) ?? 0) + 1)
     }
+  }
+
+  /** The answer handing out `parents`; under a stripe overlay each says which stripes it relays. */
+  private candidateParents(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>): CandidateParents {
+    const stripes = this.handout.stripes
+    if (stripes === undefined) {
+      return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
+    }
+    const relayed = new Map<string, Array<number>>()
+    for (const [j, parent] of this.stripeParents(task, peer)) {
+      if (!relayed.has(parent.id)) relayed.set(parent.id, [])
+      relayed.get(parent.id)!.push(j)
+    }
+    return new CandidateParents({
+      task: this.taskMessage(task),
+      parents: parents.map((p) => ({ peerId: p.id, host: p.host, ...(relayed.has(p.id) ? { stripes: relayed.get(p.id)! } : {}) })),
+      stripeCount: stripes.count
+    })
+  }
+
+  /** Under a stripe overlay: the peer's parent in each stripe's tree (stripes whose parent cannot serve it are left out). */
+  private stripeParents(task: TaskRecord, peer: PeerRecord): Map<number, PeerRecord> {
+    const stripes = this.handout.stripes!
+    if (task.forest === undefined) {
+      const members = task.peerList.filter((p) => p.stripe !== undefined && p.state !== "failed" && p.state !== "leave")
+      task.forest = new StripeForest(members.map((p) => ({ id: p.id, stripe: p.stripe! })), stripes.count, stripes.fanout)
+    }
+    const seed = task.peerList.find((p) => p.host.type === "seed" && this.isForestParent(p, peer))
+    const out = new Map<number, PeerRecord>()
+    for (let j = 0; j < stripes.count; j++) {
+      const id = task.forest.parentOf(peer.id, j)
+      const parent = id === "seed" ? seed : id === undefined ? undefined : task.peers.get(id)
+      if (parent !== undefined && this.isForestParent(parent, peer)) out.set(j, parent)
+    }
+    return out
+  }
+
+  /**
+   * The common filter, except that a peer still waiting for its own parents counts: in a flash crowd
+   * everyone registers before anyone is answered, and the tree's interior is made of such peers.
+   */
+  private isForestParent(p: PeerRecord, child: PeerRecord): boolean {
+    if (p.id === child.id || p.host.id === child.host.id || child.blocklist.has(p.id)) return false
+    if (p.state === "failed" || p.state === "leave") return false
+    return p.state === "pending" || !this.evaluator.isBadParent(p)
   }
 
   /** Rounds of filter → score → top K, spaced by the retry interval, until parents or a verdict. */
@@ -185,11 +253,9 @@ export class Scheduler {
       const parents = task.contentLength === null ? [] : yield* this.selectParents(task, peer)
       if (parents.length > 0) {
         this.assign(task, peer, parents)
+        peer.designation = parents.map((p) => p.id).join(",")
         if (peer.state === "pending") peer.state = "received-normal"
-        return new CandidateParents({
-          task: this.taskMessage(task),
-          parents: parents.map((p) => ({ peerId: p.id, host: p.host }))
-        })
+        return this.candidateParents(task, peer, parents)
       }
       const noSource = !this.hasSeedHost() && !this.hasActiveSource(task)
       if (noSource || peer.rounds >= this.config.retryBackToSourceLimit) {
@@ -219,7 +285,12 @@ export class Scheduler {
    * round costs the same in a task of ten peers or ten thousand), keeps those that pass the common
    * filter, and lets the strategy's handout policy choose among them.
    */
-  private selectParents(task: TaskRecord, child: PeerRecord): Effect.Effect<Array<PeerRecord>> {
+  private selectParents(task: TaskRecord, child: PeerRecord, refresh = false): Effect.Effect<Array<PeerRecord>> {
+    if (this.handout.stripes !== undefined && child.stripe !== undefined) {
+      const parents = [...new Set(this.stripeParents(task, child).values())]
+      // Nobody placed yet (the seed is still probing): the scored mesh meanwhile.
+      if (parents.length > 0 || refresh) return Effect.succeed(parents)
+    }
     return Effect.map(Effect.service(Random.Random), (rng) => {
       const all = task.peerList
       const want = Math.min(all.length, this.config.handoutSample ?? this.config.filterParentLimit)
@@ -372,7 +443,9 @@ export class Scheduler {
         peerList: [],
         dag: new TaskDag(),
         backToSource: new Set(),
-        seedTriggered: false
+        seedTriggered: false,
+        stripesDealt: 0,
+        forest: undefined
       }
       this.tasks.set(id, task)
     }
@@ -400,7 +473,9 @@ export class Scheduler {
         seedWaitRounds: 0,
         assigned: [],
         uploadsOk: 0,
-        uploadsFailed: 0
+        uploadsFailed: 0,
+        stripe: undefined,
+        designation: ""
       }
       task.peers.set(id, peer)
       task.peerList.push(peer)
@@ -425,12 +500,14 @@ export class Scheduler {
   }
 
   private removePeer(task: TaskRecord, peerId: string): void {
+    task.forest = undefined
     this.dropParents(task, peerId)
     for (const c of [...task.dag.childrenOf(peerId)]) task.dag.removeEdge(peerId, c)
     task.backToSource.delete(peerId)
   }
 
   private forget(task: TaskRecord, peerId: string): void {
+    task.forest = undefined
     task.peers.delete(peerId)
     const i = task.peerList.findIndex((p) => p.id === peerId)
     if (i >= 0) task.peerList.splice(i, 1)

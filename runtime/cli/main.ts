@@ -5,11 +5,13 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { cacheExport, cacheImport, cacheStat } from "../cache.ts"
+import { writeContainerdConfig } from "../containerd-config.ts"
 import { DAEMON_FAULTS, daemonServer } from "../daemon.ts"
 import { get, GetFailed, parseHeaders } from "../get.ts"
 import { progressDisplay } from "../get-progress.ts"
 import { JsonStderrLogger } from "../logging.ts"
-import { ConfigError, DAEMON_OPTIONS, daemonOptionsFrom, flagsOf, type OptionSpec, type OptionValues, resolveOptions, SCHEDULER_OPTIONS, schedulerOptionsFrom } from "../config.ts"
+import { preheat, PreheatFailed } from "../preheat-client.ts"
+import { ConfigError, DAEMON_OPTIONS, DEFAULT_SCHEDULER_URL, daemonOptionsFrom, flagsOf, type OptionSpec, type OptionValues, resolveOptions, SCHEDULER_OPTIONS, schedulerOptionsFrom } from "../config.ts"
 import { schedulerServer } from "../scheduler-server.ts"
 
 const VERSION = "0.1.0"
@@ -197,6 +199,71 @@ const cache = Command.make("cache").pipe(
   Command.withSubcommands([cacheImportCommand, cacheExportCommand, cacheStatCommand])
 )
 
+const containerdConfig = Command.make(
+  "containerd-config",
+  {
+    registry: Flag.String("registry").pipe(Flag.withDescription("Registry to mirror (https://registry.example.com, http://host:5000, docker.io); repeat for several"), Flag.atLeast(1)),
+    mirror: Flag.String("mirror").pipe(Flag.withDescription("The Damselfly mirror's base URL"), Flag.withDefault("http://127.0.0.1:65002")),
+    dir: Flag.String("dir").pipe(Flag.withDescription("containerd's registry config_path"), Flag.withDefault("/etc/containerd/certs.d"))
+  },
+  (o) =>
+    Effect.tryPromise({ try: () => writeContainerdConfig({ registries: o.registry, mirror: o.mirror, dir: o.dir }), catch: (e) => e }).pipe(
+      Effect.flatMap((files) => Console.log(JSON.stringify({ written: files }))),
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`damselfly containerd-config: ${e instanceof Error ? e.message : String(e)}\n`)
+          process.exitCode = 1
+        })
+      )
+    )
+).pipe(Command.withDescription("Write containerd hosts.toml files (certs.d/<host>/hosts.toml): the Damselfly mirror first, the registry as fallback"))
+
+// `damselfly preheat IMAGE`: a preheat job on the scheduler (runtime/preheat.ts), followed with --wait.
+const preheatCommand = Command.make(
+  "preheat",
+  {
+    url: Argument.String("image").pipe(Argument.withDescription("Image (HOST/REPO:TAG or http(s)://HOST/v2/REPO/manifests/TAG), or a file URL with --type file")),
+    scheduler: Flag.String("scheduler").pipe(Flag.withDescription("Scheduler base URL"), Flag.withDefault(DEFAULT_SCHEDULER_URL)),
+    type: Flag.Literals("type", ["image", "file"] as const).pipe(Flag.withDescription("image (resolve the manifest) or file (one URL)"), Flag.withDefault("image" as const)),
+    platform: Flag.String("platform").pipe(Flag.withDescription("os/architecture[/variant] picked from a multi-arch index (default linux/amd64)"), Flag.optional),
+    scope: Flag.Literals("scope", ["single_seed_peer", "all_seed_peers", "all_peers"] as const).pipe(Flag.withDescription("Which peers download (default single_seed_peer)"), Flag.optional),
+    username: Flag.String("username").pipe(Flag.withDescription("Registry user name"), Flag.optional),
+    password: Flag.String("password").pipe(Flag.withDescription("Registry password (or $DAMSELFLY_REGISTRY_PASSWORD)"), Flag.optional),
+    ip: Flag.String("ip").pipe(Flag.withDescription("Only hosts with this IP (repeatable)"), Flag.atLeast(0)),
+    count: Flag.Int("count").pipe(Flag.withDescription("all_peers: at most this many hosts"), Flag.optional),
+    percentage: Flag.Int("percentage").pipe(Flag.withDescription("all_peers: this percentage of the hosts"), Flag.optional),
+    wait: Flag.Boolean("wait").pipe(Flag.withDescription("Follow the job until it ends, printing progress; exit 1 on FAILURE"), Flag.withDefault(false)),
+    token
+  },
+  (o) =>
+    Effect.tryPromise({
+      try: () =>
+        preheat({
+          scheduler: o.scheduler,
+          url: o.url,
+          type: o.type,
+          platform: orUndefined(o.platform),
+          scope: orUndefined(o.scope),
+          username: orUndefined(o.username),
+          password: orUndefined(o.password) ?? process.env.DAMSELFLY_REGISTRY_PASSWORD,
+          ips: o.ip,
+          count: orUndefined(o.count),
+          percentage: orUndefined(o.percentage),
+          token: orUndefined(o.token),
+          wait: o.wait
+        }, (line) => process.stderr.write(`damselfly preheat: ${line}\n`)),
+      catch: (e) => e
+    }).pipe(
+      Effect.flatMap((job) => Console.log(JSON.stringify(job))),
+      Effect.catch((e) =>
+        Effect.sync(() => {
+          process.stderr.write(`damselfly preheat: ${e instanceof PreheatFailed || e instanceof Error ? e.message : String(e)}\n`)
+          process.exitCode = 1
+        })
+      )
+    )
+).pipe(Command.withDescription("Preheat an image (or a file) on seed peers or daemons through the scheduler's job API"))
+
 const sim = Command.make("sim", {}, () => Effect.void).pipe(
   Command.withDescription("Run the deterministic simulator (see `damselfly sim --help`)")
 )
@@ -215,7 +282,7 @@ const chaos = Command.make("chaos", {}, () => Effect.void).pipe(
 
 const damselfly = Command.make("damselfly").pipe(
   Command.withDescription("Peer-to-peer distribution of large files"),
-  Command.withSubcommands([scheduler, daemon, getCommand, cache, sim, sweep, report, chaos, library])
+  Command.withSubcommands([scheduler, daemon, getCommand, cache, containerdConfig, preheatCommand, sim, sweep, report, chaos, library])
 )
 
 const argv = process.argv.slice(2)

@@ -1,32 +1,165 @@
-// Throughput check: one daemon fetching 64 MiB back-to-source vs a plain streamed HTTP download of the
-// same file. Run: npx tsx runtime/testing/bench-throughput.ts [daemon flags…]
-import { mkdtemp, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
+// Throughput check (issue #4): is peer-to-peer transfer fast enough not to matter? In one run, for the
+// same file: `curl` straight from a local HTTP server into a file, then a daemon pulling it from one
+// parent daemon (a seed, holding the task through `damselfly cache import`) into a file — every piece's
+// sha256 checked by the downloading daemon, the output's sha256 checked here afterwards. Repeated N
+// times (fresh task each time); prints MB/s of both, the ratio p2p/direct, and the median.
+//
+// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [-- daemon flags…]
+// --profile DIR writes a V8 CPU profile of the downloading daemon (node --cpu-prof) into DIR.
+import { spawn } from "node:child_process"
+import { randomFillSync } from "node:crypto"
+import { createReadStream, promises as fs } from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
-import { downloadDirect } from "../get.ts"
-import { damselfly, freePort, killAll, postRaw, startOrigin, waitHealthy } from "./harness.ts"
+import { BIN, damselfly, freePort, killAll, postRaw, sha256File, waitHealthy } from "./harness.ts"
+import { rangeOf, writeRangeHead } from "./range.ts"
 
-const SIZE = 64 * 1024 * 1024
-const dir = await mkdtemp(path.join(tmpdir(), "damselfly-bench-"))
-const origin = await startOrigin(dir, SIZE)
+const argv = process.argv.slice(2)
+const flag = (name: string, fallback: string) => {
+  const i = argv.indexOf(name)
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1]! : fallback
+}
+const dash = argv.indexOf("--")
+const daemonFlags = dash >= 0 ? argv.slice(dash + 1) : []
+const SIZE = Number(flag("--size-mib", "1024")) * 1024 * 1024
+const RUNS = Number(flag("--runs", "5"))
+const PROFILE = flag("--profile", "")
+
+const MB = 1e6
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+/** A plain static-file server (read stream per request, Range supported): the "direct" baseline. */
+const startFileServer = async (file: string, size: number) => {
+  const server = http.createServer((req, res) => {
+    const span = writeRangeHead(res, rangeOf(req.headers.range, size), size)
+    if (span === undefined) return
+    if (req.method === "HEAD") return void res.end()
+    createReadStream(file, { start: span.start, end: span.end, highWaterMark: 1024 * 1024 }).pipe(res)
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))) }
+}
+
+const TICK = 100 // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux
+
+/** CPU seconds (user + system) a process has used so far. */
+const cpuOf = async (pid: number) => {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  if (process.env.BENCH_DEBUG) console.log(pid, "user", Number(fields[11]) / TICK, "sys", Number(fields[12]) / TICK)
+  return (Number(fields[11]) + Number(fields[12])) / TICK
+}
+
+/** curl into a file; resolves to curl's own CPU seconds (bash's `times` of its finished child). */
+const curl = (url: string, output: string) =>
+  new Promise<number>((resolve, reject) => {
+    const script = 'curl --silent --show-error --fail --output "$1" "$2" && times'
+    const child = spawn("bash", ["-c", script, "bash", output, url], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    let err = ""
+    child.stdout.on("data", (c) => (out += c))
+    child.stderr.on("data", (c) => (err += c))
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`curl exited ${code}: ${err}`))
+      // `times` prints the shell's, then its children's, user and system time as NmS.SSSs.
+      const secs = [...out.split("\n")[1]!.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + Number(m[2]))
+      resolve(secs.reduce((a, b) => a + b, 0))
+    })
+  })
+
+const dir = await fs.mkdtemp(path.join(tmpdir(), "damselfly-bench-"))
+const file = path.join(dir, "blob.bin")
+{
+  const fh = await fs.open(file, "w")
+  const chunk = Buffer.allocUnsafe(16 * 1024 * 1024)
+  for (let written = 0; written < SIZE; written += chunk.length) {
+    const n = Math.min(chunk.length, SIZE - written)
+    randomFillSync(chunk, 0, n)
+    await fh.write(chunk, 0, n)
+  }
+  await fh.close()
+}
+const expected = await sha256File(file)
+const server = await startFileServer(file, SIZE)
+/** Daemons spawned here with node flags (not through the harness, which would not pass them). */
+const flagged: Array<import("node:child_process").ChildProcess> = []
 try {
   const schedulerUrl = `http://127.0.0.1:${await freePort()}`
   damselfly("scheduler", ["scheduler", "--port", new URL(schedulerUrl).port])
-  const daemonUrl = `http://127.0.0.1:${await freePort()}`
-  damselfly("daemon", ["daemon", "--port", new URL(daemonUrl).port, "--data", path.join(dir, "d"), "--scheduler", schedulerUrl, ...process.argv.slice(2)])
   await waitHealthy(schedulerUrl)
-  await waitHealthy(daemonUrl)
-  let t0 = Date.now()
-  const reply = await postRaw(`${daemonUrl}/v1/download`, JSON.stringify({ url: origin.url, output: path.join(dir, "via-daemon") }))
-  const daemonMs = Date.now() - t0
-  if (reply.status !== 200) throw new Error(JSON.stringify(reply))
-  t0 = Date.now()
-  await downloadDirect(origin.url, path.join(dir, "direct"), undefined)
-  const directMs = Date.now() - t0
-  const mbps = (ms: number) => (SIZE / 1024 / 1024 / (ms / 1000)).toFixed(0)
-  console.log(`daemon ${daemonMs} ms (${mbps(daemonMs)} MiB/s), direct ${directMs} ms (${mbps(directMs)} MiB/s), ratio ${(directMs / daemonMs).toFixed(2)}`)
+  const parentUrl = `http://127.0.0.1:${await freePort()}`
+  const parentArgs = ["daemon", "--port", new URL(parentUrl).port, "--data", path.join(dir, "parent"), "--scheduler", schedulerUrl, "--host-id", "parent", "--seed", ...daemonFlags]
+  const childUrl = `http://127.0.0.1:${await freePort()}`
+  const childArgs = ["daemon", "--port", new URL(childUrl).port, "--data", path.join(dir, "child"), "--scheduler", schedulerUrl, "--host-id", "child", ...daemonFlags]
+  // --cpu-prof is refused in NODE_OPTIONS, so profiled daemons are spawned here with it as a node flag.
+  const daemon = (name: string, args: ReadonlyArray<string>) => {
+    if (PROFILE === "") return damselfly(name, args).child
+    const p = spawn(process.execPath, [`--cpu-prof`, `--cpu-prof-dir=${path.resolve(PROFILE, name)}`, BIN, ...args], { stdio: "ignore" })
+    flagged.push(p)
+    return p
+  }
+  const parent = daemon("parent", parentArgs)
+  const child = daemon("child", childArgs)
+  await waitHealthy(parentUrl)
+  await waitHealthy(childUrl)
+
+  console.log(`size ${SIZE / 1024 / 1024} MiB, ${RUNS} runs, load average before: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)
+  // CPU s: user + system seconds spent by curl and the file server (direct), by both daemons (p2p).
+  console.log("run | direct MB/s | p2p MB/s | ratio | direct CPU s | p2p CPU s (parent + child) | load (1 min)")
+  const rows: Array<{ direct: number; p2p: number; ratio: number }> = []
+  for (let run = 1; run <= RUNS; run++) {
+    // A fresh URL (so a fresh task) each run; the origin serves it but the child never asks it for data.
+    const url = `${server.base}/blob.bin?run=${run}`
+    const imported = await postRaw(`${parentUrl}/v1/cache/import`, JSON.stringify({ path: file, url }))
+    if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported)}`)
+
+    const direct = path.join(dir, "direct.out")
+    const serverCpu0 = process.cpuUsage()
+    let t0 = performance.now()
+    const curlCpu = await curl(url, direct)
+    const directSec = (performance.now() - t0) / 1000
+    const serverCpu = process.cpuUsage(serverCpu0)
+    const directCpu = curlCpu + (serverCpu.user + serverCpu.system) / 1e6
+    if (await sha256File(direct) !== expected) throw new Error("direct download: wrong content")
+    await fs.rm(direct)
+
+    const viaPeer = path.join(dir, "p2p.out")
+    const parentCpu0 = await cpuOf(parent.pid!)
+    const childCpu0 = await cpuOf(child.pid!)
+    t0 = performance.now()
+    const reply = await postRaw(`${childUrl}/v1/download`, JSON.stringify({ url, output: viaPeer }))
+    const p2pSec = (performance.now() - t0) / 1000
+    const parentCpu = (await cpuOf(parent.pid!)) - parentCpu0
+    const childCpu = (await cpuOf(child.pid!)) - childCpu0
+    const p2pCpu = parentCpu + childCpu
+    if (reply.status !== 200) throw new Error(`p2p download: ${JSON.stringify(reply)}`)
+    if (reply.body.bytesFromPeers !== SIZE || reply.body.bytesFromOrigin !== 0) throw new Error(`p2p download did not come from the parent alone: ${JSON.stringify(reply.body)}`)
+    if (await sha256File(viaPeer) !== expected) throw new Error("p2p download: wrong content")
+    await fs.rm(viaPeer)
+
+    const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec }
+    rows.push(row)
+    console.log(`${run} | ${row.direct.toFixed(0)} | ${row.p2p.toFixed(0)} | ${row.ratio.toFixed(2)} | ${directCpu.toFixed(2)} | ${p2pCpu.toFixed(2)} (${parentCpu.toFixed(2)} + ${childCpu.toFixed(2)}) | ${loadavg()[0]!.toFixed(1)}`)
+  }
+  const ratios = rows.map((r) => r.ratio)
+  console.log(`median | ${median(rows.map((r) => r.direct)).toFixed(0)} | ${median(rows.map((r) => r.p2p)).toFixed(0)} | ${median(ratios).toFixed(2)} (ratio min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)})`)
+  console.log(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)
+  if (PROFILE !== "") {
+    for (const p of [parent, child]) {
+      const exited = new Promise((r) => p.once("exit", r))
+      p.kill("SIGINT")
+      await exited
+    }
+    console.log(`CPU profiles of the parent and the child daemon in ${PROFILE}/{parent,child}`)
+  }
 } finally {
+  for (const p of flagged) if (p.exitCode === null) p.kill("SIGKILL")
   await killAll()
-  await origin.close()
-  await rm(dir, { recursive: true, force: true })
+  await server.close()
+  await fs.rm(dir, { recursive: true, force: true })
 }

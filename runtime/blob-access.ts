@@ -1,0 +1,285 @@
+// Private blobs: a peer serves pieces of a private blob only to peers that proved access upstream.
+//
+// Dragonfly serves any piece to anyone who knows the task id. Here, when a daemon fetches a blob with
+// an Authorization header, it first HEADs the blob upstream without credentials: a 2xx means the blob
+// is public and nothing changes. Otherwise it HEADs it with the caller's Authorization; when that
+// succeeds it asks the scheduler for a capability — (task id, its peer id, its IP, expiry), signed with
+// the scheduler's Ed25519 key — and marks the task private on its disk. A daemon's upload server serves
+// pieces (and availability) of a task it marked private only to requests carrying a capability for
+// that task and the requesting peer (`x-damselfly-capability`, `x-damselfly-peer`, from the IP the
+// capability names), verified with the schedulers' public keys: daemons never hold the signing key.
+// Credentials never leave the daemon that was given them; only the capability travels to parents.
+//
+// The seam for the registry mirror: `proveAccess({upstreamUrl, authorization, digest})` →
+// "public" | Capability (AccessDenied when the authenticated HEAD fails); the daemon's piece transfer
+// then sends the capability with every request for that task (`requestHeaders`).
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto"
+import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import * as path from "node:path"
+import { Effect, Schema } from "effect"
+import { HttpRouter, HttpServerRequest } from "effect/http"
+import type { Host } from "../core/domain.ts"
+import { peerIdOf, TaskId } from "../core/domain.ts"
+import { authHeaders } from "./auth.ts"
+import { call, postJson } from "./http-call.ts"
+import { decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
+import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
+
+export const CAPABILITY_HEADER = "x-damselfly-capability"
+export const PEER_HEADER = "x-damselfly-peer"
+export const DEFAULT_CAPABILITY_TTL_SECONDS = 3600
+
+const b64url = (b: Buffer | string) => Buffer.from(b).toString("base64url")
+
+/** What a capability says; the token is base64url(JSON of this) "." base64url(Ed25519 signature). */
+export const CapabilityClaims = Schema.Struct({
+  v: Schema.Literal(1),
+  /** Which scheduler key signed it. */
+  kid: Schema.String,
+  task: TaskId,
+  peer: Schema.String,
+  /** The requesting host's IP as the scheduler knows it; "" when unknown. */
+  ip: Schema.String,
+  /** Expiry, seconds since the epoch. */
+  exp: Schema.Number
+})
+export type CapabilityClaims = typeof CapabilityClaims.Type
+
+export interface Capability {
+  readonly token: string
+  readonly taskId: string
+  readonly expiresAt: number
+}
+
+export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", {
+  message: Schema.String
+}) {}
+
+/** Key id: the first 16 hex characters of the public key's SPKI DER, as base64url. */
+export const keyIdOf = (publicKey: KeyObject) => b64url(publicKey.export({ type: "spki", format: "der" })).slice(0, 16)
+
+export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject): string => {
+  const payload = b64url(JSON.stringify(claims))
+  return `${payload}.${b64url(sign(null, Buffer.from(payload), privateKey))}`
+}
+
+/** Why a token does not grant `taskId` to `peerId` from `remoteIp`, or undefined when it does. */
+export const capabilityProblem = (
+  token: string | undefined,
+  o: { taskId: string; peerId: string | undefined; remoteIp: string | undefined; keys: ReadonlyMap<string, KeyObject>; nowSeconds: number }
+): string | undefined => {
+  if (token === undefined || token === "") return `task ${o.taskId} is private: a ${CAPABILITY_HEADER} header is required`
+  const [payload, signature, extra] = token.split(".")
+  if (payload === undefined || signature === undefined || extra !== undefined) return `${CAPABILITY_HEADER}: malformed`
+  let claims: CapabilityClaims
+  try {
+    claims = Schema.decodeUnknownSync(CapabilityClaims)(JSON.parse(Buffer.from(payload, "base64url").toString("utf8")))
+  } catch {
+    return `${CAPABILITY_HEADER}: malformed claims`
+  }
+  const key = o.keys.get(claims.kid)
+  if (key === undefined) return `${CAPABILITY_HEADER}: signed by an unknown key ${JSON.stringify(claims.kid)}`
+  if (!verify(null, Buffer.from(payload), key, Buffer.from(signature, "base64url"))) return `${CAPABILITY_HEADER}: bad signature`
+  if (claims.exp <= o.nowSeconds) return `${CAPABILITY_HEADER}: expired`
+  if (claims.task !== o.taskId) return `${CAPABILITY_HEADER}: issued for another task`
+  if (o.peerId === undefined || claims.peer !== o.peerId) return `${CAPABILITY_HEADER}: issued for another peer than ${PEER_HEADER} ${JSON.stringify(o.peerId ?? null)}`
+  if (claims.ip !== "" && o.remoteIp !== undefined && claims.ip !== o.remoteIp) return `${CAPABILITY_HEADER}: issued for a peer at another address`
+  return undefined
+}
+
+const normalIp = (ip: string | undefined) => ip?.replace(/^::ffff:/, "")
+
+// ---------------------------------------------------------------- scheduler side
+
+export interface IssuerOptions {
+  /** A PEM Ed25519 private key shared by the schedulers (optional). */
+  readonly keyFile?: string | undefined
+  /** Where a generated key is kept across restarts (the scheduler's data directory). */
+  readonly data?: string | undefined
+  readonly ttlSeconds?: number | undefined
+  readonly hosts: () => ReadonlyArray<Host>
+}
+
+const loadOrCreateKey = (o: IssuerOptions): KeyObject => {
+  if (o.keyFile !== undefined) return createPrivateKey(readFileSync(o.keyFile))
+  const file = o.data === undefined ? undefined : path.join(o.data, "blob-access-ed25519.pem")
+  if (file !== undefined && existsSync(file)) return createPrivateKey(readFileSync(file))
+  const { privateKey } = generateKeyPairSync("ed25519")
+  if (file !== undefined) {
+    mkdirSync(path.dirname(file), { recursive: true })
+    writeFileSync(file, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 })
+  }
+  return privateKey
+}
+
+export const CapabilityRequest = Schema.Struct({
+  taskId: TaskId,
+  hostId: Schema.NonEmptyString
+})
+
+export const makeCapabilityIssuer = (o: IssuerOptions) => {
+  const privateKey = loadOrCreateKey(o)
+  const publicKey = createPublicKey(privateKey)
+  const kid = keyIdOf(publicKey)
+  const ttl = o.ttlSeconds ?? DEFAULT_CAPABILITY_TTL_SECONDS
+  /** Tasks some daemon proved private access to (for operators; holders enforce it). */
+  const privateTasks = new Set<string>()
+  const issue = (taskId: string, host: Pick<Host, "id" | "ip">, nowSeconds = Math.floor(Date.now() / 1000)): Capability => {
+    privateTasks.add(taskId)
+    const claims: CapabilityClaims = { v: 1, kid, task: taskId, peer: peerIdOf(host.id, taskId), ip: host.ip, exp: nowSeconds + ttl }
+    return { token: signCapability(claims, privateKey), taskId, expiresAt: claims.exp }
+  }
+  const routes = [
+    HttpRouter.route("GET", "/v1/blob-access/keys", Effect.sync(() =>
+      jsonResponse({ keys: [{ kid, spki: b64url(publicKey.export({ type: "spki", format: "der" })) }] }))),
+    // A daemon that proved access upstream asks for its capability. The host must have announced itself:
+    // the capability names the IP this scheduler knows for it.
+    HttpRouter.route("POST", "/v1/blob-access/capabilities", orBadRequest(Effect.gen(function*() {
+      const body = yield* decodeBody(CapabilityRequest)
+      const host = o.hosts().find((h) => h.id === body.hostId)
+      if (host === undefined) return errorResponse(409, `hostId: host ${body.hostId} has not announced itself to this scheduler`)
+      return jsonResponse(issue(body.taskId, host))
+    }))),
+    HttpRouter.route("GET", "/v1/blob-access/tasks/:taskId", Effect.gen(function*() {
+      const taskId = (yield* HttpRouter.params).taskId ?? ""
+      return jsonResponse({ taskId, private: privateTasks.has(taskId) })
+    }))
+  ]
+  return { kid, publicKey, issue, routes, isPrivate: (taskId: string) => privateTasks.has(taskId) }
+}
+
+// ---------------------------------------------------------------- daemon side
+
+export interface BlobAccessOptions {
+  readonly data: string
+  readonly schedulers: ReadonlyArray<string>
+  readonly token?: string | undefined
+  readonly hostId: string
+  readonly fetch?: RegistryFetch
+}
+
+const KeysReply = Schema.Struct({ keys: Schema.Array(Schema.Struct({ kid: Schema.String, spki: Schema.String })) })
+const CapabilityReply = Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number })
+
+const DIGEST = /^sha256:([0-9a-f]{64})$/
+
+export const makeBlobAccess = (o: BlobAccessOptions) => {
+  const fetch = o.fetch ?? nodeRegistryFetch
+  const dir = path.join(o.data, "blob-access", "private")
+  mkdirSync(dir, { recursive: true })
+  // Tasks marked private survive a restart: one empty file per task id.
+  const privateTasks = new Set<string>(readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)))
+  const held = new Map<string, Capability>()
+  const keys = new Map<string, KeyObject>()
+  let keysFetchedAt = 0
+  const headers = authHeaders(o.token)
+
+  const markPrivate = (taskId: string) =>
+    Effect.promise(async () => {
+      if (privateTasks.has(taskId)) return
+      privateTasks.add(taskId)
+      await fs.writeFile(path.join(dir, taskId), "")
+    })
+
+  const refreshKeys = Effect.gen(function*() {
+    if (Date.now() - keysFetchedAt < 2_000) return
+    keysFetchedAt = Date.now()
+    for (const base of o.schedulers) {
+      const reply = yield* Effect.result(call(`${base}/v1/blob-access/keys`, { timeoutMillis: 5_000, headers }))
+      if (reply._tag === "Failure" || reply.success.status !== 200) continue
+      const decoded = yield* Effect.result(Effect.try(() => Schema.decodeUnknownSync(KeysReply)(JSON.parse(reply.success.body.toString("utf8")))))
+      if (decoded._tag === "Failure") continue
+      for (const k of decoded.success.keys) keys.set(k.kid, createPublicKey({ key: Buffer.from(k.spki, "base64url"), format: "der", type: "spki" }))
+    }
+  })
+
+  const requestCapability = (taskId: string) =>
+    Effect.gen(function*() {
+      const problems: Array<string> = []
+      for (const base of o.schedulers) {
+        const reply = yield* Effect.result(postJson(`${base}/v1/blob-access/capabilities`, { taskId, hostId: o.hostId }, 10_000, headers))
+        if (reply._tag === "Failure") {
+          problems.push(reply.failure.message)
+          continue
+        }
+        if (reply.success.status !== 200) {
+          problems.push(`${base}: HTTP ${reply.success.status} ${reply.success.body.subarray(0, 200).toString("utf8")}`)
+          continue
+        }
+        const cap = yield* Effect.try({
+          try: () => Schema.decodeUnknownSync(CapabilityReply)(JSON.parse(reply.success.body.toString("utf8"))),
+          catch: () => new AccessDenied({ message: `${base}: capability reply not understood` })
+        })
+        return cap as Capability
+      }
+      return yield* Effect.fail(new AccessDenied({ message: `no scheduler issued a capability: ${problems.join("; ")}` }))
+    })
+
+  /**
+   * The registry mirror's seam: before fetching a blob for a client that sent `authorization`.
+   * "public": the blob needs no credentials (nothing to enforce). A Capability: the blob is private,
+   * this daemon proved access, and its piece requests for the task now carry the capability.
+   */
+  const proveAccess = (input: { readonly upstreamUrl: string; readonly authorization?: string | undefined; readonly digest: string }) =>
+    Effect.gen(function*() {
+      const m = DIGEST.exec(input.digest)
+      if (m === null) return yield* Effect.fail(new AccessDenied({ message: `digest: expected sha256:<64 hex>, got ${JSON.stringify(input.digest)}` }))
+      const taskId = m[1]
+      const anonymous = yield* Effect.mapError(fetch({ method: "HEAD", url: input.upstreamUrl }), (e) => new AccessDenied({ message: e.message }))
+      if (anonymous.status >= 200 && anonymous.status < 300) return "public" as const
+      if (input.authorization === undefined) {
+        return yield* Effect.fail(new AccessDenied({ message: `HEAD ${input.upstreamUrl}: HTTP ${anonymous.status} without credentials, and none were given` }))
+      }
+      const authed = yield* Effect.mapError(fetch({ method: "HEAD", url: input.upstreamUrl, headers: { authorization: input.authorization } }), (e) => new AccessDenied({ message: e.message }))
+      if (authed.status < 200 || authed.status >= 300) {
+        return yield* Effect.fail(new AccessDenied({ message: `HEAD ${input.upstreamUrl} with the given authorization: HTTP ${authed.status}` }))
+      }
+      const cap = yield* requestCapability(taskId)
+      held.set(taskId, cap)
+      yield* markPrivate(taskId)
+      return cap
+    })
+
+  /** Headers for this daemon's own requests to parents: the capability for a private task it holds one for. */
+  const requestHeaders = (taskId: string): Record<string, string> => {
+    const cap = held.get(taskId)
+    return cap === undefined ? {} : { [CAPABILITY_HEADER]: cap.token, [PEER_HEADER]: peerIdOf(o.hostId, taskId) }
+  }
+
+  /** The upload server's check: undefined when the request may have the task's pieces, else why not. */
+  const checkRequest = (taskId: string) =>
+    Effect.gen(function*() {
+      if (!privateTasks.has(taskId)) return undefined
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const token = request.headers[CAPABILITY_HEADER]
+      const peerId = request.headers[PEER_HEADER]
+      const remoteIp = normalIp(request.peerAddress._tag === "Some" ? request.peerAddress.value : undefined)
+      const check = () => capabilityProblem(token, { taskId, peerId, remoteIp, keys, nowSeconds: Math.floor(Date.now() / 1000) })
+      let problem = check()
+      if (problem !== undefined && /unknown key/.test(problem)) {
+        yield* refreshKeys
+        problem = check()
+      }
+      return problem
+    })
+
+  /** Preheat hands a capability the scheduler issued for this host (the scheduler proved access itself). */
+  const adopt = (cap: Capability) =>
+    Effect.gen(function*() {
+      held.set(cap.taskId, cap)
+      yield* markPrivate(cap.taskId)
+    })
+
+  return { proveAccess, requestHeaders, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }
+}
+
+export type BlobAccess = ReturnType<typeof makeBlobAccess>
+
+/**
+ * The registry mirror's `onAuthorizedBlob` hook (runtime/registry-mirror.ts on h-registry): a client's
+ * blob request carried Authorization; prove access and hold the capability for the task. A failure here
+ * only means the blob is fetched without P2P privileges (the mirror falls back to the upstream).
+ */
+export const authorizedBlobHook = (access: Pick<BlobAccess, "proveAccess">) =>
+  (proof: { readonly digest: string; readonly url: string; readonly authorization: string }): Promise<void> =>
+    Effect.runPromise(Effect.ignore(access.proveAccess({ upstreamUrl: proof.url, authorization: proof.authorization, digest: proof.digest })))

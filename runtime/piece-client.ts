@@ -1,0 +1,245 @@
+// A minimal HTTP/1.1 GET client for piece bodies, on keep-alive sockets that read into one fixed
+// buffer per connection (net's `onread`). Why not node:http: its parser hands every socket read to JS
+// as a freshly allocated 64 KiB Buffer. At 1 GiB that churn of external memory triggers a full GC
+// every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
+// transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (one
+// allocation per piece) and into the hash, while they are still in cache.
+//
+// Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
+// sends one; anything else is refused as a protocol error), no pipelining (one request per socket at
+// a time). A pooled socket the parent closed while idle is retried once on a fresh connection.
+import { createHash } from "node:crypto"
+import * as net from "node:net"
+
+export interface PieceReply {
+  readonly status: number
+  readonly body: Buffer
+  /** sha256 hex of `body`, computed as it arrived (200 answers only). */
+  readonly digest: string | undefined
+}
+
+export class PieceClientError extends Error {
+  constructor(message: string, readonly timedOut: boolean) {
+    super(message)
+  }
+}
+
+export interface PieceGet {
+  readonly host: string
+  readonly port: number
+  readonly path: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly timeoutMillis: number
+  /** A 200 body longer than this is refused before anything is allocated. */
+  readonly maxBodyBytes: number
+  readonly signal?: AbortSignal | undefined
+}
+
+const READ_BUFFER_BYTES = 256 * 1024
+const MAX_HEAD_BYTES = 16 * 1024
+/** Error bodies are small JSON; more than this is refused. */
+const MAX_ERROR_BODY_BYTES = 64 * 1024
+/** Under the upload server's keep-alive timeout (Node's default is 5 s), so we rarely race its close. */
+const IDLE_MILLIS = 4_000
+const IDLE_PER_PEER = 16
+
+/** Receives what the socket reads, while a request is in flight on it. */
+type Reader = (chunk: Buffer) => void
+
+interface Connection {
+  readonly socket: net.Socket
+  readonly key: string
+  reader: Reader | undefined
+  /** Called when the socket fails or closes during a request. */
+  lost: ((reason: string) => void) | undefined
+  idleTimer: NodeJS.Timeout | undefined
+  closed: boolean
+}
+
+const idle = new Map<string, Array<Connection>>()
+
+const dropIdle = (c: Connection) => {
+  const list = idle.get(c.key)
+  const i = list?.indexOf(c) ?? -1
+  if (i >= 0) list!.splice(i, 1)
+  if (list !== undefined && list.length === 0) idle.delete(c.key)
+  if (c.idleTimer !== undefined) clearTimeout(c.idleTimer)
+  c.idleTimer = undefined
+}
+
+const connect = (host: string, port: number, key: string): Connection => {
+  const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
+  const c: Connection = { socket: undefined!, key, reader: undefined, lost: undefined, idleTimer: undefined, closed: false }
+  const socket = net.connect({
+    host,
+    port,
+    noDelay: true,
+    onread: {
+      buffer,
+      callback: (n: number, buf: Uint8Array) => {
+        // Bytes nobody asked for (an idle socket): a confused peer; never reuse that connection.
+        if (c.reader === undefined) {
+          socket.destroy()
+          return false
+        }
+        c.reader(Buffer.from(buf.buffer, buf.byteOffset, n))
+        return true
+      }
+    }
+  })
+  ;(c as { socket: net.Socket }).socket = socket
+  const gone = (reason: string) => {
+    c.closed = true
+    dropIdle(c)
+    const lost = c.lost
+    c.lost = undefined
+    c.reader = undefined
+    lost?.(reason)
+  }
+  socket.on("error", (e: NodeJS.ErrnoException) => gone(e.code ?? e.message))
+  socket.on("end", () => gone("connection closed by peer"))
+  socket.on("close", () => gone("connection closed"))
+  return c
+}
+
+const release = (c: Connection, reusable: boolean) => {
+  c.reader = undefined
+  c.lost = undefined
+  if (!reusable || c.closed) {
+    c.socket.destroy()
+    return
+  }
+  const list = idle.get(c.key) ?? []
+  if (list.length >= IDLE_PER_PEER) {
+    c.socket.destroy()
+    return
+  }
+  list.push(c)
+  idle.set(c.key, list)
+  c.idleTimer = setTimeout(() => {
+    dropIdle(c)
+    c.socket.destroy()
+  }, IDLE_MILLIS)
+  c.idleTimer.unref()
+  c.socket.unref()
+}
+
+const acquire = (host: string, port: number, fresh: boolean): { c: Connection; reused: boolean } => {
+  const key = `${host}:${port}`
+  const c = fresh ? undefined : idle.get(key)?.pop()
+  if (c !== undefined) {
+    dropIdle(c)
+    c.socket.ref()
+    return { c, reused: true }
+  }
+  return { c: connect(host, port, key), reused: false }
+}
+
+const requestText = (o: PieceGet) => {
+  let head = `GET ${o.path} HTTP/1.1\r\nhost: ${o.host}:${o.port}\r\nconnection: keep-alive\r\n`
+  for (const [k, v] of Object.entries(o.headers)) head += `${k}: ${v}\r\n`
+  return `${head}\r\n`
+}
+
+/** One exchange on one connection; `stale` means the socket died before any byte of an answer. */
+const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
+  new Promise<PieceReply>((resolve, reject) => {
+    let settled = false
+    let head: Buffer | undefined = Buffer.alloc(0)
+    let status = 0
+    let length = 0
+    let keepAlive = true
+    let body: Buffer | undefined
+    let got = 0
+    let received = 0
+    const hash = createHash("sha256")
+    const finish = (error: PieceClientError | undefined, reply?: PieceReply) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      o.signal?.removeEventListener("abort", onAbort)
+      if (error !== undefined) {
+        release(c, false)
+        reject(error)
+      } else {
+        release(c, keepAlive)
+        resolve(reply!)
+      }
+    }
+    const protocol = (message: string) => finish(new PieceClientError(message, false))
+    const onAbort = () => finish(new PieceClientError("aborted", false))
+    const timer = setTimeout(() => finish(new PieceClientError(`timed out after ${o.timeoutMillis} ms`, true)), o.timeoutMillis)
+    o.signal?.addEventListener("abort", onAbort, { once: true })
+
+    const onHead = (text: string): boolean => {
+      const lines = text.split("\r\n")
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "")
+      if (m === null) return (protocol(`not an HTTP/1.x status line: ${JSON.stringify(lines[0]?.slice(0, 100))}`), false)
+      status = Number(m[1])
+      let contentLength: number | undefined
+      for (const line of lines.slice(1)) {
+        const colon = line.indexOf(":")
+        if (colon <= 0) continue
+        const name = line.slice(0, colon).trim().toLowerCase()
+        const value = line.slice(colon + 1).trim()
+        if (name === "content-length") contentLength = /^\d{1,15}$/.test(value) ? Number(value) : NaN
+        else if (name === "transfer-encoding") contentLength = -1
+        else if (name === "connection" && value.toLowerCase() === "close") keepAlive = false
+      }
+      if (lines[0]!.startsWith("HTTP/1.0")) keepAlive = false
+      if (status !== 200 && (contentLength === undefined || contentLength < 0)) {
+        // A refusal framed otherwise: its status is what counts; the connection is not reused.
+        keepAlive = false
+        finish(undefined, { status, body: Buffer.alloc(0), digest: undefined })
+        return false
+      }
+      if (contentLength === -1) return (protocol("transfer-encoding: expected a content-length body"), false)
+      if (contentLength === undefined || Number.isNaN(contentLength)) return (protocol("content-length: expected a byte count"), false)
+      const limit = status === 200 ? o.maxBodyBytes : MAX_ERROR_BODY_BYTES
+      if (contentLength > limit) return (protocol(`content-length: ${contentLength} bytes, expected at most ${limit}`), false)
+      length = contentLength
+      body = Buffer.allocUnsafe(length)
+      return true
+    }
+
+    const onBody = (chunk: Buffer) => {
+      if (got + chunk.length > length) return protocol(`more bytes than the content-length ${length}`)
+      chunk.copy(body!, got)
+      if (status === 200) hash.update(chunk)
+      got += chunk.length
+      if (got === length) finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
+    }
+
+    c.reader = (chunk) => {
+      if (settled) return
+      received += chunk.length
+      if (head === undefined) return onBody(chunk)
+      head = Buffer.concat([head, chunk])
+      const end = head.indexOf("\r\n\r\n")
+      if (end < 0) {
+        if (head.length > MAX_HEAD_BYTES) protocol(`response head longer than ${MAX_HEAD_BYTES} bytes`)
+        return
+      }
+      const rest = head.subarray(end + 4)
+      const text = head.subarray(0, end).toString("latin1")
+      head = undefined
+      if (!onHead(text)) return
+      if (length === 0) return finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
+      if (rest.length > 0) onBody(rest)
+    }
+    c.lost = (reason) =>
+      finish(new PieceClientError(received === 0 && reused ? `stale: ${reason}` : reason, false))
+    if (c.closed) return c.lost("connection closed")
+    c.socket.write(requestText(o))
+  })
+
+/** GET one piece; a reused connection that turns out dead before answering is retried once, fresh. */
+export const getPiece = async (o: PieceGet): Promise<PieceReply> => {
+  const { c, reused } = acquire(o.host, o.port, false)
+  try {
+    return await exchange(o, c, reused)
+  } catch (e) {
+    if (!(e instanceof PieceClientError) || !reused || !e.message.startsWith("stale: ") || o.signal?.aborted === true) throw e
+    return exchange(o, acquire(o.host, o.port, true).c, false)
+  }
+}

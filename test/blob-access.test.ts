@@ -1,0 +1,165 @@
+// Private blobs with real components: an htpasswd-protected docker-registry, a scheduler that signs
+// capabilities, and daemons. A daemon that fetched a blob with credentials (and proved them with its own
+// HEAD upstream) serves its pieces only to peers with a capability for that task and peer; a forged,
+// expired, or misdirected capability is refused; public content stays open to anyone.
+import { generateKeyPairSync, type KeyObject } from "node:crypto"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { peerIdOf } from "../core/domain.ts"
+import { CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability } from "../runtime/blob-access.ts"
+import { damselfly, freePort, getJson, httpJson, killAll, type Origin, type Proc, rawRequest, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
+import { buildImage, getManifest, pushImage, type Registry, startRegistry } from "./oci-registry-fixture.ts"
+
+const dir = mkdtempSync(path.join(tmpdir(), "damselfly-blob-access-"))
+const CREDS = { username: "puller", password: "s3cret-pass" }
+const BASIC = `Basic ${Buffer.from(`${CREDS.username}:${CREDS.password}`).toString("base64")}`
+
+const { privateKey, publicKey } = generateKeyPairSync("ed25519")
+const kid = keyIdOf(publicKey)
+const other = generateKeyPairSync("ed25519")
+const now = () => Math.floor(Date.now() / 1000)
+
+interface Node {
+  readonly name: string
+  readonly url: string
+  readonly port: number
+  readonly proc: Proc
+}
+
+let registry: Registry
+let origin: Origin
+let scheduler: Node
+const daemons: Record<string, Node> = {}
+let blob: { digest: string; size: number; url: string; taskId: string }
+
+const start = async (name: string, args: (port: number) => Array<string>): Promise<Node> => {
+  const port = await freePort()
+  return { name, port, url: `http://127.0.0.1:${port}`, proc: damselfly(name, args(port)) }
+}
+
+const claims = (over: Partial<CapabilityClaims> = {}): CapabilityClaims => ({
+  v: 1, kid, task: blob.taskId, peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
+})
+
+const piece = (node: Node, taskId: string, headers: Record<string, string> = {}) =>
+  rawRequest(node.url, { path: `/v1/tasks/${taskId}/pieces/0`, headers })
+
+const withCapability = (token: string, peer = peerIdOf("peer-x", blob.taskId)) => ({ [CAPABILITY_HEADER]: token, [PEER_HEADER]: peer })
+
+beforeAll(async () => {
+  registry = await startRegistry(path.join(dir, "registry"), CREDS)
+  pushImage(buildImage(dir, "private", [6 * 1024 * 1024]), registry.host, "secret/app", "v1", CREDS)
+  const m = await getManifest(registry.host, "secret/app", "v1", CREDS)
+  const layer = m.json.layers[0]
+  blob = { ...layer, url: `http://${registry.host}/v2/secret/app/blobs/${layer.digest}`, taskId: layer.digest.slice(7) }
+  origin = await startOrigin(dir, 3 * 1024 * 1024)
+
+  const keyFile = path.join(dir, "capability-key.pem")
+  writeFileSync(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }))
+  scheduler = await start("scheduler", (port) => ["scheduler", "--port", String(port), "--data", path.join(dir, "scheduler"), "--blob-access-key", keyFile])
+  // No seed peer: the first daemon goes to the registry itself, with its own credentials.
+  for (const name of ["a", "b", "c"]) {
+    daemons[name] = await start(`daemon-${name}`, (port) => [
+      "daemon", "--port", String(port), "--data", path.join(dir, name), "--scheduler", scheduler.url, "--host-id", `peer-${name}`, "--origin-outage", "3"
+    ])
+  }
+  await waitHealthy(scheduler.url, scheduler.proc, 60_000)
+  for (const d of Object.values(daemons)) await waitHealthy(d.url, d.proc, 60_000)
+  await waitFor("every host to announce itself", async () => (await getJson(`${scheduler.url}/healthy`)).body.hosts === 3)
+}, 180_000)
+
+afterAll(async () => {
+  await killAll()
+  await registry?.close()
+  await origin?.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const download = (node: Node, body: Record<string, unknown>) =>
+  httpJson(`${node.url}/v1/download`, { method: "POST", body: JSON.stringify(body), timeoutMillis: 120_000 })
+
+describe("capability checks (pure)", () => {
+  it("accepts exactly the task, peer, address and lifetime it was signed for", () => {
+    const keys = new Map<string, KeyObject>([[kid, publicKey]])
+    const o = { taskId: blob.taskId, peerId: peerIdOf("peer-x", blob.taskId), remoteIp: "127.0.0.1", keys, nowSeconds: now() }
+    expect(capabilityProblem(signCapability(claims(), privateKey), o)).toBeUndefined()
+    expect(capabilityProblem(undefined, o)).toMatch(/private/)
+    expect(capabilityProblem(signCapability(claims({ task: "b".repeat(64) }), privateKey), o)).toMatch(/another task/)
+    expect(capabilityProblem(signCapability(claims(), privateKey), { ...o, peerId: "peer-y/0" })).toMatch(/another peer/)
+    expect(capabilityProblem(signCapability(claims(), privateKey), { ...o, remoteIp: "10.0.0.9" })).toMatch(/another address/)
+    expect(capabilityProblem(signCapability(claims({ exp: now() - 1 }), privateKey), o)).toMatch(/expired/)
+    expect(capabilityProblem(signCapability(claims(), other.privateKey), o)).toMatch(/bad signature/)
+    expect(capabilityProblem(signCapability(claims({ kid: "nope" }), other.privateKey), o)).toMatch(/unknown key/)
+    const [payload] = signCapability(claims(), privateKey).split(".")
+    const widened = Buffer.from(JSON.stringify({ ...claims(), task: "c".repeat(64) })).toString("base64url")
+    expect(capabilityProblem(`${widened}.${signCapability(claims(), privateKey).split(".")[1]}`, { ...o, taskId: "c".repeat(64) })).toMatch(/bad signature/)
+    expect(capabilityProblem(`${payload}`, o)).toMatch(/malformed/)
+  })
+})
+
+describe("private blobs between daemons", () => {
+  it("a daemon that proved access holds the private blob; its pieces need a capability for this task and peer", async () => {
+    const a = daemons.a
+    const r = await download(a, { url: blob.url, digest: blob.digest, headers: { Authorization: BASIC }, output: path.join(dir, "out", "a.bin") })
+    expect(r.status, JSON.stringify(r.body)).toBe(200)
+    expect(r.body.bytesFromOrigin).toBe(blob.size)
+    expect((await getJson(`${scheduler.url}/v1/blob-access/tasks/${blob.taskId}`)).body.private).toBe(true)
+    expect(existsSync(path.join(dir, "a", "blob-access", "private", blob.taskId))).toBe(true)
+
+    const none = await piece(a, blob.taskId)
+    expect(none.status).toBe(403)
+    expect(none.json.error).toMatch(/private/)
+    expect((await rawRequest(a.url, { path: `/v1/tasks/${blob.taskId}/availability?since=0` })).status).toBe(403)
+
+    const valid = await piece(a, blob.taskId, withCapability(signCapability(claims(), privateKey)))
+    expect(valid.status).toBe(200)
+    const otherTask = await piece(a, blob.taskId, withCapability(signCapability(claims({ task: "d".repeat(64) }), privateKey)))
+    expect(otherTask.status).toBe(403)
+    expect(otherTask.json.error).toMatch(/another task/)
+    const otherPeer = await piece(a, blob.taskId, withCapability(signCapability(claims(), privateKey), peerIdOf("peer-c", blob.taskId)))
+    expect(otherPeer.status).toBe(403)
+    expect(otherPeer.json.error).toMatch(/another peer/)
+    const forged = await piece(a, blob.taskId, withCapability(signCapability(claims(), other.privateKey)))
+    expect(forged.status).toBe(403)
+    expect(forged.json.error).toMatch(/bad signature/)
+    const expired = await piece(a, blob.taskId, withCapability(signCapability(claims({ exp: now() - 5 }), privateKey)))
+    expect(expired.status).toBe(403)
+    expect(expired.json.error).toMatch(/expired/)
+  }, 180_000)
+
+  it("a second daemon with credentials gets a capability and the pieces from the first, not from the registry", async () => {
+    const getsBefore = registry.blobRequests().filter((x) => x.method === "GET" && x.digest === blob.digest).length
+    const r = await download(daemons.b, { url: blob.url, digest: blob.digest, headers: { authorization: BASIC }, output: path.join(dir, "out", "b.bin") })
+    expect(r.status, JSON.stringify(r.body)).toBe(200)
+    expect(r.body.bytesFromPeers).toBe(blob.size)
+    expect(r.body.bytesFromOrigin).toBe(0)
+    expect(registry.blobRequests().filter((x) => x.method === "GET" && x.digest === blob.digest).length).toBe(getsBefore)
+  }, 180_000)
+
+  it("a daemon without credentials gets neither the pieces from peers nor the blob", async () => {
+    const c = daemons.c
+    const wrong = await download(c, { url: blob.url, digest: blob.digest, headers: { authorization: "Basic bm9ib2R5Om5vcGU=" }, output: path.join(dir, "out", "c1.bin") })
+    expect(wrong.status).toBe(403)
+    expect(wrong.body.error).toMatch(/HTTP 401/)
+    const refusals = () => [daemons.a, daemons.b].reduce((n, d) => n + (d.proc.stderr().match(/"http\.status":403/g)?.length ?? 0), 0)
+    const refusedBefore = refusals()
+    const anonymous = await download(c, { url: blob.url, digest: blob.digest, output: path.join(dir, "out", "c2.bin") })
+    expect(anonymous.status).toBe(502)
+    expect(existsSync(path.join(dir, "out", "c2.bin"))).toBe(false)
+    const held = await getJson(`${c.url}/v1/cache/tasks/${blob.taskId}`)
+    expect(held.status === 404 || held.body.held === 0).toBe(true)
+    // The holders were asked and refused (a 403 is a permanent failure for that parent).
+    expect(refusals()).toBeGreaterThan(refusedBefore)
+  }, 180_000)
+
+  it("public content stays open: no capability needed", async () => {
+    const r = await download(daemons.a, { url: origin.url, output: path.join(dir, "out", "public.bin") })
+    expect(r.status).toBe(200)
+    const open = await piece(daemons.a, r.body.taskId)
+    expect(open.status).toBe(200)
+    expect(Number(open.headers["content-length"])).toBe(origin.size) // one piece: the whole file
+    expect(open.headers["x-piece-digest"]).toBe(origin.sha256)
+  }, 120_000)
+})

@@ -1,0 +1,125 @@
+// The piece fast path (runtime/piece-client.ts + http-piece-transfer.ts) on real sockets: the digest
+// the conductor sees is that of the bytes actually received — a parent serving a corrupted piece under
+// the true digest is caught — keep-alive sockets are reused (and a socket the parent closed while idle
+// is retried transparently), and a malformed or cut-off answer is a clear TransferFailed.
+import { createHash, randomBytes } from "node:crypto"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import * as net from "node:net"
+import { Effect } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { Host } from "../core/domain.ts"
+import { makeHttpPieceTransfer } from "../runtime/http-piece-transfer.ts"
+import { pieceSha256Hex, sha256Hex } from "../runtime/node-sha256.ts"
+
+const TASK = "a".repeat(64)
+const piece = randomBytes(4 * 1024 * 1024 + 123)
+const trueDigest = createHash("sha256").update(piece).digest("hex")
+
+const parentAt = (port: number) => ({
+  peerId: `parent-${port}/x`,
+  host: new Host({ id: `parent-${port}`, ip: "127.0.0.1", port, idc: "", location: "", type: "seed", uploadBandwidth: 1e9, downloadBandwidth: 1e9, uploadSlots: 4 })
+})
+
+const transfer = makeHttpPieceTransfer()
+const fetch = (port: number, index: number) => Effect.runPromise(Effect.result(transfer.fetchPiece(parentAt(port), TASK, index)))
+
+/** Piece 0 true, piece 1 with one byte flipped (still claiming the true digest), 2 busy. */
+let server: http.Server
+let port: number
+let connections = 0
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    const index = Number(req.url!.split("/").pop())
+    if (index === 2) return void res.writeHead(503, { "content-type": "application/json", "retry-after": "1" }).end(JSON.stringify({ error: "busy: all 1 upload slots in use" }))
+    const body = Buffer.from(piece)
+    if (index === 1) body[12345] ^= 0xff
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length, "x-piece-digest": trueDigest })
+    res.end(body)
+  })
+  server.keepAliveTimeout = 300 // shorter than the client's idle pool: exercises the stale-socket retry
+  server.on("connection", () => connections++)
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  port = (server.address() as AddressInfo).port
+})
+afterAll(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))))
+
+/** A parent that answers every request with `answer` (raw bytes), then does `after`. */
+const rawParent = async (answer: Buffer, after: "close" | "keep") => {
+  const srv = net.createServer((socket) => {
+    socket.once("data", () => {
+      socket.write(answer)
+      if (after === "close") socket.end()
+    })
+    socket.on("error", () => {})
+  })
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r))
+  return { port: (srv.address() as AddressInfo).port, close: () => new Promise<void>((r) => srv.close(() => r())) }
+}
+
+describe("piece fast path", () => {
+  it("hands over exactly the bytes received, with their own digest: a corrupted piece does not pass as the true one", async () => {
+    const good = await fetch(port, 0)
+    expect(good._tag).toBe("Success")
+    const goodBytes = (good as { success: Uint8Array }).success
+    expect(Buffer.compare(Buffer.from(goodBytes), piece)).toBe(0)
+    expect(pieceSha256Hex(goodBytes)).toBe(trueDigest)
+
+    const bad = await fetch(port, 1)
+    expect(bad._tag).toBe("Success")
+    const badBytes = (bad as { success: Uint8Array }).success
+    expect(badBytes[12345]).toBe(piece[12345]! ^ 0xff)
+    // What the conductor compares with the expected digest: the received bytes' hash, not the claim.
+    expect(pieceSha256Hex(badBytes)).toBe(sha256Hex(badBytes))
+    expect(pieceSha256Hex(badBytes)).not.toBe(trueDigest)
+  })
+
+  it("reuses keep-alive sockets, and retries a socket the parent closed while idle", async () => {
+    const before = connections
+    for (let i = 0; i < 3; i++) expect((await fetch(port, 0))._tag).toBe("Success")
+    expect(connections - before).toBeLessThanOrEqual(1)
+    // The server drops idle sockets after 300 ms; the pooled one is dead by now, the fetch still works.
+    await new Promise((r) => setTimeout(r, 600))
+    const again = await fetch(port, 0)
+    expect(again._tag).toBe("Success")
+    expect(pieceSha256Hex((again as { success: Uint8Array }).success)).toBe(trueDigest)
+  })
+
+  it("a busy parent is a temporary failure carrying its message", async () => {
+    const busy = await fetch(port, 2)
+    expect(busy._tag).toBe("Failure")
+    const f = (busy as { failure: { message: string; temporary: boolean } }).failure
+    // node:http sends this error body chunked: only the status is kept (the upload server frames its by length).
+    expect(f.message).toMatch(/HTTP 503/)
+    expect(f.temporary).toBe(true)
+  })
+
+  it("a cut-off, oversized, unframed or garbled answer fails clearly, and an unreachable parent too", async () => {
+    const cases: Array<[Buffer, "close" | "keep", RegExp]> = [
+      [Buffer.from("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly a few bytes"), "close", /closed/],
+      [Buffer.from("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\ntoo many bytes"), "keep", /more bytes than the content-length 5/],
+      [Buffer.from("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"), "keep", /transfer-encoding/],
+      [Buffer.from("HTTP/1.1 200 OK\r\n\r\nno length"), "keep", /content-length: expected a byte count/],
+      [Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${2 * 1024 ** 3}\r\n\r\n`), "keep", /content-length: .* at most/],
+      [Buffer.from("SSH-2.0-OpenSSH\r\n\r\n"), "keep", /not an HTTP\/1.x status line/]
+    ]
+    for (const [answer, after, message] of cases) {
+      const p = await rawParent(answer, after)
+      try {
+        const r = await fetch(p.port, 0)
+        expect(r._tag, answer.toString().slice(0, 40)).toBe("Failure")
+        const f = (r as { failure: { message: string; temporary: boolean } }).failure
+        expect(f.message, answer.toString().slice(0, 40)).toMatch(message)
+        expect(f.message).toMatch(/^piece 0 from parent-/)
+        expect(f.temporary).toBe(false)
+      } finally {
+        await p.close()
+      }
+    }
+    const closed = await rawParent(Buffer.alloc(0), "close")
+    await closed.close()
+    const refused = await fetch(closed.port, 0)
+    expect(refused._tag).toBe("Failure")
+    expect((refused as { failure: { message: string } }).failure.message).toMatch(/ECONNREFUSED/)
+  })
+})

@@ -334,7 +334,7 @@ export class PeerMachine {
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
         this.availabilityCount[i]++
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
-        if (endgame || this.wanted(i)) this.dirty = true
+        if ((endgame && this.inflight.has(i)) || this.wanted(i)) this.dirty = true
       }
     }
     if (!a.complete) this.out.push({ _tag: "Watch", source: s, since: s.since })

@@ -19,7 +19,7 @@ import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
 import { taskIdOf } from "../core/task-id.ts"
-import { AccessDenied, makeBlobAccess } from "./blob-access.ts"
+import { AccessDenied, authorizedBlobHook, makeBlobAccess } from "./blob-access.ts"
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -333,7 +333,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       })
       const log = (level: "info" | "warning", message: string, fields: Record<string, unknown>) =>
         Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
-      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log)
+      // A client's authorized blob GET proves access: a private blob's pieces then travel with a capability.
+      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log, authorizedBlobHook(blobAccess))
     }
 
     if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)

@@ -18,6 +18,8 @@ import { PieceStore, type StoredTask } from "../core/services/piece-store.ts"
 import { sha256Hex } from "./node-sha256.ts"
 
 const TASK_ID = /^[0-9a-f]{64}$/
+/** Piece writes in flight per task before `write` waits (8 × 4 MiB pieces in memory at most). */
+const MAX_PENDING_WRITES = 8
 const LOG_LINE = /^(\d+) ([0-9a-f]{64})$/
 
 interface OpenTask {
@@ -26,8 +28,12 @@ interface OpenTask {
   readonly data: FileHandle
   /** `pieces.log`, open for appending: one write per piece instead of an open/write/close. */
   readonly log: FileHandle
-  /** Pieces being written now, so a second writer of the same piece waits instead of racing it. */
+  /** Pieces being written now: a second writer of the same piece, and readers, wait for it. */
   readonly writing: Map<number, Promise<void>>
+  /** Every write in flight (settles either way), for back-pressure and `commit`. */
+  readonly pending: Set<Promise<void>>
+  /** The first write that failed: the task is unusable until reopened. */
+  failure: Error | undefined
 }
 
 const writeAtomic = async (file: string, data: string) => {
@@ -231,31 +237,59 @@ export class DiskStore {
       }
     }
     const log = await fs.open(path.join(dir, "pieces.log"), "a")
-    return { meta, ledger, data, log, writing: new Map() }
+    return { meta, ledger, data, log, writing: new Map(), pending: new Set(), failure: undefined }
   }
 
+  /**
+   * Write-behind: the piece is handed to the disk and this returns at once (after at most
+   * MAX_PENDING_WRITES are in flight for the task — back-pressure when the disk is slower than the
+   * network), with the piece already in the ledger: readers of a piece still being written wait for
+   * it (`written`), `commit` waits for all of them, and only logged pieces count after a restart. Why: the conductor awaits
+   * `write` on its one loop, so each piece's disk latency used to stall every fetch (one piece in
+   * flight on average in a loaded bench). A failed write fails the task: its reads, commit and later
+   * writes throw, and the piece never reaches `pieces.log`.
+   */
   async writeAsync(taskId: TaskId, index: number, bytes: Uint8Array, digest: string) {
     const open = await this.opened(taskId)
-    const { ledger, meta, data, log, writing } = open
+    const { ledger, meta, data, log, writing, pending } = open
+    if (open.failure !== undefined) throw open.failure
     const piece = index >= 0 && index < ledger.pieceCount ? pieceAt(meta.contentLength, meta.pieceLength, index) : undefined
     if (piece === undefined || bytes.length !== piece.length) {
       throw new Error(`piece ${index} of task ${taskId}: ${bytes.length} bytes, expected ${piece?.length ?? "no such piece"}`)
     }
-    await writing.get(index)
-    if (!ledger.has(index)) {
-      const done = (async () => {
-        await data.write(bytes, 0, bytes.length, piece.offset)
-        await log.write(`${index} ${digest}\n`)
-      })()
-      writing.set(index, done)
-      try {
-        await done
-      } finally {
-        writing.delete(index)
+    await writing.get(index)?.catch(() => {})
+    if (open.failure !== undefined) throw open.failure
+    if (ledger.has(index) && !writing.has(index)) return
+    if (writing.has(index)) return // a concurrent writer of the same piece got there first
+    const done = (async () => {
+      let at = 0
+      while (at < bytes.length) {
+        const { bytesWritten } = await data.write(bytes, at, bytes.length - at, piece.offset + at)
+        at += bytesWritten
       }
-    }
-    // Adding here (idempotent) makes the piece servable to children the moment it is on disk.
+      await log.write(`${index} ${digest}\n`)
+    })()
+    writing.set(index, done)
+    // Held from now on (PieceStore's contract): readers wait in `written`, only `pieces.log` survives a restart.
     ledger.add(index, digest)
+    const settled: Promise<void> = done.then(
+      () => {},
+      (e: unknown) => {
+        open.failure ??= new Error(`writing piece ${index} of task ${taskId}: ${e instanceof Error ? e.message : String(e)}`)
+      }
+    ).finally(() => {
+      writing.delete(index)
+      pending.delete(settled)
+    })
+    pending.add(settled)
+    while (pending.size > MAX_PENDING_WRITES) await Promise.race(pending)
+    if (open.failure !== undefined) throw open.failure
+  }
+
+  /** Waits for the piece's write if one is under way; throws if the task's writes failed. */
+  private async written(open: OpenTask, index: number) {
+    await open.writing.get(index)?.catch(() => {})
+    if (open.failure !== undefined) throw open.failure
   }
 
   readAsync(taskId: TaskId, index: number): Promise<Buffer> {
@@ -270,13 +304,15 @@ export class DiskStore {
   readRangeAsync(taskId: TaskId, offset: number, length: number): Promise<Buffer> {
     this.touch(taskId)
     return this.withPin(taskId, async () => {
-      const { ledger, meta, data } = await this.opened(taskId)
+      const open = await this.opened(taskId)
+      const { ledger, meta, data } = open
       if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > meta.contentLength) {
         throw new Error(`bytes ${offset}+${length} outside task ${taskId} (${meta.contentLength} bytes)`)
       }
       if (length === 0) return Buffer.alloc(0)
       for (let i = Math.floor(offset / meta.pieceLength); i <= Math.floor((offset + length - 1) / meta.pieceLength); i++) {
         if (!ledger.has(i)) throw new Error(`piece ${i} of task ${taskId} is not held`)
+        await this.written(open, i)
       }
       const bytes = Buffer.allocUnsafe(length)
       const { bytesRead } = await data.read(bytes, 0, length, offset)
@@ -286,8 +322,10 @@ export class DiskStore {
   }
 
   private async read(taskId: TaskId, index: number): Promise<Buffer> {
-    const { ledger, meta, data } = await this.opened(taskId)
+    const open = await this.opened(taskId)
+    const { ledger, meta, data } = open
     if (!ledger.has(index)) throw new Error(`piece ${index} of task ${taskId} is not held`)
+    await this.written(open, index)
     const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
     const bytes = Buffer.allocUnsafe(piece.length)
     const { bytesRead } = await data.read(bytes, 0, piece.length, piece.offset)
@@ -296,7 +334,10 @@ export class DiskStore {
   }
 
   async commitAsync(taskId: TaskId) {
-    const { ledger } = await this.opened(taskId)
+    const open = await this.opened(taskId)
+    await Promise.all([...open.pending])
+    if (open.failure !== undefined) throw open.failure
+    const { ledger } = open
     if (!ledger.complete) throw new Error(`task ${taskId}: ${ledger.version}/${ledger.pieceCount} pieces held, cannot commit`)
     this.touch(taskId)
     await fs.link(path.join(this.taskDir(taskId), "data"), this.contentPath(taskId)).catch((e: NodeJS.ErrnoException) => {

@@ -177,9 +177,11 @@ export const makePreheatJobs = (o: PreheatOptions) =>
         return { reference: undefined, manifestDigest: undefined, headers: downloadHeaders, blobs: [{ url: args.url, digest: null, kind: "file" as const, size, pieceLength, taskId }] }
       })
 
+    // Hosts re-announce within ~30 s of a scheduler start: only a young scheduler waits for them.
+    const startedAt = Date.now()
     const waitForTargets = (args: PreheatArgs, taskId: string) =>
       Effect.gen(function*() {
-        const deadline = Date.now() + hostWaitMillis
+        const deadline = startedAt + hostWaitMillis
         while (true) {
           const targets = selectTargets(args, o.hosts(), taskId)
           if (targets.length > 0) return targets

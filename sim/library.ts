@@ -12,13 +12,14 @@ import { strategyNames } from "../core/strategies.ts"
 import { loadScenarios, type Reported, type Scenario, ScenarioError, scaleScenario, Strategy } from "./scenario.ts"
 import { runSweep } from "./sweep.ts"
 import { type ExpandedGrid, type Job, jobKey } from "./sweep-grid.ts"
+import { aliasOf } from "./strategy.ts"
 
 /** The scenario library: files in scenarios/ (by base name), in the order the table shows them. */
 export const LIBRARY = ["kraken-2600", "spegel-matrix", "dragonfly-v1", "homogeneous-1000", "thundering-herd", "multi-idc"] as const
 
 const USAGE = `usage: damselfly library --out DIR [--scale S] [--scenarios NAME,…] [--strategies NAME,…] [--seed N] [--workers N] [--dir SCENARIOS] [--quiet]
   scenarios (files in SCENARIOS, default scenarios/): ${LIBRARY.join(", ")} (a name may also be a case of a family)
-  strategies: ${strategyNames.join(", ")} (default: each scenario's, normally all)
+  strategies: ${strategyNames.join(", ")} (default: each scenario's, normally all, but an alias such as p2p only when named)
   --scale S  multiply each IDC's peers by S (never below 10 per IDC unless it has fewer); default 1`
 
 export interface LibraryOptions {
@@ -57,7 +58,8 @@ export const libraryJobs = async (o: LibraryOptions): Promise<ExpandedGrid> => {
       const peers = scenario.idcs.reduce((n, i) => n + i.peers, 0)
       const cost = peers * Math.ceil(scenario.file.sizeBytes / (scenario.file.pieceLength ?? 4 * 2 ** 20))
       const params = { scenario: c.name, scale: o.scale }
-      for (const strategy of o.strategies ?? scenario.strategies) {
+      // An alias gives its original's results exactly: run only when named.
+      for (const strategy of o.strategies ?? scenario.strategies.filter((st) => aliasOf(st) === undefined)) {
         jobs.push({ key: jobKey(params, strategy, o.seed), params, strategy, seed: o.seed, scenario, cost })
       }
     }
@@ -180,6 +182,8 @@ export const libraryTable = (grid: ExpandedGrid, rows: ReadonlyArray<LibraryRow>
     }
     out.push("")
   }
+  const aliases = strategyNames.filter((st) => aliasOf(st) !== undefined && !matrix.has(st))
+  if (aliases.length > 0) out.push(`Not run: ${aliases.map((a) => `${a} (the same configuration as ${aliasOf(a)})`).join(", ")}.`, "")
   out.push("## max/bound, strategy × scenario", "")
   out.push(`| strategy | ${caseOrder.join(" | ")} |`)
   out.push(`|---|${caseOrder.map(() => "---:").join("|")}|`)

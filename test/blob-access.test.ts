@@ -50,7 +50,7 @@ const withCapability = (token: string, peer = peerIdOf("peer-x", blob.taskId)) =
 
 beforeAll(async () => {
   registry = await startRegistry(path.join(dir, "registry"), CREDS)
-  pushImage(buildImage(dir, "private", [6 * 1024 * 1024]), registry.host, "secret/app", "v1", CREDS)
+  await pushImage(buildImage(dir, "private", [6 * 1024 * 1024]), registry.host, "secret/app", "v1", CREDS)
   const m = await getManifest(registry.host, "secret/app", "v1", CREDS)
   const layer = m.json.layers[0]
   blob = { ...layer, url: `http://${registry.host}/v2/secret/app/blobs/${layer.digest}`, taskId: layer.digest.slice(7) }

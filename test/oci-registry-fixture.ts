@@ -2,8 +2,8 @@
 // distribution registry) on a loopback port with its own storage and access log, optionally behind
 // htpasswd; images built with umoci (random layer content) and pushed with skopeo; a multi-arch index
 // assembled by hand and PUT through the registry API.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { createHash, randomBytes } from "node:crypto"
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process"
+import { createHash, createPrivateKey, randomBytes, sign } from "node:crypto"
 import { promises as fs, readFileSync } from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
@@ -26,12 +26,22 @@ export interface Credentials {
 
 const ACCESS = /"(GET|HEAD) \/v2\/(\S+)\/blobs\/(sha256:[0-9a-f]{64}) HTTP\/[\d.]+" (\d{3}) (\d+)/
 
-export const startRegistry = async (dir: string, auth?: Credentials): Promise<Registry> => {
+/** The registry's token auth: a realm (token server) whose ES256 JWTs carry the certificate in `x5c`. */
+export interface TokenAuth {
+  readonly realm: string
+  readonly service: string
+  readonly issuer: string
+  readonly certFile: string
+}
+
+export const startRegistry = async (dir: string, auth?: Credentials, token?: TokenAuth): Promise<Registry> => {
   await fs.mkdir(dir, { recursive: true })
   const port = await freePort()
   const logFile = path.join(dir, "registry.log")
   let authBlock = ""
-  if (auth !== undefined) {
+  if (token !== undefined) {
+    authBlock = `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${token.issuer}\n    rootcertbundle: ${token.certFile}\n`
+  } else if (auth !== undefined) {
     const file = path.join(dir, "htpasswd")
     await fs.writeFile(file, execFileSync("htpasswd", ["-Bbn", auth.username, auth.password]))
     authBlock = `auth:\n  htpasswd:\n    realm: damselfly-test\n    path: ${file}\n`
@@ -97,12 +107,14 @@ export const buildImage = (dir: string, tag: string, layerBytes: ReadonlyArray<n
   return { layout, tag }
 }
 
-export const pushImage = (image: BuiltImage, registry: string, repo: string, tag: string, creds?: Credentials) => {
-  execFileSync("skopeo", [
-    "copy", "--dest-tls-verify=false", ...(creds === undefined ? [] : ["--dest-creds", `${creds.username}:${creds.password}`]),
-    `oci:${image.layout}:${image.tag}`, `docker://${registry}/${repo}:${tag}`
-  ], { stdio: "pipe" })
-}
+/** Asynchronous: a token server in this process must keep answering while skopeo pushes. */
+export const pushImage = (image: BuiltImage, registry: string, repo: string, tag: string, creds?: Credentials) =>
+  new Promise<void>((resolve, reject) => {
+    execFile("skopeo", [
+      "copy", "--dest-tls-verify=false", ...(creds === undefined ? [] : ["--dest-creds", `${creds.username}:${creds.password}`]),
+      `oci:${image.layout}:${image.tag}`, `docker://${registry}/${repo}:${tag}`
+    ], (e, _out, err) => e === null ? resolve() : reject(new Error(`skopeo copy to ${registry}/${repo}:${tag}: ${err}`)))
+  })
 
 const request = (url: string, o: { method?: string; headers?: Record<string, string>; body?: Buffer; auth?: Credentials | undefined }) =>
   new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
@@ -191,3 +203,50 @@ export const startSlowRelay = async (upstreamPort: number, bytesPerSecond: numbe
 }
 
 export const randomTag = () => randomBytes(4).toString("hex")
+
+/**
+ * A token server for the registry's Bearer flow (the distribution token spec): `GET /token?service&scope`
+ * with Basic credentials answers an ES256 JWT granting the asked actions (none for wrong or missing
+ * credentials, so the registry then refuses). Counts the tokens it issued.
+ */
+export const startTokenServer = async (dir: string, creds: Credentials) => {
+  await fs.mkdir(dir, { recursive: true })
+  const keyFile = path.join(dir, "token-key.pem")
+  const certFile = path.join(dir, "token-cert.pem")
+  execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout", keyFile, "-out", certFile, "-days", "2", "-nodes", "-subj", "/CN=damselfly-test-token"], { stdio: "pipe" })
+  const key = createPrivateKey(readFileSync(keyFile))
+  const der = readFileSync(certFile, "utf8").replace(/-----[^-]+-----/g, "").replace(/\s+/g, "")
+  const service = "damselfly-test-registry"
+  const issuer = "damselfly-test-issuer"
+  let issued = 0
+  const b64 = (x: unknown) => Buffer.from(JSON.stringify(x)).toString("base64url")
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://local")
+    const expected = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}`
+    const granted = req.headers.authorization === expected
+    const access = granted
+      ? url.searchParams.getAll("scope").map((scope) => {
+        const [type, name, actions] = scope.split(":")
+        return { type, name, actions: actions.split(",") }
+      })
+      : []
+    const now = Math.floor(Date.now() / 1000)
+    const header = b64({ alg: "ES256", typ: "JWT", x5c: [der] })
+    const claims = b64({ iss: issuer, sub: granted ? creds.username : "", aud: url.searchParams.get("service") ?? service, exp: now + 300, nbf: now - 10, iat: now, jti: randomBytes(8).toString("hex"), access })
+    const signature = sign("sha256", Buffer.from(`${header}.${claims}`), { key, dsaEncoding: "ieee-p1363" }).toString("base64url")
+    const token = `${header}.${claims}.${signature}`
+    issued++
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }))
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  const port = (server.address() as net.AddressInfo).port
+  const auth: TokenAuth = { realm: `http://127.0.0.1:${port}/token`, service, issuer, certFile }
+  return {
+    auth,
+    issued: () => issued,
+    close: () => new Promise<void>((r) => {
+      server.closeAllConnections()
+      server.close(() => r())
+    })
+  }
+}

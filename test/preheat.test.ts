@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
 import { damselfly, freePort, getJson, httpJson, killAll, type Proc, rawRequest, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
-import { buildImage, getManifest, type Manifest, pushImage, pushIndex, type Registry, startRegistry, startSlowRelay } from "./oci-registry-fixture.ts"
+import { buildImage, getManifest, type Manifest, pushImage, pushIndex, type Registry, startRegistry, startSlowRelay, startTokenServer } from "./oci-registry-fixture.ts"
 
 const dir = mkdtempSync(path.join(tmpdir(), "damselfly-preheat-"))
 const CREDS = { username: "puller", password: "s3cret-pass" }
@@ -20,6 +20,8 @@ interface Node {
 
 let registry: Registry
 let authRegistry: Registry
+let tokenRegistry: Registry
+let tokenServer: Awaited<ReturnType<typeof startTokenServer>>
 let scheduler: Node
 let schedulerArgs: Array<string>
 const seeds: Array<Node> = []
@@ -56,14 +58,17 @@ beforeAll(async () => {
   registry = await startRegistry(path.join(dir, "registry"))
   authRegistry = await startRegistry(path.join(dir, "registry-auth"), CREDS)
   // Three layers, one of them over one 4 MiB piece, so a blob is fetched in ranges too.
-  pushImage(buildImage(dir, "multi", [300_000, 6 * 1024 * 1024, 200_000]), registry.host, "app", "v1")
+  await pushImage(buildImage(dir, "multi", [300_000, 6 * 1024 * 1024, 200_000]), registry.host, "app", "v1")
   image = await getManifest(registry.host, "app", "v1")
-  pushImage(buildImage(dir, "amd", [100_000, 120_000], "amd64"), registry.host, "multiarch", "amd64")
-  pushImage(buildImage(dir, "arm", [90_000], "arm64"), registry.host, "multiarch", "arm64")
+  await pushImage(buildImage(dir, "amd", [100_000, 120_000], "amd64"), registry.host, "multiarch", "amd64")
+  await pushImage(buildImage(dir, "arm", [90_000], "arm64"), registry.host, "multiarch", "arm64")
   amd = await getManifest(registry.host, "multiarch", "amd64")
   arm = await getManifest(registry.host, "multiarch", "arm64")
   indexDigest = await pushIndex(registry.host, "multiarch", "latest", [{ manifest: amd, arch: "amd64" }, { manifest: arm, arch: "arm64" }])
-  pushImage(buildImage(dir, "private", [150_000, 160_000]), authRegistry.host, "secret/app", "v1", CREDS)
+  await pushImage(buildImage(dir, "private", [150_000, 160_000]), authRegistry.host, "secret/app", "v1", CREDS)
+  tokenServer = await startTokenServer(path.join(dir, "token"), CREDS)
+  tokenRegistry = await startRegistry(path.join(dir, "registry-token"), undefined, tokenServer.auth)
+  await pushImage(buildImage(dir, "bearer", [140_000, 130_000]), tokenRegistry.host, "bearer/app", "v1", CREDS)
 
   const sp = await freePort()
   schedulerArgs = ["scheduler", "--port", String(sp), "--data", path.join(dir, "scheduler")]
@@ -81,6 +86,8 @@ afterAll(async () => {
   await killAll()
   await registry?.close()
   await authRegistry?.close()
+  await tokenRegistry?.close()
+  await tokenServer?.close()
   rmSync(dir, { recursive: true, force: true })
 })
 
@@ -157,6 +164,23 @@ describe("preheat", () => {
     expect(missing.error).toMatch(/platform: linux\/s390x not in the index .*linux\/amd64, linux\/arm64/)
   }, 180_000)
 
+  it("all_peers picks announced daemons by ips, percentage and count; a filter matching nobody fails saying so", async () => {
+    const url = `${registry.host}/multiarch:amd64`
+    const counted = await finished((await submit({ type: "file", url: `http://${registry.host}/v2/multiarch/blobs/${amd.json.layers[0].digest}`, scope: "all_peers", count: 2 })).body.id)
+    expect(counted.error).toBeUndefined()
+    expect(counted.state).toBe("SUCCESS")
+    expect(counted.result.layers).toHaveLength(1)
+    expect(counted.result.layers[0].kind).toBe("file")
+    expect(counted.result.layers[0].peers.map((p: any) => p.hostId)).toEqual(["peer-0", "seed-0"])
+    const half = await finished((await submit({ type: "image", url, scope: "all_peers", percentage: 50, ips: ["127.0.0.1"] })).body.id)
+    expect(half.state).toBe("SUCCESS")
+    for (const l of half.result.layers) expect(l.peers).toHaveLength(2) // ⌈3 × 50 %⌉
+    for (const l of half.result.layers) expect((await held(peer, l.digest)).complete).toBe(true)
+    const nobody = await finished((await submit({ type: "image", url, scope: "all_seed_peers", ips: ["10.9.9.9"] })).body.id)
+    expect(nobody.state).toBe("FAILURE")
+    expect(nobody.error).toMatch(/no seed peer with ip in 10\.9\.9\.9 is known/)
+  }, 180_000)
+
   it("a bad job body is refused with the field named", async () => {
     const badScope = await submit({ type: "image", url: `${registry.host}/app:v1`, scope: "everyone" })
     expect(badScope.status).toBe(400)
@@ -196,11 +220,29 @@ describe("preheat", () => {
     expect(wrong.error).toMatch(/credentials of "puller" were refused/)
   }, 180_000)
 
+  it("a registry with Bearer tokens: the token flow with username/password works; anonymous fails clearly", async () => {
+    const url = `http://${tokenRegistry.host}/v2/bearer/app/manifests/v1`
+    const issuedBefore = tokenServer.issued()
+    const ok = await finished((await submit({ type: "image", url, scope: "all_seed_peers", ...CREDS })).body.id)
+    expect(ok.error).toBeUndefined()
+    expect(ok.state).toBe("SUCCESS")
+    expect(ok.result.layers).toHaveLength(3)
+    expect(ok.result.private).toBe(true)
+    expect(tokenServer.issued()).toBeGreaterThan(issuedBefore)
+    for (const seed of seeds) for (const l of ok.result.layers) expect((await held(seed, l.digest)).complete).toBe(true)
+    // Every blob GET the registry served carried a token (it answers 401 otherwise) and came from a seed, once each.
+    const gets = tokenRegistry.blobRequests().filter((r) => r.method === "GET" && r.status < 300)
+    for (const l of ok.result.layers) expect(gets.filter((g) => g.digest === l.digest).reduce((n, g) => n + g.bytes, 0)).toBe(l.size * 2)
+    const anonymous = await finished((await submit({ type: "image", url })).body.id)
+    expect(anonymous.state).toBe("FAILURE")
+    expect(anonymous.error).toMatch(/authentication required/)
+  }, 180_000)
+
   it("a running job survives a scheduler restart (SQLite) and finished jobs stay queryable", async () => {
     // A slow link to the registry keeps the job running long enough to kill the scheduler under it.
     const relay = await startSlowRelay(Number(registry.host.split(":")[1]), 2 * 1024 * 1024)
     try {
-      pushImage(buildImage(dir, "slow", [8 * 1024 * 1024]), registry.host, "slow", "v1")
+      await pushImage(buildImage(dir, "slow", [8 * 1024 * 1024]), registry.host, "slow", "v1")
       const created = await submit({ type: "image", url: `${relay.host}/slow:v1`, scope: "all_seed_peers" })
       const id = created.body.id
       await waitFor("the job to be running on the seeds", async () => {

@@ -1,13 +1,19 @@
 // The piece fast path (runtime/piece-client.ts + http-piece-transfer.ts) on real sockets: the digest
 // the conductor sees is that of the bytes actually received — a parent serving a corrupted piece under
 // the true digest is caught — keep-alive sockets are reused (and a socket the parent closed while idle
-// is retried transparently), and a malformed or cut-off answer is a clear TransferFailed.
+// is retried transparently), and a malformed or cut-off answer is a clear TransferFailed. And the disk
+// store's write-behind: a piece is readable (its own bytes) the moment `write` returns, `commit` waits
+// for every write, and what was logged survives a restart.
 import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as net from "node:net"
 import { Effect } from "effect"
+import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { DiskStore } from "../runtime/disk-store.ts"
 import { Host } from "../core/domain.ts"
 import { makeHttpPieceTransfer } from "../runtime/http-piece-transfer.ts"
 import { pieceSha256Hex, sha256Hex } from "../runtime/node-sha256.ts"
@@ -121,5 +127,33 @@ describe("piece fast path", () => {
     const refused = await fetch(closed.port, 0)
     expect(refused._tag).toBe("Failure")
     expect((refused as { failure: { message: string } }).failure.message).toMatch(/ECONNREFUSED/)
+  })
+})
+
+describe("disk store write-behind", () => {
+  it("reads a piece right after write returns, commits only once all writes landed, and reloads them", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "damselfly-writebehind-"))
+    try {
+      const pieceLength = 256 * 1024
+      const count = 24 // more than the 8 writes allowed in flight: exercises the back-pressure
+      const content = randomBytes(pieceLength * count - 1000)
+      const task = { taskId: "c".repeat(64), url: "http://x/y", contentLength: content.length, pieceLength }
+      const store = new DiskStore(root)
+      await store.openAsync(task)
+      const pieceOf = (i: number) => content.subarray(i * pieceLength, Math.min(content.length, (i + 1) * pieceLength))
+      const order = [...Array(count).keys()].reverse()
+      for (const i of order) {
+        await store.writeAsync(task.taskId, i, Buffer.from(pieceOf(i)), sha256Hex(pieceOf(i)))
+        // Straight away, before the write may have reached the file: the reader waits for it.
+        expect(Buffer.compare(await store.readAsync(task.taskId, i), pieceOf(i)), `piece ${i}`).toBe(0)
+      }
+      await store.commitAsync(task.taskId)
+      expect(sha256Hex(await readFile(store.contentPath(task.taskId)))).toBe(sha256Hex(content))
+      const reopened = new DiskStore(root)
+      expect(await reopened.loadExisting()).toBe(1)
+      expect((await reopened.ledgerOf(task.taskId))!.complete).toBe(true)
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
   })
 })

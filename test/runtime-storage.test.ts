@@ -96,7 +96,7 @@ describe("storage GC", () => {
     await writeFile(path.join(d.data, "tasks", "not-a-task", "notes.txt"), "operator's file")
     await writeFile(path.join(d.data, "tasks", `${"a".repeat(64)}.bak`), "x".repeat(1000))
 
-    const slow = await origin("slow", 8 * MiB, 1 * MiB) // 8 s: in flight the whole time
+    const slow = await origin("slow", 8 * MiB, MiB / 2) // 16 s: in flight the whole time
     const [a, b, c] = await Promise.all(["a", "b", "c"].map((n) => origin(n, 4 * MiB)))
     const slowDownload = download(d, slow, "slow")
     await waitFor("the slow task to open", async () =>
@@ -113,6 +113,9 @@ describe("storage GC", () => {
     // + c = 20 MiB > 18: b goes (16 MiB ≤ 16.8), and nothing else.
     const cDone = await download(d, c, "c")
     expect(cDone.status, cDone.text).toBe(200)
+    // The premise: the oldest task is still downloading while the store is over the watermark.
+    const inFlight = (await getJson(`${d.url}/v1/downloads`)).body.downloads as Array<{ url: string }>
+    expect(inFlight.map((x) => x.url), "the slow download must still be running").toContain(slow.url)
     await waitFor("b to be evicted", async () => !(await held(d, b)), 10_000)
     expect(existsSync(taskDir(d, b))).toBe(false)
     await new Promise((r) => setTimeout(r, 600)) // a few more GC passes: nothing else goes
@@ -139,7 +142,7 @@ describe("storage GC", () => {
   it("TTL: evicts a task idle for longer than the TTL, not one still downloading", async () => {
     const d = await startDaemon("ttl", ["--gc-ttl", "2s", "--gc-interval", "200ms"])
     const quick = await origin("ttl-quick", 2 * MiB)
-    const slow = await origin("ttl-slow", 5 * MiB, 1 * MiB) // 5 s, longer than the TTL
+    const slow = await origin("ttl-slow", 8 * MiB, MiB / 2) // 16 s, much longer than the TTL
     const slowDownload = download(d, slow, "ttl-slow")
     expect((await download(d, quick, "ttl-quick")).status).toBe(200)
     const done = Date.now()
@@ -148,6 +151,8 @@ describe("storage GC", () => {
     expect(Date.now() - done).toBeGreaterThanOrEqual(1_900)
     expect(existsSync(taskDir(d, quick))).toBe(false)
     // Opened more than 2 s ago and never touched since, but downloading: still there.
+    const inFlight = (await getJson(`${d.url}/v1/downloads`)).body.downloads as Array<{ url: string; elapsedSeconds: number }>
+    expect(inFlight.find((x) => x.url === slow.url)?.elapsedSeconds, "the slow download must still be running").toBeGreaterThan(2)
     expect(existsSync(taskDir(d, slow))).toBe(true)
     const s = await slowDownload
     expect(s.status, s.text).toBe(200)

@@ -7,8 +7,10 @@ import { describe, expect, it } from "vitest"
 import { strategyNames } from "../core/strategies.ts"
 import { flashCrowd } from "../scenarios/presets.ts"
 import { runSimCommand } from "../sim/cli.ts"
+import { runScenario } from "../sim/run.ts"
 import { LibraryError, libraryJobs, readLibraryRows, runLibrary } from "../sim/library.ts"
 import { MiB } from "../sim/scenario.ts"
+import { aliasOf } from "../sim/strategy.ts"
 
 const quietly = async <A>(f: () => Promise<A>): Promise<A> => {
   const log = console.log
@@ -25,11 +27,14 @@ describe("damselfly library", () => {
     const out = mkdtempSync(join(tmpdir(), "damselfly-library-"))
     const cases = ["spegel-matrix/10MB-1layer-create", "spegel-matrix/10MB-4layers-rolling"]
     const r = await runLibrary({ scale: 1, scenarios: cases, seed: 1, dir: "scenarios", out, workers: 2 })
-    expect(r.summary).toMatchObject({ total: cases.length * strategyNames.length, errors: 0 })
+    // Every strategy but aliases (p2p is dragonfly's configuration under another name).
+    const originals = strategyNames.filter((s) => aliasOf(s) === undefined)
+    expect(originals).toContain("dragonfly")
+    expect(r.summary).toMatchObject({ total: cases.length * originals.length, errors: 0 })
     const rows = readLibraryRows(join(out, "results.jsonl"))
-    expect(rows).toHaveLength(cases.length * strategyNames.length)
+    expect(rows).toHaveLength(cases.length * originals.length)
     for (const c of cases) {
-      expect(rows.filter((x) => x.scenario === c).map((x) => x.strategy).sort()).toEqual([...strategyNames].sort())
+      expect(rows.filter((x) => x.scenario === c).map((x) => x.strategy).sort()).toEqual([...originals].sort())
     }
     for (const row of rows) {
       expect(row.verified, `${row.scenario} ${row.strategy}`).toBe(true)
@@ -44,7 +49,8 @@ describe("damselfly library", () => {
     const table = readFileSync(join(out, "table.md"), "utf8")
     expect(table).toBe(r.table)
     for (const c of cases) expect(table).toContain(`## ${c}`)
-    for (const s of strategyNames) expect(table).toMatch(new RegExp(`^\\| ${s} \\| 10/10 \\|`, "m"))
+    for (const s of originals) expect(table).toMatch(new RegExp(`^\\| ${s} \\| 10/10 \\|`, "m"))
+    for (const s of strategyNames.filter((x) => aliasOf(x) !== undefined)) expect(table).toContain(`${s} (the same configuration as ${aliasOf(s)})`)
     expect(table).toContain("## max/bound, strategy × scenario")
 
     // Resumes: nothing left to run.
@@ -59,6 +65,12 @@ describe("damselfly library", () => {
     expect(peers.get("multi-idc")).toBe(30)
     expect(peers.get("spegel-matrix/1GB-4layers-rolling")).toBe(10)
     expect(grid.jobs).toHaveLength(5 + 12)
+    // An alias runs when named, and gives its original's trace hash.
+    expect(aliasOf("p2p")).toBe("dragonfly")
+    expect(aliasOf("dragonfly")).toBeUndefined()
+    const named = await libraryJobs({ scale: 1, seed: 1, dir: "scenarios", scenarios: ["spegel-matrix/10MB-1layer-create"], strategies: ["p2p", "dragonfly"] })
+    const [p2p, dragonfly] = named.jobs.map((j) => runScenario(j.scenario, { seed: 1, strategy: j.strategy }))
+    expect(p2p.traceHash).toBe(dragonfly.traceHash)
     await expect(libraryJobs({ scale: 1, seed: 1, dir: "scenarios", scenarios: ["kraken-2601"] })).rejects.toThrow(LibraryError)
     await expect(libraryJobs({ scale: 1, seed: 1, dir: "scenarios", scenarios: ["kraken-2601"] })).rejects.toThrow(/--scenarios: .*"kraken-2601"/)
   })

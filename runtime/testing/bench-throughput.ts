@@ -51,7 +51,6 @@ const TICK = 100 // USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linu
 const cpuOf = async (pid: number) => {
   const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8")
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  if (process.env.BENCH_DEBUG) console.log(pid, "user", Number(fields[11]) / TICK, "sys", Number(fields[12]) / TICK)
   return (Number(fields[11]) + Number(fields[12])) / TICK
 }
 

@@ -214,7 +214,9 @@ export const waitFor = async (what: string, check: () => Promise<boolean>, milli
   throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
 }
 
-export const waitHealthy = (base: string, proc?: Proc, millis?: number) =>
+// Process start-up (tsx transpiles on the fly) can take tens of seconds when several start at once on a
+// loaded 2-core machine; a process that exits is reported at once, so a long wait costs nothing when it works.
+export const waitHealthy = (base: string, proc?: Proc, millis = 90_000) =>
   waitFor(`${base}/healthy`, async () => {
     if (proc !== undefined && proc.child.exitCode !== null) throw new Error(`${proc.name} exited: ${proc.stderr().slice(-2000)}`)
     return (await getJson(`${base}/healthy`)).status === 200

@@ -77,6 +77,33 @@ export class PieceLedger {
     })
   }
 
+  /** The pieces after `since` (up to version `until`) as plain data: what `since` says, without building a protocol message. */
+  delta(since: number, until = this.log.length): { readonly version: number; readonly pieces: ReadonlyArray<PieceEntry>; readonly complete: boolean } {
+    const v = Math.min(until, this.log.length)
+    return { version: v, pieces: since >= v ? [] : this.log.slice(Math.max(0, since), v), complete: v === this.pieceCount }
+  }
+
+  /**
+   * Callback form of `awaitChange` (for an event loop): `changed` runs once the version exceeds
+   * `since` (at once if it already does). The returned function withdraws a wait still pending.
+   */
+  whenChanged(since: number, changed: () => void): () => void {
+    if (this.log.length > since || this.complete) {
+      changed()
+      return () => {}
+    }
+    let live = true
+    const entry = () => {
+      if (!live) return
+      if (this.log.length > since) changed()
+      else this.waiters.push(entry)
+    }
+    this.waiters.push(entry)
+    return () => {
+      live = false
+    }
+  }
+
   /** Resolves once the version exceeds `since`. Interruptible: an abandoned wait leaves nothing behind. */
   awaitChange(since: number): Effect.Effect<PieceAvailability> {
     return Effect.suspend(() => {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml"
 import { parseBytes, parseDuration, parseFraction, parseInteger, parseRate } from "./config-units.ts"
 import type { DaemonOptions } from "./daemon.ts"
 import { parseSchedulerList } from "./scheduler-ring.ts"
+import { type StrategyName, strategyNames } from "../core/strategies.ts"
 import type { SchedulerServerOptions } from "./scheduler-server.ts"
 import { DEFAULT_GC } from "./storage-gc.ts"
 
@@ -69,7 +70,14 @@ const fraction = (path: string, flag: string, description: string): OptionSpec =
 const TOKEN_HELP = "Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy and /metrics); default $DAMSELFLY_TOKEN"
 const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 
+const STRATEGY_OPTION: OptionSpec = {
+  path: "strategy", flag: "strategy", metavar: "NAME", expected: `one of ${strategyNames.join(", ")}`,
+  parse: (u: unknown) => (typeof u === "string" && (strategyNames as ReadonlyArray<string>).includes(u) ? u : undefined),
+  description: `Distribution strategy (core/strategies.ts): ${strategyNames.join(", ")}; give the scheduler and every daemon the same (default dragonfly)`
+}
+
 export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
+  STRATEGY_OPTION,
   port("port", "port", "HTTP port (default 8002)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("token", "token", TOKEN_HELP, "TOKEN"),
@@ -82,6 +90,7 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
 export const DEFAULT_SCHEDULER_URL = "http://127.0.0.1:8002"
 
 export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
+  STRATEGY_OPTION,
   port("port", "port", "HTTP port, API and piece uploads (default 65001)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("data", "data", "Directory for pieces and content (required)", "DIR"),
@@ -275,6 +284,7 @@ export const mergeValues = (file: OptionValues, flags: OptionValues): OptionValu
 const get = <T>(v: OptionValues, path: string): T | undefined => v.get(path) as T | undefined
 
 export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions => ({
+  strategy: get<StrategyName>(v, "strategy"),
   port: get<number>(v, "port") ?? 8002,
   listen: get<string>(v, "listen") ?? "127.0.0.1",
   token: get<string>(v, "token"),
@@ -305,6 +315,7 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
   }
   const seconds = (path: string) => ((s) => (s === undefined ? undefined : s * 1000))(get<number>(v, path))
   return {
+    strategy: get<StrategyName>(v, "strategy"),
     port: get<number>(v, "port") ?? 65001,
     listen: get<string>(v, "listen") ?? "127.0.0.1",
     data,

@@ -13,6 +13,7 @@ import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
+import { type StrategyName, strategies } from "../core/strategies.ts"
 import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
 import { DownloadError } from "../core/errors.ts"
 import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
@@ -65,6 +66,8 @@ export interface DaemonOptions {
   readonly gc?: GcOptions | undefined
   readonly uploadSlots: number
   readonly concurrentPieces: number | undefined
+  /** The strategy the scheduler runs: its peer options (pieces in flight, refresh, stripes' grace…). Default dragonfly. */
+  readonly strategy?: StrategyName | undefined
   /** Shared secret: required on requests to this daemon and sent on its own (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
   readonly maxConnections?: number | undefined
@@ -172,6 +175,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
+      ...strategies[o.strategy ?? "dragonfly"].peerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
       ...(o.originOutageMillis !== undefined ? { originOutageMillis: o.originOutageMillis } : {})
     }

@@ -4,9 +4,8 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
-import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
-import { dragonflyEvaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
+import { type StrategyName, strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
 import { makeCapabilityIssuer } from "./blob-access.ts"
@@ -28,14 +27,22 @@ export interface SchedulerServerOptions {
   /** PEM Ed25519 key that signs private-blob capabilities (default: generated, kept in `data`). */
   readonly blobAccessKey?: string | undefined
   readonly capabilityTtlSeconds?: number | undefined
+  /** Which of core's strategies schedules (its config, evaluator and handout); default dragonfly. Daemons take the same name for its peer options. */
+  readonly strategy?: StrategyName | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
+/** A scheduler running one of core's strategies (the same configuration the simulator runs). */
+export const schedulerFor = (strategy: StrategyName, epoch: string): Scheduler => {
+  const s = strategies[strategy]
+  return new Scheduler(s.config, s.evaluator, epoch, s.handout)
+}
+
 export const schedulerRoutes = (
   scheduler: Scheduler,
-  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds"> = {}
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
@@ -50,6 +57,7 @@ export const schedulerRoutes = (
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
         ok: true,
         epoch: scheduler.epoch,
+        strategy: options.strategy ?? "dragonfly",
         hosts: scheduler.knownHosts().length,
         seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
@@ -88,7 +96,8 @@ export const schedulerRoutes = (
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
-  const routes = schedulerRoutes(new Scheduler(defaultSchedulerConfig, dragonflyEvaluator, randomUUID()), { ...options, token })
+  const strategy = options.strategy ?? "dragonfly"
+  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID()), { ...options, token, strategy })
   return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

@@ -18,6 +18,11 @@ export class EventQueue {
     return this.heap.length
   }
 
+  /** Events pushed so far (the next sequence number): tells whether anything was pushed since. */
+  get pushes(): number {
+    return this.nextSeq
+  }
+
   push(time: number, run: () => void): SimEvent {
     const ev: SimEvent = { time, seq: this.nextSeq++, run }
     const h = this.heap

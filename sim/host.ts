@@ -31,8 +31,16 @@ export interface SimHost {
   failure?: string
 }
 
+// Piece bytes are shared, never mutated objects in the simulator (a child holds its parent's array), so
+// each array is hashed once.
+const hexOf = new WeakMap<Uint8Array, string>()
 export const sha256Service: Sha256["Service"] = {
-  hex: (data) => createHash("sha256").update(data).digest("hex")
+  hex: (data) => {
+    if (typeof data === "string") return createHash("sha256").update(data).digest("hex")
+    let hex = hexOf.get(data)
+    if (hex === undefined) hexOf.set(data, (hex = createHash("sha256").update(data).digest("hex")))
+    return hex
+  }
 }
 
 /** Watches a run from outside (chaos checkers): every store a peer program sees, every scheduler step. */

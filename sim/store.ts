@@ -24,6 +24,20 @@ export class MemoryStore {
     return this.tasks.get(taskId)?.ledger
   }
 
+  /** `service.write` without an Effect (the simulator's fault-free fast path): the failure, if any. */
+  writeNow(taskId: TaskId, index: number, bytes: Uint8Array, digest: string): StoreFailed | undefined {
+    const c = this.tasks.get(taskId)
+    if (c === undefined) return new StoreFailed({ message: `write: task ${taskId} is not open on ${this.hostId}` })
+    if (index < 0 || index >= c.ledger.pieceCount) {
+      return new StoreFailed({ message: `write: piece ${index} outside 0..${c.ledger.pieceCount - 1}` })
+    }
+    if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
+    c.pieces.set(index, bytes)
+    // The ledger is what children long-poll; adding is idempotent if the caller adds too.
+    c.ledger.add(index, digest)
+    return undefined
+  }
+
   readonly service: PieceStore["Service"] = {
     open: (task) =>
       Effect.sync(() => {
@@ -37,16 +51,8 @@ export class MemoryStore {
       }),
     write: (taskId, index, bytes, digest) =>
       Effect.suspend(() => {
-        const c = this.tasks.get(taskId)
-        if (c === undefined) return Effect.fail(new StoreFailed({ message: `write: task ${taskId} is not open on ${this.hostId}` }))
-        if (index < 0 || index >= c.ledger.pieceCount) {
-          return Effect.fail(new StoreFailed({ message: `write: piece ${index} outside 0..${c.ledger.pieceCount - 1}` }))
-        }
-        if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
-        c.pieces.set(index, bytes)
-        // The ledger is what children long-poll; adding is idempotent if the caller adds too.
-        c.ledger.add(index, digest)
-        return Effect.void
+        const failure = this.writeNow(taskId, index, bytes, digest)
+        return failure === undefined ? Effect.void : Effect.fail(failure)
       }),
     read: (taskId, index) =>
       Effect.suspend(() => {

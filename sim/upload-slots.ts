@@ -5,7 +5,9 @@ import { Effect } from "effect"
 
 export class UploadSlots {
   private busy = 0
-  private readonly waiting: Array<() => void> = []
+  /** FIFO of waiting requests, read from `head` (not shift(): a seed in a flash crowd has thousands waiting); a withdrawn request has no `run`. */
+  private readonly waiting: Array<{ run: (() => void) | undefined }> = []
+  private head = 0
 
   constructor(private readonly slots: number) {}
 
@@ -16,29 +18,48 @@ export class UploadSlots {
 
   private acquire(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.busy < this.slots) {
-        this.busy++
-        resume(Effect.void)
-        return
-      }
-      const turn = () => {
-        this.busy++
-        resume(Effect.void)
-      }
-      this.waiting.push(turn)
-      return Effect.sync(() => {
-        const i = this.waiting.indexOf(turn)
-        if (i >= 0) this.waiting.splice(i, 1)
-      })
+      const cancel = this.request(() => resume(Effect.void))
+      return Effect.sync(cancel)
     })
   }
 
-  private release(): void {
+  /**
+   * Callback form (the simulator's peer driver): `granted` runs once a slot is held (at once if one is
+   * free). The returned function withdraws a request still waiting; a granted slot is given back with
+   * `release`.
+   */
+  request(granted: () => void): () => void {
+    if (this.busy < this.slots) {
+      this.busy++
+      granted()
+      return noop
+    }
+    const turn: { run: (() => void) | undefined } = { run: granted }
+    this.waiting.push(turn)
+    return () => {
+      turn.run = undefined
+    }
+  }
+
+  release(): void {
     this.busy--
-    const next = this.waiting.shift()
-    if (next !== undefined) next()
+    const q = this.waiting
+    while (this.head < q.length) {
+      const next = q[this.head++].run
+      if (next === undefined) continue
+      if (this.head > 1024 && this.head * 2 > q.length) {
+        q.splice(0, this.head)
+        this.head = 0
+      }
+      this.busy++
+      return next()
+    }
+    q.length = 0
+    this.head = 0
   }
 }
+
+const noop = () => {}
 
 const byHost = new WeakMap<object, UploadSlots>()
 

@@ -1,5 +1,5 @@
 // A simulated deployment: hosts from the scenario, the network between them, the origin, and ONE core
-// Scheduler. Every host runs the core peer program (downloadTask) as an ordinary fiber with its own
+// Scheduler. Every host runs the core peer logic (a PeerMachine, driven from the event loop by sim/peer-driver.ts) with its own
 // services, one per blob it pulls (a multi-layer image is one task per layer); seed hosts start a blob
 // when the scheduler triggers them for it. Arrivals (flash, uniform, Poisson, rolling batches) and
 // departures after completion are scheduled here.
@@ -8,7 +8,7 @@ import { Host, peerIdOf, type TaskId } from "../core/domain.ts"
 import { AnnounceHost, LeavePeer } from "../core/protocol.ts"
 import { keepPresence } from "../core/peer/presence.ts"
 import type { PieceStore } from "../core/services/piece-store.ts"
-import { downloadTask, defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
+import { defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import type { SeedPeerTrigger, SeedRequest } from "../core/services/seed-peer-trigger.ts"
@@ -20,9 +20,16 @@ import { type HostContext, provideHost, schedulerChannel, sha256Service, type Si
 import { equalShare, type Link, Network, type NetHost } from "./network.ts"
 import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
+import { runPeerMachine } from "./peer-driver.ts"
 import { type Blob, blobsOf, type Scenario, type Strategy } from "./scenario.ts"
 import { MemoryStore } from "./store.ts"
 import { strategySetup } from "./strategy.ts"
+
+/** A host's running program (a fiber, or a peer driver): polled and stopped alike. */
+interface Stoppable {
+  pollUnsafe(): unknown
+  interruptUnsafe(): void
+}
 
 export interface WorldOptions {
   readonly seed: number
@@ -76,9 +83,9 @@ export class World implements HostContext {
   readonly peerOptions: PeerOptions
   private readonly byId = new Map<string, SimHost>()
   private readonly idcOf: Array<string> = []
-  private readonly fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  private readonly fibers: Array<Stoppable> = []
   /** Each host's fibers (download, presence), to stop when it crashes. */
-  private readonly fibersOf = new Map<string, Array<Fiber.Fiber<unknown, unknown>>>()
+  private readonly fibersOf = new Map<string, Array<Stoppable>>()
   private readonly stores = new Map<string, PieceStore["Service"]>()
   private readonly makeScheduler: (epoch: string) => Scheduler
   private epoch = 0
@@ -190,7 +197,7 @@ export class World implements HostContext {
     return s
   }
 
-  private track(h: SimHost, fiber: Fiber.Fiber<unknown, unknown>): void {
+  private track(h: SimHost, fiber: Stoppable): void {
     this.fibers.push(fiber)
     let list = this.fibersOf.get(h.host.id)
     if (list === undefined) this.fibersOf.set(h.host.id, (list = []))
@@ -295,7 +302,7 @@ export class World implements HostContext {
   }
 
   /**
-   * Starts one download per blob on the host, each through the core's downloadTask. The host's pull is
+   * Starts one download per blob on the host, each a core PeerMachine. The host's pull is
    * done (finishedAt, outcome, "done" in the trace) when its last blob ends; it failed if any did.
    */
   private launch(h: SimHost, blobs: ReadonlyArray<WorldBlob>): void {
@@ -308,12 +315,10 @@ export class World implements HostContext {
     const ended = outcomes
     for (const blob of blobs) {
       this.running++
-      const program = downloadTask(
-        { url: blob.url, taskId: blob.taskId, pieceLength: blob.pieceLength, peerId: peerIdOf(h.host.id, blob.taskId), host: h.host, headers: {} },
-        this.peerOptions
-      )
+      // The core PeerMachine, driven by the event loop (no fiber per peer).
+      const request = { url: blob.url, taskId: blob.taskId, pieceLength: blob.pieceLength, peerId: peerIdOf(h.host.id, blob.taskId), host: h.host, headers: {} }
       const origin = this.countOrigin(blob.index, originService(this.network, this.originNet, h.net, { url: blob.url, contentLength: blob.sizeBytes }, this.faults))
-      const fiber = this.engine.fork(provideHost(program, this, h, origin))
+      const fiber = runPeerMachine(this, h, request, this.peerOptions, origin)
       this.track(h, fiber)
       fiber.addObserver((exit) => {
         this.running--

@@ -15,7 +15,10 @@ import { httpJson, sha256File } from "../../runtime/testing/harness.ts"
 import { type NodeSpec, sh, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
-export const MODES = ["direct", "damselfly", "bittorrent"] as const
+/** `damselfly` runs the scheduler and daemons with the damselfly strategy, `dragonfly` the same processes with Dragonfly's. */
+export const MODES = ["direct", "damselfly", "dragonfly", "bittorrent"] as const
+/** What `--modes` runs when not told. */
+export const DEFAULT_MODES: ReadonlyArray<Mode> = ["direct", "damselfly", "bittorrent"]
 export type Mode = typeof MODES[number]
 
 export interface SwarmOptions {
@@ -94,7 +97,7 @@ const ORIGIN_PORT = 8080
 const SCHEDULER_PORT = 8002
 const DAEMON_PORT = 65001
 const TRACKER_PORT = 6969
-const UPLOAD_SLOTS = 16 // the daemon CLI's default --upload-slots
+const UPLOAD_SLOTS = 16 // the daemons' --upload-slots (the CLI's default), and the prediction's
 const MiB = 2 ** 20
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -277,7 +280,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
           const payload = await originBytes()
           return summarise(mode, wallStart, times, files, topo.txBytes("origin") - wire0, payload)
         }
-        if (mode === "damselfly") return await runDamselfly(wallStart, files)
+        if (mode === "damselfly" || mode === "dragonfly") return await runDamselfly(mode, wallStart, files)
         return await runBittorrent(wallStart, files)
       } catch (e) {
         log(`${mode} failed: ${e instanceof Error ? e.message : String(e)}`)
@@ -289,13 +292,14 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       }
     }
 
-    const runDamselfly = async (wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
+    /** Damselfly's scheduler and daemons, all running `strategy` (damselfly or dragonfly). */
+    const runDamselfly = async (strategy: "damselfly" | "dragonfly", wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
       await startOrigin()
       const sched = topo.node("sched")
       const schedulerUrl = `http://${sched.ip}:${SCHEDULER_PORT}`
       const daemonUrl = (name: string) => `http://${topo.node(name).ip}:${DAEMON_PORT}`
-      const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan"]
-      topo.spawnIn("sched", process.execPath, [BIN, "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT)], { cwd: REPO, log: path.join(logDir, "damselfly-scheduler.log") })
+      const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan", "--strategy", strategy, "--upload-slots", String(UPLOAD_SLOTS)]
+      topo.spawnIn("sched", process.execPath, [BIN, "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT), "--strategy", strategy], { cwd: REPO, log: path.join(logDir, `${strategy}-scheduler.log`) })
       await waitFor("the scheduler", async () => (await httpJson(`${schedulerUrl}/healthy`)).status === 200, 60_000)
       const state = path.join(dir, "state")
       topo.spawnIn("seed", process.execPath, [BIN, "daemon", "--seed", "--listen", topo.node("seed").ip, "--data", path.join(state, "seed"), "--host-id", "seed", ...common], { cwd: REPO, log: path.join(logDir, "damselfly-seed.log") })
@@ -353,7 +357,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const payload = (await originBytes()) - payload0
       const finalSnapshot = await httpJson(`${schedulerUrl}/v1/tasks/${taskId}`).then((r) => r.body, () => null)
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
-      return summarise("damselfly", wallStart, times, files, wire, payload)
+      return summarise(strategy, wallStart, times, files, wire, payload)
     }
 
     const runBittorrent = async (wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
@@ -420,7 +424,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, uploadSlots: UPLOAD_SLOTS })
     const relErr = (real: number | null, p: number) => (real === null ? null : (p - real) / real)
     const comparison = results.flatMap((r) => {
-      const p = predictions.find((x) => x.strategy === (r.mode === "damselfly" ? "dragonfly" : r.mode))
+      const p = predictions.find((x) => x.strategy === r.mode)
       return p === undefined ? [] : [{
         real: r.mode,
         predicted: `sim:${p.strategy}`,

@@ -28,13 +28,16 @@ export const swarmScenario = (c: SwarmConfig): Scenario => {
     // A bridge between namespaces: tens of microseconds.
     latency: { intraIdcRttMs: 0.1, interIdcRttMs: 0.1 },
     arrival: { spreadSeconds: 0 },
-    strategies: ["direct", "dragonfly"]
+    strategies: [...PREDICTED]
   }
   return decodeScenario(input, "swarm scenario")
 }
 
+/** The strategies predicted: each real mode is compared with the strategy of the same name. */
+export const PREDICTED = ["direct", "dragonfly", "damselfly", "bittorrent"] as const
+
 export interface Prediction {
-  readonly strategy: "direct" | "dragonfly"
+  readonly strategy: typeof PREDICTED[number]
   readonly p50: number
   readonly max: number
   readonly boundSeconds: number
@@ -45,7 +48,7 @@ export interface Prediction {
 
 export const predict = (c: SwarmConfig, seed = 1): Array<Prediction> => {
   const scenario = swarmScenario(c)
-  return (["direct", "dragonfly"] as const).map((strategy) => {
+  return PREDICTED.map((strategy) => {
     const r = runScenario(scenario, { seed, strategy })
     return {
       strategy,

@@ -5,10 +5,10 @@
 //     --modes direct,damselfly,bittorrent --json out/swarm.json [--client curl|get] [--logs DIR]
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
-import { markdown, type Mode, MODES, runSwarm } from "./bench.ts"
+import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
 const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S]
-  [--modes direct,damselfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
+  [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
   [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--no-predict]`
 
 const args = process.argv.slice(2)
@@ -37,7 +37,7 @@ const main = async () => {
     process.exitCode = 2
     return
   }
-  const modes = (value("--modes") ?? MODES.join(",")).split(",").map((m) => m.trim()).filter(Boolean)
+  const modes = (value("--modes") ?? DEFAULT_MODES.join(",")).split(",").map((m) => m.trim()).filter(Boolean)
   for (const m of modes) if (!(MODES as ReadonlyArray<string>).includes(m)) throw new Error(`--modes: expected some of ${MODES.join(", ")}, got ${JSON.stringify(m)}`)
   const client = value("--client") ?? "curl"
   if (client !== "curl" && client !== "get") throw new Error(`--client: expected curl or get, got ${JSON.stringify(client)}`)

@@ -1,0 +1,579 @@
+// The simulator's peer driver: runs a core PeerMachine straight from the event loop, with no fiber per
+// peer. Every command becomes agenda events and callbacks. Without a fault plan, piece transfers,
+// long-polls, reports and store writes are plain callbacks on the network, the upload slots and the
+// parent's ledger (the same steps as host.ts's services, minus the Effect runtime per step). With a
+// fault plan, transfers and long-polls go through host.ts's Effect services (forked on the engine), so
+// every fault hook (guards, loss, corruption, lies) applies exactly as it does to any other program.
+// Scheduler requests and origin calls always go through the services: they are few per peer.
+import { Cause, Effect, Exit, type Fiber } from "effect"
+import { DownloadError, type TransferFailed } from "../core/errors.ts"
+import { pieceAt } from "../core/piece-layout.ts"
+import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
+import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
+import type { Origin } from "../core/services/piece-transfer.ts"
+import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
+import type { SimEvent } from "./event-queue.ts"
+import type { Flow } from "./network.ts"
+import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
+
+type Cancel = () => void
+type Observer = (exit: Exit.Exit<DownloadResult, DownloadError>) => void
+
+/** One download on one simulated host. Looks like a fiber to the world (poll, interrupt, observe). */
+export class PeerDriver {
+  readonly machine: PeerMachine
+  private exit: Exit.Exit<DownloadResult, DownloadError> | undefined
+  private readonly observers: Array<Observer> = []
+  /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
+  private readonly pending = new Set<Cancel>()
+  private readonly watches = new Map<Source, Cancel>()
+  private readonly timers = new Map<number, Cancel>()
+  private pumping = false
+  /** Piece fetches in flight. */
+  readonly jobs = new Set<FetchJob>()
+  readonly fast: boolean
+  private readonly channel
+  private readonly transfer
+
+  constructor(
+    readonly world: HostContext,
+    readonly me: SimHost,
+    readonly request: DownloadRequest,
+    options: PeerOptions,
+    private readonly origin: Origin["Service"]
+  ) {
+    const engine = world.engine
+    this.machine = new PeerMachine(request, options, {
+      now: () => engine.now,
+      random: engine.random.nextDoubleUnsafe(),
+      hex: sha256Service.hex
+    })
+    this.fast = !world.faults.active
+    this.channel = schedulerChannel(world, me)
+    this.transfer = pieceTransfer(world, me)
+  }
+
+  start(): this {
+    this.machine.start()
+    this.pump()
+    return this
+  }
+
+  // ------------------------------------------------------------ the fiber-like face the world uses
+
+  pollUnsafe(): Exit.Exit<DownloadResult, DownloadError> | undefined {
+    return this.exit
+  }
+
+  addObserver(observer: Observer): void {
+    if (this.exit !== undefined) observer(this.exit)
+    else this.observers.push(observer)
+  }
+
+  get ended(): boolean {
+    return this.exit !== undefined
+  }
+
+  fetchedInput(job: FetchJob, bytes: Uint8Array): void {
+    this.input(() => this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started))
+  }
+
+  fetchFailedInput(job: FetchJob, message: string, temporary: boolean): void {
+    this.input(() => this.machine.fetchFailed(job.s, job.index, message, temporary))
+  }
+
+  /** The host stopped (or the run ended): drop everything in flight. */
+  interruptUnsafe(): void {
+    if (this.exit !== undefined) return
+    this.end(Exit.failCause(Cause.interrupt()))
+  }
+
+  private end(exit: Exit.Exit<DownloadResult, DownloadError>): void {
+    if (this.exit !== undefined) return
+    this.exit = exit
+    for (const job of this.jobs) job.cancel()
+    this.jobs.clear()
+    for (const cancel of [...this.pending]) cancel()
+    this.pending.clear()
+    for (const cancel of this.watches.values()) cancel()
+    this.watches.clear()
+    for (const cancel of this.timers.values()) cancel()
+    this.timers.clear()
+    for (const o of this.observers) o(exit)
+  }
+
+  // ------------------------------------------------------------ commands
+
+  /** Performs the machine's commands until it has none; re-entrant calls leave it to the outer one. */
+  private pump(): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.exit === undefined) {
+        const commands = this.machine.takeCommands()
+        if (commands.length === 0) break
+        for (const c of commands) {
+          if (this.exit !== undefined) break
+          this.perform(c)
+        }
+      }
+    } finally {
+      this.pumping = false
+    }
+  }
+
+  /** Calls a machine input from an event, then performs what it asks for. */
+  private input(f: () => void): void {
+    if (this.exit !== undefined) return
+    f()
+    this.pump()
+  }
+
+  private perform(c: PeerCommand): void {
+    const { world, me, request, machine } = this
+    switch (c._tag) {
+      case "Open": {
+        const exit = Effect.runSyncExit(world.storeOf(me).open({ taskId: request.taskId, url: request.url, contentLength: c.contentLength, pieceLength: c.pieceLength }))
+        if (Exit.isSuccess(exit)) machine.opened(exit.value)
+        else machine.openFailed(messageOf(exit.cause))
+        return
+      }
+      case "Request":
+        this.run(this.channel.request(c.message), (exit) =>
+          Exit.isSuccess(exit) ? machine.answered(c.purpose, exit.value) : machine.requestFailed(c.purpose, messageOf(exit.cause)))
+        return
+      case "Probe":
+        this.run(this.origin.probe({ url: request.url, headers: request.headers }), (exit) =>
+          Exit.isSuccess(exit) ? machine.probed(exit.value.contentLength) : machine.probeFailed(messageOf(exit.cause)))
+        return
+      case "Watch":
+        return this.watch(c.source, c.since)
+      case "Unwatch": {
+        const cancel = this.watches.get(c.source)
+        this.watches.delete(c.source)
+        cancel?.()
+        return
+      }
+      case "Fetch":
+        return this.fetch(c.source, c.index, c.delayMillis, c.timeoutMillis)
+      case "Write": {
+        const ledger = machine.ledger!
+        const before = ledger.version
+        const failure = this.fast && world.monitor === undefined
+          ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
+          : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
+        if (ledger.version > before) {
+          let times = versionTimes.get(ledger)
+          if (times === undefined) versionTimes.set(ledger, (times = []))
+          while (times.length < ledger.version) times.push(world.engine.now)
+        }
+        if (failure === undefined) machine.stored(c)
+        else machine.storeFailed(failure.message)
+        return
+      }
+      case "Report":
+        return this.report(c.report)
+      case "Timer": {
+        const token = c.token
+        const ev = world.engine.at(c.at, () => {
+          this.timers.delete(token)
+          this.input(() => machine.timerFired(token))
+        })
+        this.timers.set(token, () => world.engine.queue.cancel(ev))
+        return
+      }
+      case "Finish": {
+        const exit = Effect.runSyncExit(world.storeOf(me).commit(request.taskId))
+        if (Exit.isFailure(exit)) return this.end(Exit.fail(new DownloadError({ message: `piece store: ${messageOf(exit.cause)}` })))
+        this.report(new DownloadFinished({ peerId: request.peerId, taskId: request.taskId, contentLength: machine.ledger!.contentLength }))
+        return this.end(Exit.succeed(machine.result()))
+      }
+      case "Fail":
+        if (c.report) this.report(new DownloadFailed({ peerId: request.peerId, taskId: request.taskId, reason: c.message }))
+        return this.end(Exit.fail(new DownloadError({ message: c.message })))
+    }
+  }
+
+  /** Runs a service Effect on the engine; `done` gets its exit as a machine input. */
+  run<A, E>(effect: Effect.Effect<A, E>, done: (exit: Exit.Exit<A, E>) => void): Cancel {
+    let fiber: Fiber.Fiber<A, E> | undefined = undefined
+    let settled = false
+    const cancel = () => {
+      if (!settled) fiber?.interruptUnsafe()
+    }
+    this.pending.add(cancel)
+    fiber = this.world.engine.fork(effect)
+    fiber.addObserver((exit) => {
+      settled = true
+      this.pending.delete(cancel)
+      if (Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)) return
+      this.input(() => done(exit))
+    })
+    return cancel
+  }
+
+  /** An event after `ms`, dropped if the peer stops first. */
+  private after(ms: number, run: () => void): Cancel {
+    const engine = this.world.engine
+    const ev = engine.after(ms, () => {
+      this.pending.delete(cancel)
+      run()
+    })
+    const cancel = () => {
+      this.pending.delete(cancel)
+      engine.queue.cancel(ev)
+    }
+    this.pending.add(cancel)
+    return cancel
+  }
+
+  // ------------------------------------------------------------ reports: one-way, latency only
+
+  private report(m: PeerReport): void {
+    const { world, me } = this
+    const { engine, network, schedulerNet, faults } = world
+    const name = me.host.id
+    // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
+    engine.after(network.latency(me.net, schedulerNet), () => {
+      const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
+      // A report into a dead or partitioned scheduler is lost.
+      if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
+      engine.record(`msg ${name}>scheduler ${what}`)
+      const scheduler = world.scheduler
+      Effect.runSync(scheduler.report(m))
+      world.monitor?.schedulerActivity(scheduler, m)
+    })
+  }
+
+  // ------------------------------------------------------------ long-polls
+
+  private watch(s: Source, since: number): void {
+    const { machine } = this
+    const answer = (a: Parameters<PeerMachine["availability"]>[1]) => {
+      this.watches.delete(s)
+      this.input(() => machine.availability(s, a))
+    }
+    const failed = (e: TransferFailed) => {
+      this.watches.delete(s)
+      this.input(() => machine.availabilityFailed(s, e.message, e.temporary))
+    }
+    if (!this.fast) {
+      let cancel: Cancel = () => {}
+      cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
+        if (this.watches.get(s) === cancel) this.watches.delete(s)
+        if (Exit.isSuccess(exit)) machine.availability(s, exit.value)
+        else {
+          const e = failureOf(exit) as TransferFailed | undefined
+          machine.availabilityFailed(s, e?.message ?? messageOf(exit.cause), e?.temporary ?? false)
+        }
+      })
+      this.watches.set(s, cancel)
+      return
+    }
+    // The request travels to the parent, waits there for a change, and the answer travels back.
+    const { world, me, request } = this
+    const p = world.hostById(s.parent!.host.id)
+    if (p === undefined) return failed(transferFailed(`no host ${s.parent!.host.id}`, false))
+    const engine = world.engine
+    const there = world.network.latency(me.net, p.net)
+    const back = world.network.latency(p.net, me.net)
+    const ledger = p.store.ledger(request.taskId)
+    let stage: Cancel = () => {}
+    if (ledger === undefined) {
+      // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
+      const go = engine.after(there, () => {
+        const l = p.store.ledger(request.taskId)
+        if (l === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
+        stage = l.whenChanged(since, () => {
+          const a = l.delta(since)
+          stage = deliverAt(engine, engine.now + back, () => answer(a))
+        })
+      })
+      stage = () => engine.queue.cancel(go)
+    } else {
+      // Open already (ledgers only grow): no event for the request's trip. The parent answers when the
+      // request has arrived and its version exceeds `since`, with what it held at that instant.
+      const arrives = engine.now + there
+      stage = ledger.whenChanged(since, () => {
+        const at = Math.max(engine.now, arrives)
+        stage = deliverAt(engine, at + back, () => answer(ledger.delta(since, versionAt(ledger, at))))
+      })
+    }
+    this.watches.set(s, () => stage())
+  }
+
+  // ------------------------------------------------------------ fetches
+
+  private fetch(s: Source, index: number, delayMillis: number, timeoutMillis: number): void {
+    const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
+    if (delayMillis > 0) this.after(delayMillis, () => job.begin())
+    else job.begin()
+  }
+
+  /** The service path (origin ranges; parents' pieces under a fault plan). */
+  fetchByService(job: FetchJob): Cancel {
+    const { s, index } = job
+    const request = this.request
+    if (s.id === ORIGIN) {
+      const ledger = this.machine.ledger!
+      const piece = pieceAt(ledger.contentLength, ledger.pieceLength, index)
+      return this.run(this.origin.fetchRange({ url: request.url, headers: request.headers }, piece.offset, piece.length), (exit) => {
+        if (Exit.isSuccess(exit)) job.ok(exit.value)
+        else job.failed(`origin: ${messageOf(exit.cause)}`, true)
+      })
+    }
+    return this.run(this.transfer.fetchPiece(s.parent!, request.taskId, index), (exit) => {
+      if (Exit.isSuccess(exit)) return job.ok(exit.value)
+      const e = failureOf(exit) as TransferFailed | undefined
+      job.failed(e?.message ?? messageOf(exit.cause), e?.temporary ?? true)
+    })
+  }
+
+  // ------------------------------------------------------------ fetch deadlines
+
+  /** Fetch deadlines in issue order (all fetches share one timeout, so they are due in this order). */
+  private readonly deadlines: Array<{ readonly at: number; fire: (() => void) | undefined }> = []
+  private deadlineHead = 0
+  private deadlineEvent: Cancel | undefined
+
+  /** Calls `fire` at `at` unless cancelled first; one agenda event per peer at a time, not one per fetch. */
+  deadlineAt(at: number, fire: () => void): Cancel {
+    const entry: { readonly at: number; fire: (() => void) | undefined } = { at, fire }
+    const list = this.deadlines
+    // Out of order (cannot happen with one timeout for all): fall back to an event of its own.
+    if (this.deadlineHead < list.length && list[list.length - 1].at > at) return this.after(at - this.world.engine.now, () => entry.fire?.())
+    list.push(entry)
+    if (this.deadlineEvent === undefined) this.armDeadlines()
+    return () => {
+      entry.fire = undefined
+    }
+  }
+
+  private armDeadlines(): void {
+    const list = this.deadlines
+    while (this.deadlineHead < list.length && list[this.deadlineHead].fire === undefined) this.deadlineHead++
+    if (this.deadlineHead > 1024 && this.deadlineHead * 2 > list.length) {
+      list.splice(0, this.deadlineHead)
+      this.deadlineHead = 0
+    }
+    if (this.deadlineHead >= list.length) {
+      this.deadlineEvent = undefined
+      return
+    }
+    const at = list[this.deadlineHead].at
+    this.deadlineEvent = this.after(Math.max(0, at - this.world.engine.now), () => {
+      this.deadlineEvent = undefined
+      const now = this.world.engine.now
+      while (this.deadlineHead < list.length && list[this.deadlineHead].at <= now) {
+        const e = list[this.deadlineHead++]
+        const fire = e.fire
+        e.fire = undefined
+        fire?.()
+      }
+      if (this.deadlineEvent === undefined) this.armDeadlines()
+    })
+  }
+}
+
+/**
+ * One piece fetch. Fault-free, from a parent, it is host.ts's fetchPiece as events: the request's round
+ * trip, the parent's checks, an upload slot, the flow; a deadline abandons it. Otherwise it runs the
+ * service. An object with methods rather than closures: there are millions of these in a large run.
+ */
+class FetchJob {
+  settled = false
+  private parent: SimHost | undefined
+  private bytes: Uint8Array | undefined
+  private length = 0
+  private ev: SimEvent | undefined
+  private slots: UploadSlots | undefined
+  private withdraw: Cancel | undefined
+  private flow: Flow | undefined
+  private serviceCancel: Cancel | undefined
+  private deadline: Cancel | undefined
+
+  constructor(
+    readonly d: PeerDriver,
+    readonly s: Source,
+    readonly index: number,
+    readonly started: number,
+    private readonly timeoutMillis: number
+  ) {}
+
+  begin(): void {
+    const d = this.d
+    if (d.ended) return
+    d.jobs.add(this)
+    if (this.s.id === ORIGIN) {
+      this.serviceCancel = d.fetchByService(this)
+      return
+    }
+    // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
+    this.deadline = d.deadlineAt(this.started + this.timeoutMillis, () => this.timedOut())
+    if (!d.fast) {
+      this.serviceCancel = d.fetchByService(this)
+      return
+    }
+    const { world, me, request } = d
+    const { engine, network } = world
+    const p = world.hostById(this.s.parent!.host.id)
+    if (p === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
+    this.parent = p
+    const held = p.store.ledger(request.taskId)
+    const bytes = held?.has(this.index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(this.index) : undefined
+    if (held !== undefined && bytes !== undefined) {
+      // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
+      // round trip is one event.
+      this.bytes = bytes
+      this.length = pieceAt(held.contentLength, held.pieceLength, this.index).length
+      this.ev = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => this.answered())
+      return
+    }
+    this.ev = engine.after(network.latency(me.net, p.net), () => this.arrived())
+  }
+
+  /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
+  private arrived(): void {
+    this.ev = undefined
+    const { world, me, request } = this.d
+    const p = this.parent!
+    const ledger = p.store.ledger(request.taskId)
+    if (ledger === undefined) return this.failed(`${this.s.parent!.peerId} has not opened task ${request.taskId}`, true)
+    const bytes = p.store.tasks.get(request.taskId)?.pieces.get(this.index)
+    if (!ledger.has(this.index) || bytes === undefined) return this.failed(`${this.s.parent!.peerId} does not hold piece ${this.index}`, true)
+    this.bytes = bytes
+    this.length = pieceAt(ledger.contentLength, ledger.pieceLength, this.index).length
+    this.ev = world.engine.after(world.network.latency(p.net, me.net), () => this.answered())
+  }
+
+  /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
+  private answered(): void {
+    this.ev = undefined
+    const p = this.parent!
+    const slots = (this.slots = uploadSlotsOf(p, p.host.uploadSlots))
+    this.withdraw = slots.request(() => this.granted())
+  }
+
+  private granted(): void {
+    this.withdraw = undefined
+    const { world, me } = this.d
+    this.flow = world.network.startFlow(this.parent!.net, me.net, this.length, () => this.flowed())
+  }
+
+  private flowed(): void {
+    this.flow = undefined
+    this.slots!.release()
+    this.ok(this.bytes!)
+  }
+
+  private timedOut(): void {
+    this.deadline = undefined
+    this.cancel()
+    this.failed(`timed out after ${this.timeoutMillis} ms`, true)
+  }
+
+  /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
+  cancel(): void {
+    const engine = this.d.world.engine
+    if (this.ev !== undefined) engine.queue.cancel(this.ev)
+    this.ev = undefined
+    if (this.withdraw !== undefined) this.withdraw()
+    this.withdraw = undefined
+    if (this.flow !== undefined) {
+      this.d.world.network.cancel(this.flow)
+      this.slots!.release()
+    }
+    this.flow = undefined
+    this.serviceCancel?.()
+    this.serviceCancel = undefined
+    this.deadline?.()
+    this.deadline = undefined
+  }
+
+  ok(bytes: Uint8Array): void {
+    if (this.settle()) this.d.fetchedInput(this, bytes)
+  }
+
+  failed(message: string, temporary: boolean): void {
+    if (this.settle()) this.d.fetchFailedInput(this, message, temporary)
+  }
+
+  private settle(): boolean {
+    if (this.settled) return false
+    this.settled = true
+    this.serviceCancel = undefined
+    this.deadline?.()
+    this.deadline = undefined
+    this.d.jobs.delete(this)
+    return true
+  }
+}
+
+/** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
+const versionTimes = new WeakMap<object, Array<number>>()
+
+/** The ledger's version at virtual time `at` (at or before now). */
+const versionAt = (ledger: { readonly version: number }, at: number): number => {
+  const times = versionTimes.get(ledger)
+  let v = ledger.version
+  if (times === undefined) return v
+  while (v > 0 && times[v - 1] > at) v--
+  return v
+}
+
+/**
+ * Deliveries due at the same instant, pushed one after another with nothing in between, share one
+ * agenda event (a parent's new piece reaching all its waiting children): same order, fewer events.
+ */
+interface Delivery {
+  run: (() => void) | undefined
+}
+const openBatch = new WeakMap<object, { readonly time: number; readonly seq: number; readonly items: Array<Delivery>; running: boolean }>()
+
+const deliverAt = (engine: HostContext["engine"], time: number, run: () => void): Cancel => {
+  const item: Delivery = { run }
+  const b = openBatch.get(engine)
+  const t = Math.max(time, engine.now)
+  if (b !== undefined && !b.running && b.time === t && engine.queue.pushes === b.seq + 1) {
+    b.items.push(item)
+  } else {
+    const items: Array<Delivery> = [item]
+    const batch = { time: t, seq: 0, items, running: false }
+    const ev = engine.at(t, () => {
+      batch.running = true
+      for (const d of items) {
+        const f = d.run
+        d.run = undefined
+        f?.()
+      }
+    })
+    ;(batch as { seq: number }).seq = ev.seq
+    openBatch.set(engine, batch)
+  }
+  return () => {
+    item.run = undefined
+  }
+}
+
+/** Starts a download on `me`, driven by the engine. */
+export const runPeerMachine = (
+  world: HostContext,
+  me: SimHost,
+  request: DownloadRequest,
+  options: PeerOptions,
+  origin: Origin["Service"]
+): PeerDriver => new PeerDriver(world, me, request, options, origin).start()
+
+const transferFailed = (message: string, temporary: boolean) => ({ message, temporary }) as TransferFailed
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const f = exit.cause.reasons.find(Cause.isFailReason)
+  return f?.error
+}
+
+const messageOf = (cause: Cause.Cause<unknown>): string => {
+  const f = cause.reasons.find(Cause.isFailReason)
+  const e = f?.error as { message?: unknown } | undefined
+  return typeof e?.message === "string" ? e.message : Cause.pretty(cause)
+}

@@ -1,0 +1,143 @@
+// The PeerMachine on its own, driven by hand: inputs in, commands out, no Effect runtime and no world.
+// What it must do is what downloadTask did: register, follow the parents, fetch within its limits,
+// verify, store, report; and when parents give nothing, reschedule and finally go to the origin.
+import { createHash } from "node:crypto"
+import { describe, expect, it } from "vitest"
+import { Host, Task } from "../core/domain.ts"
+import { defaultPeerOptions, ORIGIN, PeerMachine, type PeerCommand, type PeerOptions } from "../core/peer/machine.ts"
+import { PieceLedger } from "../core/piece-ledger.ts"
+import { CandidateParents } from "../core/protocol.ts"
+
+const MiB = 1024 * 1024
+const TASK = "c".repeat(64)
+const hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+const bytesOf = (i: number) => new Uint8Array([i, 1, 2, 3])
+const host = (id: string, type: "normal" | "seed" = "normal") =>
+  new Host({ id, ip: "10.0.0.1", port: 1, idc: "a", location: "a", type, uploadBandwidth: 1e9, downloadBandwidth: 1e9, uploadSlots: 8 })
+
+const setup = (options: Partial<PeerOptions> = {}, pieces = 6) => {
+  let now = 0
+  const machine = new PeerMachine(
+    { url: "http://o/f", taskId: TASK, pieceLength: 4 * MiB, peerId: "me", host: host("me"), headers: {} },
+    { ...defaultPeerOptions, ...options },
+    { now: () => now, random: 0, hex }
+  )
+  const digests = Array.from({ length: pieces }, (_, i) => hex(bytesOf(i)))
+  const task = new Task({ id: TASK, url: "http://o/f", contentLength: pieces * 4 * MiB, pieceLength: 4 * MiB, pieceDigests: digests })
+  const ledger = new PieceLedger(TASK, pieces * 4 * MiB, 4 * MiB)
+  const take = (): Array<PeerCommand> => machine.takeCommands()
+  const of = <T extends PeerCommand["_tag"]>(cs: Array<PeerCommand>, tag: T) => cs.filter((c): c is Extract<PeerCommand, { _tag: T }> => c._tag === tag)
+  return { machine, task, ledger, digests, take, of, setNow: (t: number) => (now = t) }
+}
+
+describe("PeerMachine", () => {
+  it("registers, follows its parents, keeps to its fetch limits, verifies, stores, reports, and finishes", () => {
+    const { machine, task, ledger, digests, take, of } = setup({ concurrentPieces: 3, perParentPieces: 2 })
+    machine.start()
+    const register = of(take(), "Request")
+    expect(register).toHaveLength(1)
+    expect(register[0].message._tag).toBe("RegisterPeer")
+
+    machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "p1", host: host("p1") }, { peerId: "p2", host: host("p2") }] }))
+    const open = take()
+    expect(open.map((c) => c._tag)).toEqual(["Open"])
+    machine.opened(ledger)
+    const afterOpen = take()
+    expect(of(afterOpen, "Watch").map((c) => c.source.id)).toEqual(["p1", "p2"])
+    expect(of(afterOpen, "Report").map((c) => c.report._tag)).toEqual(["DownloadStarted"])
+    const [w1, w2] = of(afterOpen, "Watch")
+
+    // Both parents hold everything: at most 3 in flight, at most 2 from one parent.
+    machine.availability(w1.source, { version: 6, pieces: digests.map((digest, index) => ({ index, digest })), complete: true })
+    machine.availability(w2.source, { version: 6, pieces: digests.map((digest, index) => ({ index, digest })), complete: true })
+    let fetches = of(take(), "Fetch")
+    expect(fetches).toHaveLength(3)
+    expect(new Set(fetches.map((f) => f.index)).size).toBe(3)
+    for (const id of ["p1", "p2"]) expect(fetches.filter((f) => f.source.id === id).length).toBeLessThanOrEqual(2)
+
+    // A corrupt piece is not stored: the parent is reported, dropped, and its watch abandoned.
+    const bad = fetches[0]
+    machine.fetched(bad.source, bad.index, new Uint8Array([9, 9]), 10)
+    const afterBad = take()
+    expect(of(afterBad, "Write")).toHaveLength(0)
+    expect(of(afterBad, "Report").map((c) => c.report._tag)).toContain("PieceFailed")
+    expect(of(afterBad, "Unwatch").map((c) => c.source.id)).toEqual([bad.source.id])
+    expect(of(afterBad, "Fetch").every((f) => f.source.id !== bad.source.id)).toBe(true)
+    fetches = [...fetches.slice(1), ...of(afterBad, "Fetch")]
+
+    // Everything else arrives intact, from whoever is left.
+    const stored = new Set<number>()
+    while (fetches.length > 0) {
+      const f = fetches.shift()!
+      machine.fetched(f.source, f.index, bytesOf(f.index), 10)
+      const out = take()
+      for (const w of of(out, "Write")) {
+        expect(w.digest).toBe(digests[w.index])
+        ledger.add(w.index, w.digest)
+        machine.stored(w)
+        stored.add(w.index)
+        const next = take()
+        expect(of(next, "Report").map((c) => c.report._tag)).toContain("PieceFinished")
+        fetches.push(...of(next, "Fetch"))
+        if (next.some((c) => c._tag === "Finish")) fetches.length = 0
+      }
+      fetches.push(...of(out, "Fetch"))
+    }
+    expect(stored.size).toBe(6)
+    expect(machine.done).toBe(true)
+    expect(machine.result()).toMatchObject({ pieceCount: 6, bytesFromOrigin: 0, bytesFromPeers: 24 * MiB, backToSource: false })
+  })
+
+  it("reschedules when no piece arrives for the stall timeout, then goes to the origin", () => {
+    const { machine, task, ledger, take, of, setNow } = setup({ stallTimeoutMillis: 1_000, stallsBeforeOrigin: 2 })
+    machine.start()
+    take()
+    machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "p1", host: host("p1") }] }))
+    take()
+    machine.opened(ledger)
+    const timers = of(take(), "Timer")
+    expect(timers).toHaveLength(1)
+    expect(timers[0].at).toBe(1_000)
+
+    // The parent never offers a piece: the deadline passes, the machine asks for other parents.
+    setNow(1_000)
+    machine.timerFired(timers[0].token)
+    const stall = take()
+    const reschedule = of(stall, "Request")
+    expect(reschedule.map((r) => r.message._tag)).toEqual(["RescheduleParents"])
+    // The scheduler hands out the same (useless) parent again.
+    machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "p1", host: host("p1") }] }))
+    const timer2 = of(take(), "Timer")
+    expect(timer2).toHaveLength(1)
+    expect(timer2[0].at).toBe(2_000)
+
+    setNow(2_000)
+    machine.timerFired(timer2[0].token)
+    const toOrigin = take()
+    expect(of(toOrigin, "Report").map((c) => c.report._tag)).toContain("BackToSourceStarted")
+    const originFetches = of(toOrigin, "Fetch")
+    expect(originFetches.length).toBe(defaultPeerOptions.concurrentPieces > 6 ? 6 : defaultPeerOptions.concurrentPieces)
+    expect(originFetches.every((f) => f.source.id === ORIGIN && f.delayMillis === 0)).toBe(true)
+
+    // A failing origin is retried with backoff (the retry carries a delay).
+    const f = originFetches[0]
+    machine.fetchFailed(f.source, f.index, "origin: 503", true)
+    const retry = of(take(), "Fetch")
+    expect(retry).toHaveLength(1)
+    expect(retry[0].source.id).toBe(ORIGIN)
+    expect(retry[0].delayMillis).toBeGreaterThan(0)
+  })
+
+  it("ignores a timer token it does not hold, and retries an unreachable scheduler after a backoff", () => {
+    const { machine, take } = setup()
+    machine.start()
+    take()
+    machine.timerFired(12345)
+    expect(take()).toEqual([])
+    machine.requestFailed("ask", "scheduler: connection refused")
+    const retry = take()
+    expect(retry.map((c) => c._tag)).toEqual(["Timer"])
+    const at = (retry[0] as Extract<PeerCommand, { _tag: "Timer" }>).at
+    expect(at).toBe(250)
+  })
+})

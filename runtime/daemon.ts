@@ -8,7 +8,7 @@ import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, Layer, Random, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
@@ -34,7 +34,7 @@ import { NodeSha256 } from "./node-sha256.ts"
 import { preheatDaemonRoutes } from "./preheat-daemon.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
-import { makeTaskStreams, rotationFrom, type TaskJob } from "./task-stream.ts"
+import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
@@ -276,9 +276,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
             ? downloadTask({ url, taskId, pieceLength, peerId, host, headers }, options)
             : job.firstPiece.index === 0
             ? downloadTask({ url, taskId, pieceLength, peerId, host, headers }, { ...options, sequentialBias: true })
-            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, options).pipe(
-              Effect.provideService(Random.Random, rotationFrom(job.firstPiece.index, job.firstPiece.pieceCount))
-            )
+            : downloadTask({ url, taskId, pieceLength, peerId, host, headers }, { ...options, startPiece: job.firstPiece.index })
           fiber = yield* run.pipe(
             Effect.tap(() => Effect.tryPromise({ try: () => store.commitAsync(taskId), catch: (e) => new DownloadError({ message: `commit: ${String(e)}` }) })),
             Effect.tap((r) => Effect.logInfo("download finished").pipe(Effect.annotateLogs({ peerId, ...r }))),

@@ -5,7 +5,7 @@
 // outside the content — come back from `openTask` itself, before any byte or header is sent; a download
 // that fails later fails the stream, so an HTTP answer is aborted, never completed short.
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, type Random, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import type { DownloadError } from "../core/errors.ts"
 import type { DownloadResult } from "../core/peer/conductor.ts"
@@ -81,25 +81,13 @@ export interface TaskJob {
   readonly direct?: { readonly contentLength: number; readonly digest?: string | undefined } | undefined
   /**
    * A reader waits for the content from this piece on: the download starts there (0: in index order,
-   * core's `sequentialBias`; above 0: core's piece rotation pinned there, see `rotationFrom`).
+   * core's `sequentialBias`; above 0: core's `startPiece`, the piece order begins there).
    * Undefined: no reader waits (core's own rarest-first order).
    */
   readonly firstPiece?: { readonly index: number; readonly pieceCount: number } | undefined
   /** Fail rather than fetch from the origin when no peer can serve (a client's --disable-back-to-source). */
   readonly disableBackToSource?: boolean | undefined
 }
-
-/**
- * Effect's Random for a download that should begin at piece `index` of `pieceCount`. Core's conductor
- * draws one random rotation (`nextIntBetween(0, pieceCount - 1)`) to spread peers over pieces; with a
- * single source (the origin, one parent) pieces then go in rotation order, so a reader of a range in
- * the middle gets its pieces first instead of after everything before them. Every draw lands on `index`
- * (the conductor makes no other); integers stay random.
- */
-export const rotationFrom = (index: number, pieceCount: number): Random.Random => ({
-  nextDoubleUnsafe: () => (index + 0.5) / Math.max(1, pieceCount),
-  nextIntUnsafe: () => Math.floor(Math.random() * 0x7fffffff)
-})
 
 export interface TaskStreamDeps {
   readonly store: DiskStore

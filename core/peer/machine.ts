@@ -62,6 +62,8 @@ export interface PeerOptions {
   readonly stripeGracePieces: number
   /** First backoff (doubling) before asking a parent that has not opened the task yet again. */
   readonly parentRetryMillis: number
+  /** Begin the piece order here instead of at a random rotation (a reader waits from this piece on). */
+  readonly startPiece?: number | undefined
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -425,7 +427,9 @@ export class PeerMachine {
     if (!this.running) {
       this.running = true
       this.lastProgress = this.now()
-      this.rotation = Math.floor(this.random * Math.max(1, this.pieceCount))
+      this.rotation = this.options.startPiece !== undefined
+        ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
+        : Math.floor(this.random * Math.max(1, this.pieceCount))
       this.nextRefresh = this.lastProgress + this.options.refreshParentsMillis
     }
     if (this.ledger.complete) return this.finish()

@@ -189,6 +189,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
     const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
     const progress = new Map<string, Progress>()
+    // The piece log of the last few downloads that ended here, for `GET /v1/downloads/{taskId}/pieces`.
+    const ended = new Map<string, Progress>()
+    const ENDED_KEPT = 16
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
     const peerLayerFor = (p: Progress) =>
       Layer.mergeAll(
@@ -267,7 +270,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           const peerId = peerIdOf(host.id, taskId)
           const started = Date.now()
           metrics.downloadStarted()
-          const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0 }
+          const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0, pieces: [] }
           progress.set(taskId, p)
           const options = optionsFor(pieceLength, job.disableBackToSource === true)
           const run = job.direct !== undefined
@@ -287,6 +290,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
             Effect.ensuring(Effect.sync(() => {
               inFlight.delete(taskId)
               progress.delete(taskId)
+              ended.delete(taskId)
+              ended.set(taskId, p)
+              if (ended.size > ENDED_KEPT) ended.delete(ended.keys().next().value!)
             })),
             Effect.forkIn(scope)
           )
@@ -368,6 +374,14 @@ export const daemonRoutes = (o: DaemonOptions) =>
         const views = []
         for (const p of progress.values()) views.push(viewOf(p, await store.ledgerOf(p.taskId)))
         return jsonResponse({ downloads: views })
+      })),
+      // Which piece came from where and when, for a download under way or one of the last that ended here.
+      HttpRouter.route("GET", "/v1/downloads/:taskId/pieces", Effect.gen(function*() {
+        const { taskId } = yield* HttpRouter.params
+        const p = progress.get(taskId ?? "") ?? ended.get(taskId ?? "")
+        return p === undefined
+          ? errorResponse(404, `no download of task ${taskId} here`)
+          : jsonResponse({ taskId: p.taskId, startedAt: p.startedAt, pieceLength: p.pieceLength, pieces: p.pieces })
       })),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {

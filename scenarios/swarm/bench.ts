@@ -4,7 +4,7 @@
 import { execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, promises as fs } from "node:fs"
-import { freemem, tmpdir } from "node:os"
+import { freemem, loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
@@ -66,6 +66,8 @@ export interface ModeResult {
   /** Payload the origin sent / F: the origin server's body bytes (+ the BitTorrent seeder's upload). */
   readonly originPayloadCopies: number | null
   readonly wallSeconds: number
+  /** The machine's 1-minute load average when the mode started and the highest seen while it ran (every second). */
+  readonly load: { readonly start: number; readonly max: number }
   readonly perHost: ReadonlyArray<HostResult>
   readonly error?: string
 }
@@ -230,6 +232,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const verify = async (files: ReadonlyArray<string>) =>
       Promise.all(files.map(async (f) => existsSync(f) && (await sha256File(f)) === digest))
 
+    let load = { start: 0, max: 0 }
     const summarise = async (
       mode: Mode,
       wallStart: number,
@@ -254,6 +257,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         originWireCopies: wireBytes / size,
         originPayloadCopies: payloadBytes === null ? null : payloadBytes / size,
         wallSeconds: (Date.now() - wallStart) / 1000,
+        load,
         perHost,
         ...(error === undefined ? {} : { error })
       }
@@ -261,6 +265,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
 
     const runMode = async (mode: Mode): Promise<ModeResult> => {
       const wallStart = Date.now()
+      load = { start: loadavg()[0], max: loadavg()[0] }
+      const loadSampler = setInterval(() => (load = { ...load, max: Math.max(load.max, loadavg()[0]) }), 1_000)
       await freshHostDirs()
       const files = hostNames.map((h) => path.join(hostDir(h), mode === "bittorrent" ? "blob.bin" : "out.bin"))
       let wire0 = topo.txBytes("origin")
@@ -286,6 +292,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         log(`${mode} failed: ${e instanceof Error ? e.message : String(e)}`)
         return summarise(mode, wallStart, [], files, topo.txBytes("origin") - wire0, null, e instanceof Error ? e.message : String(e))
       } finally {
+        clearInterval(loadSampler)
         await topo.stopAll()
         await fs.rm(path.join(dir, "hosts"), { recursive: true, force: true })
         await fs.rm(path.join(dir, "state"), { recursive: true, force: true })
@@ -356,6 +363,17 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const wire = topo.txBytes("origin") - wire0
       const payload = (await originBytes()) - payload0
       const finalSnapshot = await httpJson(`${schedulerUrl}/v1/tasks/${taskId}`).then((r) => r.body, () => null)
+      // Per piece: which daemon got it from whom, when (ms from t0); and every range the origin served.
+      const pieceLogs = Object.fromEntries(await Promise.all(["seed", ...hostNames].map(async (h) => {
+        const r = await httpJson(`${daemonUrl(h)}/v1/downloads/${taskId}/pieces`).catch(() => ({ status: 0, body: null }))
+        const pieces = r.status === 200 ? (r.body.pieces as Array<{ index: number; from: string; startedAt: number; endedAt: number }>) : []
+        return [h, pieces.map((p) => ({ index: p.index, from: p.from, start: p.startedAt - t0, end: p.endedAt - t0 }))] as const
+      })))
+      const originLog = await httpJson(`http://${originIp}:${ORIGIN_PORT}/log`).then((r) =>
+        (r.body.requests as Array<{ start: number; end: number; from: string; arrivedAt: number; finishedAt: number }>)
+          .filter((q) => q.arrivedAt >= t0)
+          .map((q) => ({ ...q, arrivedAt: q.arrivedAt - t0, finishedAt: q.finishedAt - t0 })), () => [])
+      await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength: damselflyPieceLength, pieces: pieceLogs, origin: originLog }))
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
       return summarise(strategy, wallStart, times, files, wire, payload)
     }
@@ -469,14 +487,14 @@ export const markdown = (r: SwarmResult): string => {
   const lines = [
     `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host.`,
     "",
-    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) |",
-    "|---|---|---|---|---|---|---|---|---|"
+    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) |",
+    "|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const m of r.modes) {
-    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} |`)
+    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} | ${f(m.load.start, 1)}/${f(m.load.max, 1)} |`)
   }
   for (const p of r.predictions) {
-    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - |`)
+    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - | - |`)
   }
   if (r.comparison.length > 0) {
     lines.push("", "| real | predicted | real p50 s | predicted p50 s | error | real max s | predicted max s | error |", "|---|---|---|---|---|---|---|---|")

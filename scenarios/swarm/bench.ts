@@ -27,6 +27,8 @@ export interface SwarmOptions {
   /** The origin's uplink (default: rateMbit). */
   readonly originMbit?: number
   readonly sizeMiB: number
+  /** Damselfly's piece length in bytes (default: core's pieceLengthFor, 4 MiB below 2 GiB). */
+  readonly pieceLength?: number
   readonly modes: ReadonlyArray<Mode>
   /** How a host asks for the file: `curl` (direct: curl from the origin; damselfly: curl POST
    *  /v1/download to the local daemon, the very request `damselfly get` sends) or `get` (the
@@ -68,6 +70,9 @@ export interface ModeResult {
   readonly wallSeconds: number
   /** The machine's 1-minute load average when the mode started and the highest seen while it ran (every second). */
   readonly load: { readonly start: number; readonly max: number }
+  /** CPU seconds each node's processes used from the common start to the last host's completion (processes
+   *  that already exited, like direct mode's curls, are not counted). */
+  readonly cpuSeconds: Readonly<Record<string, number>>
   readonly perHost: ReadonlyArray<HostResult>
   readonly error?: string
 }
@@ -202,7 +207,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const bound = kumarRoss(size, o.hosts, payloadBps(o.rateMbit), payloadBps(originMbit))
     const boundShaped = kumarRoss(size, o.hosts, (o.rateMbit * 1e6) / 8, (originMbit * 1e6) / 8)
     const timeoutMillis = (o.timeoutSeconds ?? Math.max(120, 30 * bound)) * 1000
-    const damselflyPieceLength = pieceLengthFor(size)
+    const damselflyPieceLength = o.pieceLength ?? pieceLengthFor(size)
 
     const startOrigin = async () => {
       topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT)], { cwd: REPO, log: path.join(logDir, "origin.log") })
@@ -233,6 +238,11 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       Promise.all(files.map(async (f) => existsSync(f) && (await sha256File(f)) === digest))
 
     let load = { start: 0, max: 0 }
+    let cpuAtStart: Record<string, number> = {}
+    const markStart = () => {
+      cpuAtStart = topo.cpuSecondsByNode()
+      return Date.now()
+    }
     const summarise = async (
       mode: Mode,
       wallStart: number,
@@ -242,6 +252,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       payloadBytes: number | null,
       error?: string
     ): Promise<ModeResult> => {
+      const cpuNow = topo.cpuSecondsByNode()
+      const cpuSeconds = Object.fromEntries(Object.entries(cpuNow).map(([n, c]) => [n, Math.round((c - (cpuAtStart[n] ?? 0)) * 100) / 100]))
       const ok = await verify(files)
       const perHost = hostNames.map((host, i) => ({ host, seconds: times[i]?.seconds ?? null, sha256ok: ok[i], ...(times[i]?.detail === undefined ? {} : { detail: times[i].detail }) }))
       const finished = perHost.filter((h) => h.seconds !== null).map((h) => h.seconds!).sort((a, b) => a - b)
@@ -258,6 +270,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         originPayloadCopies: payloadBytes === null ? null : payloadBytes / size,
         wallSeconds: (Date.now() - wallStart) / 1000,
         load,
+        cpuSeconds,
         perHost,
         ...(error === undefined ? {} : { error })
       }
@@ -266,6 +279,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const runMode = async (mode: Mode): Promise<ModeResult> => {
       const wallStart = Date.now()
       load = { start: loadavg()[0], max: loadavg()[0] }
+      cpuAtStart = {}
       const loadSampler = setInterval(() => (load = { ...load, max: Math.max(load.max, loadavg()[0]) }), 1_000)
       await freshHostDirs()
       const files = hostNames.map((h) => path.join(hostDir(h), mode === "bittorrent" ? "blob.bin" : "out.bin"))
@@ -274,7 +288,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         if (mode === "direct") {
           await startOrigin()
           wire0 = topo.txBytes("origin")
-          const t0 = Date.now()
+          const t0 = markStart()
           const done = hostNames.map((h, i) => {
             const child = client === "curl"
               ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", files[i], url], { log: path.join(logDir, `direct-${h}.log`) })
@@ -332,7 +346,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       // Progress: the scheduler's view of the task (states, parents) and each daemon's pieces, every second.
       const timeline: Array<unknown> = []
       let polling = true
-      const t0 = Date.now()
+      const t0 = markStart()
       const poller = (async () => {
         while (polling) {
           const at = (Date.now() - t0) / 1000
@@ -345,11 +359,11 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       })()
 
       const done = hostNames.map((h, i) => {
-        const body = JSON.stringify({ url, output: files[i] })
+        const body = JSON.stringify({ url, output: files[i], ...(o.pieceLength === undefined ? {} : { pieceLength: o.pieceLength }) })
         const reply = path.join(logDir, `damselfly-get-${h}.json`)
         const child = client === "curl"
           ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", reply, "-X", "POST", "-H", "content-type: application/json", "--data", body, `${daemonUrl(h)}/v1/download`], { log: path.join(logDir, `damselfly-get-${h}.log`) })
-          : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", daemonUrl(h)], { cwd: REPO, log: path.join(logDir, `damselfly-get-${h}.log`) })
+          : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", daemonUrl(h), ...(o.pieceLength === undefined ? [] : ["--piece-length", String(o.pieceLength)])], { cwd: REPO, log: path.join(logDir, `damselfly-get-${h}.log`) })
         return new Promise<{ at: number | null; detail?: unknown }>((r) =>
           child.on("exit", async (code) => {
             const at = code === 0 ? Date.now() : null
@@ -413,7 +427,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
 
       const hook = path.join(bt, "done.sh")
       await fs.writeFile(hook, `#!/bin/sh\ndate +%s%3N > "$3.done"\n`, { mode: 0o755 })
-      const t0 = Date.now()
+      const t0 = markStart()
       for (const [i, h] of hostNames.entries()) {
         topo.spawnIn(h, "aria2c", [...aria, `--dir=${path.dirname(files[i])}`, `--on-bt-download-complete=${hook}`, torrent], { log: path.join(logDir, `bittorrent-${h}.log`) })
       }
@@ -435,11 +449,11 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     for (const mode of o.modes) {
       log(`mode ${mode}: ${o.hosts} hosts × ${o.sizeMiB} MiB at ${o.rateMbit} Mbit/s (bound ${bound.toFixed(2)} s)`)
       const r = await runMode(mode)
-      log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire)`)
+      log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire), load ${r.load.start.toFixed(1)}→${r.load.max.toFixed(1)}, CPU s ${Object.entries(r.cpuSeconds).filter(([, c]) => c > 0).map(([n, c]) => `${n} ${c.toFixed(1)}`).join(", ")}`)
       results.push(r)
     }
 
-    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, uploadSlots: UPLOAD_SLOTS })
+    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, pieceLength: damselflyPieceLength, uploadSlots: UPLOAD_SLOTS })
     const relErr = (real: number | null, p: number) => (real === null ? null : (p - real) / real)
     const comparison = results.flatMap((r) => {
       const p = predictions.find((x) => x.strategy === r.mode)
@@ -487,14 +501,14 @@ export const markdown = (r: SwarmResult): string => {
   const lines = [
     `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host.`,
     "",
-    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) |",
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) | CPU s (all nodes) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const m of r.modes) {
-    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} | ${f(m.load.start, 1)}/${f(m.load.max, 1)} |`)
+    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} | ${f(m.load.start, 1)}/${f(m.load.max, 1)} | ${f(Object.values(m.cpuSeconds).reduce((a, b) => a + b, 0), 1)} |`)
   }
   for (const p of r.predictions) {
-    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - | - |`)
+    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - | - | - |`)
   }
   if (r.comparison.length > 0) {
     lines.push("", "| real | predicted | real p50 s | predicted p50 s | error | real max s | predicted max s | error |", "|---|---|---|---|---|---|---|---|")

@@ -5,7 +5,7 @@
 //     └─ veth <prefix>-<node>  (host side, egress = the node's DOWNLOAD, tbf at the node's down rate)
 //          └─ eth0 in netns <prefix>-<node> (egress = the node's UPLOAD, tbf at its up rate)
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { createWriteStream, type WriteStream } from "node:fs"
+import { createWriteStream, readFileSync, type WriteStream } from "node:fs"
 
 export const sh = (cmd: string, args: ReadonlyArray<string>, options: { quiet?: boolean } = {}): string => {
   try {
@@ -40,6 +40,9 @@ const tbfArgs = (mbit: number): Array<string> => {
   const burst = Math.max(32 * 1024, Math.round(bytesPerSecond * 0.002))
   return ["tbf", "rate", `${mbit}mbit`, "burst", String(burst), "latency", "20ms"]
 }
+
+/** USER_HZ: /proc/PID/stat counts CPU time in these (100 on Linux for every architecture that matters here). */
+const CLOCK_TICKS = 100
 
 export class Topology {
   readonly nodes = new Map<string, NetNode>()
@@ -105,6 +108,24 @@ export class Topology {
     const n = this.node(name)
     const j = JSON.parse(sh("ip", ["-n", n.ns, "-s", "-j", "link", "show", "eth0"])) as Array<{ stats64: { tx: { bytes: number } } }>
     return j[0].stats64.tx.bytes
+  }
+
+  /** CPU seconds (user + system, with reaped children) used so far by each node's live processes. */
+  cpuSecondsByNode(): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const n of this.nodes.values()) {
+      let ticks = 0
+      for (const pid of sh("ip", ["netns", "pids", n.ns], { quiet: true }).split(/\s+/).filter(Boolean)) {
+        try {
+          // Fields after the ")" that ends the command name: utime is the 12th, stime, cutime, cstime follow.
+          const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+          const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+          ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])
+        } catch {} // gone meanwhile
+      }
+      out[n.name] = ticks / CLOCK_TICKS
+    }
+    return out
   }
 
   /** Starts `cmd` inside the node's namespace; stdout/stderr go to `log` (a file) when given. */

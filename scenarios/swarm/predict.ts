@@ -11,6 +11,8 @@ export interface SwarmConfig {
   readonly rateMbit: number
   readonly originMbit: number
   readonly sizeBytes: number
+  /** Damselfly's piece length (the real run's; default core's pieceLengthFor). */
+  readonly pieceLength?: number
   /** The daemons' --upload-slots (the CLI's default is 16). */
   readonly uploadSlots: number
 }
@@ -19,7 +21,7 @@ export const swarmScenario = (c: SwarmConfig): Scenario => {
   const bps = (mbit: number) => (mbit * 1e6 * PAYLOAD_FRACTION) / 8
   const input: ScenarioInput = {
     name: `swarm: ${c.hosts} hosts, ${c.rateMbit} Mbit/s, ${(c.sizeBytes / 2 ** 20).toFixed(0)} MiB`,
-    file: { url: "http://origin.swarm/blob", sizeBytes: c.sizeBytes },
+    file: { url: "http://origin.swarm/blob", sizeBytes: c.sizeBytes, ...(c.pieceLength === undefined ? {} : { pieceLength: c.pieceLength }) },
     idcs: [{ name: "lan", location: "lab|bench|lan", peers: c.hosts, seeds: 1, racks: 1 }],
     peer: { uploadBytesPerSecond: bps(c.rateMbit), downloadBytesPerSecond: bps(c.rateMbit), uploadSlots: c.uploadSlots },
     seed: { uploadBytesPerSecond: bps(c.rateMbit), downloadBytesPerSecond: bps(c.rateMbit), uploadSlots: c.uploadSlots },

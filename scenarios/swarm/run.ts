@@ -7,7 +7,7 @@ import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
-const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S]
+const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
   [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--no-predict]`
 
@@ -53,6 +53,7 @@ const main = async () => {
     rateMbit: number("--rate-mbit", 100),
     originMbit: number("--origin-mbit", number("--rate-mbit", 100)),
     sizeMiB: number("--size-mib", 128),
+    ...(value("--piece-kib") === undefined ? {} : { pieceLength: Math.round(number("--piece-kib", 0) * 1024) }),
     modes: modes as Array<Mode>,
     client,
     ...(prefix === undefined ? {} : { prefix }),

@@ -42,6 +42,9 @@ export interface SwarmOptions {
   readonly logDir?: string
   /** Seconds a mode may take before it is abandoned (default: max(120, 30 × bound)). */
   readonly timeoutSeconds?: number
+  /** Nice value of every process the benchmark starts in a namespace (default 0; negative needs root and puts
+   *  them ahead of unrelated work on a shared machine). */
+  readonly niceness?: number
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
   readonly log?: (line: string) => void
@@ -87,6 +90,7 @@ export interface SwarmResult {
     pieceLengthBittorrent: number
     client: "curl" | "get"
     payloadFraction: number
+    niceness: number
   }
   /** Kumar–Ross bound at the payload rate; uploaders counted: origin, the seed daemon and every host. */
   readonly boundSeconds: number
@@ -148,7 +152,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       if (sh("sh", ["-c", `command -v ${tool}`], { quiet: true }).trim() === "") throw new Error(`bittorrent mode needs ${tool}: apt-get install aria2 opentracker mktorrent`)
     }
   }
-  const topo = new Topology(prefix, subnet)
+  const topo = new Topology(prefix, subnet, o.niceness ?? 0)
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined
   const cleanup = () => {
@@ -477,7 +481,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         pieceLengthDamselfly: damselflyPieceLength,
         pieceLengthBittorrent: MiB,
         client,
-        payloadFraction: PAYLOAD_FRACTION
+        payloadFraction: PAYLOAD_FRACTION,
+        niceness: o.niceness ?? 0
       },
       boundSeconds: bound,
       boundSecondsShaped: boundShaped,

@@ -9,7 +9,7 @@ import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
 const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
-  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--no-predict]`
+  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--no-predict]`
 
 const args = process.argv.slice(2)
 const value = (name: string): string | undefined => {
@@ -24,6 +24,12 @@ const number = (name: string, fallback: number): number => {
   if (v === undefined) return fallback
   const n = Number(v)
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got ${JSON.stringify(v)}`)
+  return n
+}
+
+const niceness = (v: string): number => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new Error(`--nice: expected an integer from -20 to 19, got ${JSON.stringify(v)}`)
   return n
 }
 
@@ -60,6 +66,7 @@ const main = async () => {
     ...(subnet === undefined ? {} : { subnet }),
     ...(logs === undefined ? {} : { logDir: logs }),
     ...(timeout === undefined ? {} : { timeoutSeconds: number("--timeout", 0) }),
+    ...(value("--nice") === undefined ? {} : { niceness: niceness(value("--nice")!) }),
     noPredict: args.includes("--no-predict")
   })
   console.log(markdown(result))

@@ -45,6 +45,8 @@ export interface SwarmOptions {
   /** Nice value of every process the benchmark starts in a namespace (default 0; negative needs root and puts
    *  them ahead of unrelated work on a shared machine). */
   readonly niceness?: number
+  /** sysctls set in every namespace (e.g. net.ipv4.tcp_congestion_control=cubic). */
+  readonly sysctls?: Readonly<Record<string, string>>
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
   readonly log?: (line: string) => void
@@ -91,6 +93,7 @@ export interface SwarmResult {
     client: "curl" | "get"
     payloadFraction: number
     niceness: number
+    sysctls: Readonly<Record<string, string>>
   }
   /** Kumar–Ross bound at the payload rate; uploaders counted: origin, the seed daemon and every host. */
   readonly boundSeconds: number
@@ -152,7 +155,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       if (sh("sh", ["-c", `command -v ${tool}`], { quiet: true }).trim() === "") throw new Error(`bittorrent mode needs ${tool}: apt-get install aria2 opentracker mktorrent`)
     }
   }
-  const topo = new Topology(prefix, subnet, o.niceness ?? 0)
+  const topo = new Topology(prefix, subnet, o.niceness ?? 0, o.sysctls ?? {})
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined
   const cleanup = () => {
@@ -482,7 +485,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         pieceLengthBittorrent: MiB,
         client,
         payloadFraction: PAYLOAD_FRACTION,
-        niceness: o.niceness ?? 0
+        niceness: o.niceness ?? 0,
+        sysctls: o.sysctls ?? {}
       },
       boundSeconds: bound,
       boundSecondsShaped: boundShaped,
@@ -504,7 +508,7 @@ const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(10
 
 export const markdown = (r: SwarmResult): string => {
   const lines = [
-    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host.`,
+    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. Processes at nice ${r.config.niceness}.${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
     "",
     "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) | CPU s (all nodes) |",
     "|---|---|---|---|---|---|---|---|---|---|---|"

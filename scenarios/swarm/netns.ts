@@ -59,7 +59,8 @@ export class Topology {
 
   /** `subnet` is the first three octets, e.g. "10.77.0". */
   /** `niceness`: every process started in a namespace runs at this nice value (negative: ahead of others). */
-  constructor(readonly prefix: string, readonly subnet: string, readonly niceness = 0) {
+  /** `sysctls`: set in every namespace after it is made (per-namespace keys such as net.ipv4.tcp_*). */
+  constructor(readonly prefix: string, readonly subnet: string, readonly niceness = 0, readonly sysctls: Readonly<Record<string, string>> = {}) {
     this.bridge = `${prefix}-br`
     this.bridgeIp = `${subnet}.254`
   }
@@ -99,6 +100,7 @@ export class Topology {
       sh("ip", ["-n", node.ns, "addr", "add", `${node.ip}/24`, "dev", "eth0"])
       sh("ip", ["-n", node.ns, "link", "set", "eth0", "up"])
       sh("ip", ["-n", node.ns, "link", "set", "lo", "up"])
+      for (const [key, value] of Object.entries(this.sysctls)) sh("ip", ["netns", "exec", node.ns, "sysctl", "-q", "-w", `${key}=${value}`])
       if (s.downMbit !== undefined) sh("tc", ["qdisc", "replace", "dev", node.hostIf, "root", ...tbfArgs(s.downMbit)])
       if (s.upMbit !== undefined) sh("tc", ["-n", node.ns, "qdisc", "replace", "dev", "eth0", "root", ...tbfArgs(s.upMbit)])
     }

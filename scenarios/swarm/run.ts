@@ -9,7 +9,7 @@ import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
 const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
-  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--no-predict]`
+  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--sysctl KEY=VALUE]... [--no-predict]`
 
 const args = process.argv.slice(2)
 const value = (name: string): string | undefined => {
@@ -31,6 +31,18 @@ const niceness = (v: string): number => {
   const n = Number(v)
   if (!Number.isInteger(n) || n < -20 || n > 19) throw new Error(`--nice: expected an integer from -20 to 19, got ${JSON.stringify(v)}`)
   return n
+}
+
+/** Every `--sysctl KEY=VALUE` (repeatable). */
+const sysctls = (): Record<string, string> => {
+  const out: Record<string, string> = {}
+  args.forEach((a, i) => {
+    if (a !== "--sysctl") return
+    const m = /^([a-z0-9_.]+)=(.+)$/.exec(args[i + 1] ?? "")
+    if (m === null) throw new Error(`--sysctl: expected KEY=VALUE like net.ipv4.tcp_slow_start_after_idle=0, got ${JSON.stringify(args[i + 1])}`)
+    out[m[1]] = m[2]
+  })
+  return out
 }
 
 const main = async () => {
@@ -67,6 +79,7 @@ const main = async () => {
     ...(logs === undefined ? {} : { logDir: logs }),
     ...(timeout === undefined ? {} : { timeoutSeconds: number("--timeout", 0) }),
     ...(value("--nice") === undefined ? {} : { niceness: niceness(value("--nice")!) }),
+    sysctls: sysctls(),
     noPredict: args.includes("--no-predict")
   })
   console.log(markdown(result))

@@ -95,7 +95,7 @@ describe("damselfly get", () => {
     const after = (await getJson(`${daemon.url}/v1/downloads`)).body.downloads as Array<{ url: string }>
     expect(after.some((x) => x.url === origin.url)).toBe(false)
     // …but their piece log stays: each of the 4 pieces once, from a parent or the origin, timed.
-    const log = await getJson(`${daemon.url}/v1/downloads/${result.detail.taskId}/pieces`)
+    const log = await getJson(`${daemon.url}/v1/downloads/${result.taskId}/pieces`)
     expect(log.status).toBe(200)
     const pieces = log.body.pieces as Array<{ index: number; from: string; startedAt: number; endedAt: number }>
     expect(pieces.map((p) => p.index).sort()).toEqual([0, 1, 2, 3])

@@ -240,7 +240,7 @@ export class PeerDriver {
       if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
       engine.record(`msg ${name}>scheduler ${what}`)
       const scheduler = world.scheduler
-      Effect.runSync(scheduler.report(m))
+      scheduler.reportNow(m)
       world.monitor?.schedulerActivity(scheduler, m)
     })
   }

@@ -5,7 +5,7 @@
 // (`takeCommands`). Two drivers run it: `downloadTask` (conductor.ts, Effect fibers over the services,
 // used by the daemons) and the simulator's event loop (sim/peer-driver.ts), so both worlds run this code.
 import type { Host, TaskId } from "../domain.ts"
-import { pieceAt, pieceCountOf } from "../piece-layout.ts"
+import { pieceCountOf, pieceLengthAt } from "../piece-layout.ts"
 import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
@@ -17,7 +17,8 @@ import {
   type PeerReport,
   RegisterPeer,
   RescheduleParents,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { chooseSource, pickPieces } from "./piece-picker.ts"
 
@@ -385,7 +386,7 @@ export class PeerMachine {
     const ledger = this.ledger!
     ledger.add(index, digest)
     this.expected[index] = digest
-    const length = pieceAt(ledger.contentLength, ledger.pieceLength, index).length
+    const length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, index)
     // Per-fetch rate times the fetches we had in flight from it: what the source gives us in all.
     const rate = (length * 1000 / Math.max(1, millis)) * Math.max(1, s.inflight + 1)
     s.measuredRate = s.measuredRate === undefined ? rate : 0.7 * s.measuredRate + 0.3 * rate
@@ -400,7 +401,8 @@ export class PeerMachine {
     this.lastProgress = this.now()
     this.stalls = 0
     this.dirty = true
-    this.report(new PieceFinished({ ...this.base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+    // Per piece, so built without the constructor's Schema pass (see `trusted`).
+    this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
     this.step()
   }
 
@@ -687,8 +689,10 @@ export class PeerMachine {
 
   // ============================================================ fetching
 
+  // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    !this.inflight.has(i) && !this.ledger!.has(i) && !this.unverified.has(i) && !this.writing.has(i)
+    !this.ledger!.has(i) && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {
     this.inflight.set(index, (this.inflight.get(index) ?? 0) + 1)

@@ -341,57 +341,59 @@ export class Scheduler {
 
   // ------------------------------------------------------------ reports
 
-  readonly report = (m: PeerReport): Effect.Effect<void> =>
-    Effect.sync(() => {
-      const task = this.tasks.get(m.taskId)
-      const peer = task?.peers.get(m.peerId)
-      if (task === undefined || peer === undefined) return
-      switch (m._tag) {
-        case "DownloadStarted":
-          if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
-          return
-        case "BackToSourceStarted":
-          peer.state = "back-to-source"
-          task.backToSource.add(peer.id)
-          if (task.contentLength === null) this.learnLength(task, m.contentLength)
-          return
-        case "PieceFinished":
-          if (!peer.finished.has(m.index)) {
-            peer.finished.add(m.index)
-            peer.finishedPieces = peer.finished.size
-          }
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsOk++
-          }
-          peer.pieceCosts.push(m.costMillis)
-          if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
-          // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
-          // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
-          if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
-          return
-        case "PieceFailed":
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsFailed++
-            if (!m.temporary) peer.blocklist.add(m.parentId)
-          }
-          return
-        case "DownloadFinished":
-          peer.state = "succeeded"
-          this.dropParents(task, peer.id)
-          return
-        case "DownloadFailed":
-          peer.state = "failed"
-          this.removePeer(task, peer.id)
-          return
-        case "LeavePeer":
-          peer.state = "leave"
-          this.removePeer(task, peer.id)
-          this.forget(task, peer.id)
-          return
-      }
-    })
+  readonly report = (m: PeerReport): Effect.Effect<void> => Effect.sync(() => this.reportNow(m))
+
+  /** `report` as a plain call: a report only updates state (no waiting), and a large swarm sends one per piece. */
+  reportNow(m: PeerReport): void {
+    const task = this.tasks.get(m.taskId)
+    const peer = task?.peers.get(m.peerId)
+    if (task === undefined || peer === undefined) return
+    switch (m._tag) {
+      case "DownloadStarted":
+        if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
+        return
+      case "BackToSourceStarted":
+        peer.state = "back-to-source"
+        task.backToSource.add(peer.id)
+        if (task.contentLength === null) this.learnLength(task, m.contentLength)
+        return
+      case "PieceFinished":
+        if (!peer.finished.has(m.index)) {
+          peer.finished.add(m.index)
+          peer.finishedPieces = peer.finished.size
+        }
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsOk++
+        }
+        peer.pieceCosts.push(m.costMillis)
+        if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
+        // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
+        // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
+        if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
+        return
+      case "PieceFailed":
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsFailed++
+          if (!m.temporary) peer.blocklist.add(m.parentId)
+        }
+        return
+      case "DownloadFinished":
+        peer.state = "succeeded"
+        this.dropParents(task, peer.id)
+        return
+      case "DownloadFailed":
+        peer.state = "failed"
+        this.removePeer(task, peer.id)
+        return
+      case "LeavePeer":
+        peer.state = "leave"
+        this.removePeer(task, peer.id)
+        this.forget(task, peer.id)
+        return
+    }
+  }
 
   /** Forget a host (it left, or its daemon told us it is going away). */
   leaveHost(hostId: string): void {

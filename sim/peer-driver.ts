@@ -12,7 +12,7 @@ import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, Pe
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
-import type { SimEvent } from "./event-queue.ts"
+import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
 import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
@@ -385,7 +385,7 @@ class FetchJob {
   private parent: SimHost | undefined
   private bytes: Uint8Array | undefined
   private length = 0
-  private ev: SimEvent | undefined
+  private ev: EventId = NO_EVENT
   private slots: UploadSlots | undefined
   private withdraw: Cancel | undefined
   private flow: Flow | undefined
@@ -434,7 +434,7 @@ class FetchJob {
 
   /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
   private arrived(): void {
-    this.ev = undefined
+    this.ev = NO_EVENT
     const { world, me, request } = this.d
     const p = this.parent!
     const ledger = p.store.ledger(request.taskId)
@@ -448,7 +448,7 @@ class FetchJob {
 
   /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
   private answered(): void {
-    this.ev = undefined
+    this.ev = NO_EVENT
     const p = this.parent!
     const slots = (this.slots = uploadSlotsOf(p, p.host.uploadSlots))
     this.withdraw = slots.request(() => this.granted())
@@ -475,8 +475,8 @@ class FetchJob {
   /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
   cancel(): void {
     const engine = this.d.world.engine
-    if (this.ev !== undefined) engine.queue.cancel(this.ev)
-    this.ev = undefined
+    engine.queue.cancel(this.ev)
+    this.ev = NO_EVENT
     if (this.withdraw !== undefined) this.withdraw()
     this.withdraw = undefined
     if (this.flow !== undefined) {
@@ -547,7 +547,8 @@ const deliverAt = (engine: HostContext["engine"], time: number, run: () => void)
         f?.()
       }
     })
-    ;(batch as { seq: number }).seq = ev.seq
+    void ev
+    ;(batch as { seq: number }).seq = engine.queue.pushes - 1
     openBatch.set(engine, batch)
   }
   return () => {

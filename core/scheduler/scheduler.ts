@@ -17,7 +17,8 @@ import {
   type RegisterPeer,
   ScheduleFailed,
   type ScheduleRequest,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
@@ -65,6 +66,8 @@ interface TaskRecord {
   stripesDealt: number
   /** The stripe forest of the task's current members; dropped whenever membership changes. */
   forest: StripeForest | undefined
+  /** `taskMessage`'s answer, dropped whenever the length or a digest changes. */
+  message: Task | undefined
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -122,7 +125,10 @@ export class Scheduler {
       for (const i of m.finishedPieces) peer.finished.add(i)
       // A seed fetched its pieces from the origin: after a scheduler restart its digests are the ones to trust.
       if (m.host.type === "seed" && m.pieceDigests !== undefined) {
-        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) task.digests[e.index] = e.digest
+        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) {
+          task.digests[e.index] = e.digest
+          task.message = undefined
+        }
       }
       peer.finishedPieces = peer.finished.size
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
@@ -370,7 +376,10 @@ export class Scheduler {
         if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
         // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
         // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
-        if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
+        if (m.parentId === null && task.digests[m.index] === null) {
+          task.digests[m.index] = m.digest
+          task.message = undefined
+        }
         return
       case "PieceFailed":
         if (m.parentId !== null) {
@@ -447,7 +456,8 @@ export class Scheduler {
         backToSource: new Set(),
         seedTriggered: false,
         stripesDealt: 0,
-        forest: undefined
+        forest: undefined,
+        message: undefined
       }
       this.tasks.set(id, task)
     }
@@ -457,6 +467,7 @@ export class Scheduler {
   private learnLength(task: TaskRecord, contentLength: number): void {
     task.contentLength = contentLength
     task.digests = new Array(pieceCountOf(contentLength, task.pieceLength)).fill(null)
+    task.message = undefined
   }
 
   private addPeer(task: TaskRecord, id: string, host: Host): PeerRecord {
@@ -540,13 +551,17 @@ export class Scheduler {
     )
   }
 
+  /** The task as answers describe it; rebuilt only when it changed (every answer carries it). */
   private taskMessage(task: TaskRecord): Task {
-    return new Task({
+    if (task.message !== undefined) return task.message
+    // Built from our own state, so without the constructor's Schema pass (see `trusted`); a copy of
+    // the digests, so that an answer in flight says what was known when it was sent.
+    return (task.message = trusted(Task, {
       id: task.id,
       url: task.url,
       contentLength: task.contentLength ?? 0,
       pieceLength: task.pieceLength,
-      pieceDigests: task.digests
-    })
+      pieceDigests: task.digests.slice()
+    }))
   }
 }

@@ -7,14 +7,14 @@
 // Scheduler requests and origin calls always go through the services: they are few per peer.
 import { Cause, Effect, Exit, type Fiber } from "effect"
 import { DownloadError, type TransferFailed } from "../core/errors.ts"
-import { pieceAt } from "../core/piece-layout.ts"
+import { pieceAt, pieceLengthAt } from "../core/piece-layout.ts"
 import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
-import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
+import { type SlotWaiter, type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
 type Observer = (exit: Exit.Exit<DownloadResult, DownloadError>) => void
@@ -75,11 +75,15 @@ export class PeerDriver {
   }
 
   fetchedInput(job: FetchJob, bytes: Uint8Array): void {
-    this.input(() => this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started))
+    if (this.exit !== undefined) return
+    this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started)
+    this.pump()
   }
 
   fetchFailedInput(job: FetchJob, message: string, temporary: boolean): void {
-    this.input(() => this.machine.fetchFailed(job.s, job.index, message, temporary))
+    if (this.exit !== undefined) return
+    this.machine.fetchFailed(job.s, job.index, message, temporary)
+    this.pump()
   }
 
   /** The host stopped (or the run ended): drop everything in flight. */
@@ -110,12 +114,9 @@ export class PeerDriver {
     this.pumping = true
     try {
       while (this.exit === undefined) {
-        const commands = this.machine.takeCommands()
-        if (commands.length === 0) break
-        for (const c of commands) {
-          if (this.exit !== undefined) break
-          this.perform(c)
-        }
+        const c = this.machine.nextCommand()
+        if (c === undefined) break
+        this.perform(c)
       }
     } finally {
       this.pumping = false
@@ -212,21 +213,6 @@ export class PeerDriver {
     return cancel
   }
 
-  /** An event after `ms`, dropped if the peer stops first. */
-  private after(ms: number, run: () => void): Cancel {
-    const engine = this.world.engine
-    const ev = engine.after(ms, () => {
-      this.pending.delete(cancel)
-      run()
-    })
-    const cancel = () => {
-      this.pending.delete(cancel)
-      engine.queue.cancel(ev)
-    }
-    this.pending.add(cancel)
-    return cancel
-  }
-
   // ------------------------------------------------------------ reports: one-way, latency only
 
   private report(m: PeerReport): void {
@@ -306,8 +292,11 @@ export class PeerDriver {
 
   private fetch(s: Source, index: number, delayMillis: number, timeoutMillis: number): void {
     const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
-    if (delayMillis > 0) this.after(delayMillis, () => job.begin())
-    else job.begin()
+    if (delayMillis > 0) {
+      // Waiting out an origin backoff: dropped with the peer.
+      this.jobs.add(job)
+      job.ev = this.world.engine.afterCall(delayMillis, jobBegin, job)
+    } else job.begin()
   }
 
   /** The service path (origin ranges; parents' pieces under a fault plan). */
@@ -331,66 +320,86 @@ export class PeerDriver {
 
   // ------------------------------------------------------------ fetch deadlines
 
-  /** Fetch deadlines in issue order (all fetches share one timeout, so they are due in this order). */
-  private readonly deadlines: Array<{ readonly at: number; fire: (() => void) | undefined }> = []
+  /** Fetches with a deadline, in issue order (all fetches share one timeout, so they are due in this order). */
+  private readonly deadlines: Array<FetchJob> = []
   private deadlineHead = 0
-  private deadlineEvent: Cancel | undefined
+  private deadlineEvent: EventId = NO_EVENT
 
-  /** Calls `fire` at `at` unless cancelled first; one agenda event per peer at a time, not one per fetch. */
-  deadlineAt(at: number, fire: () => void): Cancel {
-    const entry: { readonly at: number; fire: (() => void) | undefined } = { at, fire }
+  /** Calls `job.timedOut()` at `job.dueAt` unless its `deadlineLive` is cleared first; one agenda event per peer at a time, not one per fetch. */
+  watchDeadline(job: FetchJob): void {
     const list = this.deadlines
-    // Out of order (cannot happen with one timeout for all): fall back to an event of its own.
-    if (this.deadlineHead < list.length && list[list.length - 1].at > at) return this.after(at - this.world.engine.now, () => entry.fire?.())
-    list.push(entry)
-    if (this.deadlineEvent === undefined) this.armDeadlines()
-    return () => {
-      entry.fire = undefined
+    // Out of order (cannot happen with one timeout for all): an event of its own.
+    if (this.deadlineHead < list.length && list[list.length - 1].dueAt > job.dueAt) {
+      job.deadlineEvent = this.world.engine.atCall(job.dueAt, fireDeadline, job)
+      return
     }
+    list.push(job)
+    if (this.deadlineEvent === NO_EVENT) this.armDeadlines()
   }
 
   private armDeadlines(): void {
     const list = this.deadlines
-    while (this.deadlineHead < list.length && list[this.deadlineHead].fire === undefined) this.deadlineHead++
+    while (this.deadlineHead < list.length && !list[this.deadlineHead].deadlineLive) this.deadlineHead++
     if (this.deadlineHead > 1024 && this.deadlineHead * 2 > list.length) {
       list.splice(0, this.deadlineHead)
       this.deadlineHead = 0
     }
     if (this.deadlineHead >= list.length) {
-      this.deadlineEvent = undefined
+      list.length = this.deadlineHead = 0
+      this.deadlineEvent = NO_EVENT
       return
     }
-    const at = list[this.deadlineHead].at
-    this.deadlineEvent = this.after(Math.max(0, at - this.world.engine.now), () => {
-      this.deadlineEvent = undefined
-      const now = this.world.engine.now
-      while (this.deadlineHead < list.length && list[this.deadlineHead].at <= now) {
-        const e = list[this.deadlineHead++]
-        const fire = e.fire
-        e.fire = undefined
-        fire?.()
-      }
-      if (this.deadlineEvent === undefined) this.armDeadlines()
-    })
+    this.deadlineEvent = this.world.engine.atCall(list[this.deadlineHead].dueAt, fireDeadlines, this)
+  }
+
+  /** The earliest deadline is due: time out every fetch due by now, then wait for the next. */
+  deadlinesDue(): void {
+    this.deadlineEvent = NO_EVENT
+    if (this.exit !== undefined) return
+    const list = this.deadlines
+    const now = this.world.engine.now
+    while (this.deadlineHead < list.length && list[this.deadlineHead].dueAt <= now) {
+      const job = list[this.deadlineHead++]
+      if (job.deadlineLive) job.timedOut()
+    }
+    if (this.deadlineEvent === NO_EVENT) this.armDeadlines()
   }
 }
+
+const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
+const fireDeadline = (job: FetchJob): void => {
+  job.deadlineEvent = NO_EVENT
+  if (job.deadlineLive) job.timedOut()
+}
+const jobBegin = (job: FetchJob): void => {
+  job.ev = NO_EVENT
+  job.begin()
+}
+const jobArrived = (job: FetchJob): void => job.arrived()
+const jobAnswered = (job: FetchJob): void => job.answered()
+const jobFlowed = (job: FetchJob): void => job.flowed()
 
 /**
  * One piece fetch. Fault-free, from a parent, it is host.ts's fetchPiece as events: the request's round
  * trip, the parent's checks, an upload slot, the flow; a deadline abandons it. Otherwise it runs the
- * service. An object with methods rather than closures: there are millions of these in a large run.
+ * service. An object with methods and shared callbacks rather than closures: there are millions of
+ * these in a large run.
  */
-class FetchJob {
+class FetchJob implements SlotWaiter {
   settled = false
+  /** An upload slot is being waited for (SlotWaiter). */
+  waiting = false
+  /** The deadline still applies. */
+  deadlineLive = false
+  deadlineEvent: EventId = NO_EVENT
+  readonly dueAt: number
   private parent: SimHost | undefined
   private bytes: Uint8Array | undefined
   private length = 0
-  private ev: EventId = NO_EVENT
+  ev: EventId = NO_EVENT
   private slots: UploadSlots | undefined
-  private withdraw: Cancel | undefined
   private flow: Flow | undefined
   private serviceCancel: Cancel | undefined
-  private deadline: Cancel | undefined
 
   constructor(
     readonly d: PeerDriver,
@@ -398,7 +407,9 @@ class FetchJob {
     readonly index: number,
     readonly started: number,
     private readonly timeoutMillis: number
-  ) {}
+  ) {
+    this.dueAt = started + timeoutMillis
+  }
 
   begin(): void {
     const d = this.d
@@ -409,7 +420,8 @@ class FetchJob {
       return
     }
     // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
-    this.deadline = d.deadlineAt(this.started + this.timeoutMillis, () => this.timedOut())
+    this.deadlineLive = true
+    d.watchDeadline(this)
     if (!d.fast) {
       this.serviceCancel = d.fetchByService(this)
       return
@@ -425,15 +437,15 @@ class FetchJob {
       // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
       // round trip is one event.
       this.bytes = bytes
-      this.length = pieceAt(held.contentLength, held.pieceLength, this.index).length
-      this.ev = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => this.answered())
+      this.length = pieceLengthAt(held.contentLength, held.pieceLength, this.index)
+      this.ev = engine.afterCall(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
       return
     }
-    this.ev = engine.after(network.latency(me.net, p.net), () => this.arrived())
+    this.ev = engine.afterCall(network.latency(me.net, p.net), jobArrived, this)
   }
 
   /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
-  private arrived(): void {
+  arrived(): void {
     this.ev = NO_EVENT
     const { world, me, request } = this.d
     const p = this.parent!
@@ -442,32 +454,31 @@ class FetchJob {
     const bytes = p.store.tasks.get(request.taskId)?.pieces.get(this.index)
     if (!ledger.has(this.index) || bytes === undefined) return this.failed(`${this.s.parent!.peerId} does not hold piece ${this.index}`, true)
     this.bytes = bytes
-    this.length = pieceAt(ledger.contentLength, ledger.pieceLength, this.index).length
-    this.ev = world.engine.after(world.network.latency(p.net, me.net), () => this.answered())
+    this.length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, this.index)
+    this.ev = world.engine.afterCall(world.network.latency(p.net, me.net), jobAnswered, this)
   }
 
   /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
-  private answered(): void {
+  answered(): void {
     this.ev = NO_EVENT
     const p = this.parent!
-    const slots = (this.slots = uploadSlotsOf(p, p.host.uploadSlots))
-    this.withdraw = slots.request(() => this.granted())
+    this.slots = uploadSlotsOf(p, p.host.uploadSlots)
+    this.slots.enqueue(this)
   }
 
-  private granted(): void {
-    this.withdraw = undefined
+  granted(): void {
     const { world, me } = this.d
-    this.flow = world.network.startFlow(this.parent!.net, me.net, this.length, () => this.flowed())
+    this.flow = world.network.startFlowCall(this.parent!.net, me.net, this.length, jobFlowed, this)
   }
 
-  private flowed(): void {
+  flowed(): void {
     this.flow = undefined
     this.slots!.release()
     this.ok(this.bytes!)
   }
 
-  private timedOut(): void {
-    this.deadline = undefined
+  timedOut(): void {
+    this.deadlineLive = false
     this.cancel()
     this.failed(`timed out after ${this.timeoutMillis} ms`, true)
   }
@@ -477,8 +488,7 @@ class FetchJob {
     const engine = this.d.world.engine
     engine.queue.cancel(this.ev)
     this.ev = NO_EVENT
-    if (this.withdraw !== undefined) this.withdraw()
-    this.withdraw = undefined
+    this.waiting = false
     if (this.flow !== undefined) {
       this.d.world.network.cancel(this.flow)
       this.slots!.release()
@@ -486,8 +496,13 @@ class FetchJob {
     this.flow = undefined
     this.serviceCancel?.()
     this.serviceCancel = undefined
-    this.deadline?.()
-    this.deadline = undefined
+    this.dropDeadline()
+  }
+
+  private dropDeadline(): void {
+    this.deadlineLive = false
+    if (this.deadlineEvent !== NO_EVENT) this.d.world.engine.queue.cancel(this.deadlineEvent)
+    this.deadlineEvent = NO_EVENT
   }
 
   ok(bytes: Uint8Array): void {
@@ -502,8 +517,7 @@ class FetchJob {
     if (this.settled) return false
     this.settled = true
     this.serviceCancel = undefined
-    this.deadline?.()
-    this.deadline = undefined
+    this.dropDeadline()
     this.d.jobs.delete(this)
     return true
   }

@@ -166,6 +166,8 @@ export interface MachineEnvironment {
 
 export class PeerMachine {
   private readonly out: Array<PeerCommand> = []
+  /** Commands before this index were taken (`nextCommand`). */
+  private outHead = 0
   private readonly base: { readonly peerId: string; readonly taskId: TaskId }
   private readonly now: () => number
   private readonly hex: (bytes: Uint8Array) => string
@@ -238,8 +240,20 @@ export class PeerMachine {
 
   /** Commands produced since the last call, in order. */
   takeCommands(): Array<PeerCommand> {
-    if (this.out.length === 0) return EMPTY
-    return this.out.splice(0, this.out.length)
+    if (this.out.length === this.outHead) return EMPTY
+    const taken = this.out.splice(this.outHead, this.out.length - this.outHead)
+    this.out.length = this.outHead = 0
+    return taken
+  }
+
+  /** The oldest command not yet taken (one at a time, without an array per call: the simulator's driver). */
+  nextCommand(): PeerCommand | undefined {
+    const out = this.out
+    if (this.outHead === out.length) return undefined
+    const c = out[this.outHead]
+    out[this.outHead++] = EMPTY_SLOT
+    if (this.outHead === out.length) out.length = this.outHead = 0
+    return c
   }
 
   get done(): boolean {
@@ -871,5 +885,6 @@ export class PeerMachine {
 }
 
 const EMPTY: Array<PeerCommand> = []
+const EMPTY_SLOT: PeerCommand = { _tag: "Finish" }
 const PROBE: PeerCommand = { _tag: "Probe" }
 const FINISH: PeerCommand = { _tag: "Finish" }

@@ -8,9 +8,10 @@
 import { Cause, Effect, Exit, type Fiber } from "effect"
 import { DownloadError, type TransferFailed } from "../core/errors.ts"
 import { pieceAt, pieceLengthAt } from "../core/piece-layout.ts"
-import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
+import { type AvailabilityAnswer, type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
+import type { LedgerWaiter, PieceLedger } from "../core/piece-ledger.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
@@ -26,7 +27,7 @@ export class PeerDriver {
   private readonly observers: Array<Observer> = []
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
-  private readonly watches = new Map<Source, Cancel>()
+  private readonly watches = new Map<Source, { cancel(): void }>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
   /** Piece fetches in flight. */
@@ -99,7 +100,7 @@ export class PeerDriver {
     this.jobs.clear()
     for (const cancel of [...this.pending]) cancel()
     this.pending.clear()
-    for (const cancel of this.watches.values()) cancel()
+    for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
@@ -150,9 +151,9 @@ export class PeerDriver {
       case "Watch":
         return this.watch(c.source, c.since)
       case "Unwatch": {
-        const cancel = this.watches.get(c.source)
+        const w = this.watches.get(c.source)
         this.watches.delete(c.source)
-        cancel?.()
+        w?.cancel()
         return
       }
       case "Fetch":
@@ -235,57 +236,56 @@ export class PeerDriver {
 
   private watch(s: Source, since: number): void {
     const { machine } = this
-    const answer = (a: Parameters<PeerMachine["availability"]>[1]) => {
-      this.watches.delete(s)
-      this.input(() => machine.availability(s, a))
-    }
-    const failed = (e: TransferFailed) => {
-      this.watches.delete(s)
-      this.input(() => machine.availabilityFailed(s, e.message, e.temporary))
-    }
     if (!this.fast) {
-      let cancel: Cancel = () => {}
-      cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
-        if (this.watches.get(s) === cancel) this.watches.delete(s)
+      const w = { cancel: () => {} }
+      w.cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
+        if (this.watches.get(s) === w) this.watches.delete(s)
         if (Exit.isSuccess(exit)) machine.availability(s, exit.value)
         else {
           const e = failureOf(exit) as TransferFailed | undefined
           machine.availabilityFailed(s, e?.message ?? messageOf(exit.cause), e?.temporary ?? false)
         }
       })
-      this.watches.set(s, cancel)
+      this.watches.set(s, w)
       return
     }
     // The request travels to the parent, waits there for a change, and the answer travels back.
     const { world, me, request } = this
     const p = world.hostById(s.parent!.host.id)
-    if (p === undefined) return failed(transferFailed(`no host ${s.parent!.host.id}`, false))
+    if (p === undefined) {
+      this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
+      return
+    }
     const engine = world.engine
     const there = world.network.latency(me.net, p.net)
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
-    let stage: Cancel = () => {}
+    const poll = new LongPoll(this, s, since, p, engine.now + there, back)
+    this.watches.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
-      const go = engine.after(there, () => {
-        const l = p.store.ledger(request.taskId)
-        if (l === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
-        stage = l.whenChanged(since, () => {
-          const a = l.delta(since)
-          stage = deliverAt(engine, engine.now + back, () => answer(a))
-        })
-      })
-      stage = () => engine.queue.cancel(go)
+      poll.ev = engine.afterCall(there, pollArrived, poll)
     } else {
       // Open already (ledgers only grow): no event for the request's trip. The parent answers when the
       // request has arrived and its version exceeds `since`, with what it held at that instant.
-      const arrives = engine.now + there
-      stage = ledger.whenChanged(since, () => {
-        const at = Math.max(engine.now, arrives)
-        stage = deliverAt(engine, at + back, () => answer(ledger.delta(since, versionAt(ledger, at))))
-      })
+      poll.ledger = ledger
+      ledger.addWaiter(poll)
     }
-    this.watches.set(s, () => stage())
+  }
+
+  /** A long-poll's answer is back. */
+  pollAnswered(poll: LongPoll, a: AvailabilityAnswer): void {
+    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
+    if (this.exit !== undefined) return
+    this.machine.availability(poll.s, a)
+    this.pump()
+  }
+
+  pollFailed(poll: LongPoll, e: TransferFailed): void {
+    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
+    if (this.exit !== undefined) return
+    this.machine.availabilityFailed(poll.s, e.message, e.temporary)
+    this.pump()
   }
 
   // ------------------------------------------------------------ fetches
@@ -523,6 +523,73 @@ class FetchJob implements SlotWaiter {
   }
 }
 
+/**
+ * One long-poll of a parent's ledger (fault-free path): the request's trip (an event only when the
+ * parent had not opened the task when asked), the wait at the parent (a ledger waiter), the answer's
+ * trip (a shared delivery event). One object, no closures.
+ */
+class LongPoll implements LedgerWaiter {
+  live = true
+  ev: EventId = NO_EVENT
+  ledger: PieceLedger | undefined = undefined
+  /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
+  private late = false
+  private answerAt = 0
+  private answer: AvailabilityAnswer | undefined = undefined
+
+  constructor(
+    readonly d: PeerDriver,
+    readonly s: Source,
+    readonly since: number,
+    private readonly p: SimHost,
+    private readonly arrives: number,
+    private readonly back: number
+  ) {}
+
+  /** The request reached a parent that had not opened the task when it was sent. */
+  arrived(): void {
+    this.ev = NO_EVENT
+    const taskId = this.d.request.taskId
+    const l = this.p.store.ledger(taskId)
+    if (l === undefined) {
+      this.live = false
+      return this.d.pollFailed(this, transferFailed(`${this.s.parent!.peerId} has not opened task ${taskId}`, true))
+    }
+    this.ledger = l
+    this.late = true
+    l.addWaiter(this)
+  }
+
+  /** The parent's version passed `since` (LedgerWaiter). */
+  changed(): void {
+    const engine = this.d.world.engine
+    const ledger = this.ledger!
+    if (this.late) {
+      this.answer = ledger.delta(this.since)
+      deliverAt(engine, engine.now + this.back, this)
+    } else {
+      this.answerAt = Math.max(engine.now, this.arrives)
+      deliverAt(engine, this.answerAt + this.back, this)
+    }
+  }
+
+  /** The answer arrives (Delivery). */
+  deliver(): void {
+    if (!this.live) return
+    this.live = false
+    const ledger = this.ledger!
+    this.d.pollAnswered(this, this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt)))
+  }
+
+  cancel(): void {
+    this.live = false
+    if (this.ev !== NO_EVENT) this.d.world.engine.queue.cancel(this.ev)
+    this.ev = NO_EVENT
+  }
+}
+
+const pollArrived = (poll: LongPoll): void => poll.arrived()
+
 /** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
 const versionTimes = new WeakMap<object, Array<number>>()
 
@@ -540,34 +607,31 @@ const versionAt = (ledger: { readonly version: number }, at: number): number => 
  * agenda event (a parent's new piece reaching all its waiting children): same order, fewer events.
  */
 interface Delivery {
-  run: (() => void) | undefined
+  deliver(): void
 }
-const openBatch = new WeakMap<object, { readonly time: number; readonly seq: number; readonly items: Array<Delivery>; running: boolean }>()
+interface DeliveryBatch {
+  readonly time: number
+  readonly seq: number
+  readonly items: Array<Delivery>
+  running: boolean
+}
+const openBatch = new WeakMap<object, DeliveryBatch>()
 
-const deliverAt = (engine: HostContext["engine"], time: number, run: () => void): Cancel => {
-  const item: Delivery = { run }
+const runBatch = (batch: DeliveryBatch): void => {
+  batch.running = true
+  for (const d of batch.items) d.deliver()
+}
+
+const deliverAt = (engine: HostContext["engine"], time: number, item: Delivery): void => {
   const b = openBatch.get(engine)
   const t = Math.max(time, engine.now)
   if (b !== undefined && !b.running && b.time === t && engine.queue.pushes === b.seq + 1) {
     b.items.push(item)
-  } else {
-    const items: Array<Delivery> = [item]
-    const batch = { time: t, seq: 0, items, running: false }
-    const ev = engine.at(t, () => {
-      batch.running = true
-      for (const d of items) {
-        const f = d.run
-        d.run = undefined
-        f?.()
-      }
-    })
-    void ev
-    ;(batch as { seq: number }).seq = engine.queue.pushes - 1
-    openBatch.set(engine, batch)
+    return
   }
-  return () => {
-    item.run = undefined
-  }
+  const batch: DeliveryBatch = { time: t, seq: engine.queue.pushes, items: [item], running: false }
+  engine.atCall(t, runBatch, batch)
+  openBatch.set(engine, batch)
 }
 
 /** Starts a download on `me`, driven by the engine. */

@@ -16,6 +16,8 @@ export interface LedgerWaiter {
 export class PieceLedger {
   readonly pieceCount: number
   private readonly digests: Array<string | undefined>
+  /** 1 where a piece is held: `has` as a typed array, for scans over every piece (the piece picker). */
+  readonly heldMask: Uint8Array
   private readonly log: Array<PieceEntry> = []
   private readonly arriving = new Set<number>()
   private waiters: Array<LedgerWaiter> = []
@@ -27,6 +29,7 @@ export class PieceLedger {
   ) {
     this.pieceCount = pieceCountOf(contentLength, pieceLength)
     this.digests = new Array(this.pieceCount)
+    this.heldMask = new Uint8Array(this.pieceCount)
   }
 
   get version(): number {
@@ -68,6 +71,7 @@ export class PieceLedger {
     this.arriving.delete(index)
     if (this.digests[index] !== undefined) return
     this.digests[index] = digest
+    this.heldMask[index] = 1
     this.log.push({ index, digest })
     this.wake()
   }

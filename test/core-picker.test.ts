@@ -50,6 +50,9 @@ describe("pickPieces, rarest first", () => {
         const sorted = [...order].sort((a, b) => availability[a] - availability[b])
         const expected = sorted.slice(0, max)
         expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i] }, max, rotation, false)).toEqual(expected)
+        // A skip mask of unwanted pieces (held ones) changes nothing but the work.
+        const skip = wanted.map((w, i) => (!w && i % 2 === 0 ? 1 : 0))
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], skip }, max, rotation, false)).toEqual(expected)
         // Above the one-pass limit (a striped peer asks for every candidate) the same order.
         expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i] }, n + 1, rotation, false)).toEqual(sorted)
       }),

@@ -770,7 +770,7 @@ export class PeerMachine {
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const holders = this.holdersOf(index, false)

@@ -7,6 +7,8 @@ export interface PickerView {
   readonly availability: ArrayLike<number>
   /** True when we still need piece i and nobody is fetching it. */
   wanted(index: number): boolean
+  /** Optional: nonzero where a piece is certainly not wanted (held), so a scan skips it without asking `wanted`. */
+  readonly skip?: ArrayLike<number>
 }
 
 /**
@@ -43,12 +45,13 @@ const SMALL_PICK = 16
 const rarestFew = (view: PickerView, max: number, offset: number): Array<number> => {
   const n = view.pieceCount
   const availability = view.availability
+  const skip = view.skip
   const out: Array<number> = []
   for (let k = 0; k < n; k++) {
     let i = k + offset
     if (i >= n) i -= n
     const a = availability[i]
-    if (a <= 0) continue
+    if (a <= 0 || (skip !== undefined && skip[i] !== 0)) continue
     // Full, and no rarer than the last kept: it would sort after all of them.
     if (out.length === max && availability[out[max - 1]] <= a) continue
     if (!view.wanted(i)) continue

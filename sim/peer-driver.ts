@@ -328,6 +328,14 @@ export class PeerDriver {
   /** Calls `job.timedOut()` at `job.dueAt` unless its `deadlineLive` is cleared first; one agenda event per peer at a time, not one per fetch. */
   watchDeadline(job: FetchJob): void {
     const list = this.deadlines
+    // Fetches mostly settle in issue order: drop settled ones from the front, so the list stays short
+    // (and holds no finished fetch alive).
+    while (this.deadlineHead < list.length && !list[this.deadlineHead].deadlineLive) this.deadlineHead++
+    if (this.deadlineHead === list.length) list.length = this.deadlineHead = 0
+    else if (this.deadlineHead >= 16 && this.deadlineHead * 2 > list.length) {
+      list.splice(0, this.deadlineHead)
+      this.deadlineHead = 0
+    }
     // Out of order (cannot happen with one timeout for all): an event of its own.
     if (this.deadlineHead < list.length && list[list.length - 1].dueAt > job.dueAt) {
       job.deadlineEvent = this.world.engine.atCall(job.dueAt, fireDeadline, job)

@@ -34,7 +34,8 @@ interface PeerRecord extends PeerView {
   readonly taskId: TaskId
   host: Host
   state: PeerState
-  finished: Set<number>
+  /** 1 per piece the peer reported finished (grown as needed); `finishedPieces` counts them. */
+  finished: Uint8Array
   finishedPieces: number
   pieceCosts: Array<number>
   blocklist: Set<string>
@@ -76,6 +77,19 @@ export interface TaskSnapshot {
   readonly peers: ReadonlyArray<{ id: string; hostId: string; state: PeerState; parents: ReadonlyArray<string> }>
   readonly backToSource: ReadonlyArray<string>
   readonly acyclic: boolean
+}
+
+/** Records a finished piece once (a bitmap: a large swarm's scheduler holds one per peer). */
+const markFinished = (peer: PeerRecord, index: number): void => {
+  if (index >= peer.finished.length) {
+    const grown = new Uint8Array(Math.max(index + 1, peer.finished.length * 2, 64))
+    grown.set(peer.finished)
+    peer.finished = grown
+  }
+  if (peer.finished[index] === 0) {
+    peer.finished[index] = 1
+    peer.finishedPieces++
+  }
 }
 
 export class Scheduler {
@@ -122,7 +136,7 @@ export class Scheduler {
       if (task.contentLength === 0) return new EmptyTask({ taskId: task.id })
 
       const peer = this.addPeer(task, m.peerId, m.host)
-      for (const i of m.finishedPieces) peer.finished.add(i)
+      for (const i of m.finishedPieces) markFinished(peer, i)
       // A seed fetched its pieces from the origin: after a scheduler restart its digests are the ones to trust.
       if (m.host.type === "seed" && m.pieceDigests !== undefined) {
         for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) {
@@ -130,7 +144,6 @@ export class Scheduler {
           task.message = undefined
         }
       }
-      peer.finishedPieces = peer.finished.size
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
         peer.state = "succeeded"
         return new MetadataOnly({ task: this.taskMessage(task) })
@@ -364,10 +377,7 @@ export class Scheduler {
         if (task.contentLength === null) this.learnLength(task, m.contentLength)
         return
       case "PieceFinished":
-        if (!peer.finished.has(m.index)) {
-          peer.finished.add(m.index)
-          peer.finishedPieces = peer.finished.size
-        }
+        markFinished(peer, m.index)
         if (m.parentId !== null) {
           const parent = task.peers.get(m.parentId)
           if (parent !== undefined) parent.uploadsOk++
@@ -478,7 +488,7 @@ export class Scheduler {
         taskId: task.id,
         host,
         state: "pending",
-        finished: new Set(),
+        finished: new Uint8Array(0),
         finishedPieces: 0,
         pieceCosts: [],
         blocklist: new Set(),

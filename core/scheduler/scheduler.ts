@@ -23,7 +23,7 @@ import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
 import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
 import { dagTopK, type ParentHandout } from "./handout.ts"
-import { StripeForest } from "./stripe-forest.ts"
+import { SEED, StripeForest } from "./stripe-forest.ts"
 import { TaskDag } from "./task-dag.ts"
 
 const MAX_COSTS = 64
@@ -65,6 +65,8 @@ interface TaskRecord {
   stripesDealt: number
   /** The stripe forest of the task's current members; dropped whenever membership changes. */
   forest: StripeForest | undefined
+  /** The seed host asked to fetch the task (its IDC is the stripe forest's home). */
+  seedHost: Host | undefined
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -130,6 +132,7 @@ export class Scheduler {
         return new MetadataOnly({ task: this.taskMessage(task) })
       }
       if (m.host.type === "seed") {
+        if (task.seedHost?.id !== m.host.id) task.forest = undefined
         peer.state = "back-to-source"
         task.backToSource.add(peer.id)
         return new NeedBackToSource({ taskId: task.id, reason: "seed peers fetch from the origin" })
@@ -214,13 +217,19 @@ export class Scheduler {
     const stripes = this.handout.stripes!
     if (task.forest === undefined) {
       const members = task.peerList.filter((p) => p.stripe !== undefined && p.state !== "failed" && p.state !== "leave")
-      task.forest = new StripeForest(members.map((p) => ({ id: p.id, stripe: p.stripe! })), stripes.count, stripes.fanout)
+      const seedHost = task.peerList.find((p) => p.host.type === "seed")?.host ?? task.seedHost
+      task.forest = new StripeForest(
+        members.map((p) => ({ id: p.id, idc: p.host.idc, location: p.host.location, uploadBandwidth: p.host.uploadBandwidth })),
+        stripes.count,
+        stripes.fanout,
+        seedHost
+      )
     }
     const seed = task.peerList.find((p) => p.host.type === "seed" && this.isForestParent(p, peer))
     const out = new Map<number, PeerRecord>()
     for (let j = 0; j < stripes.count; j++) {
       const id = task.forest.parentOf(peer.id, j)
-      const parent = id === "seed" ? seed : id === undefined ? undefined : task.peers.get(id)
+      const parent = id === SEED ? seed : id === undefined ? undefined : task.peers.get(id)
       if (parent !== undefined && this.isForestParent(parent, peer)) out.set(j, parent)
     }
     return out
@@ -445,7 +454,8 @@ export class Scheduler {
         backToSource: new Set(),
         seedTriggered: false,
         stripesDealt: 0,
-        forest: undefined
+        forest: undefined,
+        seedHost: undefined
       }
       this.tasks.set(id, task)
     }
@@ -533,6 +543,8 @@ export class Scheduler {
     if (seeds.length === 0) return Effect.void
     task.seedTriggered = true
     const seed = seeds[parseInt(task.id.slice(0, 8), 16) % seeds.length]
+    task.seedHost = seed
+    task.forest = undefined
     return SeedPeerTrigger.use((t) =>
       t.trigger(seed, { taskId: task.id, url: task.url, pieceLength: task.pieceLength, headers: {} })
     )

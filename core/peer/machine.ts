@@ -53,6 +53,9 @@ export interface PeerOptions {
   readonly stallsBeforeOrigin: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
+  /** The first refresh comes this soon after the download starts (0 = `refreshParentsMillis`): a stripe
+   *  overlay laid out while a crowd is still registering changes once the crowd is in. */
+  readonly firstRefreshMillis: number
   readonly disableBackToSource: boolean
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
@@ -81,6 +84,7 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
+  firstRefreshMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
   stripeGracePieces: 4,
@@ -434,7 +438,7 @@ export class PeerMachine {
       this.rotation = this.options.startPiece !== undefined
         ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
         : Math.floor(this.random * Math.max(1, this.pieceCount))
-      this.nextRefresh = this.lastProgress + this.options.refreshParentsMillis
+      this.nextRefresh = this.lastProgress + (this.options.firstRefreshMillis || this.options.refreshParentsMillis)
     }
     if (this.ledger.complete) return this.finish()
     if (this.dirty) {

@@ -536,10 +536,15 @@ export class Scheduler {
     return false
   }
 
-  /** On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it. */
+  /**
+   * On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it;
+   * with `seedNearOrigin`, one in the origin's IDC if there is one.
+   */
   private triggerSeed(task: TaskRecord): Effect.Effect<void, never, SeedPeerTrigger> {
     if (task.seedTriggered) return Effect.void
-    const seeds = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const all = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const near = this.config.seedNearOrigin === true ? all.filter((h) => h.idc === this.config.originIdc) : []
+    const seeds = near.length > 0 ? near : all
     if (seeds.length === 0) return Effect.void
     task.seedTriggered = true
     const seed = seeds[parseInt(task.id.slice(0, 8), 16) % seeds.length]

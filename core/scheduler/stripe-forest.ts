@@ -64,6 +64,8 @@ export class StripeForest {
   private readonly children: Array<Map<string, number>> = []
   /** Member id → the stripe it forwards. */
   private readonly role = new Map<string, number>()
+  /** Member id → its place in registration order. */
+  private readonly order = new Map<string, number>()
   private readonly idcs: Array<Idc> = []
   private readonly home: number
 
@@ -99,6 +101,7 @@ export class StripeForest {
       rack.forwarders[role]++
       idc.forwarders[role]++
       this.role.set(m.id, role)
+      this.order.set(m.id, this.order.size)
       rack.members.push(m)
     }
     const home = seed === undefined ? -1 : this.idcs.findIndex((i) => i.name === seed.idc)
@@ -140,14 +143,15 @@ export class StripeForest {
     parents: Map<string, string>,
     children: Map<string, number>
   ): string | undefined {
-    // Racks rotated per stripe, so different racks carry each stripe's spine.
-    const shift = idc.racks.length === 0 ? 0 : Math.floor((j * idc.racks.length) / this.count) % idc.racks.length
-    const racks = [...idc.racks.slice(shift), ...idc.racks.slice(0, shift)]
     // Per rack: its forwarders of stripe j first, then the others (leaves here), registration order.
-    const lists = racks.map((r) => [
-      ...r.members.filter((m) => this.role.get(m.id) === j),
-      ...r.members.filter((m) => this.role.get(m.id) !== j)
-    ])
+    // Racks in the order their first forwarder of j registered (then those without one): the IDC's root
+    // is its first forwarder of j, and it stays so as others join, so the WAN edge into the IDC does not
+    // move while a crowd registers.
+    const lists = idc.racks
+      .map((r) => [...r.members.filter((m) => this.role.get(m.id) === j), ...r.members.filter((m) => this.role.get(m.id) !== j)])
+      .map((l) => ({ l, first: l.length > 0 && this.role.get(l[0].id) === j ? this.order.get(l[0].id)! : Infinity }))
+      .sort((a, b) => a.first - b.first)
+      .map((x) => x.l)
     const slots = new Map<string, number>([[upstream.id, upstream.slots]])
     const rackOf = new Map<string, number>()
     // Per rack: slots its forwarders bring, less the in-rack edges it needs; an edge from elsewhere into
@@ -207,7 +211,7 @@ export class StripeForest {
     // The spine: the first member of each rack that has a forwarder of this stripe, breadth first below
     // the upstream. A rack without one is filled from the others' spare slots.
     const onSpine = lists.map((l) => l.length > 0 && this.role.get(l[0].id) === j)
-    if (!onSpine.includes(true) && lists.length > 0) onSpine[0] = lists[0].length > 0
+    if (!onSpine.includes(true) && lists.length > 0) onSpine[0] = true
     for (let r = 0; r < lists.length; r++) {
       if (!onSpine[r]) continue
       const [parent, head] = firstOpen(spine, spineHead)

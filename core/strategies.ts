@@ -92,7 +92,7 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
   },
   damselfly: {
     name: "damselfly",
-    description: "Damselfly: stripe trees (SplitStream): the seed sends each piece once, every peer forwards one of 2 stripes to 2 children; topology-free",
+    description: "Damselfly: stripe trees (SplitStream) per IDC and rack, chained across the WAN; the seed sends each piece once per root, every peer forwards one of 2 stripes to children in proportion to its uplink",
     // Short rounds: a flash crowd is answered as soon as the seed knows the length, not 50 ms later.
     // The seed in the origin's IDC (when the deployment names it): its fetch crosses no WAN link.
     config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40, retryIntervalMillis: 5, seedNearOrigin: true },

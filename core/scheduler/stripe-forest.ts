@@ -143,6 +143,10 @@ export class StripeForest {
     parents: Map<string, string>,
     children: Map<string, number>
   ): string | undefined {
+    // No member here forwards stripe j (an IDC of fewer members than stripes, or the first of a crowd to
+    // register): the stripe is not fed across the WAN for leaves alone; they take its pieces from the
+    // parents they have, after the grace, and the chain goes on to the next IDC.
+    if (!idc.racks.some((r) => r.forwarders[j] > 0)) return undefined
     // Per rack: its forwarders of stripe j first, then the others (leaves here), registration order.
     // Racks in the order their first forwarder of j registered (then those without one): the IDC's root
     // is its first forwarder of j, and it stays so as others join, so the WAN edge into the IDC does not
@@ -236,7 +240,7 @@ export class StripeForest {
 
   /**
    * The member `id`'s parent in the tree of `stripe`: another member's id, SEED for one the seed feeds,
-   * or undefined when `id` is not a member.
+   * or undefined when `id` is not a member or no member of its IDC forwards that stripe.
    */
   parentOf(id: string, stripe: number): string | undefined {
     return this.parents[stripe]?.get(id)

@@ -8,7 +8,7 @@ import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
@@ -109,7 +109,9 @@ export const DownloadBody = Schema.Struct({
   pieceLength: Schema.optional(PositiveInt),
   headers: Schema.optional(StringRecord),
   /** Fail rather than fetch from the origin (when this download starts the task here). */
-  disableBackToSource: Schema.optional(Schema.Boolean)
+  disableBackToSource: Schema.optional(Schema.Boolean),
+  /** `damselfly get --timeout`: answer 504 and write nothing once this long has passed. */
+  timeoutMillis: Schema.optional(PositiveInt)
 })
 
 /** Large enough never to throttle on loopback unless the operator says otherwise. */
@@ -134,23 +136,34 @@ const hostOf = (o: DaemonOptions) =>
     uploadSlots: o.uploadSlots
   })
 
+/** The client's `--timeout` passed during the delivery (the tmp file is removed, `output` untouched). */
+class DeliveryOverdue extends Error {}
+
 /**
  * Puts the committed content at `output` via a tmp name in the same directory. As Dragonfly's daemon
  * does, a hard link when `output` is on the store's file system (on loopback, copying 1 GiB cost about
  * half as much as downloading it), else a kernel copy. The output then shares the cache's inode, so it
  * is to be replaced, not edited in place (README). With a digest, the content is hashed first.
  */
-const deliver = async (source: string, output: string, digest: string | undefined) => {
+const deliver = async (source: string, output: string, digest: string | undefined, overdue: () => boolean = () => false) => {
   await fs.mkdir(path.dirname(output), { recursive: true })
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
+  const inTime = () => {
+    if (overdue()) throw new DeliveryOverdue()
+  }
   try {
     if (digest !== undefined) {
       const hash = createHash("sha256")
-      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) {
+        hash.update(chunk as Buffer)
+        inTime()
+      }
       const actual = `sha256:${hash.digest("hex")}`
       if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
     }
     await fs.link(source, tmp).catch(() => fs.copyFile(source, tmp))
+    // Last check before the atomic rename: past the client's deadline, nothing appears at `output`.
+    inTime()
     await fs.rename(tmp, output)
   } finally {
     // Gone after a rename, except when `output` already was this very inode (rename then does nothing).
@@ -377,6 +390,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       }))),
       HttpRouter.route("POST", "/v1/download", orBadRequest(Effect.gen(function*() {
         const body = yield* decodeBody(DownloadBody)
+        const deadline = body.timeoutMillis === undefined ? undefined : Date.now() + body.timeoutMillis
+        const overdue = () => errorResponse(504, `download of ${body.url} did not complete within the client's timeout of ${body.timeoutMillis} ms; nothing written to ${body.output}`)
         const headers = { ...(body.headers ?? {}) }
         const pieceLength = yield* pieceLengthOf(body.url, headers, body.pieceLength)
         const taskId = yield* taskIdOf({ url: body.url, pieceLength, ...(body.digest === undefined ? {} : { digest: body.digest }) }).pipe(
@@ -396,15 +411,29 @@ export const daemonRoutes = (o: DaemonOptions) =>
         let unpin = () => {}
         const pinned = new Promise<void>((resolve) => (unpin = resolve))
         void store.withPin(taskId, () => pinned)
-        const exit = yield* Effect.exit(download(taskId, body.url, pieceLength, headers, body.disableBackToSource === true)).pipe(Effect.onInterrupt(() => Effect.sync(unpin)))
+        // Past the deadline this caller stops waiting; the download itself (shared, forked in the daemon's scope) goes on.
+        const joined = download(taskId, body.url, pieceLength, headers, body.disableBackToSource === true)
+        const exit = yield* Effect.exit(deadline === undefined ? Effect.map(joined, Option.some) : Effect.timeoutOption(joined, Math.max(0, deadline - Date.now())))
+          .pipe(Effect.onInterrupt(() => Effect.sync(unpin)))
         if (Exit.isFailure(exit)) {
           unpin()
           return errorResponse(502, `download of ${body.url} failed: ${messageOf(exit.cause)}`)
         }
-        const r = exit.value
+        if (Option.isNone(exit.value)) {
+          unpin()
+          return overdue()
+        }
+        const r = exit.value.value
         store.touch(taskId)
-        const delivered = yield* Effect.exit(Effect.tryPromise(() => deliver(store.contentPath(taskId), body.output, body.digest))).pipe(Effect.ensuring(Effect.sync(unpin)))
-        if (Exit.isFailure(delivered)) return errorResponse(500, `writing ${body.output}: ${messageOf(delivered.cause)}`)
+        // Not interruptible: the answer waits for the rename or the tmp file's removal, so it is the truth.
+        const delivered = yield* Effect.exit(Effect.uninterruptible(Effect.tryPromise({
+          try: () => deliver(store.contentPath(taskId), body.output, body.digest, () => deadline !== undefined && Date.now() >= deadline),
+          catch: (e) => e
+        }))).pipe(Effect.ensuring(Effect.sync(unpin)))
+        if (Exit.isFailure(delivered)) {
+          if (Cause.squash(delivered.cause) instanceof DeliveryOverdue) return overdue()
+          return errorResponse(500, `writing ${body.output}: ${messageOf(delivered.cause)}`)
+        }
         return jsonResponse({
           taskId,
           contentLength: r.contentLength,

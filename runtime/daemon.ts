@@ -181,11 +181,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const token = resolveToken(o.token)
     const metrics = makeDaemonMetrics()
     const origin = httpOrigin(o.originIdleMillis)
-    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
     // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
     // marked private here are served only to capability holders. The registry mirror calls proveAccess.
     const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
+    // A registration for a private task carries the credentials its seed needs (blob-access.ts says when).
+    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders)
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...strategies[o.strategy ?? "dragonfly"].peerOptions,
@@ -385,6 +386,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)
+        // With origin credentials (a private blob): proven and marked private here before anything is fetched.
+        const admitted = yield* Effect.result(blobAccess.admitSeed(seed))
+        if (admitted._tag === "Failure") return errorResponse(403, `seed for ${seed.url}: ${admitted.failure.message}`)
         yield* download(seed.taskId, seed.url, seed.pieceLength, { ...seed.headers }).pipe(Effect.ignore, Effect.forkIn(scope))
         return jsonResponse({ accepted: true, taskId: seed.taskId }, 202)
       }))),

@@ -36,7 +36,7 @@ import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
 import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
-import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
+import { limiterFor, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
 import { DEFAULT_GC, type GcOptions, gcLoop } from "./storage-gc.ts"
 import { taskStreamBlobSource } from "./registry-blob-source.ts"
@@ -201,14 +201,15 @@ export const daemonRoutes = (o: DaemonOptions) =>
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
     const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
-    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
+    // Back-to-source ranges are read at the limit's rate chunk by chunk (runtime/bandwidth.ts).
+    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(httpOrigin(o.originIdleMillis, backToSourceLimiter)))
     const progress = new Map<string, Progress>()
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
     const peerLayerFor = (p: Progress) =>
       Layer.mergeAll(
         Layer.succeed(SchedulerChannel)(ring.channel),
         Layer.succeed(PieceTransfer)(limitPieceTransfer(meterPieceTransfer(transfer, p, metrics.pieceFetched), downloadLimiter, pieceLengthOfTask)),
-        Layer.succeed(Origin)(limitOrigin(meterOrigin(originService, p, metrics.pieceFetched), backToSourceLimiter)),
+        Layer.succeed(Origin)(meterOrigin(originService, p, metrics.pieceFetched)),
         pieceStore,
         NodeSha256
       )

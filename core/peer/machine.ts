@@ -152,7 +152,7 @@ export type PeerCommand =
    * or `fetchFailed`; `millis` is measured from when the command was issued.
    */
   | { readonly _tag: "Fetch"; readonly source: Source; readonly index: number; readonly delayMillis: number; readonly timeoutMillis: number }
-  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else. */
+  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else; `bytes` go to the store (PieceStore's `write` owns them). */
   | { readonly _tag: "Write"; readonly source: Source; readonly index: number; readonly bytes: Uint8Array; readonly digest: string; readonly millis: number }
   /** A one-way report to the scheduler; nothing waits for it. */
   | { readonly _tag: "Report"; readonly report: PeerReport }

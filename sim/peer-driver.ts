@@ -218,18 +218,21 @@ export class PeerDriver {
 
   private report(m: PeerReport): void {
     const { world, me } = this
-    const { engine, network, schedulerNet, faults } = world
-    const name = me.host.id
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    engine.after(network.latency(me.net, schedulerNet), () => {
-      const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
-      // A report into a dead or partitioned scheduler is lost.
-      if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
-      engine.record(`msg ${name}>scheduler ${what}`)
-      const scheduler = world.scheduler
-      scheduler.reportNow(m)
-      world.monitor?.schedulerActivity(scheduler, m)
-    })
+    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
+  }
+
+  /** A report reaches the scheduler. */
+  reportArrived(m: PeerReport): void {
+    const { world, me } = this
+    const { engine, faults } = world
+    const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
+    // A report into a dead or partitioned scheduler is lost.
+    if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${what}`)
+    engine.record(`msg ${me.host.id}>scheduler ${what}`)
+    const scheduler = world.scheduler
+    scheduler.reportNow(m)
+    world.monitor?.schedulerActivity(scheduler, m)
   }
 
   // ------------------------------------------------------------ long-polls
@@ -375,6 +378,7 @@ export class PeerDriver {
 }
 
 const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
+const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)
 const fireDeadline = (job: FetchJob): void => {
   job.deadlineEvent = NO_EVENT
   if (job.deadlineLive) job.timedOut()
@@ -395,6 +399,7 @@ const jobFlowed = (job: FetchJob): void => job.flowed()
  */
 class FetchJob implements SlotWaiter {
   settled = false
+  cancelled = false
   /** An upload slot is being waited for (SlotWaiter). */
   waiting = false
   /** The deadline still applies. */
@@ -446,7 +451,9 @@ class FetchJob implements SlotWaiter {
       // round trip is one event.
       this.bytes = bytes
       this.length = pieceLengthAt(held.contentLength, held.pieceLength, this.index)
-      this.ev = engine.afterCall(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
+      // Many fetches share this round trip: a fixed-delay lane, not the agenda (so no event to cancel:
+      // `answered` checks that the fetch still stands).
+      engine.afterFixed(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
       return
     }
     this.ev = engine.afterCall(network.latency(me.net, p.net), jobArrived, this)
@@ -468,6 +475,7 @@ class FetchJob implements SlotWaiter {
 
   /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
   answered(): void {
+    if (this.cancelled) return
     this.ev = NO_EVENT
     const p = this.parent!
     this.slots = uploadSlotsOf(p, p.host.uploadSlots)
@@ -493,6 +501,7 @@ class FetchJob implements SlotWaiter {
 
   /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
   cancel(): void {
+    this.cancelled = true
     const engine = this.d.world.engine
     engine.queue.cancel(this.ev)
     this.ev = NO_EVENT

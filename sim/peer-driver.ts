@@ -28,6 +28,8 @@ export class PeerDriver {
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
   private readonly watches = new Map<Source, { cancel(): void }>()
+  /** Each parent's last long-poll (fault-free path), reused for the next one. */
+  private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
   /** Piece fetches in flight. */
@@ -102,6 +104,7 @@ export class PeerDriver {
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
+    this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
     for (const o of this.observers) o(exit)
@@ -153,6 +156,7 @@ export class PeerDriver {
       case "Unwatch": {
         const w = this.watches.get(c.source)
         this.watches.delete(c.source)
+        this.polls.delete(c.source)
         w?.cancel()
         return
       }
@@ -254,6 +258,14 @@ export class PeerDriver {
     }
     // The request travels to the parent, waits there for a change, and the answer travels back.
     const { world, me, request } = this
+    // The same parent asked again (after each answer): its last poll, with what it looked up.
+    const last = this.polls.get(s)
+    if (last !== undefined && last.reusable) {
+      last.rearm(since)
+      this.watches.set(s, last)
+      last.ledger!.addWaiter(last)
+      return
+    }
     const p = world.hostById(s.parent!.host.id)
     if (p === undefined) {
       this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
@@ -263,8 +275,9 @@ export class PeerDriver {
     const there = world.network.latency(me.net, p.net)
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
-    const poll = new LongPoll(this, s, since, p, engine.now + there, back)
+    const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
     this.watches.set(s, poll)
+    this.polls.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
       poll.ev = engine.afterCall(there, pollArrived, poll)
@@ -547,6 +560,8 @@ class FetchJob implements SlotWaiter {
  */
 class LongPoll implements LedgerWaiter {
   live = true
+  /** Answered (so in no ledger's waiters and no pending delivery): may be rearmed for the next poll. */
+  reusable = false
   ev: EventId = NO_EVENT
   ledger: PieceLedger | undefined = undefined
   /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
@@ -557,11 +572,23 @@ class LongPoll implements LedgerWaiter {
   constructor(
     readonly d: PeerDriver,
     readonly s: Source,
-    readonly since: number,
+    public since: number,
     private readonly p: SimHost,
-    private readonly arrives: number,
+    private arrives: number,
+    private readonly there: number,
     private readonly back: number
   ) {}
+
+  /** The next poll of the same parent, whose ledger is known (open: ledgers only grow). */
+  rearm(since: number): void {
+    this.since = since
+    this.arrives = this.d.world.engine.now + this.there
+    this.live = true
+    this.reusable = false
+    this.late = false
+    this.answer = undefined
+    this.answerAt = 0
+  }
 
   /** The request reached a parent that had not opened the task when it was sent. */
   arrived(): void {
@@ -595,11 +622,15 @@ class LongPoll implements LedgerWaiter {
     if (!this.live) return
     this.live = false
     const ledger = this.ledger!
-    this.d.pollAnswered(this, this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt)))
+    const answer = this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt))
+    this.reusable = true
+    // Last: the answer may rearm this poll at once.
+    this.d.pollAnswered(this, answer)
   }
 
   cancel(): void {
     this.live = false
+    this.reusable = false
     if (this.ev !== NO_EVENT) this.d.world.engine.queue.cancel(this.ev)
     this.ev = NO_EVENT
   }

@@ -65,6 +65,12 @@ export class PieceLedger {
 
   /** Records a verified piece. Idempotent: a second add of the same piece changes nothing. */
   add(index: number, digest: string): void {
+    this.addEntry({ index, digest })
+  }
+
+  /** `add` with the log entry given (immutable; a simulator shares one per piece among all its peers). */
+  addEntry(entry: PieceEntry): void {
+    const { index, digest } = entry
     if (index < 0 || index >= this.pieceCount) {
       throw new RangeError(`piece index ${index} outside 0..${this.pieceCount - 1} of task ${this.taskId}`)
     }
@@ -72,7 +78,7 @@ export class PieceLedger {
     if (this.digests[index] !== undefined) return
     this.digests[index] = digest
     this.heldMask[index] = 1
-    this.log.push({ index, digest })
+    this.log.push(entry)
     this.wake()
   }
 

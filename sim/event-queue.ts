@@ -50,6 +50,16 @@ export class EventQueue {
     return this.nextSeq
   }
 
+  /** A sequence number for an event kept elsewhere (the engine's fixed-delay lanes), ordered with these. */
+  takeSeq(): number {
+    return this.nextSeq++
+  }
+
+  /** The sequence number of the next event (Infinity when empty). */
+  peekSeq(): number {
+    return this.n === 0 ? Infinity : this.hSeq[0]
+  }
+
   push(time: number, run: () => void): EventId {
     return this.pushCall(time, run, undefined)
   }

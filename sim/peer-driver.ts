@@ -28,6 +28,8 @@ export class PeerDriver {
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
   private readonly watches = new Map<Source, { cancel(): void }>()
+  /** Each parent's last long-poll (fault-free path), reused for the next one. */
+  private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
   /** Piece fetches in flight. */
@@ -102,6 +104,7 @@ export class PeerDriver {
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
+    this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
     for (const o of this.observers) o(exit)
@@ -153,6 +156,7 @@ export class PeerDriver {
       case "Unwatch": {
         const w = this.watches.get(c.source)
         this.watches.delete(c.source)
+        this.polls.delete(c.source)
         w?.cancel()
         return
       }
@@ -218,18 +222,21 @@ export class PeerDriver {
 
   private report(m: PeerReport): void {
     const { world, me } = this
-    const { engine, network, schedulerNet, faults } = world
-    const name = me.host.id
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    engine.after(network.latency(me.net, schedulerNet), () => {
-      const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
-      // A report into a dead or partitioned scheduler is lost.
-      if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
-      engine.record(`msg ${name}>scheduler ${what}`)
-      const scheduler = world.scheduler
-      scheduler.reportNow(m)
-      world.monitor?.schedulerActivity(scheduler, m)
-    })
+    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
+  }
+
+  /** A report reaches the scheduler. */
+  reportArrived(m: PeerReport): void {
+    const { world, me } = this
+    const { engine, faults } = world
+    const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
+    // A report into a dead or partitioned scheduler is lost.
+    if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${what}`)
+    engine.record(`msg ${me.host.id}>scheduler ${what}`)
+    const scheduler = world.scheduler
+    scheduler.reportNow(m)
+    world.monitor?.schedulerActivity(scheduler, m)
   }
 
   // ------------------------------------------------------------ long-polls
@@ -251,6 +258,14 @@ export class PeerDriver {
     }
     // The request travels to the parent, waits there for a change, and the answer travels back.
     const { world, me, request } = this
+    // The same parent asked again (after each answer): its last poll, with what it looked up.
+    const last = this.polls.get(s)
+    if (last !== undefined && last.reusable) {
+      last.rearm(since)
+      this.watches.set(s, last)
+      last.ledger!.addWaiter(last)
+      return
+    }
     const p = world.hostById(s.parent!.host.id)
     if (p === undefined) {
       this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
@@ -260,8 +275,9 @@ export class PeerDriver {
     const there = world.network.latency(me.net, p.net)
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
-    const poll = new LongPoll(this, s, since, p, engine.now + there, back)
+    const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
     this.watches.set(s, poll)
+    this.polls.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
       poll.ev = engine.afterCall(there, pollArrived, poll)
@@ -375,6 +391,7 @@ export class PeerDriver {
 }
 
 const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
+const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)
 const fireDeadline = (job: FetchJob): void => {
   job.deadlineEvent = NO_EVENT
   if (job.deadlineLive) job.timedOut()
@@ -395,6 +412,7 @@ const jobFlowed = (job: FetchJob): void => job.flowed()
  */
 class FetchJob implements SlotWaiter {
   settled = false
+  cancelled = false
   /** An upload slot is being waited for (SlotWaiter). */
   waiting = false
   /** The deadline still applies. */
@@ -446,7 +464,9 @@ class FetchJob implements SlotWaiter {
       // round trip is one event.
       this.bytes = bytes
       this.length = pieceLengthAt(held.contentLength, held.pieceLength, this.index)
-      this.ev = engine.afterCall(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
+      // Many fetches share this round trip: a fixed-delay lane, not the agenda (so no event to cancel:
+      // `answered` checks that the fetch still stands).
+      engine.afterFixed(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
       return
     }
     this.ev = engine.afterCall(network.latency(me.net, p.net), jobArrived, this)
@@ -468,6 +488,7 @@ class FetchJob implements SlotWaiter {
 
   /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
   answered(): void {
+    if (this.cancelled) return
     this.ev = NO_EVENT
     const p = this.parent!
     this.slots = uploadSlotsOf(p, p.host.uploadSlots)
@@ -493,6 +514,7 @@ class FetchJob implements SlotWaiter {
 
   /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
   cancel(): void {
+    this.cancelled = true
     const engine = this.d.world.engine
     engine.queue.cancel(this.ev)
     this.ev = NO_EVENT
@@ -538,6 +560,8 @@ class FetchJob implements SlotWaiter {
  */
 class LongPoll implements LedgerWaiter {
   live = true
+  /** Answered (so in no ledger's waiters and no pending delivery): may be rearmed for the next poll. */
+  reusable = false
   ev: EventId = NO_EVENT
   ledger: PieceLedger | undefined = undefined
   /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
@@ -548,11 +572,23 @@ class LongPoll implements LedgerWaiter {
   constructor(
     readonly d: PeerDriver,
     readonly s: Source,
-    readonly since: number,
+    public since: number,
     private readonly p: SimHost,
-    private readonly arrives: number,
+    private arrives: number,
+    private readonly there: number,
     private readonly back: number
   ) {}
+
+  /** The next poll of the same parent, whose ledger is known (open: ledgers only grow). */
+  rearm(since: number): void {
+    this.since = since
+    this.arrives = this.d.world.engine.now + this.there
+    this.live = true
+    this.reusable = false
+    this.late = false
+    this.answer = undefined
+    this.answerAt = 0
+  }
 
   /** The request reached a parent that had not opened the task when it was sent. */
   arrived(): void {
@@ -586,11 +622,15 @@ class LongPoll implements LedgerWaiter {
     if (!this.live) return
     this.live = false
     const ledger = this.ledger!
-    this.d.pollAnswered(this, this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt)))
+    const answer = this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt))
+    this.reusable = true
+    // Last: the answer may rearm this poll at once.
+    this.d.pollAnswered(this, answer)
   }
 
   cancel(): void {
     this.live = false
+    this.reusable = false
     if (this.ev !== NO_EVENT) this.d.world.engine.queue.cancel(this.ev)
     this.ev = NO_EVENT
   }

@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import { StoreFailed } from "../core/errors.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
+import type { PieceEntry } from "../core/protocol.ts"
 import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
 
 /** A task's piece bytes by index (an array, not a Map: a large run holds millions). */
@@ -35,6 +36,19 @@ export interface StoredContent {
   committed: boolean
 }
 
+/**
+ * One log entry per piece content, shared by every ledger that holds it: a simulated copy is its
+ * parent's array (never mutated), so the array identifies the entry. A large run holds millions.
+ */
+const entries = new WeakMap<Uint8Array, PieceEntry>()
+const entryOf = (index: number, bytes: Uint8Array, digest: string): PieceEntry => {
+  const e = entries.get(bytes)
+  if (e !== undefined && e.index === index && e.digest === digest) return e
+  const made = { index, digest }
+  entries.set(bytes, made)
+  return made
+}
+
 export class MemoryStore {
   readonly tasks = new Map<TaskId, StoredContent>()
 
@@ -57,7 +71,7 @@ export class MemoryStore {
     if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
     c.pieces.set(index, bytes)
     // The ledger is what children long-poll; adding is idempotent if the caller adds too.
-    c.ledger.add(index, digest)
+    c.ledger.addEntry(entryOf(index, bytes, digest))
     return undefined
   }
 

@@ -422,7 +422,10 @@ export class PeerMachine {
     }
     this.lastProgress = this.now()
     this.stalls = 0
-    this.dirty = true
+    // Holding the piece makes nothing newly pickable (it was not wanted while being written, and the
+    // fetch's end already asked for a dispatch), except for stripes (the piece-time changed) and
+    // endgame (the count of missing pieces did). A peer does one scan per piece instead of two.
+    if (this.stripeCount !== undefined || this.options.endgame) this.dirty = true
     // Per piece, so built without the constructor's Schema pass (see `trusted`).
     this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
     this.step()
@@ -784,6 +787,8 @@ export class PeerMachine {
     if (room <= 0) return
     const ledger = this.ledger!
     const striped = this.stripeCount !== undefined
+    // No source can take another fetch: nothing to pick (a starved peer gets here on every input).
+    if (!striped && !this.options.endgame && !this.anySourceHasRoom()) return
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
@@ -807,6 +812,11 @@ export class PeerMachine {
         room--
       }
     }
+  }
+
+  private anySourceHasRoom(): boolean {
+    for (const x of this.sources.values()) if (x.inflight < x.maxInflight) return true
+    return false
   }
 
   private askDigests(): void {

@@ -125,13 +125,21 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     }))
   const pieceCount = expected.reduce((n, e) => n + e.length, 0)
   const holders = [...world.peers, ...world.seeds.filter((s) => s.startedAt !== undefined)]
+  // Peers share piece arrays (a child keeps the one its parent sent; the simulator never mutates one),
+  // so each distinct array is hashed once; a corrupted copy is a different array and is hashed too.
+  const digestOf = new Map<Uint8Array, string>()
+  const sha256Of = (bytes: Uint8Array): string => {
+    let d = digestOf.get(bytes)
+    if (d === undefined) digestOf.set(bytes, (d = createHash("sha256").update(bytes).digest("hex")))
+    return d
+  }
   const holds = (h: (typeof holders)[number], blob: (typeof world.blobs)[number]): boolean => {
     const pieces = h.store.tasks.get(blob.taskId)?.pieces
     const digests = expected[blob.index]
     if (pieces === undefined || pieces.size !== digests.length) return false
     for (let i = 0; i < digests.length; i++) {
       const bytes = pieces.get(i)
-      if (bytes === undefined || createHash("sha256").update(bytes).digest("hex") !== digests[i]) return false
+      if (bytes === undefined || sha256Of(bytes) !== digests[i]) return false
     }
     return true
   }

@@ -17,6 +17,7 @@ import {
   type Proc,
   sha256File,
   startOrigin,
+  waitFor,
   waitHealthy
 } from "../runtime/testing/harness.ts"
 
@@ -44,12 +45,19 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-const getFrom = async (mode: OriginMode, name: string, outDir = dir) => {
-  const origin = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), SIZE, { mode })
+const getFrom = async (
+  mode: OriginMode,
+  name: string,
+  o: { readonly bytesPerSecond?: number; readonly daemon?: string; readonly args?: ReadonlyArray<string> } = {}
+) => {
+  const origin = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), SIZE, { mode, bytesPerSecond: o.bytesPerSecond })
   closers.push(origin.close)
-  const out = path.join(outDir, `${name}.bin`)
+  const out = path.join(dir, `${name}.bin`)
   const started = Date.now()
-  const get = damselfly(`get-${name}`, ["get", origin.url, "-O", out, "--daemon", daemonUrl, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB), "--timeout", "2"])
+  const get = damselfly(`get-${name}`, [
+    "get", origin.url, "-O", out, "--daemon", o.daemon ?? daemonUrl, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB),
+    ...(o.args ?? ["--idle-timeout", "2"])
+  ])
   const code = await get.exited
   return { origin, out, get, code, seconds: (Date.now() - started) / 1000 }
 }
@@ -91,6 +99,40 @@ describe("fault: origin misbehaves", () => {
     expect(JSON.parse(r.get.stdout()).via).toBe("daemon")
     expect(await sha256File(r.out)).toBe(r.origin.sha256)
   }, 60_000)
+
+  // 8 MiB at 128 KiB/s a response (1 MiB pieces: 8 s each) is a steady trickle: never idle, so only the whole-download deadline ends it.
+  const SLOW = 128 * 1024
+
+  it("--timeout through the daemon, slow origin: exit 1 naming the timeout, no output file, in about the timeout", async () => {
+    const r = await getFrom("ok", "deadline-daemon", { bytesPerSecond: SLOW, args: ["--timeout", "3"] })
+    console.log(`[fault] slow origin, --timeout 3 via daemon: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    expect(r.code).toBe(1)
+    expect(r.get.stderr()).toMatch(/not downloaded within --timeout 3 s/)
+    await expectNoPartialFile(r.out)
+    // Process start-up (tsx) is in `seconds` too; the download itself would take 32 s.
+    expect(r.seconds).toBeLessThan(20)
+    // Only this caller gave up: the daemon's download goes on (README), and the daemon keeps serving.
+    await waitFor("the daemon's download to keep fetching from the origin", async () => r.origin.bytesSent() > 0)
+    expect((await getJson(`${daemonUrl}/healthy`)).body.ok).toBe(true)
+    await expectNoPartialFile(r.out)
+  }, 60_000)
+
+  it("--timeout with no daemon (direct download), slow origin: exit 1 naming the timeout, no output or tmp file", async () => {
+    const r = await getFrom("ok", "deadline-direct", { bytesPerSecond: SLOW, daemon: `http://127.0.0.1:${await freePort()}`, args: ["--timeout", "3"] })
+    console.log(`[fault] slow origin, --timeout 3 direct: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    expect(r.code).toBe(1)
+    expect(r.get.stderr()).toMatch(/direct download failed: .*not downloaded within --timeout 3 s/)
+    await expectNoPartialFile(r.out)
+    expect(r.seconds).toBeLessThan(20)
+    expect(r.origin.bytesSent()).toBeGreaterThan(0)
+    expect(r.origin.bytesSent()).toBeLessThan(SIZE)
+  }, 60_000)
+
+  it("--timeout long enough: the same kind of download completes", async () => {
+    const r = await getFrom("ok", "deadline-met", { args: ["--timeout", "60"] })
+    expect(r.code, r.get.stderr()).toBe(0)
+    expect(await sha256File(r.out)).toBe(r.origin.sha256)
+  }, 90_000)
 
   it("the daemon is still healthy and never logged an unhandled failure", async () => {
     expect((await getJson(`${daemonUrl}/healthy`)).body.ok).toBe(true)

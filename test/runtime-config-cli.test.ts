@@ -31,7 +31,7 @@ describe("--help", () => {
     [[], ["scheduler", "daemon", "get", "cache"]],
     [["scheduler"], ["--config", "--port", "--listen", "--token", "--max-connections"]],
     [["daemon"], ["--config", "--data", "--scheduler", "--seed", "--upload-limit", "--download-limit", "--back-to-source-limit", "--keep-cache", "--gc-ttl", "--gc-quota", "--gc-high-watermark", "--gc-disk-high-watermark"]],
-    [["get"], ["--output", "--digest", "--header", "--timeout", "--disable-back-to-source", "--progress"]],
+    [["get"], ["--output", "--digest", "--header", "--timeout", "--idle-timeout", "--disable-back-to-source", "--progress"]],
     [["cache"], ["import", "export", "stat"]],
     [["cache", "import"], ["--url", "--piece-length"]],
     [["cache", "export"], ["--output", "--task-id"]],

@@ -5,7 +5,7 @@
 // (`takeCommands`). Two drivers run it: `downloadTask` (conductor.ts, Effect fibers over the services,
 // used by the daemons) and the simulator's event loop (sim/peer-driver.ts), so both worlds run this code.
 import type { Host, TaskId } from "../domain.ts"
-import { pieceAt, pieceCountOf } from "../piece-layout.ts"
+import { pieceCountOf, pieceLengthAt } from "../piece-layout.ts"
 import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
@@ -17,7 +17,8 @@ import {
   type PeerReport,
   RegisterPeer,
   RescheduleParents,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { chooseSource, pickPieces } from "./piece-picker.ts"
 
@@ -151,7 +152,7 @@ export type PeerCommand =
    * or `fetchFailed`; `millis` is measured from when the command was issued.
    */
   | { readonly _tag: "Fetch"; readonly source: Source; readonly index: number; readonly delayMillis: number; readonly timeoutMillis: number }
-  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else. */
+  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else; `bytes` go to the store (PieceStore's `write` owns them). */
   | { readonly _tag: "Write"; readonly source: Source; readonly index: number; readonly bytes: Uint8Array; readonly digest: string; readonly millis: number }
   /** A one-way report to the scheduler; nothing waits for it. */
   | { readonly _tag: "Report"; readonly report: PeerReport }
@@ -173,6 +174,8 @@ export interface MachineEnvironment {
 
 export class PeerMachine {
   private readonly out: Array<PeerCommand> = []
+  /** Commands before this index were taken (`nextCommand`). */
+  private outHead = 0
   private readonly base: { readonly peerId: string; readonly taskId: TaskId }
   private readonly now: () => number
   private readonly hex: (bytes: Uint8Array) => string
@@ -245,8 +248,20 @@ export class PeerMachine {
 
   /** Commands produced since the last call, in order. */
   takeCommands(): Array<PeerCommand> {
-    if (this.out.length === 0) return EMPTY
-    return this.out.splice(0, this.out.length)
+    if (this.out.length === this.outHead) return EMPTY
+    const taken = this.out.splice(this.outHead, this.out.length - this.outHead)
+    this.out.length = this.outHead = 0
+    return taken
+  }
+
+  /** The oldest command not yet taken (one at a time, without an array per call: the simulator's driver). */
+  nextCommand(): PeerCommand | undefined {
+    const out = this.out
+    if (this.outHead === out.length) return undefined
+    const c = out[this.outHead]
+    out[this.outHead++] = EMPTY_SLOT
+    if (this.outHead === out.length) out.length = this.outHead = 0
+    return c
   }
 
   get done(): boolean {
@@ -393,7 +408,7 @@ export class PeerMachine {
     const ledger = this.ledger!
     ledger.add(index, digest)
     this.expected[index] = digest
-    const length = pieceAt(ledger.contentLength, ledger.pieceLength, index).length
+    const length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, index)
     // Per-fetch rate times the fetches we had in flight from it: what the source gives us in all.
     const rate = (length * 1000 / Math.max(1, millis)) * Math.max(1, s.inflight + 1)
     s.measuredRate = s.measuredRate === undefined ? rate : 0.7 * s.measuredRate + 0.3 * rate
@@ -408,7 +423,8 @@ export class PeerMachine {
     this.lastProgress = this.now()
     this.stalls = 0
     this.dirty = true
-    this.report(new PieceFinished({ ...this.base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+    // Per piece, so built without the constructor's Schema pass (see `trusted`).
+    this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
     this.step()
   }
 
@@ -696,8 +712,10 @@ export class PeerMachine {
 
   // ============================================================ fetching
 
+  // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    !this.inflight.has(i) && !this.ledger!.has(i) && !this.unverified.has(i) && !this.writing.has(i)
+    !this.ledger!.has(i) && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {
     this.inflight.set(index, (this.inflight.get(index) ?? 0) + 1)
@@ -769,7 +787,7 @@ export class PeerMachine {
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const holders = this.holdersOf(index, false)
@@ -884,5 +902,6 @@ export class PeerMachine {
 }
 
 const EMPTY: Array<PeerCommand> = []
+const EMPTY_SLOT: PeerCommand = { _tag: "Finish" }
 const PROBE: PeerCommand = { _tag: "Probe" }
 const FINISH: PeerCommand = { _tag: "Finish" }

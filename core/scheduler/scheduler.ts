@@ -17,7 +17,8 @@ import {
   type RegisterPeer,
   ScheduleFailed,
   type ScheduleRequest,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
@@ -33,7 +34,8 @@ interface PeerRecord extends PeerView {
   readonly taskId: TaskId
   host: Host
   state: PeerState
-  finished: Set<number>
+  /** 1 per piece the peer reported finished (grown as needed); `finishedPieces` counts them. */
+  finished: Uint8Array
   finishedPieces: number
   pieceCosts: Array<number>
   blocklist: Set<string>
@@ -65,6 +67,8 @@ interface TaskRecord {
   stripesDealt: number
   /** The stripe forest of the task's current members; dropped whenever membership changes. */
   forest: StripeForest | undefined
+  /** `taskMessage`'s answer, dropped whenever the length or a digest changes. */
+  message: Task | undefined
   /** The seed host asked to fetch the task (its IDC is the stripe forest's home). */
   seedHost: Host | undefined
 }
@@ -75,6 +79,19 @@ export interface TaskSnapshot {
   readonly peers: ReadonlyArray<{ id: string; hostId: string; state: PeerState; parents: ReadonlyArray<string> }>
   readonly backToSource: ReadonlyArray<string>
   readonly acyclic: boolean
+}
+
+/** Records a finished piece once (a bitmap: a large swarm's scheduler holds one per peer). */
+const markFinished = (peer: PeerRecord, index: number): void => {
+  if (index >= peer.finished.length) {
+    const grown = new Uint8Array(Math.max(index + 1, peer.finished.length * 2, 64))
+    grown.set(peer.finished)
+    peer.finished = grown
+  }
+  if (peer.finished[index] === 0) {
+    peer.finished[index] = 1
+    peer.finishedPieces++
+  }
 }
 
 export class Scheduler {
@@ -121,12 +138,14 @@ export class Scheduler {
       if (task.contentLength === 0) return new EmptyTask({ taskId: task.id })
 
       const peer = this.addPeer(task, m.peerId, m.host)
-      for (const i of m.finishedPieces) peer.finished.add(i)
+      for (const i of m.finishedPieces) markFinished(peer, i)
       // A seed fetched its pieces from the origin: after a scheduler restart its digests are the ones to trust.
       if (m.host.type === "seed" && m.pieceDigests !== undefined) {
-        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) task.digests[e.index] = e.digest
+        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) {
+          task.digests[e.index] = e.digest
+          task.message = undefined
+        }
       }
-      peer.finishedPieces = peer.finished.size
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
         peer.state = "succeeded"
         return new MetadataOnly({ task: this.taskMessage(task) })
@@ -350,57 +369,59 @@ export class Scheduler {
 
   // ------------------------------------------------------------ reports
 
-  readonly report = (m: PeerReport): Effect.Effect<void> =>
-    Effect.sync(() => {
-      const task = this.tasks.get(m.taskId)
-      const peer = task?.peers.get(m.peerId)
-      if (task === undefined || peer === undefined) return
-      switch (m._tag) {
-        case "DownloadStarted":
-          if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
-          return
-        case "BackToSourceStarted":
-          peer.state = "back-to-source"
-          task.backToSource.add(peer.id)
-          if (task.contentLength === null) this.learnLength(task, m.contentLength)
-          return
-        case "PieceFinished":
-          if (!peer.finished.has(m.index)) {
-            peer.finished.add(m.index)
-            peer.finishedPieces = peer.finished.size
-          }
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsOk++
-          }
-          peer.pieceCosts.push(m.costMillis)
-          if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
-          // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
-          // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
-          if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
-          return
-        case "PieceFailed":
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsFailed++
-            if (!m.temporary) peer.blocklist.add(m.parentId)
-          }
-          return
-        case "DownloadFinished":
-          peer.state = "succeeded"
-          this.dropParents(task, peer.id)
-          return
-        case "DownloadFailed":
-          peer.state = "failed"
-          this.removePeer(task, peer.id)
-          return
-        case "LeavePeer":
-          peer.state = "leave"
-          this.removePeer(task, peer.id)
-          this.forget(task, peer.id)
-          return
-      }
-    })
+  readonly report = (m: PeerReport): Effect.Effect<void> => Effect.sync(() => this.reportNow(m))
+
+  /** `report` as a plain call: a report only updates state (no waiting), and a large swarm sends one per piece. */
+  reportNow(m: PeerReport): void {
+    const task = this.tasks.get(m.taskId)
+    const peer = task?.peers.get(m.peerId)
+    if (task === undefined || peer === undefined) return
+    switch (m._tag) {
+      case "DownloadStarted":
+        if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
+        return
+      case "BackToSourceStarted":
+        peer.state = "back-to-source"
+        task.backToSource.add(peer.id)
+        if (task.contentLength === null) this.learnLength(task, m.contentLength)
+        return
+      case "PieceFinished":
+        markFinished(peer, m.index)
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsOk++
+        }
+        peer.pieceCosts.push(m.costMillis)
+        if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
+        // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
+        // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
+        if (m.parentId === null && task.digests[m.index] === null) {
+          task.digests[m.index] = m.digest
+          task.message = undefined
+        }
+        return
+      case "PieceFailed":
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsFailed++
+          if (!m.temporary) peer.blocklist.add(m.parentId)
+        }
+        return
+      case "DownloadFinished":
+        peer.state = "succeeded"
+        this.dropParents(task, peer.id)
+        return
+      case "DownloadFailed":
+        peer.state = "failed"
+        this.removePeer(task, peer.id)
+        return
+      case "LeavePeer":
+        peer.state = "leave"
+        this.removePeer(task, peer.id)
+        this.forget(task, peer.id)
+        return
+    }
+  }
 
   /** Forget a host (it left, or its daemon told us it is going away). */
   leaveHost(hostId: string): void {
@@ -455,6 +476,7 @@ export class Scheduler {
         seedTriggered: false,
         stripesDealt: 0,
         forest: undefined,
+        message: undefined,
         seedHost: undefined
       }
       this.tasks.set(id, task)
@@ -465,6 +487,7 @@ export class Scheduler {
   private learnLength(task: TaskRecord, contentLength: number): void {
     task.contentLength = contentLength
     task.digests = new Array(pieceCountOf(contentLength, task.pieceLength)).fill(null)
+    task.message = undefined
   }
 
   private addPeer(task: TaskRecord, id: string, host: Host): PeerRecord {
@@ -475,7 +498,7 @@ export class Scheduler {
         taskId: task.id,
         host,
         state: "pending",
-        finished: new Set(),
+        finished: new Uint8Array(0),
         finishedPieces: 0,
         pieceCosts: [],
         blocklist: new Set(),
@@ -555,13 +578,17 @@ export class Scheduler {
     )
   }
 
+  /** The task as answers describe it; rebuilt only when it changed (every answer carries it). */
   private taskMessage(task: TaskRecord): Task {
-    return new Task({
+    if (task.message !== undefined) return task.message
+    // Built from our own state, so without the constructor's Schema pass (see `trusted`); a copy of
+    // the digests, so that an answer in flight says what was known when it was sent.
+    return (task.message = trusted(Task, {
       id: task.id,
       url: task.url,
       contentLength: task.contentLength ?? 0,
       pieceLength: task.pieceLength,
-      pieceDigests: task.digests
-    })
+      pieceDigests: task.digests.slice()
+    }))
   }
 }

@@ -7,11 +7,14 @@
 //  - IDCs form a chain per stripe: the seed feeds its own IDC's tree (the home IDC), whose root feeds
 //    the next IDC's root across the WAN, and so on. Each piece of a stripe therefore crosses into each
 //    IDC exactly once, and each IDC's WAN uplink carries at most one copy (the chain is rotated per
-//    stripe, so with three or more IDCs the forwarding is spread over every IDC's uplink). That WAN
+//    stripe, so with three or more IDCs the forwarding is spread over every IDC's uplink). An IDC where
+//    nobody forwards the stripe (fewer members than stripes, or a crowd still registering) is skipped:
+//    its members take that stripe's pieces from the parents they have, after the grace. That WAN
 //    child is an extra child of an IDC root: a WAN link is far slower than a NIC, so it takes little of
 //    the root's uplink, and taking one of its slots instead would deepen the whole IDC tree.
-//  - Inside an IDC, each rack has its own subtree: the racks' first members (the rack roots) form a
-//    small tree of their own (the spine) under the IDC's upstream (the seed, or the previous IDC's
+//  - Inside an IDC, each rack has its own subtree: each rack's first forwarder of the stripe (its rack
+//    root; racks in the order those registered, so the IDC's root stays put as a crowd registers) form
+//    a small tree of their own (the spine) under the IDC's upstream (the seed, or the previous IDC's
 //    root), and the other members of a rack hang below its rack root. A rack root that spends its slots
 //    on the spine leaves its rack's next member to the first free slot elsewhere; after that every
 //    rack fills itself. So a stripe crosses a rack's uplink a couple of times, not once per member.

@@ -16,6 +16,7 @@ import { pieceAt } from "../core/piece-layout.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
 import { PieceStore, type StoredTask } from "../core/services/piece-store.ts"
 import { sha256Hex } from "./node-sha256.ts"
+import { pieceBuffers, type PieceBufferPool } from "./piece-buffer-pool.ts"
 
 const TASK_ID = /^[0-9a-f]{64}$/
 /** Piece writes in flight per task before `write` waits (8 × 4 MiB pieces in memory at most). */
@@ -60,7 +61,8 @@ export class DiskStore {
   private readonly persistedAccess = new Map<TaskId, number>()
   private readonly pins = new Map<TaskId, number>()
 
-  constructor(readonly root: string) {}
+  /** `buffers`: where a written piece's buffer goes back to (PieceStore's `write` hands it over). */
+  constructor(readonly root: string, private readonly buffers: PieceBufferPool = pieceBuffers) {}
 
   taskDir(taskId: TaskId) {
     if (!TASK_ID.test(taskId)) throw new Error(`not a task id: ${taskId}`)
@@ -248,6 +250,8 @@ export class DiskStore {
    * `write` on its one loop, so each piece's disk latency used to stall every fetch (one piece in
    * flight on average in a loaded bench). A failed write fails the task: its reads, commit and later
    * writes throw, and the piece never reaches `pieces.log`.
+   * `bytes` are the store's from now on: a buffer from runtime/piece-buffer-pool.ts goes back to the
+   * pool once it is on disk (or at once if the piece was not needed); any other buffer is left alone.
    */
   async writeAsync(taskId: TaskId, index: number, bytes: Uint8Array, digest: string) {
     const open = await this.opened(taskId)
@@ -259,14 +263,16 @@ export class DiskStore {
     }
     await writing.get(index)?.catch(() => {})
     if (open.failure !== undefined) throw open.failure
-    if (ledger.has(index) && !writing.has(index)) return
-    if (writing.has(index)) return // a concurrent writer of the same piece got there first
+    // Held already, or a concurrent writer of the same piece got there first: these bytes are not needed.
+    if (ledger.has(index) || writing.has(index)) return void this.buffers.give(bytes)
     const done = (async () => {
       let at = 0
       while (at < bytes.length) {
         const { bytesWritten } = await data.write(bytes, at, bytes.length - at, piece.offset + at)
         at += bytesWritten
       }
+      // On disk: nothing reads these bytes any more (a failed write drops them to the GC instead).
+      this.buffers.give(bytes)
       await log.write(`${index} ${digest}\n`)
     })()
     writing.set(index, done)

@@ -2,8 +2,8 @@
 // buffer per connection (net's `onread`). Why not node:http: its parser hands every socket read to JS
 // as a freshly allocated 64 KiB Buffer. At 1 GiB that churn of external memory triggers a full GC
 // every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
-// transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (one
-// allocation per piece) and into the hash, while they are still in cache. Better still, while a body is
+// transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (taken
+// from runtime/piece-buffer-pool.ts, so usually no allocation at all) and into the hash, while they are still in cache. Better still, while a body is
 // being received the socket reads straight into the piece's buffer (net's `onread.buffer` as a function
 // is asked for the buffer before every read), so the bytes are never copied in JS at all.
 //
@@ -12,6 +12,7 @@
 // a time). A pooled socket the parent closed while idle is retried once on a fresh connection.
 import { createHash } from "node:crypto"
 import * as net from "node:net"
+import { pieceBuffers } from "./piece-buffer-pool.ts"
 
 export interface PieceReply {
   readonly status: number
@@ -205,7 +206,8 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       const limit = status === 200 ? o.maxBodyBytes : MAX_ERROR_BODY_BYTES
       if (contentLength > limit) return (protocol(`content-length: ${contentLength} bytes, expected at most ${limit}`), false)
       length = contentLength
-      body = Buffer.allocUnsafe(length)
+      // A piece's body goes into a pooled buffer, which the disk store gives back once it is written.
+      body = status === 200 && length > 0 ? pieceBuffers.take(length) : Buffer.allocUnsafe(length)
       return true
     }
 

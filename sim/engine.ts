@@ -4,7 +4,7 @@
 import { Clock, Effect, type Fiber, Random, Scheduler } from "effect"
 import seedrandom from "seedrandom"
 import { makeVirtualClock } from "./clock.ts"
-import { EventQueue } from "./event-queue.ts"
+import { type EventId, EventQueue } from "./event-queue.ts"
 import { Trace } from "./trace.ts"
 
 /** FIFO within a priority, lower priority first; `flush` runs until no task is left. */
@@ -122,12 +122,34 @@ export class SimEngine {
     return seededRandom(`${this.seed}/${name}`)
   }
 
-  at(time: number, run: () => void) {
+  at(time: number, run: () => void): EventId {
     return this.queue.push(Math.max(time, this.now), run)
   }
 
-  after(delayMillis: number, run: () => void) {
+  after(delayMillis: number, run: () => void): EventId {
     return this.queue.push(this.now + Math.max(0, delayMillis), run)
+  }
+
+  /** `fn(arg)` at `time` (not before now): no closure per event. */
+  atCall<T>(time: number, fn: (arg: T) => void, arg: T): EventId {
+    return this.queue.pushCall(Math.max(time, this.now), fn, arg)
+  }
+
+  afterCall<T>(delayMillis: number, fn: (arg: T) => void, arg: T): EventId {
+    return this.queue.pushCall(this.now + Math.max(0, delayMillis), fn, arg)
+  }
+
+  private readonly instantEnd: Array<() => void> = []
+
+  /** Runs `f` once when the current instant is over (before virtual time moves on, or the queue empties). */
+  atInstantEnd(f: () => void): void {
+    this.instantEnd.push(f)
+  }
+
+  private endInstant(): void {
+    const hooks = this.instantEnd.splice(0, this.instantEnd.length)
+    for (const f of hooks) f()
+    this.dispatcher.flush()
   }
 
   record(line: string): void {
@@ -162,19 +184,22 @@ export class SimEngine {
     while (this.events < maxEvents) {
       if (stopWhen !== undefined && stopWhen()) return
       // Peek before popping, so a later run() resumes exactly where this one stopped.
-      if (queue.peekTime() > until) {
+      const next = queue.peekTime()
+      if (this.instantEnd.length > 0 && next > this.now) {
+        this.endInstant()
+        continue
+      }
+      if (next > until) {
         if (queue.size > 0) this.now = until
         return
       }
-      const ev = queue.pop()
-      if (ev === undefined) return
-      const run = ev.run
-      if (run === undefined) continue
-      // Cleared first, so a late cancel of an event that already ran is a no-op.
-      ev.run = undefined
-      this.now = ev.time
+      // Taken off the agenda first, so a late cancel of an event that already ran is a no-op.
+      if (!queue.popInto()) return
+      const fn = queue.fn!
+      const arg = queue.arg
+      this.now = queue.time
       this.events++
-      run()
+      fn(arg)
       this.dispatcher.flush()
     }
   }

@@ -5,10 +5,33 @@ import { StoreFailed } from "../core/errors.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
 import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
 
+/** A task's piece bytes by index (an array, not a Map: a large run holds millions). */
+export class PieceBytes {
+  private readonly bytes: Array<Uint8Array | undefined>
+  size = 0
+
+  constructor(pieceCount: number) {
+    this.bytes = new Array(pieceCount).fill(undefined)
+  }
+
+  get(index: number): Uint8Array | undefined {
+    return this.bytes[index]
+  }
+
+  has(index: number): boolean {
+    return this.bytes[index] !== undefined
+  }
+
+  set(index: number, bytes: Uint8Array): void {
+    if (this.bytes[index] === undefined) this.size++
+    this.bytes[index] = bytes
+  }
+}
+
 export interface StoredContent {
   readonly task: StoredTask
   readonly ledger: PieceLedger
-  readonly pieces: Map<number, Uint8Array>
+  readonly pieces: PieceBytes
   committed: boolean
 }
 
@@ -43,7 +66,8 @@ export class MemoryStore {
       Effect.sync(() => {
         let c = this.tasks.get(task.taskId)
         if (c === undefined) {
-          c = { task, ledger: new PieceLedger(task.taskId, task.contentLength, task.pieceLength), pieces: new Map(), committed: false }
+          const ledger = new PieceLedger(task.taskId, task.contentLength, task.pieceLength)
+          c = { task, ledger, pieces: new PieceBytes(ledger.pieceCount), committed: false }
           this.tasks.set(task.taskId, c)
           this.record(`open ${this.hostId} ${task.contentLength}/${task.pieceLength}`)
         }

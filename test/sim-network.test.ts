@@ -23,6 +23,9 @@ describe("Network", () => {
     const b = network.addHost("b", 5000, 250)
     let doneAt = -1
     network.startFlow(a, b, 1000, () => (doneAt = engine.now))
+    // Rates are decided once the instant's changes are all in.
+    expect([...a.upFlows][0].rate).toBe(0)
+    engine.run({ untilMillis: 0 })
     expect([...a.upFlows][0].rate).toBe(250)
     engine.run()
     expect(doneAt).toBeCloseTo(4000, 6)
@@ -38,6 +41,7 @@ describe("Network", () => {
     const done: Array<[string, number]> = []
     network.startFlow(src, b, 1000, () => done.push(["b", engine.now]))
     network.startFlow(src, c, 1000, () => done.push(["c", engine.now]))
+    engine.run({ untilMillis: 0 })
     expect([...src.upFlows].map((f) => f.rate)).toEqual([500, 500])
     engine.run()
     expect(done.map(([n]) => n).sort()).toEqual(["b", "c"])

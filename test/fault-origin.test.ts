@@ -2,57 +2,44 @@
 // get` must either deliver the right bytes or fail with a message that says what went wrong, and must
 // never leave a partial file at the -O path; the daemon keeps serving afterwards.
 import { existsSync } from "node:fs"
-import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { mkdir, readdir } from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import {
   assertSound,
   damselfly,
   freePort,
   getJson,
-  killAll,
   mountTmpfs,
   type OriginMode,
   type Proc,
   sha256File,
-  startOrigin,
-  waitFor,
-  waitHealthy
+  startDaemon,
+  waitFor
 } from "../runtime/testing/harness.ts"
+import { useWorkspace } from "./fixtures/workspace.ts"
 
 const MiB = 1024 * 1024
 const SIZE = 8 * MiB
 
-let dir: string
+const ws = useWorkspace("damselfly-origin-")
 let daemonUrl: string
 let daemon: Proc
-const closers: Array<() => Promise<void>> = []
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "damselfly-origin-"))
-  // No scheduler listens on this port: the daemon goes to the origin itself, the path under test.
-  const noScheduler = `http://127.0.0.1:${await freePort()}`
-  const port = await freePort()
-  daemonUrl = `http://127.0.0.1:${port}`
-  daemon = damselfly("daemon", ["daemon", "--port", String(port), "--data", path.join(dir, "d"), "--scheduler", noScheduler, "--host-id", "d0", "--origin-timeout", "1", "--origin-outage", "3"])
-  await waitHealthy(daemonUrl, daemon)
+  // No scheduler listens (startDaemon's default): the daemon goes to the origin itself, the path under test.
+  const d = await startDaemon("daemon", { dir: ws.dir, data: path.join(ws.dir, "d"), hostId: "d0", args: ["--origin-timeout", "1", "--origin-outage", "3"] })
+  daemonUrl = d.url
+  daemon = d.proc
 }, 60_000)
-
-afterAll(async () => {
-  await killAll()
-  for (const c of closers) await c()
-  await rm(dir, { recursive: true, force: true })
-})
 
 const getFrom = async (
   mode: OriginMode,
   name: string,
   o: { readonly bytesPerSecond?: number; readonly daemon?: string; readonly args?: ReadonlyArray<string> } = {}
 ) => {
-  const origin = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), SIZE, { mode, bytesPerSecond: o.bytesPerSecond })
-  closers.push(origin.close)
-  const out = path.join(dir, `${name}.bin`)
+  const origin = await ws.origin(SIZE, { mode, bytesPerSecond: o.bytesPerSecond }, `origin-${name}`)
+  const out = path.join(ws.dir, `${name}.bin`)
   const started = Date.now()
   const get = damselfly(`get-${name}`, [
     "get", origin.url, "-O", out, "--daemon", o.daemon ?? daemonUrl, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB),
@@ -142,17 +129,13 @@ describe("fault: origin misbehaves", () => {
 
 describe("fault: full disk", () => {
   it("a daemon whose data dir is a 20 MiB tmpfs, asked for 48 MiB: clear error, no output, still serving", async (ctx) => {
-    const mnt = path.join(dir, "small-disk")
+    const mnt = path.join(ws.dir, "small-disk")
     await mkdir(mnt, { recursive: true })
     const mounted = mountTmpfs(mnt, 20)
     if (!mounted.ok) return ctx.skip(mounted.reason)
-    closers.push(async () => mounted.unmount())
-    const port = await freePort()
-    const url = `http://127.0.0.1:${port}`
-    const small = damselfly("daemon-small-disk", ["daemon", "--port", String(port), "--data", path.join(mnt, "data"), "--scheduler", `http://127.0.0.1:${await freePort()}`, "--host-id", "small"])
-    await waitHealthy(url, small)
-    const origin = await startOrigin(await mkdtemp(path.join(dir, "origin-big-")), 48 * MiB)
-    closers.push(origin.close)
+    ws.onClose(() => mounted.unmount())
+    const { url, proc: small } = await startDaemon("daemon-small-disk", { data: path.join(mnt, "data"), hostId: "small" })
+    const origin = await ws.origin(48 * MiB, {}, "origin-big")
     // The output is on the full disk too, so the direct fallback cannot succeed either.
     const out = path.join(mnt, "out.bin")
     const started = Date.now()

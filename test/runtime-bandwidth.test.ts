@@ -5,25 +5,16 @@ import { Clock, Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { describe, expect, it } from "vitest"
 import { chunkFor, pacedChunks, readPacer, tokenBucket } from "../runtime/bandwidth.ts"
+import { busiestWindow } from "../runtime/testing/harness.ts"
 
 const MiB = 1024 * 1024
 const RATE = 8 * MiB
 const SIZE = 32 * MiB
 const PIECE = 4 * MiB
 
-/** Most bytes sent within any window of `millis` (each window starting at a send). */
-const maxInWindow = (sends: ReadonlyArray<{ readonly at: number; readonly bytes: number }>, millis: number) => {
-  const sorted = [...sends].sort((a, b) => a.at - b.at)
-  let best = 0
-  let sum = 0
-  let j = 0
-  for (let i = 0; i < sorted.length; i++) {
-    sum += sorted[i].bytes
-    while (sorted[i].at - sorted[j].at >= millis) sum -= sorted[j++].bytes
-    best = Math.max(best, sum)
-  }
-  return best
-}
+/** Most bytes sent within any window of `millis` (sends in time order). */
+const maxInWindow = (sends: ReadonlyArray<{ readonly at: number; readonly bytes: number }>, millis: number) =>
+  busiestWindow([...sends].sort((a, b) => a.at - b.at), millis)
 
 /** `pieces` uploads of PIECE bytes at once through one limiter; when each chunk went out. */
 const uploadAtOnce = (pieces: number) =>

@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { chunkFor } from "../runtime/bandwidth.ts"
 import { type Cluster, startCluster, taskIdFor } from "../runtime/testing/cluster.ts"
-import { assertSound, getJson, killAll, type Origin, rawRequest, sha256File, startOrigin } from "../runtime/testing/harness.ts"
+import { assertSound, busiestWindow, getJson, killAll, type Origin, rawRequest, sha256File, startOrigin } from "../runtime/testing/harness.ts"
 
 const MiB = 1024 * 1024
 const SIZE = 32 * MiB
@@ -54,19 +54,6 @@ const timedGet = (url: string, onChunk: (bytes: number) => void): Promise<{ stat
     req.on("timeout", () => req.destroy(new Error(`no answer from ${url}`)))
     req.on("error", reject)
   })
-
-/** Most bytes that arrived within any window of `millis`. */
-const busiestWindow = (arrivals: ReadonlyArray<{ readonly at: number; readonly bytes: number }>, millis: number) => {
-  let best = 0
-  let sum = 0
-  let j = 0
-  for (let i = 0; i < arrivals.length; i++) {
-    sum += arrivals[i].bytes
-    while (arrivals[i].at - arrivals[j].at >= millis) sum -= arrivals[j++].bytes
-    best = Math.max(best, sum)
-  }
-  return best
-}
 
 const download = async (base: string, name: string) => {
   const output = path.join(dir, `${name}.bin`)

@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { pieceLengthFor } from "../../core/piece-layout.ts"
 import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
-import { httpJson, sha256File } from "../../runtime/testing/harness.ts"
+import { httpJson, sha256File, waitFor } from "../../runtime/testing/harness.ts"
 import { type NodeSpec, sh, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
@@ -118,20 +118,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 
 
-
-const waitFor = async (what: string, check: () => Promise<boolean>, millis: number) => {
-  const deadline = Date.now() + millis
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return
-    } catch (e) {
-      last = e
-    }
-    await sleep(100)
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
-}
 
 const percentile = (sorted: ReadonlyArray<number>, q: number): number | null =>
   sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]

@@ -186,7 +186,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       const ledger = await store.ledgerOf(taskId)
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
-    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
+    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders, (taskId, index, body) => store.stage(taskId, index, body))
     const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
     const progress = new Map<string, Progress>()
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.

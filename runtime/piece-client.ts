@@ -27,6 +27,21 @@ export class PieceClientError extends Error {
   }
 }
 
+/**
+ * Where a 200 body's bytes also go while they arrive (runtime/disk-store.ts's `stage`: the piece's
+ * place in the task's file). Why: written straight away, chunk by chunk, the bytes are still in the
+ * CPU's cache; written as a whole 4 MiB piece afterwards they are not, and on a busy 2-core machine
+ * that copy into the page cache cost ~2 CPU-s per GiB against ~0.35.
+ */
+export interface PieceSink {
+  /** The next chunk of the body, in order from byte 0, as a view of the body's buffer; false = call no more. */
+  write(chunk: Uint8Array): boolean
+  /** The whole body arrived (and every chunk was accepted). */
+  complete(): void
+  /** The exchange failed or was refused: what was written is junk. */
+  abandon(): void
+}
+
 export interface PieceGet {
   readonly host: string
   readonly port: number
@@ -36,6 +51,8 @@ export interface PieceGet {
   /** A 200 body longer than this is refused before anything is allocated. */
   readonly maxBodyBytes: number
   readonly signal?: AbortSignal | undefined
+  /** Asked for a sink once a 200 body's buffer is allocated; undefined = none. */
+  readonly sink?: ((body: Buffer) => PieceSink | undefined) | undefined
 }
 
 /** Heads and error bodies only (bodies are read in place): a small buffer, so little body is ever copied. */
@@ -160,6 +177,7 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
     let body: Buffer | undefined
     let got = 0
     let received = 0
+    let sink: PieceSink | undefined
     const hash = createHash("sha256")
     const finish = (error: PieceClientError | undefined, reply?: PieceReply) => {
       if (settled) return
@@ -167,9 +185,11 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       clearTimeout(timer)
       o.signal?.removeEventListener("abort", onAbort)
       if (error !== undefined) {
+        sink?.abandon()
         release(c, false)
         reject(error)
       } else {
+        sink?.complete()
         release(c, keepAlive)
         resolve(reply!)
       }
@@ -208,6 +228,7 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       length = contentLength
       // A piece's body goes into a pooled buffer, which the disk store gives back once it is written.
       body = status === 200 && length > 0 ? pieceBuffers.take(length) : Buffer.allocUnsafe(length)
+      if (status === 200 && length > 0) sink = o.sink?.(body)
       return true
     }
 
@@ -215,6 +236,10 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       if (got + chunk.length > length) return protocol(`more bytes than the content-length ${length}`)
       // Read in place (see `c.into`) unless it came with the head, into the fixed buffer.
       if (chunk.buffer !== body!.buffer || chunk.byteOffset !== body!.byteOffset + got) chunk.copy(body!, got)
+      if (sink !== undefined && !sink.write(body!.subarray(got, got + chunk.length))) {
+        sink.abandon()
+        sink = undefined
+      }
       if (status === 200) hash.update(chunk)
       got += chunk.length
       if (got === length) finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })

@@ -3,8 +3,8 @@
 // as a freshly allocated 64 KiB Buffer. At 1 GiB that churn of external memory triggers a full GC
 // every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
 // transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (taken
-// from runtime/piece-buffer-pool.ts, so usually no allocation at all) and into the hash, while they are still in cache. Better still, while a body is
-// being received the socket reads straight into the piece's buffer (net's `onread.buffer` as a function
+// from runtime/piece-buffer-pool.ts, so usually no allocation at all) and into the hash, while they are
+// still in cache. Better still, while a body is being received the socket reads straight into the piece's buffer (net's `onread.buffer` as a function
 // is asked for the buffer before every read), so the bytes are never copied in JS at all.
 //
 // Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
@@ -29,9 +29,11 @@ export class PieceClientError extends Error {
 
 /**
  * Where a 200 body's bytes also go while they arrive (runtime/disk-store.ts's `stage`: the piece's
- * place in the task's file). Why: written straight away, chunk by chunk, the bytes are still in the
- * CPU's cache; written as a whole 4 MiB piece afterwards they are not, and on a busy 2-core machine
- * that copy into the page cache cost ~2 CPU-s per GiB against ~0.35.
+ * place in the task's file). Why: written straight away, chunk by chunk on this thread, the bytes are
+ * still in this core's cache; written as a whole 4 MiB piece afterwards, from a libuv thread, they are
+ * not. In the throughput bench (runtime/testing/bench-throughput.ts) the downloading daemon went from
+ * 3.2–3.6 to 2.4–3.1 CPU-s/GiB (load 12–16); a 1 GiB loopback receive-and-write alone measured
+ * 0.35 CPU-s written chunk by chunk against 2.2–2.6 written piece by piece.
  */
 export interface PieceSink {
   /** The next chunk of the body, in order from byte 0, as a view of the body's buffer; false = call no more. */

@@ -4,8 +4,9 @@
 // every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
 // transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (taken
 // from runtime/piece-buffer-pool.ts, so usually no allocation at all) and into the hash, while they are
-// still in cache. Better still, while a body is being received the socket reads straight into the piece's buffer (net's `onread.buffer` as a function
-// is asked for the buffer before every read), so the bytes are never copied in JS at all.
+// still in cache. Better still, while a body is being received the socket reads straight into the
+// piece's buffer (net's `onread.buffer` as a function is asked for the buffer before every read), so
+// the bytes are never copied in JS at all.
 //
 // Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
 // sends one; anything else is refused as a protocol error), no pipelining (one request per socket at

@@ -200,7 +200,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       const ledger = await store.ledgerOf(taskId)
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
-    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
+    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders, (taskId, index, body) => store.stage(taskId, index, body))
     // Back-to-source ranges are read at the limit's rate chunk by chunk (runtime/bandwidth.ts).
     const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(httpOrigin(o.originIdleMillis, backToSourceLimiter)))
     const progress = new Map<string, Progress>()

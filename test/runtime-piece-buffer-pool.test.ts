@@ -159,3 +159,139 @@ describe("a recycled buffer and a corrupt piece", () => {
     }
   })
 })
+
+describe("staging a piece's bytes in the file as they arrive (DiskStore.stage)", () => {
+  const pieceLength = 64 * 1024
+  const content = randomBytes(pieceLength * 4)
+  const pieceOf = (i: number) => content.subarray(i * pieceLength, (i + 1) * pieceLength)
+  const onDisk = (store: DiskStore, taskId: string, i: number) => {
+    const fd = openSync(path.join(store.taskDir(taskId), "data"), "r")
+    const b = Buffer.alloc(pieceLength)
+    readSync(fd, b, 0, pieceLength, i * pieceLength)
+    closeSync(fd)
+    return b
+  }
+  /** Receives `bytes` into `buffer` in 3 chunks through `sink`, as the piece client does. */
+  const receive = (sink: { write(c: Uint8Array): boolean }, buffer: Buffer, bytes: Uint8Array, upTo = bytes.length) => {
+    const cuts = [0, 1000, 40_000, upTo].filter((x) => x <= upTo)
+    let accepted = true
+    for (let k = 1; k < cuts.length; k++) {
+      buffer.set(bytes.subarray(cuts[k - 1], cuts[k]), cuts[k - 1])
+      accepted = sink.write(buffer.subarray(cuts[k - 1], cuts[k])) && accepted
+    }
+    return accepted
+  }
+
+  it("counts a staged piece only once written with its verified buffer; junk staged for a corrupt piece is never held, read or logged", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "damselfly-stage-"))
+    try {
+      const task = { taskId: "1".repeat(64), url: "http://x/s", contentLength: content.length, pieceLength }
+      const store = new DiskStore(root)
+      await store.openAsync(task)
+      // Piece 0, true bytes: on disk before `write`, held after it.
+      const b0 = Buffer.alloc(pieceLength)
+      const sink0 = store.stage(task.taskId, 0, b0)!
+      expect(sink0).toBeDefined()
+      expect(store.stage(task.taskId, 0, Buffer.alloc(pieceLength))).toBeUndefined() // one staging per piece
+      expect(receive(sink0, b0, pieceOf(0))).toBe(true)
+      sink0.complete()
+      expect(Buffer.compare(onDisk(store, task.taskId, 0), pieceOf(0))).toBe(0)
+      expect((await store.ledgerOf(task.taskId))!.has(0)).toBe(false) // staged is not held
+      await store.writeAsync(task.taskId, 0, b0, sha256Hex(pieceOf(0)))
+      expect(Buffer.compare(await store.readAsync(task.taskId, 0), pieceOf(0))).toBe(0)
+      expect(store.stage(task.taskId, 0, Buffer.alloc(pieceLength))).toBeUndefined() // held: never staged again
+
+      // Piece 1, corrupt bytes staged: the conductor drops them (no `write`), nothing counts them.
+      const junk = Buffer.from(pieceOf(1))
+      junk[5] ^= 0xff
+      const b1 = Buffer.alloc(pieceLength)
+      const sink1 = store.stage(task.taskId, 1, b1)!
+      receive(sink1, b1, junk)
+      sink1.complete()
+      await expect(store.readAsync(task.taskId, 1)).rejects.toThrow(/not held/)
+      // Then the true piece from elsewhere (another buffer): it replaces the junk.
+      await store.writeAsync(task.taskId, 1, Buffer.from(pieceOf(1)), sha256Hex(pieceOf(1)))
+      expect(Buffer.compare(await store.readAsync(task.taskId, 1), pieceOf(1))).toBe(0)
+
+      // Piece 2: staging cut off half-way (a failed fetch) leaves junk that a restart does not count.
+      const b2 = Buffer.alloc(pieceLength)
+      const sink2 = store.stage(task.taskId, 2, b2)!
+      receive(sink2, b2, pieceOf(2), 40_000)
+      sink2.abandon()
+      // Piece 3: the wrong length is refused.
+      expect(store.stage(task.taskId, 3, Buffer.alloc(pieceLength - 1))).toBeUndefined()
+      expect(store.stage("9".repeat(64), 0, Buffer.alloc(pieceLength))).toBeUndefined() // not open
+
+      await store.readAsync(task.taskId, 1) // every write landed
+      const reopened = new DiskStore(root)
+      await reopened.loadExisting()
+      const ledger = (await reopened.ledgerOf(task.taskId))!
+      expect([0, 1, 2, 3].map((i) => ledger.has(i))).toEqual([true, true, false, false])
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+
+  it("a write of the piece from another buffer stops its staging first: late staged bytes never reach the held piece", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "damselfly-stage-race-"))
+    try {
+      const task = { taskId: "2".repeat(64), url: "http://x/r", contentLength: content.length, pieceLength }
+      const store = new DiskStore(root)
+      await store.openAsync(task)
+      // An endgame race: fetch A (corrupt, staged) is half-way when fetch B's verified bytes are written.
+      const junk = Buffer.alloc(pieceLength, 0xab)
+      const a = Buffer.alloc(pieceLength)
+      const sinkA = store.stage(task.taskId, 2, a)!
+      receive(sinkA, a, junk, 40_000)
+      await store.writeAsync(task.taskId, 2, Buffer.from(pieceOf(2)), sha256Hex(pieceOf(2)))
+      // A's remaining bytes arrive: refused, not written.
+      a.set(junk.subarray(40_000), 40_000)
+      expect(sinkA.write(a.subarray(40_000))).toBe(false)
+      sinkA.complete()
+      expect(Buffer.compare(await store.readAsync(task.taskId, 2), pieceOf(2))).toBe(0)
+      expect(Buffer.compare(onDisk(store, task.taskId, 2), pieceOf(2))).toBe(0)
+      // And a write of A's buffer itself (were it ever verified) is a duplicate of a held piece: ignored.
+      await store.writeAsync(task.taskId, 2, a, sha256Hex(a))
+      expect(Buffer.compare(onDisk(store, task.taskId, 2), pieceOf(2))).toBe(0)
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+
+  it("through the piece client: a fetched piece is staged, a corrupt one is caught by its digest and never held", async () => {
+    const piece = randomBytes(pieceLength)
+    const server = http.createServer((req, res) => {
+      const body = Buffer.from(piece)
+      if (req.url!.endsWith("/1")) body[100] ^= 0xff
+      res.writeHead(200, { "content-length": body.length })
+      res.end(body)
+    })
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    const root = await mkdtemp(path.join(tmpdir(), "damselfly-stage-client-"))
+    try {
+      const port = (server.address() as AddressInfo).port
+      const parent = {
+        peerId: "parent/x",
+        host: new Host({ id: "parent", ip: "127.0.0.1", port, idc: "", location: "", type: "seed", uploadBandwidth: 1e9, downloadBandwidth: 1e9, uploadSlots: 4 })
+      }
+      const task = { taskId: "3".repeat(64), url: "http://x/c", contentLength: pieceLength * 2, pieceLength }
+      const store = new DiskStore(root)
+      await store.openAsync(task)
+      const transfer = makeHttpPieceTransfer(undefined, undefined, (taskId, index, body) => store.stage(taskId, index, body))
+      const good = await Effect.runPromise(transfer.fetchPiece(parent, task.taskId, 0))
+      expect(Buffer.compare(onDisk(store, task.taskId, 0), piece)).toBe(0) // staged while it arrived
+      const digest = sha256Hex(piece)
+      expect(pieceSha256Hex(good)).toBe(digest)
+      await store.writeAsync(task.taskId, 0, good, digest)
+      const bad = await Effect.runPromise(transfer.fetchPiece(parent, task.taskId, 1))
+      expect(pieceSha256Hex(bad)).not.toBe(digest) // the conductor drops it: no write
+      await expect(store.readAsync(task.taskId, 1)).rejects.toThrow(/not held/)
+      await store.commitAsync(task.taskId).then(() => expect.fail("committed with piece 1 missing"), (e: Error) => expect(e.message).toMatch(/cannot commit/))
+      expect(Buffer.compare(await store.readAsync(task.taskId, 0), piece)).toBe(0)
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((r) => server.close(() => r()))
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+})

@@ -222,10 +222,10 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
       const detail = JSON.parse(text) as Record<string, unknown>
       return { via: "daemon", output, contentLength: Number(detail.contentLength), detail }
     }
-    // No time left for a direct download: the daemon's answer (its own timeout, or a failure) is final.
-    if (deadline !== undefined && Date.now() >= deadline.at) throw deadline.expired()
     // The daemon understood us and said the request is wrong: the origin would not do better.
     if (reply.status >= 400 && reply.status < 500) throw new GetFailed(`daemon ${o.daemon} refused: HTTP ${reply.status}: ${text}`)
+    // No time left for a direct download: the daemon's failure (its own 504 at the deadline, or another) is final.
+    if (deadline !== undefined && Date.now() >= deadline.at) throw deadline.expired()
     fallback = `daemon ${o.daemon} failed (HTTP ${reply.status}: ${text.slice(0, 300)})`
   } catch (e) {
     if (e instanceof HttpCallError && e.timedOut && deadline !== undefined) throw deadline.expired()

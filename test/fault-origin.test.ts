@@ -45,8 +45,16 @@ const getFrom = async (
     "get", origin.url, "-O", out, "--daemon", o.daemon ?? daemonUrl, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB),
     ...(o.args ?? ["--idle-timeout", "2"])
   ])
+  // When the origin first heard of this download (the daemon's HEAD probe, or get's own GET): time
+  // after it excludes the get process's start-up.
+  let firstRequestAt: number | undefined
+  const watch = setInterval(() => {
+    if (firstRequestAt === undefined && origin.requests() > 0) firstRequestAt = Date.now()
+  }, 20)
   const code = await get.exited
-  return { origin, out, get, code, seconds: (Date.now() - started) / 1000 }
+  clearInterval(watch)
+  const ended = Date.now()
+  return { origin, out, get, code, seconds: (ended - started) / 1000, sinceFirstRequest: firstRequestAt === undefined ? undefined : (ended - firstRequestAt) / 1000 }
 }
 
 const expectNoPartialFile = async (out: string) => {
@@ -90,14 +98,15 @@ describe("fault: origin misbehaves", () => {
   // 8 MiB at 128 KiB/s a response (1 MiB pieces: 8 s each) is a steady trickle: never idle, so only the whole-download deadline ends it.
   const SLOW = 128 * 1024
 
-  it("--timeout through the daemon, slow origin: exit 1 naming the timeout, no output file, in about the timeout", async () => {
+  it("--timeout through the daemon, slow origin: exit 1 naming the timeout, no output file; the daemon's download goes on", async () => {
     const r = await getFrom("ok", "deadline-daemon", { bytesPerSecond: SLOW, args: ["--timeout", "3"] })
-    console.log(`[fault] slow origin, --timeout 3 via daemon: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    console.log(`[fault] slow origin, --timeout 3 via daemon: get exit ${r.code} after ${r.seconds.toFixed(1)} s, process start-up included: ${r.get.stderr().trim()}`)
     expect(r.code).toBe(1)
     expect(r.get.stderr()).toMatch(/not downloaded within --timeout 3 s/)
     await expectNoPartialFile(r.out)
-    // Process start-up (tsx) is in `seconds` too; the download itself would take 32 s.
-    expect(r.seconds).toBeLessThan(20)
+    // No time bound here: with --digest and --piece-length the daemon asks nothing of the origin before it
+    // has tried the (absent) scheduler, so there is no moment to measure from but get's own start-up,
+    // which a loaded machine stretches. The message says the deadline ended it.
     // Only this caller gave up: the daemon's download goes on (README), and the daemon keeps serving.
     await waitFor("the daemon's download to keep fetching from the origin", async () => r.origin.bytesSent() > 0)
     expect((await getJson(`${daemonUrl}/healthy`)).body.ok).toBe(true)
@@ -106,11 +115,13 @@ describe("fault: origin misbehaves", () => {
 
   it("--timeout with no daemon (direct download), slow origin: exit 1 naming the timeout, no output or tmp file", async () => {
     const r = await getFrom("ok", "deadline-direct", { bytesPerSecond: SLOW, daemon: `http://127.0.0.1:${await freePort()}`, args: ["--timeout", "3"] })
-    console.log(`[fault] slow origin, --timeout 3 direct: get exit ${r.code} after ${r.seconds.toFixed(1)} s: ${r.get.stderr().trim()}`)
+    console.log(`[fault] slow origin, --timeout 3 direct: get exit ${r.code} after ${r.seconds.toFixed(1)} s (${r.sinceFirstRequest?.toFixed(1)} s after its origin GET): ${r.get.stderr().trim()}`)
     expect(r.code).toBe(1)
     expect(r.get.stderr()).toMatch(/direct download failed: .*not downloaded within --timeout 3 s/)
     await expectNoPartialFile(r.out)
-    expect(r.seconds).toBeLessThan(20)
+    // The whole download would take 64 s; it stopped at the deadline (less than 3 s after its GET).
+    expect(r.sinceFirstRequest).toBeDefined()
+    expect(r.sinceFirstRequest!).toBeLessThan(3 + 4)
     expect(r.origin.bytesSent()).toBeGreaterThan(0)
     expect(r.origin.bytesSent()).toBeLessThan(SIZE)
   }, 60_000)

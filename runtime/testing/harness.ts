@@ -53,6 +53,8 @@ export interface Origin {
   bytesSent(): number
   /** GET requests answered so far. */
   gets(): number
+  /** Requests of any method received so far (a daemon's HEAD probe included). */
+  requests(): number
   setMode(mode: OriginMode): void
   close(): Promise<void>
 }
@@ -67,8 +69,10 @@ export const startOrigin = async (dir: string, size: number, options: OriginOpti
   const sha256 = createHash("sha256").update(content).digest("hex")
   let sent = 0
   let gets = 0
+  let requests = 0
   let mode: OriginMode = options.mode ?? "ok"
   const server = http.createServer((req, res) => {
+    requests++
     if (req.url !== "/blob") {
       res.writeHead(404).end()
       return
@@ -124,6 +128,7 @@ export const startOrigin = async (dir: string, size: number, options: OriginOpti
     sha256,
     bytesSent: () => sent,
     gets: () => gets,
+    requests: () => requests,
     setMode: (m) => {
       mode = m
     },

@@ -22,6 +22,10 @@ export const pieceLengthFor = (contentLength: number, override?: number): number
 export const pieceCountOf = (contentLength: number, pieceLength: number): number =>
   contentLength === 0 ? 0 : Math.ceil(contentLength / pieceLength)
 
+/** The length of piece `index` (only the last one may be short), without building a Piece. */
+export const pieceLengthAt = (contentLength: number, pieceLength: number, index: number): number =>
+  Math.min(pieceLength, contentLength - index * pieceLength)
+
 export const pieceAt = (
   contentLength: number,
   pieceLength: number,

@@ -6,12 +6,21 @@ import type { TaskId } from "./domain.ts"
 import { pieceCountOf } from "./piece-layout.ts"
 import { type PieceEntry, PieceAvailability } from "./protocol.ts"
 
+/** A wait for the ledger's version to exceed `since`; clear `live` to withdraw it. */
+export interface LedgerWaiter {
+  readonly since: number
+  live: boolean
+  changed(): void
+}
+
 export class PieceLedger {
   readonly pieceCount: number
   private readonly digests: Array<string | undefined>
+  /** 1 where a piece is held: `has` as a typed array, for scans over every piece (the piece picker). */
+  readonly heldMask: Uint8Array
   private readonly log: Array<PieceEntry> = []
   private readonly arriving = new Set<number>()
-  private waiters: Array<() => void> = []
+  private waiters: Array<LedgerWaiter> = []
 
   constructor(
     readonly taskId: TaskId,
@@ -20,6 +29,7 @@ export class PieceLedger {
   ) {
     this.pieceCount = pieceCountOf(contentLength, pieceLength)
     this.digests = new Array(this.pieceCount)
+    this.heldMask = new Uint8Array(this.pieceCount)
   }
 
   get version(): number {
@@ -55,13 +65,20 @@ export class PieceLedger {
 
   /** Records a verified piece. Idempotent: a second add of the same piece changes nothing. */
   add(index: number, digest: string): void {
+    this.addEntry({ index, digest })
+  }
+
+  /** `add` with the log entry given (immutable; a simulator shares one per piece among all its peers). */
+  addEntry(entry: PieceEntry): void {
+    const { index, digest } = entry
     if (index < 0 || index >= this.pieceCount) {
       throw new RangeError(`piece index ${index} outside 0..${this.pieceCount - 1} of task ${this.taskId}`)
     }
     this.arriving.delete(index)
     if (this.digests[index] !== undefined) return
     this.digests[index] = digest
-    this.log.push({ index, digest })
+    this.heldMask[index] = 1
+    this.log.push(entry)
     this.wake()
   }
 
@@ -92,16 +109,20 @@ export class PieceLedger {
       changed()
       return () => {}
     }
-    let live = true
-    const entry = () => {
-      if (!live) return
-      if (this.log.length > since) changed()
-      else this.waiters.push(entry)
-    }
-    this.waiters.push(entry)
+    const waiter: LedgerWaiter = { since, live: true, changed }
+    this.waiters.push(waiter)
     return () => {
-      live = false
+      waiter.live = false
     }
+  }
+
+  /**
+   * Object form of `whenChanged` (no closure per wait; the simulator has millions): `waiter.changed()`
+   * runs once the version exceeds `waiter.since`, at once if it already does, unless `live` was cleared.
+   */
+  addWaiter(waiter: LedgerWaiter): void {
+    if (this.log.length > waiter.since || this.complete) waiter.changed()
+    else this.waiters.push(waiter)
   }
 
   /** Resolves once the version exceeds `since`. Interruptible: an abandoned wait leaves nothing behind. */
@@ -109,18 +130,10 @@ export class PieceLedger {
     return Effect.suspend(() => {
       if (this.log.length > since || this.complete) return Effect.succeed(this.since(since))
       return Effect.callback<PieceAvailability>((resume) => {
-        const waiter = () => {
-          if (this.log.length > since) {
-            resume(Effect.succeed(this.since(since)))
-            return true
-          }
-          return false
-        }
-        const entry = () => {
-          if (!waiter()) this.waiters.push(entry)
-        }
+        const entry: LedgerWaiter = { since, live: true, changed: () => resume(Effect.succeed(this.since(since))) }
         this.waiters.push(entry)
         return Effect.sync(() => {
+          entry.live = false
           this.waiters = this.waiters.filter((w) => w !== entry)
         })
       })
@@ -131,6 +144,10 @@ export class PieceLedger {
     if (this.waiters.length === 0) return
     const waiting = this.waiters
     this.waiters = []
-    for (const w of waiting) w()
+    for (const w of waiting) {
+      if (!w.live) continue
+      if (this.log.length > w.since) w.changed()
+      else this.waiters.push(w)
+    }
   }
 }

@@ -9,7 +9,7 @@ import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
-import { limiterFor, type RateLimiter } from "./bandwidth.ts"
+import { limiterFor, pacedChunks, type RateLimiter } from "./bandwidth.ts"
 import { pieceBuffers } from "./piece-buffer-pool.ts"
 
 export interface UploadOptions {
@@ -69,7 +69,6 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const slots = yield* Semaphore.make(options.uploadSlots)
     // Shared by every upload: each piece reserves its bytes and waits for its turn.
     const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
-    const pace = (bytes: number) => limiter === undefined ? Effect.void : limiter.take(bytes)
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
     const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [
@@ -101,6 +100,8 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           options.metrics?.refused("not_held")
           return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
         }
+        // A paced body is written after the handler returns: its slot is then released when the response closes.
+        let slotHandedOff = false
         const send = Effect.gen(function*() {
           // A pooled buffer (runtime/piece-buffer-pool.ts) goes back only once the read into it completed
           // and Node has finished writing the response ('finish', after the last socket write completed);
@@ -110,12 +111,15 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           const bytes = yield* Effect.tryPromise(() => store.readAsync(taskId, index, buffer))
           if (buffer !== undefined && bytes.buffer === buffer.buffer) response!.once("finish", () => pieceBuffers.give(buffer))
           if (options.corruptUploads === true && bytes.length > 0) bytes[0] ^= 0xff
-          yield* pace(bytes.length)
           options.metrics?.uploaded(bytes.length)
-          return HttpServerResponse.uint8Array(bytes, {
-            contentType: "application/octet-stream",
-            headers: { "x-piece-digest": digest }
-          })
+          const head = { contentType: "application/octet-stream", headers: { "x-piece-digest": digest } }
+          // Limited: written chunk by chunk as the shared bucket admits each (runtime/bandwidth.ts).
+          if (limiter === undefined) return HttpServerResponse.uint8Array(bytes, head)
+          if (response !== undefined && !response.destroyed) {
+            slotHandedOff = true
+            response.once("close", () => Effect.runFork(Semaphore.release(slots, 1)))
+          }
+          return HttpServerResponse.stream(pacedChunks(limiter, bytes), { ...head, contentLength: bytes.length })
         })
         // Wait a bounded time for a slot; the permit is released however the upload ends.
         return yield* Effect.uninterruptibleMask((restore) =>
@@ -125,7 +129,7 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
               options.metrics?.refused("busy")
               return HttpServerResponse.setHeader(errorResponse(503, `busy: all ${options.uploadSlots} upload slots in use, retry later`), "retry-after", "1")
             }
-            return yield* restore(send).pipe(Effect.ensuring(Semaphore.release(slots, 1)))
+            return yield* restore(send).pipe(Effect.ensuring(Effect.suspend(() => slotHandedOff ? Effect.void : Semaphore.release(slots, 1))))
           })
         ).pipe(Effect.catchTag("UnknownError", (e) =>
           Effect.sync(() => {

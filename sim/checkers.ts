@@ -57,7 +57,7 @@ export class Checkers implements WorldMonitor {
   }
 
   /** Whether every piece of the task in `pieces` is there and matches the origin; the first problem otherwise. */
-  private contentProblem(pieces: ReadonlyMap<number, Uint8Array> | undefined): string | undefined {
+  private contentProblem(pieces: { get(index: number): Uint8Array | undefined } | undefined): string | undefined {
     if (pieces === undefined) return "no pieces"
     for (let i = 0; i < this.expected.length; i++) {
       const b = pieces.get(i)

@@ -4,7 +4,7 @@
 import { Clock, Effect, type Fiber, Random, Scheduler } from "effect"
 import seedrandom from "seedrandom"
 import { makeVirtualClock } from "./clock.ts"
-import { EventQueue } from "./event-queue.ts"
+import { type EventId, EventQueue } from "./event-queue.ts"
 import { Trace } from "./trace.ts"
 
 /** FIFO within a priority, lower priority first; `flush` runs until no task is left. */
@@ -83,6 +83,8 @@ class SimScheduler implements Scheduler.Scheduler {
   }
 }
 
+const noop = () => {}
+
 /** A seeded stream with Effect's Random shape. */
 export const seededRandom = (seed: string): Random.Random => {
   const rng = seedrandom(seed)
@@ -98,6 +100,43 @@ export interface RunLimits {
   readonly maxEvents?: number
   /** Checked after every event: stop as soon as it returns true. */
   readonly stopWhen?: () => boolean
+}
+
+/**
+ * Events that all wait the same delay (a report's one-way latency, a request's round trip) are due in
+ * the order they were scheduled, so they need no heap: a FIFO per delay, merged with the agenda by
+ * (time, sequence), runs them exactly where the agenda would. Not cancellable: the callback checks.
+ */
+class Lane {
+  times: Array<number> = []
+  seqs: Array<number> = []
+  fns: Array<(arg: any) => void> = []
+  args: Array<unknown> = []
+  head = 0
+
+  push(time: number, seq: number, fn: (arg: any) => void, arg: unknown): void {
+    this.times.push(time)
+    this.seqs.push(seq)
+    this.fns.push(fn)
+    this.args.push(arg)
+  }
+
+  get empty(): boolean {
+    return this.head === this.times.length
+  }
+
+  /** Drops what was taken once it is most of the arrays. */
+  compact(): void {
+    if (this.head === this.times.length) {
+      this.times.length = this.seqs.length = this.fns.length = this.args.length = this.head = 0
+    } else if (this.head > 4096 && this.head * 2 > this.times.length) {
+      this.times.splice(0, this.head)
+      this.seqs.splice(0, this.head)
+      this.fns.splice(0, this.head)
+      this.args.splice(0, this.head)
+      this.head = 0
+    }
+  }
 }
 
 export class SimEngine {
@@ -122,12 +161,52 @@ export class SimEngine {
     return seededRandom(`${this.seed}/${name}`)
   }
 
-  at(time: number, run: () => void) {
+  at(time: number, run: () => void): EventId {
     return this.queue.push(Math.max(time, this.now), run)
   }
 
-  after(delayMillis: number, run: () => void) {
+  after(delayMillis: number, run: () => void): EventId {
     return this.queue.push(this.now + Math.max(0, delayMillis), run)
+  }
+
+  private readonly lanes = new Map<number, Lane>()
+  private readonly laneList: Array<Lane> = []
+
+  /**
+   * `fn(arg)` after `delayMillis`, for delays many events share (a link's latency): cheaper than the
+   * agenda, in the same order. Cannot be cancelled; `fn` checks whether it still applies.
+   */
+  afterFixed<T>(delayMillis: number, fn: (arg: T) => void, arg: T): void {
+    const delay = Math.max(0, delayMillis)
+    let lane = this.lanes.get(delay)
+    if (lane === undefined) {
+      lane = new Lane()
+      this.lanes.set(delay, lane)
+      this.laneList.push(lane)
+    }
+    lane.push(this.now + delay, this.queue.takeSeq(), fn, arg)
+  }
+
+  /** `fn(arg)` at `time` (not before now): no closure per event. */
+  atCall<T>(time: number, fn: (arg: T) => void, arg: T): EventId {
+    return this.queue.pushCall(Math.max(time, this.now), fn, arg)
+  }
+
+  afterCall<T>(delayMillis: number, fn: (arg: T) => void, arg: T): EventId {
+    return this.queue.pushCall(this.now + Math.max(0, delayMillis), fn, arg)
+  }
+
+  private readonly instantEnd: Array<() => void> = []
+
+  /** Runs `f` once when the current instant is over (before virtual time moves on, or the queue empties). */
+  atInstantEnd(f: () => void): void {
+    this.instantEnd.push(f)
+  }
+
+  private endInstant(): void {
+    const hooks = this.instantEnd.splice(0, this.instantEnd.length)
+    for (const f of hooks) f()
+    this.dispatcher.flush()
   }
 
   record(line: string): void {
@@ -159,22 +238,51 @@ export class SimEngine {
     const stopWhen = limits.stopWhen
     const queue = this.queue
     this.dispatcher.flush()
+    const lanes = this.laneList
     while (this.events < maxEvents) {
       if (stopWhen !== undefined && stopWhen()) return
+      // The next event: the agenda's, or a lane's if that one is due first (by time, then sequence).
+      let next = queue.peekTime()
+      let nextSeq = queue.peekSeq()
+      let lane: Lane | undefined = undefined
+      for (let i = 0; i < lanes.length; i++) {
+        const l = lanes[i]
+        if (l.empty) continue
+        const t = l.times[l.head]
+        const q = l.seqs[l.head]
+        if (t < next || (t === next && q < nextSeq)) {
+          next = t
+          nextSeq = q
+          lane = l
+        }
+      }
       // Peek before popping, so a later run() resumes exactly where this one stopped.
-      if (queue.peekTime() > until) {
-        if (queue.size > 0) this.now = until
+      if (this.instantEnd.length > 0 && next > this.now) {
+        this.endInstant()
+        continue
+      }
+      if (next > until) {
+        if (queue.size > 0 || lanes.some((l) => !l.empty)) this.now = until
         return
       }
-      const ev = queue.pop()
-      if (ev === undefined) return
-      const run = ev.run
-      if (run === undefined) continue
-      // Cleared first, so a late cancel of an event that already ran is a no-op.
-      ev.run = undefined
-      this.now = ev.time
+      let fn: (arg: any) => void
+      let arg: unknown
+      if (lane !== undefined) {
+        const h = lane.head++
+        fn = lane.fns[h]
+        arg = lane.args[h]
+        lane.fns[h] = noop
+        lane.args[h] = undefined
+        lane.compact()
+      } else {
+        // Taken off the agenda first, so a late cancel of an event that already ran is a no-op.
+        if (!queue.popInto()) return
+        fn = queue.fn!
+        arg = queue.arg
+      }
+      this.now = next
       this.events++
-      run()
+      fn(arg)
       this.dispatcher.flush()
     }
   }

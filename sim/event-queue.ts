@@ -1,87 +1,224 @@
 // The simulator's agenda: a binary min-heap of callbacks ordered by (time, sequence number). The
 // sequence number breaks ties in insertion order, which is what makes a run reproducible: two events
-// at the same virtual instant always run in the order they were scheduled.
+// at the same virtual instant always run in the order they were scheduled (a moved event counts as
+// scheduled when it was moved).
+//
+// Allocation-free: a large run pushes tens of millions of events, so an event is a slot in typed
+// arrays (time, sequence, heap position) plus a callback and its argument, and the heap holds the keys
+// inline. Slots are recycled; an EventId names a slot and its generation, so cancelling an event that
+// already ran (its slot since reused) is a no-op. Cancel and move are exact (the heap tracks every
+// slot's position): no dead entries are left for the loop to skip.
 
-export interface SimEvent {
-  readonly time: number
-  readonly seq: number
-  /** Cleared to cancel: the heap keeps the slot (lazy deletion) and the loop skips it. */
-  run: (() => void) | undefined
-}
+/** A scheduled event: cancel or move it through the queue. Stale ids (the event ran) are ignored. */
+export type EventId = number
+
+/** No event. */
+export const NO_EVENT: EventId = -1
+
+const SLOT_BITS = 23
+const SLOTS = 2 ** SLOT_BITS
+const GENERATIONS = 2 ** 29
 
 export class EventQueue {
-  private heap: Array<SimEvent> = []
+  // Per slot.
+  private gen = new Int32Array(1024)
+  private pos = new Int32Array(1024)
+  private fns: Array<((arg: any) => void) | undefined> = []
+  private args: Array<unknown> = []
+  private free = new Int32Array(1024)
+  private freeCount = 0
+  private slotsUsed = 0
+  // The heap, keys inline.
+  private hTime = new Float64Array(1024)
+  private hSeq = new Float64Array(1024)
+  private hSlot = new Int32Array(1024)
+  private n = 0
   private nextSeq = 0
-  private cancelled = 0
+
+  /** Set by `popInto`: the event that is due. */
+  time = 0
+  seq = 0
+  fn: ((arg: any) => void) | undefined = undefined
+  arg: unknown = undefined
 
   get size(): number {
-    return this.heap.length
+    return this.n
   }
 
-  /** Events pushed so far (the next sequence number): tells whether anything was pushed since. */
+  /** Events pushed (or moved) so far: tells whether anything was scheduled since. */
   get pushes(): number {
     return this.nextSeq
   }
 
-  push(time: number, run: () => void): SimEvent {
-    const ev: SimEvent = { time, seq: this.nextSeq++, run }
-    const h = this.heap
-    h.push(ev)
-    let i = h.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!before(ev, h[p])) break
-      h[i] = h[p]
-      i = p
-    }
-    h[i] = ev
-    return ev
+  /** A sequence number for an event kept elsewhere (the engine's fixed-delay lanes), ordered with these. */
+  takeSeq(): number {
+    return this.nextSeq++
   }
 
-  /** Cancels an event; once most of the heap is cancelled events, drops them all at once. */
-  cancel(ev: SimEvent): void {
-    if (ev.run === undefined) return
-    ev.run = undefined
-    this.cancelled++
-    if (this.cancelled > 4096 && this.cancelled * 2 > this.heap.length) this.compact()
+  /** The sequence number of the next event (Infinity when empty). */
+  peekSeq(): number {
+    return this.n === 0 ? Infinity : this.hSeq[0]
   }
 
-  private compact(): void {
-    this.heap = this.heap.filter((e) => e.run !== undefined)
-    this.cancelled = 0
-    // Heapify bottom-up; (time, seq) keys are unchanged, so the pop order is too.
-    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i, this.heap[i])
+  push(time: number, run: () => void): EventId {
+    return this.pushCall(time, run, undefined)
+  }
+
+  /** `fn(arg)` at `time`: a shared function and its target instead of a closure per event. */
+  pushCall<T>(time: number, fn: (arg: T) => void, arg: T): EventId {
+    const slot = this.takeSlot()
+    this.fns[slot] = fn
+    this.args[slot] = arg
+    if (this.n === this.hTime.length) this.growHeap()
+    this.siftUp(this.n++, time, this.nextSeq++, slot)
+    return this.gen[slot] * SLOTS + slot
+  }
+
+  /** Whether the event is still waiting. */
+  pending(id: EventId): boolean {
+    return this.slotOf(id) >= 0
+  }
+
+  cancel(id: EventId): void {
+    const slot = this.slotOf(id)
+    if (slot < 0) return
+    this.removeAt(this.pos[slot])
+    this.release(slot)
+  }
+
+  /** Reschedules a waiting event to `time`, ordered as if pushed now; false if it is no longer waiting. */
+  move(id: EventId, time: number): boolean {
+    const slot = this.slotOf(id)
+    if (slot < 0) return false
+    this.removeAt(this.pos[slot])
+    this.siftUp(this.n++, time, this.nextSeq++, slot)
+    return true
   }
 
   peekTime(): number {
-    return this.heap.length === 0 ? Infinity : this.heap[0].time
+    return this.n === 0 ? Infinity : this.hTime[0]
   }
 
-  pop(): SimEvent | undefined {
-    const h = this.heap
-    if (h.length === 0) return undefined
-    const top = h[0]
-    const last = h.pop()!
-    if (h.length > 0) this.siftDown(0, last)
-    if (top.run === undefined && this.cancelled > 0) this.cancelled--
-    return top
+  /** Removes the next event and exposes it in `time`, `seq`, `fn`, `arg`; false when empty. */
+  popInto(): boolean {
+    if (this.n === 0) return false
+    const slot = this.hSlot[0]
+    this.time = this.hTime[0]
+    this.seq = this.hSeq[0]
+    this.fn = this.fns[slot]
+    this.arg = this.args[slot]
+    this.removeAt(0)
+    this.release(slot)
+    return true
   }
 
-  private siftDown(start: number, ev: SimEvent): void {
-    const h = this.heap
-    const n = h.length
+  /** The next event as a record (tests). */
+  pop(): { readonly time: number; readonly seq: number; readonly run: () => void } | undefined {
+    if (!this.popInto()) return undefined
+    const fn = this.fn!
+    const arg = this.arg
+    return { time: this.time, seq: this.seq, run: () => fn(arg) }
+  }
+
+  // ------------------------------------------------------------ slots
+
+  private slotOf(id: EventId): number {
+    if (id < 0) return -1
+    const slot = id % SLOTS
+    if (slot >= this.slotsUsed || this.pos[slot] < 0 || this.gen[slot] !== Math.floor(id / SLOTS)) return -1
+    return slot
+  }
+
+  private takeSlot(): number {
+    if (this.freeCount > 0) return this.free[--this.freeCount]
+    const slot = this.slotsUsed++
+    if (slot >= SLOTS) throw new RangeError(`event queue: more than ${SLOTS} events pending at once`)
+    if (slot === this.gen.length) {
+      this.gen = grow(this.gen)
+      this.pos = grow(this.pos)
+      this.free = grow(this.free)
+    }
+    return slot
+  }
+
+  private release(slot: number): void {
+    this.pos[slot] = -1
+    this.gen[slot] = (this.gen[slot] + 1) % GENERATIONS
+    this.fns[slot] = undefined
+    this.args[slot] = undefined
+    this.free[this.freeCount++] = slot
+  }
+
+  // ------------------------------------------------------------ heap
+
+  private growHeap(): void {
+    this.hTime = grow(this.hTime)
+    this.hSeq = grow(this.hSeq)
+    this.hSlot = grow(this.hSlot)
+  }
+
+  /** Takes the entry at heap index i out (the last entry fills the hole). */
+  private removeAt(i: number): void {
+    const last = --this.n
+    if (i === last) return
+    const t = this.hTime[last]
+    const s = this.hSeq[last]
+    const slot = this.hSlot[last]
+    if (i > 0 && before(t, s, this.hTime[(i - 1) >> 1], this.hSeq[(i - 1) >> 1])) this.siftUp(i, t, s, slot)
+    else this.siftDown(i, t, s, slot)
+  }
+
+  private siftUp(start: number, t: number, s: number, slot: number): void {
+    const hTime = this.hTime
+    const hSeq = this.hSeq
+    const hSlot = this.hSlot
+    const pos = this.pos
+    let i = start
+    while (i > 0) {
+      const p = (i - 1) >> 1
+      if (!before(t, s, hTime[p], hSeq[p])) break
+      hTime[i] = hTime[p]
+      hSeq[i] = hSeq[p]
+      hSlot[i] = hSlot[p]
+      pos[hSlot[i]] = i
+      i = p
+    }
+    hTime[i] = t
+    hSeq[i] = s
+    hSlot[i] = slot
+    pos[slot] = i
+  }
+
+  private siftDown(start: number, t: number, s: number, slot: number): void {
+    const hTime = this.hTime
+    const hSeq = this.hSeq
+    const hSlot = this.hSlot
+    const pos = this.pos
+    const n = this.n
     let i = start
     while (true) {
       const l = 2 * i + 1
       if (l >= n) break
       const r = l + 1
-      const c = r < n && before(h[r], h[l]) ? r : l
-      if (!before(h[c], ev)) break
-      h[i] = h[c]
+      const c = r < n && before(hTime[r], hSeq[r], hTime[l], hSeq[l]) ? r : l
+      if (!before(hTime[c], hSeq[c], t, s)) break
+      hTime[i] = hTime[c]
+      hSeq[i] = hSeq[c]
+      hSlot[i] = hSlot[c]
+      pos[hSlot[i]] = i
       i = c
     }
-    h[i] = ev
+    hTime[i] = t
+    hSeq[i] = s
+    hSlot[i] = slot
+    pos[slot] = i
   }
 }
 
-const before = (a: SimEvent, b: SimEvent): boolean => a.time < b.time || (a.time === b.time && a.seq < b.seq)
+const before = (ta: number, sa: number, tb: number, sb: number): boolean => ta < tb || (ta === tb && sa < sb)
+
+const grow = <A extends Int32Array | Float64Array>(a: A): A => {
+  const b = new (a.constructor as new (n: number) => A)(a.length * 2)
+  b.set(a)
+  return b
+}

@@ -1,11 +1,13 @@
 // A flow-level network. Hosts have an uplink and a downlink (bytes/s); a transfer is a flow whose rate
 // the RateModel decides. Flows are fluid: between two changes a flow moves at a constant rate, so
-// only its completion is an event. When a flow starts or ends, only the flows whose rate can change
-// are settled (bytes moved so far) and get a new completion event; stale completion events are
-// cancelled in place and skipped when popped (lazy deletion).
+// only its completion is an event. When flows start or end, the links they cross are marked; before
+// virtual time moves on, the flows on every marked link are settled (bytes moved so far) and re-rated
+// once, however many changes the instant had (a finished piece freeing an upload slot and the next
+// request taking it is one re-solve, not two). A flow's completion event is moved, not replaced,
+// when its rate changes.
 import { Effect } from "effect"
 import type { SimEngine } from "./engine.ts"
-import type { SimEvent } from "./event-queue.ts"
+import { type EventId, NO_EVENT } from "./event-queue.ts"
 
 export interface NetHost {
   readonly index: number
@@ -18,6 +20,11 @@ export interface NetHost {
   /** Bytes sent by completed or cancelled flows. */
   bytesSent: number
   bytesReceived: number
+  /** Scratch for the network and its rate model (marks by re-solve number, index in a solve). */
+  upMark: number
+  downMark: number
+  upSlot: number
+  downSlot: number
 }
 
 /** A shared link between hosts: a rack uplink, an IDC's WAN link. Host up/downlinks live on NetHost. */
@@ -25,6 +32,9 @@ export interface Link {
   readonly name: string
   capacity: number
   readonly flows: Set<Flow>
+  /** Scratch, as on NetHost. */
+  mark: number
+  slot: number
 }
 
 export interface Flow {
@@ -38,39 +48,37 @@ export interface Flow {
   rate: number
   /** Virtual time `remaining` was last settled at. */
   settledAt: number
-  /** The pending completion event; replaced (and the old one cancelled) when the rate changes. */
-  completion: SimEvent | undefined
+  /** The pending completion event (NO_EVENT until the flow has a rate). */
+  completion: EventId
   /** When the flow ends at its current rate. */
   dueAt: number
   done: boolean
-  readonly onDone: () => void
+  /** Called with `doneArg` when the last byte is through. */
+  readonly onDone: (arg: any) => void
+  readonly doneArg: unknown
+  /** Scratch: the re-solve that last collected this flow. */
+  mark: number
+  readonly network: Network
 }
 
 /** How link capacity is shared; swap for full max-min fairness without touching the event logic. */
 export interface RateModel {
-  /** Flows whose rate may change when a flow between `src` and `dst` (through `via`) starts or ends. */
-  affected(src: NetHost, dst: NetHost, via: ReadonlyArray<Link>): Iterable<Flow>
-  rate(flow: Flow): number
+  /**
+   * New rates for `flows` (every flow on a link that changed), written to `rates` in order. The flows'
+   * `mark` is `solve` (a flow on one of their far links with another mark keeps its rate).
+   */
+  rates(flows: ReadonlyArray<Flow>, solve: number, rates: Float64Array): void
 }
 
 /** Each flow gets an equal share of its uplink and of its downlink, whichever is smaller. */
 export const equalShare: RateModel = {
-  *affected(src, dst, via) {
-    const seen = new Set<Flow>(src.upFlows)
-    yield* src.upFlows
-    for (const f of dst.downFlows) if (!seen.has(f)) {
-      seen.add(f)
-      yield f
+  rates: (flows, _solve, rates) => {
+    for (let i = 0; i < flows.length; i++) {
+      const f = flows[i]
+      let r = Math.min(f.src.up / f.src.upFlows.size, f.dst.down / f.dst.downFlows.size)
+      for (const link of f.via) r = Math.min(r, link.capacity / link.flows.size)
+      rates[i] = r
     }
-    for (const link of via) for (const f of link.flows) if (!seen.has(f)) {
-      seen.add(f)
-      yield f
-    }
-  },
-  rate: (f) => {
-    let r = Math.min(f.src.up / f.src.upFlows.size, f.dst.down / f.dst.downFlows.size)
-    for (const link of f.via) r = Math.min(r, link.capacity / link.flows.size)
-    return r
   }
 }
 
@@ -88,6 +96,15 @@ export class Network {
   route: (src: NetHost, dst: NetHost) => ReadonlyArray<Link> = () => NO_LINKS
   /** Bytes moved between host pairs, by host index: `pairBytes.get(src * hosts + dst)` (filled at flow end). */
   readonly pairBytes = new Map<number, number>()
+  /** Links changed since the last re-solve (each once: marked with `-(solve + 1)`). */
+  private readonly changedUp: Array<NetHost> = []
+  private readonly changedDown: Array<NetHost> = []
+  private readonly changedLinks: Array<Link> = []
+  private resolveQueued = false
+  private solves = 0
+  private readonly collected: Array<Flow> = []
+  private rates = new Float64Array(256)
+  private readonly resolveNow = () => this.resolve()
 
   constructor(
     private readonly engine: SimEngine,
@@ -98,13 +115,16 @@ export class Network {
   ) {}
 
   addHost(name: string, up: number, down: number): NetHost {
-    const h: NetHost = { index: this.hosts.length, name, up, down, upFlows: new Set(), downFlows: new Set(), bytesSent: 0, bytesReceived: 0 }
+    const h: NetHost = {
+      index: this.hosts.length, name, up, down, upFlows: new Set(), downFlows: new Set(), bytesSent: 0, bytesReceived: 0,
+      upMark: 0, downMark: 0, upSlot: 0, downSlot: 0
+    }
     this.hosts.push(h)
     return h
   }
 
   addLink(name: string, capacity: number): Link {
-    const link: Link = { name, capacity, flows: new Set() }
+    const link: Link = { name, capacity, flows: new Set(), mark: 0, slot: 0 }
     this.links.push(link)
     return link
   }
@@ -113,50 +133,52 @@ export class Network {
     return this.latency(a, b) + this.latency(b, a)
   }
 
-  /** Starts a flow now; `onDone` runs when its last byte is through. Returns a cancel function. */
+  /** Starts a flow now; `onDone` runs when its last byte is through. */
   startFlow(src: NetHost, dst: NetHost, bytes: number, onDone: () => void): Flow {
+    return this.startFlowCall(src, dst, bytes, onDone, undefined)
+  }
+
+  /** `startFlow` calling `onDone(arg)`: a shared function and its target instead of a closure per flow. */
+  startFlowCall<T>(src: NetHost, dst: NetHost, bytes: number, onDone: (arg: T) => void, arg: T): Flow {
     const now = this.engine.now
     const via = src === dst ? NO_LINKS : this.route(src, dst)
-    const flow: Flow = { id: this.nextFlow++, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: undefined, dueAt: Infinity, done: false, onDone }
+    const flow: Flow = {
+      id: this.nextFlow++, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: NO_EVENT, dueAt: Infinity,
+      done: false, onDone, doneArg: arg, mark: 0, network: this
+    }
     this.flowsStarted++
     if (this.traceFlows) this.engine.record(`flow ${flow.id} start ${src.name}>${dst.name} ${bytes}`)
     if (bytes <= 0 || src === dst) {
       // Nothing crosses a link: done at once (but still as an event, to keep resumption asynchronous).
-      this.engine.after(0, () => {
-        if (!flow.done) this.finish(flow)
-      })
+      this.engine.afterCall(0, finishEmpty, flow)
       return flow
     }
-    this.settle(this.model.affected(src, dst, via), now)
     src.upFlows.add(flow)
     dst.downFlows.add(flow)
     for (const link of via) link.flows.add(flow)
-    this.reschedule(this.model.affected(src, dst, via), now)
+    this.changed(src, dst, via)
     return flow
   }
 
   /** Stops a flow early (its reader went away); counts the bytes that did cross. */
   cancel(flow: Flow): void {
     if (flow.done) return
-    const now = this.engine.now
-    this.settle(this.model.affected(flow.src, flow.dst, flow.via), now)
+    settleFlow(flow, this.engine.now)
     this.detach(flow)
     const moved = Math.round(flow.bytes - flow.remaining)
     flow.src.bytesSent += moved
     flow.dst.bytesReceived += moved
     this.countPair(flow, moved)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} cancel ${moved}`)
-    this.reschedule(this.model.affected(flow.src, flow.dst, flow.via), now)
   }
 
   /** Changes a host's uplink capacity now (a slowed parent or origin): its flows get new rates. */
   setUplink(host: NetHost, up: number): void {
-    const now = this.engine.now
-    this.settle(this.model.affected(host, host, NO_LINKS), now)
+    // Bytes so far move at the old rates; the re-solve (this instant) uses the new capacity.
+    for (const f of host.upFlows) settleFlow(f, this.engine.now)
     host.up = up
     if (this.traceFlows) this.engine.record(`uplink ${host.name} ${up}`)
-    // Asked again after the change, so a model that solves on `affected` solves with the new capacity.
-    this.reschedule(this.model.affected(host, host, NO_LINKS), now)
+    this.changed(host, host, NO_LINKS)
   }
 
   /** One request round trip, then the flow: an Effect that completes when the bytes are through. */
@@ -187,52 +209,79 @@ export class Network {
     return ms > 0 ? Effect.sleep(ms) : Effect.void
   }
 
-  private settle(flows: Iterable<Flow>, now: number): void {
-    for (const f of flows) {
-      if (f.settledAt !== now) {
-        f.remaining = Math.max(0, f.remaining - (f.rate * (now - f.settledAt)) / 1000)
-        f.settledAt = now
-      }
+  /** Marks the links a flow from src to dst crosses; their flows are re-rated before time moves on. */
+  private changed(src: NetHost, dst: NetHost, via: ReadonlyArray<Link>): void {
+    const mark = -(this.solves + 1)
+    if (src.upMark !== mark) {
+      src.upMark = mark
+      this.changedUp.push(src)
+    }
+    if (dst.downMark !== mark) {
+      dst.downMark = mark
+      this.changedDown.push(dst)
+    }
+    for (const link of via) if (link.mark !== mark) {
+      link.mark = mark
+      this.changedLinks.push(link)
+    }
+    if (!this.resolveQueued) {
+      this.resolveQueued = true
+      this.engine.atInstantEnd(this.resolveNow)
     }
   }
 
-  private reschedule(flows: Iterable<Flow>, now: number): void {
-    for (const f of flows) {
-      const rate = this.model.rate(f)
-      if (rate === f.rate && f.completion !== undefined) continue
-      f.rate = rate
-      f.dueAt = now + (f.remaining / rate) * 1000
-      // A slower flow keeps its (now early) event, which re-arms itself when it fires; only a faster
-      // one needs a new event. On a crowded link this halves the agenda traffic.
-      if (f.completion !== undefined) {
-        if (f.completion.time <= f.dueAt) continue
-        this.engine.queue.cancel(f.completion)
-      }
-      f.completion = this.engine.at(f.dueAt, () => this.onDue(f))
-    }
-  }
-
-  private onDue(f: Flow): void {
-    if (this.engine.now < f.dueAt) f.completion = this.engine.at(f.dueAt, () => this.onDue(f))
-    else this.complete(f)
-  }
-
-  private complete(flow: Flow): void {
+  /** Settles and re-rates every flow on a changed link, once for all of this instant's changes. */
+  private resolve(): void {
+    this.resolveQueued = false
+    const solve = ++this.solves
+    const flows = this.collected
+    flows.length = 0
     const now = this.engine.now
-    this.settle(this.model.affected(flow.src, flow.dst, flow.via), now)
+    const collect = (set: Set<Flow>) => {
+      for (const f of set) if (f.mark !== solve) {
+        f.mark = solve
+        settleFlow(f, now)
+        flows.push(f)
+      }
+    }
+    for (const h of this.changedUp) collect(h.upFlows)
+    for (const h of this.changedDown) collect(h.downFlows)
+    for (const l of this.changedLinks) collect(l.flows)
+    this.changedUp.length = 0
+    this.changedDown.length = 0
+    this.changedLinks.length = 0
+    if (flows.length === 0) return
+    if (this.rates.length < flows.length) this.rates = new Float64Array(flows.length * 2)
+    const rates = this.rates
+    this.model.rates(flows, solve, rates)
+    const queue = this.engine.queue
+    for (let i = 0; i < flows.length; i++) {
+      const f = flows[i]
+      const rate = rates[i]
+      if (rate === f.rate && f.completion !== NO_EVENT) continue
+      f.rate = rate
+      f.dueAt = f.remaining <= 0 ? now : now + (f.remaining / rate) * 1000
+      if (f.completion === NO_EVENT || !queue.move(f.completion, f.dueAt)) f.completion = this.engine.atCall(f.dueAt, flowDue, f)
+    }
+    flows.length = 0
+  }
+
+  /** The flow's completion event. */
+  complete(flow: Flow): void {
+    flow.completion = NO_EVENT
     flow.remaining = 0
+    flow.settledAt = this.engine.now
     this.detach(flow)
-    this.reschedule(this.model.affected(flow.src, flow.dst, flow.via), now)
     this.finish(flow)
   }
 
-  private finish(flow: Flow): void {
+  finish(flow: Flow): void {
     flow.done = true
     flow.src.bytesSent += flow.bytes
     flow.dst.bytesReceived += flow.bytes
     this.countPair(flow, flow.bytes)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} end`)
-    flow.onDone()
+    flow.onDone(flow.doneArg)
   }
 
   private countPair(flow: Flow, bytes: number): void {
@@ -254,10 +303,12 @@ export class Network {
 
   private detach(flow: Flow): void {
     flow.done = true
-    if (flow.completion !== undefined) this.engine.queue.cancel(flow.completion)
+    if (flow.completion !== NO_EVENT) this.engine.queue.cancel(flow.completion)
+    flow.completion = NO_EVENT
     flow.src.upFlows.delete(flow)
     flow.dst.downFlows.delete(flow)
     for (const link of flow.via) link.flows.delete(flow)
+    this.changed(flow.src, flow.dst, flow.via)
   }
 
   /** Current rate sums per link, for invariant checks. */
@@ -270,4 +321,21 @@ export class Network {
       return { host, up, down }
     })
   }
+}
+
+/** Bytes moved since the flow was last settled, at its current rate. */
+const settleFlow = (f: Flow, now: number): void => {
+  if (f.settledAt !== now) {
+    f.remaining = Math.max(0, f.remaining - (f.rate * (now - f.settledAt)) / 1000)
+    f.settledAt = now
+  }
+}
+
+const flowDue = (f: Flow): void => {
+  f.completion = NO_EVENT
+  f.network.complete(f)
+}
+
+const finishEmpty = (f: Flow): void => {
+  if (!f.done) f.network.finish(f)
 }

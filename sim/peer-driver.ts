@@ -7,14 +7,15 @@
 // Scheduler requests and origin calls always go through the services: they are few per peer.
 import { Cause, Effect, Exit, type Fiber } from "effect"
 import { DownloadError, type TransferFailed } from "../core/errors.ts"
-import { pieceAt } from "../core/piece-layout.ts"
-import { type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
+import { pieceAt, pieceLengthAt } from "../core/piece-layout.ts"
+import { type AvailabilityAnswer, type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
+import type { LedgerWaiter, PieceLedger } from "../core/piece-ledger.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
-import type { SimEvent } from "./event-queue.ts"
+import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
-import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
+import { type SlotWaiter, type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
 type Observer = (exit: Exit.Exit<DownloadResult, DownloadError>) => void
@@ -26,7 +27,9 @@ export class PeerDriver {
   private readonly observers: Array<Observer> = []
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
-  private readonly watches = new Map<Source, Cancel>()
+  private readonly watches = new Map<Source, { cancel(): void }>()
+  /** Each parent's last long-poll (fault-free path), reused for the next one. */
+  private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
   /** Piece fetches in flight. */
@@ -75,11 +78,15 @@ export class PeerDriver {
   }
 
   fetchedInput(job: FetchJob, bytes: Uint8Array): void {
-    this.input(() => this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started))
+    if (this.exit !== undefined) return
+    this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started)
+    this.pump()
   }
 
   fetchFailedInput(job: FetchJob, message: string, temporary: boolean): void {
-    this.input(() => this.machine.fetchFailed(job.s, job.index, message, temporary))
+    if (this.exit !== undefined) return
+    this.machine.fetchFailed(job.s, job.index, message, temporary)
+    this.pump()
   }
 
   /** The host stopped (or the run ended): drop everything in flight. */
@@ -95,8 +102,9 @@ export class PeerDriver {
     this.jobs.clear()
     for (const cancel of [...this.pending]) cancel()
     this.pending.clear()
-    for (const cancel of this.watches.values()) cancel()
+    for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
+    this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
     for (const o of this.observers) o(exit)
@@ -110,12 +118,9 @@ export class PeerDriver {
     this.pumping = true
     try {
       while (this.exit === undefined) {
-        const commands = this.machine.takeCommands()
-        if (commands.length === 0) break
-        for (const c of commands) {
-          if (this.exit !== undefined) break
-          this.perform(c)
-        }
+        const c = this.machine.nextCommand()
+        if (c === undefined) break
+        this.perform(c)
       }
     } finally {
       this.pumping = false
@@ -149,9 +154,10 @@ export class PeerDriver {
       case "Watch":
         return this.watch(c.source, c.since)
       case "Unwatch": {
-        const cancel = this.watches.get(c.source)
+        const w = this.watches.get(c.source)
         this.watches.delete(c.source)
-        cancel?.()
+        this.polls.delete(c.source)
+        w?.cancel()
         return
       }
       case "Fetch":
@@ -212,102 +218,101 @@ export class PeerDriver {
     return cancel
   }
 
-  /** An event after `ms`, dropped if the peer stops first. */
-  private after(ms: number, run: () => void): Cancel {
-    const engine = this.world.engine
-    const ev = engine.after(ms, () => {
-      this.pending.delete(cancel)
-      run()
-    })
-    const cancel = () => {
-      this.pending.delete(cancel)
-      engine.queue.cancel(ev)
-    }
-    this.pending.add(cancel)
-    return cancel
-  }
-
   // ------------------------------------------------------------ reports: one-way, latency only
 
   private report(m: PeerReport): void {
     const { world, me } = this
-    const { engine, network, schedulerNet, faults } = world
-    const name = me.host.id
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    engine.after(network.latency(me.net, schedulerNet), () => {
-      const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
-      // A report into a dead or partitioned scheduler is lost.
-      if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${name}>scheduler ${what}`)
-      engine.record(`msg ${name}>scheduler ${what}`)
-      const scheduler = world.scheduler
-      Effect.runSync(scheduler.report(m))
-      world.monitor?.schedulerActivity(scheduler, m)
-    })
+    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
+  }
+
+  /** A report reaches the scheduler. */
+  reportArrived(m: PeerReport): void {
+    const { world, me } = this
+    const { engine, faults } = world
+    const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
+    // A report into a dead or partitioned scheduler is lost.
+    if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${what}`)
+    engine.record(`msg ${me.host.id}>scheduler ${what}`)
+    const scheduler = world.scheduler
+    scheduler.reportNow(m)
+    world.monitor?.schedulerActivity(scheduler, m)
   }
 
   // ------------------------------------------------------------ long-polls
 
   private watch(s: Source, since: number): void {
     const { machine } = this
-    const answer = (a: Parameters<PeerMachine["availability"]>[1]) => {
-      this.watches.delete(s)
-      this.input(() => machine.availability(s, a))
-    }
-    const failed = (e: TransferFailed) => {
-      this.watches.delete(s)
-      this.input(() => machine.availabilityFailed(s, e.message, e.temporary))
-    }
     if (!this.fast) {
-      let cancel: Cancel = () => {}
-      cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
-        if (this.watches.get(s) === cancel) this.watches.delete(s)
+      const w = { cancel: () => {} }
+      w.cancel = this.run(this.transfer.availability(s.parent!, this.request.taskId, since), (exit) => {
+        if (this.watches.get(s) === w) this.watches.delete(s)
         if (Exit.isSuccess(exit)) machine.availability(s, exit.value)
         else {
           const e = failureOf(exit) as TransferFailed | undefined
           machine.availabilityFailed(s, e?.message ?? messageOf(exit.cause), e?.temporary ?? false)
         }
       })
-      this.watches.set(s, cancel)
+      this.watches.set(s, w)
       return
     }
     // The request travels to the parent, waits there for a change, and the answer travels back.
     const { world, me, request } = this
+    // The same parent asked again (after each answer): its last poll, with what it looked up.
+    const last = this.polls.get(s)
+    if (last !== undefined && last.reusable) {
+      last.rearm(since)
+      this.watches.set(s, last)
+      last.ledger!.addWaiter(last)
+      return
+    }
     const p = world.hostById(s.parent!.host.id)
-    if (p === undefined) return failed(transferFailed(`no host ${s.parent!.host.id}`, false))
+    if (p === undefined) {
+      this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
+      return
+    }
     const engine = world.engine
     const there = world.network.latency(me.net, p.net)
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
-    let stage: Cancel = () => {}
+    const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
+    this.watches.set(s, poll)
+    this.polls.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
-      const go = engine.after(there, () => {
-        const l = p.store.ledger(request.taskId)
-        if (l === undefined) return failed(transferFailed(`${s.parent!.peerId} has not opened task ${request.taskId}`, true))
-        stage = l.whenChanged(since, () => {
-          const a = l.delta(since)
-          stage = deliverAt(engine, engine.now + back, () => answer(a))
-        })
-      })
-      stage = () => engine.queue.cancel(go)
+      poll.ev = engine.afterCall(there, pollArrived, poll)
     } else {
       // Open already (ledgers only grow): no event for the request's trip. The parent answers when the
       // request has arrived and its version exceeds `since`, with what it held at that instant.
-      const arrives = engine.now + there
-      stage = ledger.whenChanged(since, () => {
-        const at = Math.max(engine.now, arrives)
-        stage = deliverAt(engine, at + back, () => answer(ledger.delta(since, versionAt(ledger, at))))
-      })
+      poll.ledger = ledger
+      ledger.addWaiter(poll)
     }
-    this.watches.set(s, () => stage())
+  }
+
+  /** A long-poll's answer is back. */
+  pollAnswered(poll: LongPoll, a: AvailabilityAnswer): void {
+    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
+    if (this.exit !== undefined) return
+    this.machine.availability(poll.s, a)
+    this.pump()
+  }
+
+  pollFailed(poll: LongPoll, e: TransferFailed): void {
+    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
+    if (this.exit !== undefined) return
+    this.machine.availabilityFailed(poll.s, e.message, e.temporary)
+    this.pump()
   }
 
   // ------------------------------------------------------------ fetches
 
   private fetch(s: Source, index: number, delayMillis: number, timeoutMillis: number): void {
     const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
-    if (delayMillis > 0) this.after(delayMillis, () => job.begin())
-    else job.begin()
+    if (delayMillis > 0) {
+      // Waiting out an origin backoff: dropped with the peer.
+      this.jobs.add(job)
+      job.ev = this.world.engine.afterCall(delayMillis, jobBegin, job)
+    } else job.begin()
   }
 
   /** The service path (origin ranges; parents' pieces under a fault plan). */
@@ -331,66 +336,96 @@ export class PeerDriver {
 
   // ------------------------------------------------------------ fetch deadlines
 
-  /** Fetch deadlines in issue order (all fetches share one timeout, so they are due in this order). */
-  private readonly deadlines: Array<{ readonly at: number; fire: (() => void) | undefined }> = []
+  /** Fetches with a deadline, in issue order (all fetches share one timeout, so they are due in this order). */
+  private readonly deadlines: Array<FetchJob> = []
   private deadlineHead = 0
-  private deadlineEvent: Cancel | undefined
+  private deadlineEvent: EventId = NO_EVENT
 
-  /** Calls `fire` at `at` unless cancelled first; one agenda event per peer at a time, not one per fetch. */
-  deadlineAt(at: number, fire: () => void): Cancel {
-    const entry: { readonly at: number; fire: (() => void) | undefined } = { at, fire }
+  /** Calls `job.timedOut()` at `job.dueAt` unless its `deadlineLive` is cleared first; one agenda event per peer at a time, not one per fetch. */
+  watchDeadline(job: FetchJob): void {
     const list = this.deadlines
-    // Out of order (cannot happen with one timeout for all): fall back to an event of its own.
-    if (this.deadlineHead < list.length && list[list.length - 1].at > at) return this.after(at - this.world.engine.now, () => entry.fire?.())
-    list.push(entry)
-    if (this.deadlineEvent === undefined) this.armDeadlines()
-    return () => {
-      entry.fire = undefined
+    // Fetches mostly settle in issue order: drop settled ones from the front, so the list stays short
+    // (and holds no finished fetch alive).
+    while (this.deadlineHead < list.length && !list[this.deadlineHead].deadlineLive) this.deadlineHead++
+    if (this.deadlineHead === list.length) list.length = this.deadlineHead = 0
+    else if (this.deadlineHead >= 16 && this.deadlineHead * 2 > list.length) {
+      list.splice(0, this.deadlineHead)
+      this.deadlineHead = 0
     }
+    // Out of order (cannot happen with one timeout for all): an event of its own.
+    if (this.deadlineHead < list.length && list[list.length - 1].dueAt > job.dueAt) {
+      job.deadlineEvent = this.world.engine.atCall(job.dueAt, fireDeadline, job)
+      return
+    }
+    list.push(job)
+    if (this.deadlineEvent === NO_EVENT) this.armDeadlines()
   }
 
   private armDeadlines(): void {
     const list = this.deadlines
-    while (this.deadlineHead < list.length && list[this.deadlineHead].fire === undefined) this.deadlineHead++
+    while (this.deadlineHead < list.length && !list[this.deadlineHead].deadlineLive) this.deadlineHead++
     if (this.deadlineHead > 1024 && this.deadlineHead * 2 > list.length) {
       list.splice(0, this.deadlineHead)
       this.deadlineHead = 0
     }
     if (this.deadlineHead >= list.length) {
-      this.deadlineEvent = undefined
+      list.length = this.deadlineHead = 0
+      this.deadlineEvent = NO_EVENT
       return
     }
-    const at = list[this.deadlineHead].at
-    this.deadlineEvent = this.after(Math.max(0, at - this.world.engine.now), () => {
-      this.deadlineEvent = undefined
-      const now = this.world.engine.now
-      while (this.deadlineHead < list.length && list[this.deadlineHead].at <= now) {
-        const e = list[this.deadlineHead++]
-        const fire = e.fire
-        e.fire = undefined
-        fire?.()
-      }
-      if (this.deadlineEvent === undefined) this.armDeadlines()
-    })
+    this.deadlineEvent = this.world.engine.atCall(list[this.deadlineHead].dueAt, fireDeadlines, this)
+  }
+
+  /** The earliest deadline is due: time out every fetch due by now, then wait for the next. */
+  deadlinesDue(): void {
+    this.deadlineEvent = NO_EVENT
+    if (this.exit !== undefined) return
+    const list = this.deadlines
+    const now = this.world.engine.now
+    while (this.deadlineHead < list.length && list[this.deadlineHead].dueAt <= now) {
+      const job = list[this.deadlineHead++]
+      if (job.deadlineLive) job.timedOut()
+    }
+    if (this.deadlineEvent === NO_EVENT) this.armDeadlines()
   }
 }
+
+const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
+const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)
+const fireDeadline = (job: FetchJob): void => {
+  job.deadlineEvent = NO_EVENT
+  if (job.deadlineLive) job.timedOut()
+}
+const jobBegin = (job: FetchJob): void => {
+  job.ev = NO_EVENT
+  job.begin()
+}
+const jobArrived = (job: FetchJob): void => job.arrived()
+const jobAnswered = (job: FetchJob): void => job.answered()
+const jobFlowed = (job: FetchJob): void => job.flowed()
 
 /**
  * One piece fetch. Fault-free, from a parent, it is host.ts's fetchPiece as events: the request's round
  * trip, the parent's checks, an upload slot, the flow; a deadline abandons it. Otherwise it runs the
- * service. An object with methods rather than closures: there are millions of these in a large run.
+ * service. An object with methods and shared callbacks rather than closures: there are millions of
+ * these in a large run.
  */
-class FetchJob {
+class FetchJob implements SlotWaiter {
   settled = false
+  cancelled = false
+  /** An upload slot is being waited for (SlotWaiter). */
+  waiting = false
+  /** The deadline still applies. */
+  deadlineLive = false
+  deadlineEvent: EventId = NO_EVENT
+  readonly dueAt: number
   private parent: SimHost | undefined
   private bytes: Uint8Array | undefined
   private length = 0
-  private ev: SimEvent | undefined
+  ev: EventId = NO_EVENT
   private slots: UploadSlots | undefined
-  private withdraw: Cancel | undefined
   private flow: Flow | undefined
   private serviceCancel: Cancel | undefined
-  private deadline: Cancel | undefined
 
   constructor(
     readonly d: PeerDriver,
@@ -398,7 +433,9 @@ class FetchJob {
     readonly index: number,
     readonly started: number,
     private readonly timeoutMillis: number
-  ) {}
+  ) {
+    this.dueAt = started + timeoutMillis
+  }
 
   begin(): void {
     const d = this.d
@@ -409,7 +446,8 @@ class FetchJob {
       return
     }
     // A parent's piece that takes too long is abandoned (its flow cancelled) and counts as temporary.
-    this.deadline = d.deadlineAt(this.started + this.timeoutMillis, () => this.timedOut())
+    this.deadlineLive = true
+    d.watchDeadline(this)
     if (!d.fast) {
       this.serviceCancel = d.fetchByService(this)
       return
@@ -425,16 +463,18 @@ class FetchJob {
       // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
       // round trip is one event.
       this.bytes = bytes
-      this.length = pieceAt(held.contentLength, held.pieceLength, this.index).length
-      this.ev = engine.after(network.latency(me.net, p.net) + network.latency(p.net, me.net), () => this.answered())
+      this.length = pieceLengthAt(held.contentLength, held.pieceLength, this.index)
+      // Many fetches share this round trip: a fixed-delay lane, not the agenda (so no event to cancel:
+      // `answered` checks that the fetch still stands).
+      engine.afterFixed(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
       return
     }
-    this.ev = engine.after(network.latency(me.net, p.net), () => this.arrived())
+    this.ev = engine.afterCall(network.latency(me.net, p.net), jobArrived, this)
   }
 
   /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
-  private arrived(): void {
-    this.ev = undefined
+  arrived(): void {
+    this.ev = NO_EVENT
     const { world, me, request } = this.d
     const p = this.parent!
     const ledger = p.store.ledger(request.taskId)
@@ -442,43 +482,43 @@ class FetchJob {
     const bytes = p.store.tasks.get(request.taskId)?.pieces.get(this.index)
     if (!ledger.has(this.index) || bytes === undefined) return this.failed(`${this.s.parent!.peerId} does not hold piece ${this.index}`, true)
     this.bytes = bytes
-    this.length = pieceAt(ledger.contentLength, ledger.pieceLength, this.index).length
-    this.ev = world.engine.after(world.network.latency(p.net, me.net), () => this.answered())
+    this.length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, this.index)
+    this.ev = world.engine.afterCall(world.network.latency(p.net, me.net), jobAnswered, this)
   }
 
   /** The answer is back: wait for one of the parent's upload slots, then the bytes flow. */
-  private answered(): void {
-    this.ev = undefined
+  answered(): void {
+    if (this.cancelled) return
+    this.ev = NO_EVENT
     const p = this.parent!
-    const slots = (this.slots = uploadSlotsOf(p, p.host.uploadSlots))
-    this.withdraw = slots.request(() => this.granted())
+    this.slots = uploadSlotsOf(p, p.host.uploadSlots)
+    this.slots.enqueue(this)
   }
 
-  private granted(): void {
-    this.withdraw = undefined
+  granted(): void {
     const { world, me } = this.d
-    this.flow = world.network.startFlow(this.parent!.net, me.net, this.length, () => this.flowed())
+    this.flow = world.network.startFlowCall(this.parent!.net, me.net, this.length, jobFlowed, this)
   }
 
-  private flowed(): void {
+  flowed(): void {
     this.flow = undefined
     this.slots!.release()
     this.ok(this.bytes!)
   }
 
-  private timedOut(): void {
-    this.deadline = undefined
+  timedOut(): void {
+    this.deadlineLive = false
     this.cancel()
     this.failed(`timed out after ${this.timeoutMillis} ms`, true)
   }
 
   /** Stops whatever stage is under way (the peer ended, or the deadline passed). */
   cancel(): void {
+    this.cancelled = true
     const engine = this.d.world.engine
-    if (this.ev !== undefined) engine.queue.cancel(this.ev)
-    this.ev = undefined
-    if (this.withdraw !== undefined) this.withdraw()
-    this.withdraw = undefined
+    engine.queue.cancel(this.ev)
+    this.ev = NO_EVENT
+    this.waiting = false
     if (this.flow !== undefined) {
       this.d.world.network.cancel(this.flow)
       this.slots!.release()
@@ -486,8 +526,13 @@ class FetchJob {
     this.flow = undefined
     this.serviceCancel?.()
     this.serviceCancel = undefined
-    this.deadline?.()
-    this.deadline = undefined
+    this.dropDeadline()
+  }
+
+  private dropDeadline(): void {
+    this.deadlineLive = false
+    if (this.deadlineEvent !== NO_EVENT) this.d.world.engine.queue.cancel(this.deadlineEvent)
+    this.deadlineEvent = NO_EVENT
   }
 
   ok(bytes: Uint8Array): void {
@@ -502,12 +547,96 @@ class FetchJob {
     if (this.settled) return false
     this.settled = true
     this.serviceCancel = undefined
-    this.deadline?.()
-    this.deadline = undefined
+    this.dropDeadline()
     this.d.jobs.delete(this)
     return true
   }
 }
+
+/**
+ * One long-poll of a parent's ledger (fault-free path): the request's trip (an event only when the
+ * parent had not opened the task when asked), the wait at the parent (a ledger waiter), the answer's
+ * trip (a shared delivery event). One object, no closures.
+ */
+class LongPoll implements LedgerWaiter {
+  live = true
+  /** Answered (so in no ledger's waiters and no pending delivery): may be rearmed for the next poll. */
+  reusable = false
+  ev: EventId = NO_EVENT
+  ledger: PieceLedger | undefined = undefined
+  /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
+  private late = false
+  private answerAt = 0
+  private answer: AvailabilityAnswer | undefined = undefined
+
+  constructor(
+    readonly d: PeerDriver,
+    readonly s: Source,
+    public since: number,
+    private readonly p: SimHost,
+    private arrives: number,
+    private readonly there: number,
+    private readonly back: number
+  ) {}
+
+  /** The next poll of the same parent, whose ledger is known (open: ledgers only grow). */
+  rearm(since: number): void {
+    this.since = since
+    this.arrives = this.d.world.engine.now + this.there
+    this.live = true
+    this.reusable = false
+    this.late = false
+    this.answer = undefined
+    this.answerAt = 0
+  }
+
+  /** The request reached a parent that had not opened the task when it was sent. */
+  arrived(): void {
+    this.ev = NO_EVENT
+    const taskId = this.d.request.taskId
+    const l = this.p.store.ledger(taskId)
+    if (l === undefined) {
+      this.live = false
+      return this.d.pollFailed(this, transferFailed(`${this.s.parent!.peerId} has not opened task ${taskId}`, true))
+    }
+    this.ledger = l
+    this.late = true
+    l.addWaiter(this)
+  }
+
+  /** The parent's version passed `since` (LedgerWaiter). */
+  changed(): void {
+    const engine = this.d.world.engine
+    const ledger = this.ledger!
+    if (this.late) {
+      this.answer = ledger.delta(this.since)
+      deliverAt(engine, engine.now + this.back, this)
+    } else {
+      this.answerAt = Math.max(engine.now, this.arrives)
+      deliverAt(engine, this.answerAt + this.back, this)
+    }
+  }
+
+  /** The answer arrives (Delivery). */
+  deliver(): void {
+    if (!this.live) return
+    this.live = false
+    const ledger = this.ledger!
+    const answer = this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt))
+    this.reusable = true
+    // Last: the answer may rearm this poll at once.
+    this.d.pollAnswered(this, answer)
+  }
+
+  cancel(): void {
+    this.live = false
+    this.reusable = false
+    if (this.ev !== NO_EVENT) this.d.world.engine.queue.cancel(this.ev)
+    this.ev = NO_EVENT
+  }
+}
+
+const pollArrived = (poll: LongPoll): void => poll.arrived()
 
 /** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
 const versionTimes = new WeakMap<object, Array<number>>()
@@ -526,33 +655,31 @@ const versionAt = (ledger: { readonly version: number }, at: number): number => 
  * agenda event (a parent's new piece reaching all its waiting children): same order, fewer events.
  */
 interface Delivery {
-  run: (() => void) | undefined
+  deliver(): void
 }
-const openBatch = new WeakMap<object, { readonly time: number; readonly seq: number; readonly items: Array<Delivery>; running: boolean }>()
+interface DeliveryBatch {
+  readonly time: number
+  readonly seq: number
+  readonly items: Array<Delivery>
+  running: boolean
+}
+const openBatch = new WeakMap<object, DeliveryBatch>()
 
-const deliverAt = (engine: HostContext["engine"], time: number, run: () => void): Cancel => {
-  const item: Delivery = { run }
+const runBatch = (batch: DeliveryBatch): void => {
+  batch.running = true
+  for (const d of batch.items) d.deliver()
+}
+
+const deliverAt = (engine: HostContext["engine"], time: number, item: Delivery): void => {
   const b = openBatch.get(engine)
   const t = Math.max(time, engine.now)
   if (b !== undefined && !b.running && b.time === t && engine.queue.pushes === b.seq + 1) {
     b.items.push(item)
-  } else {
-    const items: Array<Delivery> = [item]
-    const batch = { time: t, seq: 0, items, running: false }
-    const ev = engine.at(t, () => {
-      batch.running = true
-      for (const d of items) {
-        const f = d.run
-        d.run = undefined
-        f?.()
-      }
-    })
-    ;(batch as { seq: number }).seq = ev.seq
-    openBatch.set(engine, batch)
+    return
   }
-  return () => {
-    item.run = undefined
-  }
+  const batch: DeliveryBatch = { time: t, seq: engine.queue.pushes, items: [item], running: false }
+  engine.atCall(t, runBatch, batch)
+  openBatch.set(engine, batch)
 }
 
 /** Starts a download on `me`, driven by the engine. */

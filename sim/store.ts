@@ -3,13 +3,50 @@ import { Effect } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import { StoreFailed } from "../core/errors.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
+import type { PieceEntry } from "../core/protocol.ts"
 import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
+
+/** A task's piece bytes by index (an array, not a Map: a large run holds millions). */
+export class PieceBytes {
+  private readonly bytes: Array<Uint8Array | undefined>
+  size = 0
+
+  constructor(pieceCount: number) {
+    this.bytes = new Array(pieceCount).fill(undefined)
+  }
+
+  get(index: number): Uint8Array | undefined {
+    return this.bytes[index]
+  }
+
+  has(index: number): boolean {
+    return this.bytes[index] !== undefined
+  }
+
+  set(index: number, bytes: Uint8Array): void {
+    if (this.bytes[index] === undefined) this.size++
+    this.bytes[index] = bytes
+  }
+}
 
 export interface StoredContent {
   readonly task: StoredTask
   readonly ledger: PieceLedger
-  readonly pieces: Map<number, Uint8Array>
+  readonly pieces: PieceBytes
   committed: boolean
+}
+
+/**
+ * One log entry per piece content, shared by every ledger that holds it: a simulated copy is its
+ * parent's array (never mutated), so the array identifies the entry. A large run holds millions.
+ */
+const entries = new WeakMap<Uint8Array, PieceEntry>()
+const entryOf = (index: number, bytes: Uint8Array, digest: string): PieceEntry => {
+  const e = entries.get(bytes)
+  if (e !== undefined && e.index === index && e.digest === digest) return e
+  const made = { index, digest }
+  entries.set(bytes, made)
+  return made
 }
 
 export class MemoryStore {
@@ -34,7 +71,7 @@ export class MemoryStore {
     if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
     c.pieces.set(index, bytes)
     // The ledger is what children long-poll; adding is idempotent if the caller adds too.
-    c.ledger.add(index, digest)
+    c.ledger.addEntry(entryOf(index, bytes, digest))
     return undefined
   }
 
@@ -43,7 +80,8 @@ export class MemoryStore {
       Effect.sync(() => {
         let c = this.tasks.get(task.taskId)
         if (c === undefined) {
-          c = { task, ledger: new PieceLedger(task.taskId, task.contentLength, task.pieceLength), pieces: new Map(), committed: false }
+          const ledger = new PieceLedger(task.taskId, task.contentLength, task.pieceLength)
+          c = { task, ledger, pieces: new PieceBytes(ledger.pieceCount), committed: false }
           this.tasks.set(task.taskId, c)
           this.record(`open ${this.hostId} ${task.contentLength}/${task.pieceLength}`)
         }

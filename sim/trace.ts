@@ -14,9 +14,17 @@ export class Trace {
   /** Lines not yet fed to the hash: sha256 is chunk-agnostic, so feeding ~64 KiB at a time gives the same digest, cheaper. */
   private pending = ""
 
+  /** The last time formatted, and its text: most lines share their instant with the line before. */
+  private lastTime = NaN
+  private timeText = ""
+
   record(timeMillis: number, line: string): void {
     // Microsecond resolution is below any latency in a scenario; fixed formatting keeps it stable.
-    const text = `${timeMillis.toFixed(3)} ${line}\n`
+    if (timeMillis !== this.lastTime) {
+      this.lastTime = timeMillis
+      this.timeText = `${timeMillis.toFixed(3)} `
+    }
+    const text = this.timeText + line + "\n"
     this.pending += text
     if (this.pending.length > 65_536) {
       this.hash.update(this.pending)

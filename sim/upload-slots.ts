@@ -3,10 +3,16 @@
 // every request at once and finish none of them soon, so nothing could be relayed.
 import { Effect } from "effect"
 
+/** A request for a slot in object form: `granted` is called once a slot is held, unless `waiting` was cleared first. */
+export interface SlotWaiter {
+  waiting: boolean
+  granted(): void
+}
+
 export class UploadSlots {
   private busy = 0
-  /** FIFO of waiting requests, read from `head` (not shift(): a seed in a flash crowd has thousands waiting); a withdrawn request has no `run`. */
-  private readonly waiting: Array<{ run: (() => void) | undefined }> = []
+  /** FIFO of waiting requests, read from `head` (not shift(): a seed in a flash crowd has thousands waiting); a withdrawn one is no longer `waiting`. */
+  private readonly queue: Array<SlotWaiter> = []
   private head = 0
 
   constructor(private readonly slots: number) {}
@@ -24,42 +30,50 @@ export class UploadSlots {
   }
 
   /**
-   * Callback form (the simulator's peer driver): `granted` runs once a slot is held (at once if one is
-   * free). The returned function withdraws a request still waiting; a granted slot is given back with
-   * `release`.
+   * Callback form: `granted` runs once a slot is held (at once if one is free). The returned function
+   * withdraws a request still waiting; a granted slot is given back with `release`.
    */
   request(granted: () => void): () => void {
+    const turn: SlotWaiter = { waiting: true, granted }
+    this.enqueue(turn)
+    return () => {
+      turn.waiting = false
+    }
+  }
+
+  /**
+   * Object form (the simulator's peer driver: no closure per request): `waiter.granted()` runs once a
+   * slot is held, at once if one is free. Clear `waiter.waiting` to withdraw it.
+   */
+  enqueue(waiter: SlotWaiter): void {
     if (this.busy < this.slots) {
       this.busy++
-      granted()
-      return noop
+      waiter.waiting = false
+      waiter.granted()
+      return
     }
-    const turn: { run: (() => void) | undefined } = { run: granted }
-    this.waiting.push(turn)
-    return () => {
-      turn.run = undefined
-    }
+    waiter.waiting = true
+    this.queue.push(waiter)
   }
 
   release(): void {
     this.busy--
-    const q = this.waiting
+    const q = this.queue
     while (this.head < q.length) {
-      const next = q[this.head++].run
-      if (next === undefined) continue
+      const next = q[this.head++]
+      if (!next.waiting) continue
       if (this.head > 1024 && this.head * 2 > q.length) {
         q.splice(0, this.head)
         this.head = 0
       }
       this.busy++
-      return next()
+      next.waiting = false
+      return next.granted()
     }
     q.length = 0
     this.head = 0
   }
 }
-
-const noop = () => {}
 
 const byHost = new WeakMap<object, UploadSlots>()
 

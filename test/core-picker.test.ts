@@ -41,6 +41,26 @@ describe("pickPieces", () => {
   })
 })
 
+describe("pickPieces, rarest first", () => {
+  it("gives exactly the stable sort of the rotation by availability, cut at max (the one-pass selection for few picks included)", () => {
+    fc.assert(
+      fc.property(view, ({ n, availability, wanted, max, offset }) => {
+        const rotation = offset % Math.max(1, n)
+        const order = Array.from({ length: n }, (_, k) => (k + rotation) % n).filter((i) => availability[i] > 0 && wanted[i])
+        const sorted = [...order].sort((a, b) => availability[a] - availability[b])
+        const expected = sorted.slice(0, max)
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i] }, max, rotation, false)).toEqual(expected)
+        // A skip mask of unwanted pieces (held ones) changes nothing but the work.
+        const skip = wanted.map((w, i) => (!w && i % 2 === 0 ? 1 : 0))
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], skip }, max, rotation, false)).toEqual(expected)
+        // Above the one-pass limit (a striped peer asks for every candidate) the same order.
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i] }, n + 1, rotation, false)).toEqual(sorted)
+      }),
+      { seed: 7, numRuns: 500, verbose: 1 }
+    )
+  })
+})
+
 describe("chooseSource", () => {
   it("returns a holder with room and the most spare bandwidth", () => {
     fc.assert(

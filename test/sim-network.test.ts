@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { SimEngine } from "../sim/engine.ts"
-import { Network } from "../sim/network.ts"
+import { equalShare, Network, type RateModel } from "../sim/network.ts"
 
 const check = <T>(prop: fc.IProperty<T>, numRuns = 100) => {
   const out = fc.check(prop, { seed: 42, numRuns })
@@ -23,6 +23,9 @@ describe("Network", () => {
     const b = network.addHost("b", 5000, 250)
     let doneAt = -1
     network.startFlow(a, b, 1000, () => (doneAt = engine.now))
+    // Rates are decided once the instant's changes are all in.
+    expect([...a.upFlows][0].rate).toBe(0)
+    engine.run({ untilMillis: 0 })
     expect([...a.upFlows][0].rate).toBe(250)
     engine.run()
     expect(doneAt).toBeCloseTo(4000, 6)
@@ -38,6 +41,7 @@ describe("Network", () => {
     const done: Array<[string, number]> = []
     network.startFlow(src, b, 1000, () => done.push(["b", engine.now]))
     network.startFlow(src, c, 1000, () => done.push(["c", engine.now]))
+    engine.run({ untilMillis: 0 })
     expect([...src.upFlows].map((f) => f.rate)).toEqual([500, 500])
     engine.run()
     expect(done.map(([n]) => n).sort()).toEqual(["b", "c"])
@@ -55,6 +59,23 @@ describe("Network", () => {
     engine.run()
     // 1000 ms at 500 B/s each, then the remaining 1000 bytes alone at 1000 B/s.
     expect(longDone).toBeCloseTo(2000, 6)
+  })
+
+  it("re-rates once per instant: a flow that ends and the one that takes its place are one solve", () => {
+    const engine = new SimEngine(1)
+    const solvesAt: Array<number> = []
+    const counting: RateModel = { rates: (flows, solve, rates) => (solvesAt.push(engine.now), equalShare.rates(flows, solve, rates)) }
+    const network = new Network(engine, () => 0, counting)
+    const src = network.addHost("src", 1000, 1000)
+    const b = network.addHost("b", 1000, 1000)
+    const c = network.addHost("c", 1000, 1000)
+    let secondDone = -1
+    // As an upload slot is handed on: the next flow starts inside the first one's completion.
+    network.startFlow(src, b, 1000, () => void network.startFlow(src, c, 500, () => (secondDone = engine.now)))
+    engine.run()
+    expect(secondDone).toBeCloseTo(1500, 6)
+    // At 0 (start), at 1000 (one end + one start), at 1500 (the last end leaves nothing to rate).
+    expect(solvesAt).toEqual([0, 1000])
   })
 
   it("charges one round trip before the bytes of a transfer", () => {

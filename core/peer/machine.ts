@@ -5,7 +5,7 @@
 // (`takeCommands`). Two drivers run it: `downloadTask` (conductor.ts, Effect fibers over the services,
 // used by the daemons) and the simulator's event loop (sim/peer-driver.ts), so both worlds run this code.
 import type { Host, TaskId } from "../domain.ts"
-import { pieceAt, pieceCountOf } from "../piece-layout.ts"
+import { pieceCountOf, pieceLengthAt } from "../piece-layout.ts"
 import type { PieceLedger } from "../piece-ledger.ts"
 import {
   BackToSourceStarted,
@@ -17,7 +17,8 @@ import {
   type PeerReport,
   RegisterPeer,
   RescheduleParents,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { chooseSource, pickPieces } from "./piece-picker.ts"
 
@@ -53,6 +54,9 @@ export interface PeerOptions {
   readonly stallsBeforeOrigin: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
+  /** The first refresh comes this soon after the download starts (0 = `refreshParentsMillis`): a stripe
+   *  overlay laid out while a crowd is still registering changes once the crowd is in. */
+  readonly firstRefreshMillis: number
   readonly disableBackToSource: boolean
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
@@ -60,6 +64,9 @@ export interface PeerOptions {
   /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
    *  once it has been out this many piece-times (at that holder's upload rate). */
   readonly stripeGracePieces: number
+  /** Pieces in flight from a parent in another IDC (0 = `perParentPieces`): across a WAN round trip one
+   *  piece at a time leaves the link idle between pieces. */
+  readonly remoteParentPieces: number
   /** First backoff (doubling) before asking a parent that has not opened the task yet again. */
   readonly parentRetryMillis: number
   /** Begin the piece order here instead of at a random rotation (a reader waits from this piece on). */
@@ -78,9 +85,11 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
+  firstRefreshMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
   stripeGracePieces: 4,
+  remoteParentPieces: 0,
   parentRetryMillis: 100
 }
 
@@ -165,6 +174,8 @@ export interface MachineEnvironment {
 
 export class PeerMachine {
   private readonly out: Array<PeerCommand> = []
+  /** Commands before this index were taken (`nextCommand`). */
+  private outHead = 0
   private readonly base: { readonly peerId: string; readonly taskId: TaskId }
   private readonly now: () => number
   private readonly hex: (bytes: Uint8Array) => string
@@ -237,8 +248,20 @@ export class PeerMachine {
 
   /** Commands produced since the last call, in order. */
   takeCommands(): Array<PeerCommand> {
-    if (this.out.length === 0) return EMPTY
-    return this.out.splice(0, this.out.length)
+    if (this.out.length === this.outHead) return EMPTY
+    const taken = this.out.splice(this.outHead, this.out.length - this.outHead)
+    this.out.length = this.outHead = 0
+    return taken
+  }
+
+  /** The oldest command not yet taken (one at a time, without an array per call: the simulator's driver). */
+  nextCommand(): PeerCommand | undefined {
+    const out = this.out
+    if (this.outHead === out.length) return undefined
+    const c = out[this.outHead]
+    out[this.outHead++] = EMPTY_SLOT
+    if (this.outHead === out.length) out.length = this.outHead = 0
+    return c
   }
 
   get done(): boolean {
@@ -385,7 +408,7 @@ export class PeerMachine {
     const ledger = this.ledger!
     ledger.add(index, digest)
     this.expected[index] = digest
-    const length = pieceAt(ledger.contentLength, ledger.pieceLength, index).length
+    const length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, index)
     // Per-fetch rate times the fetches we had in flight from it: what the source gives us in all.
     const rate = (length * 1000 / Math.max(1, millis)) * Math.max(1, s.inflight + 1)
     s.measuredRate = s.measuredRate === undefined ? rate : 0.7 * s.measuredRate + 0.3 * rate
@@ -399,8 +422,12 @@ export class PeerMachine {
     }
     this.lastProgress = this.now()
     this.stalls = 0
-    this.dirty = true
-    this.report(new PieceFinished({ ...this.base, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+    // Holding the piece makes nothing newly pickable (it was not wanted while being written, and the
+    // fetch's end already asked for a dispatch), except for stripes (the piece-time changed) and
+    // endgame (the count of missing pieces did). A peer does one scan per piece instead of two.
+    if (this.stripeCount !== undefined || this.options.endgame) this.dirty = true
+    // Per piece, so built without the constructor's Schema pass (see `trusted`).
+    this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
     this.step()
   }
 
@@ -430,7 +457,7 @@ export class PeerMachine {
       this.rotation = this.options.startPiece !== undefined
         ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
         : Math.floor(this.random * Math.max(1, this.pieceCount))
-      this.nextRefresh = this.lastProgress + this.options.refreshParentsMillis
+      this.nextRefresh = this.lastProgress + (this.options.firstRefreshMillis || this.options.refreshParentsMillis)
     }
     if (this.ledger.complete) return this.finish()
     if (this.dirty) {
@@ -678,7 +705,8 @@ export class PeerMachine {
     for (const p of parents) {
       if (this.failed.has(p.peerId) || this.sources.has(p.peerId)) continue
       // Fetches still running from an earlier adoption settle on that (retired) record.
-      const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, this.options.perParentPieces)
+      const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
+      const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)
       this.sources.set(p.peerId, s)
       this.out.push({ _tag: "Watch", source: s, since: 0 })
     }
@@ -687,8 +715,10 @@ export class PeerMachine {
 
   // ============================================================ fetching
 
+  // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    !this.inflight.has(i) && !this.ledger!.has(i) && !this.unverified.has(i) && !this.writing.has(i)
+    !this.ledger!.has(i) && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {
     this.inflight.set(index, (this.inflight.get(index) ?? 0) + 1)
@@ -735,6 +765,9 @@ export class PeerMachine {
     const designated = this.stripeParent.get(index % this.stripeCount)
     if (s.id === designated) return true
     if (designated !== undefined && holders.some((h) => h.id === designated)) return false
+    // Another IDC's holder of a piece whose stripe has a parent: the stripe crosses the WAN once, through
+    // that parent's tree; taking it here would send it across again.
+    if (designated !== undefined && s.parent !== undefined && this.isRemote(s.parent.host.idc)) return false
     // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
     const pieceTime = Math.max(this.pieceMillis ?? 0, this.ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
     // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
@@ -744,15 +777,22 @@ export class PeerMachine {
     return false
   }
 
+  /** True when `idc` names an IDC other than ours (an unnamed one is not). */
+  private isRemote(idc: string): boolean {
+    return idc !== "" && this.request.host.idc !== "" && idc !== this.request.host.idc
+  }
+
   private dispatch(): void {
     let room = this.options.concurrentPieces - this.fetchesInFlight
     if (room <= 0) return
     const ledger = this.ledger!
     const striped = this.stripeCount !== undefined
+    // No source can take another fetch: nothing to pick (a starved peer gets here on every input).
+    if (!striped && !this.options.endgame && !this.anySourceHasRoom()) return
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const holders = this.holdersOf(index, false)
@@ -772,6 +812,11 @@ export class PeerMachine {
         room--
       }
     }
+  }
+
+  private anySourceHasRoom(): boolean {
+    for (const x of this.sources.values()) if (x.inflight < x.maxInflight) return true
+    return false
   }
 
   private askDigests(): void {
@@ -867,5 +912,6 @@ export class PeerMachine {
 }
 
 const EMPTY: Array<PeerCommand> = []
+const EMPTY_SLOT: PeerCommand = { _tag: "Finish" }
 const PROBE: PeerCommand = { _tag: "Probe" }
 const FINISH: PeerCommand = { _tag: "Finish" }

@@ -7,6 +7,8 @@ export interface PickerView {
   readonly availability: ArrayLike<number>
   /** True when we still need piece i and nobody is fetching it. */
   wanted(index: number): boolean
+  /** Optional: nonzero where a piece is certainly not wanted (held), so a scan skips it without asking `wanted`. */
+  readonly skip?: ArrayLike<number>
 }
 
 /**
@@ -17,6 +19,7 @@ export interface PickerView {
 export const pickPieces = (view: PickerView, max: number, offset: number, sequential: boolean): Array<number> => {
   if (max <= 0 || view.pieceCount === 0) return []
   const n = view.pieceCount
+  if (!sequential && max <= SMALL_PICK) return rarestFew(view, max, offset)
   const candidates: Array<number> = []
   for (let k = 0; k < n; k++) {
     const i = sequential ? k : (k + offset) % n
@@ -29,6 +32,37 @@ export const pickPieces = (view: PickerView, max: number, offset: number, sequen
   // Stable sort keeps the random rotation as the tie-break.
   candidates.sort((a, b) => view.availability[a] - view.availability[b])
   return candidates.slice(0, max)
+}
+
+/** Up to this many picks are selected in one pass instead of sorting every candidate. */
+const SMALL_PICK = 16
+
+/**
+ * The same answer as the stable sort above, for a few picks (a peer refilling its fetch slots after
+ * each piece): one pass over the rotation keeping the `max` rarest seen so far, a later candidate
+ * going after earlier ones of equal availability.
+ */
+const rarestFew = (view: PickerView, max: number, offset: number): Array<number> => {
+  const n = view.pieceCount
+  const availability = view.availability
+  const skip = view.skip
+  const out: Array<number> = []
+  for (let k = 0; k < n; k++) {
+    let i = k + offset
+    if (i >= n) i -= n
+    const a = availability[i]
+    if (a <= 0 || (skip !== undefined && skip[i] !== 0)) continue
+    // Full, and no rarer than the last kept: it would sort after all of them.
+    if (out.length === max && availability[out[max - 1]] <= a) continue
+    if (!view.wanted(i)) continue
+    let j = out.length === max ? max - 1 : out.length
+    while (j > 0 && availability[out[j - 1]] > a) {
+      out[j] = out[j - 1]
+      j--
+    }
+    out[j] = i
+  }
+  return out
 }
 
 export interface SourceLoad {

@@ -17,13 +17,14 @@ import {
   type RegisterPeer,
   ScheduleFailed,
   type ScheduleRequest,
-  type SchedulerToPeer
+  type SchedulerToPeer,
+  trusted
 } from "../protocol.ts"
 import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
 import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
 import { dagTopK, type ParentHandout } from "./handout.ts"
-import { StripeForest } from "./stripe-forest.ts"
+import { SEED, StripeForest } from "./stripe-forest.ts"
 import { TaskDag } from "./task-dag.ts"
 
 const MAX_COSTS = 64
@@ -33,7 +34,8 @@ interface PeerRecord extends PeerView {
   readonly taskId: TaskId
   host: Host
   state: PeerState
-  finished: Set<number>
+  /** 1 per piece the peer reported finished (grown as needed); `finishedPieces` counts them. */
+  finished: Uint8Array
   finishedPieces: number
   pieceCosts: Array<number>
   blocklist: Set<string>
@@ -65,6 +67,10 @@ interface TaskRecord {
   stripesDealt: number
   /** The stripe forest of the task's current members; dropped whenever membership changes. */
   forest: StripeForest | undefined
+  /** `taskMessage`'s answer, dropped whenever the length or a digest changes. */
+  message: Task | undefined
+  /** The seed host asked to fetch the task (its IDC is the stripe forest's home). */
+  seedHost: Host | undefined
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -73,6 +79,19 @@ export interface TaskSnapshot {
   readonly peers: ReadonlyArray<{ id: string; hostId: string; state: PeerState; parents: ReadonlyArray<string> }>
   readonly backToSource: ReadonlyArray<string>
   readonly acyclic: boolean
+}
+
+/** Records a finished piece once (a bitmap: a large swarm's scheduler holds one per peer). */
+const markFinished = (peer: PeerRecord, index: number): void => {
+  if (index >= peer.finished.length) {
+    const grown = new Uint8Array(Math.max(index + 1, peer.finished.length * 2, 64))
+    grown.set(peer.finished)
+    peer.finished = grown
+  }
+  if (peer.finished[index] === 0) {
+    peer.finished[index] = 1
+    peer.finishedPieces++
+  }
 }
 
 export class Scheduler {
@@ -119,17 +138,20 @@ export class Scheduler {
       if (task.contentLength === 0) return new EmptyTask({ taskId: task.id })
 
       const peer = this.addPeer(task, m.peerId, m.host)
-      for (const i of m.finishedPieces) peer.finished.add(i)
+      for (const i of m.finishedPieces) markFinished(peer, i)
       // A seed fetched its pieces from the origin: after a scheduler restart its digests are the ones to trust.
       if (m.host.type === "seed" && m.pieceDigests !== undefined) {
-        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) task.digests[e.index] = e.digest
+        for (const e of m.pieceDigests) if (e.index < task.digests.length && task.digests[e.index] === null) {
+          task.digests[e.index] = e.digest
+          task.message = undefined
+        }
       }
-      peer.finishedPieces = peer.finished.size
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
         peer.state = "succeeded"
         return new MetadataOnly({ task: this.taskMessage(task) })
       }
       if (m.host.type === "seed") {
+        if (task.seedHost?.id !== m.host.id) task.forest = undefined
         peer.state = "back-to-source"
         task.backToSource.add(peer.id)
         return new NeedBackToSource({ taskId: task.id, reason: "seed peers fetch from the origin" })
@@ -214,13 +236,19 @@ export class Scheduler {
     const stripes = this.handout.stripes!
     if (task.forest === undefined) {
       const members = task.peerList.filter((p) => p.stripe !== undefined && p.state !== "failed" && p.state !== "leave")
-      task.forest = new StripeForest(members.map((p) => ({ id: p.id, stripe: p.stripe! })), stripes.count, stripes.fanout)
+      const seedHost = task.peerList.find((p) => p.host.type === "seed")?.host ?? task.seedHost
+      task.forest = new StripeForest(
+        members.map((p) => ({ id: p.id, idc: p.host.idc, location: p.host.location, uploadBandwidth: p.host.uploadBandwidth })),
+        stripes.count,
+        stripes.fanout,
+        seedHost
+      )
     }
     const seed = task.peerList.find((p) => p.host.type === "seed" && this.isForestParent(p, peer))
     const out = new Map<number, PeerRecord>()
     for (let j = 0; j < stripes.count; j++) {
       const id = task.forest.parentOf(peer.id, j)
-      const parent = id === "seed" ? seed : id === undefined ? undefined : task.peers.get(id)
+      const parent = id === SEED ? seed : id === undefined ? undefined : task.peers.get(id)
       if (parent !== undefined && this.isForestParent(parent, peer)) out.set(j, parent)
     }
     return out
@@ -341,57 +369,59 @@ export class Scheduler {
 
   // ------------------------------------------------------------ reports
 
-  readonly report = (m: PeerReport): Effect.Effect<void> =>
-    Effect.sync(() => {
-      const task = this.tasks.get(m.taskId)
-      const peer = task?.peers.get(m.peerId)
-      if (task === undefined || peer === undefined) return
-      switch (m._tag) {
-        case "DownloadStarted":
-          if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
-          return
-        case "BackToSourceStarted":
-          peer.state = "back-to-source"
-          task.backToSource.add(peer.id)
-          if (task.contentLength === null) this.learnLength(task, m.contentLength)
-          return
-        case "PieceFinished":
-          if (!peer.finished.has(m.index)) {
-            peer.finished.add(m.index)
-            peer.finishedPieces = peer.finished.size
-          }
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsOk++
-          }
-          peer.pieceCosts.push(m.costMillis)
-          if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
-          // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
-          // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
-          if (m.parentId === null && task.digests[m.index] === null) task.digests[m.index] = m.digest
-          return
-        case "PieceFailed":
-          if (m.parentId !== null) {
-            const parent = task.peers.get(m.parentId)
-            if (parent !== undefined) parent.uploadsFailed++
-            if (!m.temporary) peer.blocklist.add(m.parentId)
-          }
-          return
-        case "DownloadFinished":
-          peer.state = "succeeded"
-          this.dropParents(task, peer.id)
-          return
-        case "DownloadFailed":
-          peer.state = "failed"
-          this.removePeer(task, peer.id)
-          return
-        case "LeavePeer":
-          peer.state = "leave"
-          this.removePeer(task, peer.id)
-          this.forget(task, peer.id)
-          return
-      }
-    })
+  readonly report = (m: PeerReport): Effect.Effect<void> => Effect.sync(() => this.reportNow(m))
+
+  /** `report` as a plain call: a report only updates state (no waiting), and a large swarm sends one per piece. */
+  reportNow(m: PeerReport): void {
+    const task = this.tasks.get(m.taskId)
+    const peer = task?.peers.get(m.peerId)
+    if (task === undefined || peer === undefined) return
+    switch (m._tag) {
+      case "DownloadStarted":
+        if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
+        return
+      case "BackToSourceStarted":
+        peer.state = "back-to-source"
+        task.backToSource.add(peer.id)
+        if (task.contentLength === null) this.learnLength(task, m.contentLength)
+        return
+      case "PieceFinished":
+        markFinished(peer, m.index)
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsOk++
+        }
+        peer.pieceCosts.push(m.costMillis)
+        if (peer.pieceCosts.length > MAX_COSTS) peer.pieceCosts.shift()
+        // Only digests of bytes fetched from the origin are recorded: a peer that took a piece from a
+        // parent could only repeat that parent's claim, and a lying parent must not spread its lie.
+        if (m.parentId === null && task.digests[m.index] === null) {
+          task.digests[m.index] = m.digest
+          task.message = undefined
+        }
+        return
+      case "PieceFailed":
+        if (m.parentId !== null) {
+          const parent = task.peers.get(m.parentId)
+          if (parent !== undefined) parent.uploadsFailed++
+          if (!m.temporary) peer.blocklist.add(m.parentId)
+        }
+        return
+      case "DownloadFinished":
+        peer.state = "succeeded"
+        this.dropParents(task, peer.id)
+        return
+      case "DownloadFailed":
+        peer.state = "failed"
+        this.removePeer(task, peer.id)
+        return
+      case "LeavePeer":
+        peer.state = "leave"
+        this.removePeer(task, peer.id)
+        this.forget(task, peer.id)
+        return
+    }
+  }
 
   /** Forget a host (it left, or its daemon told us it is going away). */
   leaveHost(hostId: string): void {
@@ -445,7 +475,9 @@ export class Scheduler {
         backToSource: new Set(),
         seedTriggered: false,
         stripesDealt: 0,
-        forest: undefined
+        forest: undefined,
+        message: undefined,
+        seedHost: undefined
       }
       this.tasks.set(id, task)
     }
@@ -455,6 +487,7 @@ export class Scheduler {
   private learnLength(task: TaskRecord, contentLength: number): void {
     task.contentLength = contentLength
     task.digests = new Array(pieceCountOf(contentLength, task.pieceLength)).fill(null)
+    task.message = undefined
   }
 
   private addPeer(task: TaskRecord, id: string, host: Host): PeerRecord {
@@ -465,7 +498,7 @@ export class Scheduler {
         taskId: task.id,
         host,
         state: "pending",
-        finished: new Set(),
+        finished: new Uint8Array(0),
         finishedPieces: 0,
         pieceCosts: [],
         blocklist: new Set(),
@@ -526,25 +559,36 @@ export class Scheduler {
     return false
   }
 
-  /** On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it. */
+  /**
+   * On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it;
+   * with `seedNearOrigin`, one in the origin's IDC if there is one.
+   */
   private triggerSeed(task: TaskRecord): Effect.Effect<void, never, SeedPeerTrigger> {
     if (task.seedTriggered) return Effect.void
-    const seeds = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const all = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const near = this.config.seedNearOrigin === true ? all.filter((h) => h.idc === this.config.originIdc) : []
+    const seeds = near.length > 0 ? near : all
     if (seeds.length === 0) return Effect.void
     task.seedTriggered = true
     const seed = seeds[parseInt(task.id.slice(0, 8), 16) % seeds.length]
+    task.seedHost = seed
+    task.forest = undefined
     return SeedPeerTrigger.use((t) =>
       t.trigger(seed, { taskId: task.id, url: task.url, pieceLength: task.pieceLength, headers: {} })
     )
   }
 
+  /** The task as answers describe it; rebuilt only when it changed (every answer carries it). */
   private taskMessage(task: TaskRecord): Task {
-    return new Task({
+    if (task.message !== undefined) return task.message
+    // Built from our own state, so without the constructor's Schema pass (see `trusted`); a copy of
+    // the digests, so that an answer in flight says what was known when it was sent.
+    return (task.message = trusted(Task, {
       id: task.id,
       url: task.url,
       contentLength: task.contentLength ?? 0,
       pieceLength: task.pieceLength,
-      pieceDigests: task.digests
-    })
+      pieceDigests: task.digests.slice()
+    }))
   }
 }

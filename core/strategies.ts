@@ -92,14 +92,15 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
   },
   damselfly: {
     name: "damselfly",
-    description: "Damselfly: stripe trees (SplitStream): the seed sends each piece once, every peer forwards one of 2 stripes to 2 children; topology-free",
+    description: "Damselfly: stripe trees (SplitStream) per IDC and rack, chained across the WAN; the seed sends each piece once per root, every peer forwards one of 2 stripes to children in proportion to its uplink",
     // Short rounds: a flash crowd is answered as soon as the seed knows the length, not 50 ms later.
-    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40, retryIntervalMillis: 5 },
+    // The seed in the origin's IDC (when the deployment names it): its fetch crosses no WAN link.
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 8, handoutSample: 40, retryIntervalMillis: 5, seedNearOrigin: true },
     evaluator: damselflyEvaluator,
     handout: stripeForest(2, 2),
     // One piece in flight per parent: a parent's children share its uplink, so a second request would
     // only halve the rate of the first and double the time each piece takes per hop.
-    peerOptions: { concurrentPieces: 4, perParentPieces: 1, endgame: true, refreshParentsMillis: 1_000, originPieces: 2, stripeGracePieces: 12, parentRetryMillis: 20 },
+    peerOptions: { concurrentPieces: 8, perParentPieces: 1, endgame: true, refreshParentsMillis: 1_000, firstRefreshMillis: 100, originPieces: 2, stripeGracePieces: 12, remoteParentPieces: 6, parentRetryMillis: 20 },
     seeds: true
   }
 }

@@ -1,18 +1,24 @@
 // Bandwidth limits of a daemon: one token bucket per kind of traffic — upload (pieces served to
 // children), download (pieces fetched from parents) and back-to-source (ranges fetched from the origin)
-// — shared by every task on the host. A transfer reserves its bytes before it starts and waits until
-// the bucket can pay for them, so the wire sees at most `rate` bytes/s over any window longer than one
-// piece plus the burst. With no limit configured the services are returned untouched (zero cost).
-import { Duration, Effect } from "effect"
-import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
+// — shared by every task on the host. Uploads and origin ranges are paced chunk by chunk as they are
+// written to or read from the socket (`pacedChunks` in the upload server, `readPacer` in
+// runtime/http-origin.ts), so a limit is smooth over sub-second windows: at most `rate` bytes/s plus one
+// chunk over any window. Downloads from parents still pay for a whole piece before its request goes out
+// (runtime/piece-client.ts reads the socket itself). With no limit the services are left untouched.
+import { Duration, Effect, Stream } from "effect"
+import { PieceTransfer } from "../core/services/piece-transfer.ts"
 
-/** How much a bucket may hold: 100 ms at the configured rate (at least 64 KiB), so limits bite at once. */
-const BURST_SECONDS = 0.1
-const MIN_BURST = 64 * 1024
+/**
+ * The pacing unit: about 10 ms at the configured rate, between 16 KiB and 1 MiB, so a limiter wakes
+ * at most about 100 times a second however fast it is, and a window's excess is one small chunk.
+ */
+export const chunkFor = (rate: number) => Math.min(1024 * 1024, Math.max(16 * 1024, Math.round(rate / 100)))
 
 export interface RateLimiter {
   /** Bytes per second this limiter admits. */
   readonly rate: number
+  /** Bytes paced at a time by the chunked paths; the bucket holds at most this much (its burst). */
+  readonly chunk: number
   /** Reserves `bytes` now and answers how many milliseconds the caller must wait before sending them. */
   readonly reserve: (bytes: number) => number
   /** Waits until `bytes` may be sent; reservations are served in call order. */
@@ -22,9 +28,10 @@ export interface RateLimiter {
 /**
  * A token bucket that may go into debt: a reservation larger than what the bucket holds is admitted
  * once the tokens before it are paid for, and its own cost is paid by the callers after it. Nothing is
- * dropped; a caller only waits. `now` is injectable for tests.
+ * dropped; a caller only waits. It holds at most one chunk (`burst`), so a limit bites at once. `now` is
+ * injectable for tests.
  */
-export const tokenBucket = (rate: number, burst = Math.max(MIN_BURST, rate * BURST_SECONDS), now: () => number = Date.now): RateLimiter => {
+export const tokenBucket = (rate: number, burst = chunkFor(rate), now: () => number = Date.now): RateLimiter => {
   if (!(rate > 0) || !Number.isFinite(rate)) throw new Error(`rate: expected a positive number of bytes per second, got ${rate}`)
   // Tokens are kept as the time at which the bucket is (or was) empty: tokens(t) = (t - emptyAt) * rate, capped at burst.
   let emptyAt = now()
@@ -37,6 +44,7 @@ export const tokenBucket = (rate: number, burst = Math.max(MIN_BURST, rate * BUR
   }
   return {
     rate,
+    chunk: burst,
     reserve,
     take: (bytes) =>
       Effect.suspend(() => {
@@ -66,11 +74,18 @@ export const limitPieceTransfer = (
   })
 }
 
-/** Origin ranges pay `limiter` for their length before the request goes out (probes are free). */
-export const limitOrigin = (inner: Origin["Service"], limiter: RateLimiter | undefined): Origin["Service"] => {
-  if (limiter === undefined) return inner
-  return Origin.of({
-    probe: inner.probe,
-    fetchRange: (request, offset, length) => Effect.andThen(limiter.take(length), inner.fetchRange(request, offset, length))
-  })
+/**
+ * `bytes` as a stream of `limiter.chunk`-sized views, each emitted only once the limiter admits it: an
+ * upload's body is written to the socket at the limited rate, not reserved whole up front.
+ */
+export const pacedChunks = (limiter: RateLimiter, bytes: Uint8Array): Stream.Stream<Uint8Array> => {
+  const views: Array<Uint8Array> = []
+  for (let at = 0; at < bytes.length; at += limiter.chunk) views.push(bytes.subarray(at, Math.min(bytes.length, at + limiter.chunk)))
+  return Stream.mapEffect(Stream.fromIterable(views), (view) => Effect.as(limiter.take(view.length), view))
 }
+
+/**
+ * For a reader of a socket: after each chunk read, how long to pause the socket (ms; 0 = read on). The
+ * kernel's buffers then fill and TCP holds the sender back, so bytes arrive at the limited rate.
+ */
+export const readPacer = (limiter: RateLimiter) => (bytes: number): number => limiter.reserve(bytes)

@@ -10,6 +10,15 @@
 // capability names), verified with the schedulers' public keys: daemons never hold the signing key.
 // Credentials never leave the daemon that was given them; only the capability travels to parents.
 //
+// Seeding a private blob: the scheduler's seed peer needs the registry's credentials to fetch it. A
+// daemon that proved access sends its `Authorization` with its registration for that task
+// (`SEED_AUTHORIZATION_HEADER` on POST /v1/schedule), the scheduler hands it to the seed it triggers (in
+// the SeedRequest's headers, never stored or logged), and the seed proves access itself before it
+// fetches, so the task is private on the seed too and its pieces go only to capability holders. This
+// happens only inside a cluster that authenticates its members (a `--token` on daemons and the
+// scheduler): without one, any host could announce itself as a seed and be handed the credentials, so
+// they are neither sent nor forwarded and the seed stays without (it then fails to fetch, as before).
+//
 // The seam for the registry mirror: `proveAccess({upstreamUrl, authorization, digest})` →
 // "public" | Capability (AccessDenied when the authenticated HEAD fails); the daemon's piece transfer
 // then sends the capability with every request for that task (`requestHeaders`).
@@ -26,6 +35,8 @@ import { decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-js
 import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
 
 export const CAPABILITY_HEADER = "x-damselfly-capability"
+/** On a daemon's RegisterPeer for a private task it proved access to: the origin `Authorization` for the seed. */
+export const SEED_AUTHORIZATION_HEADER = "x-damselfly-seed-authorization"
 export const PEER_HEADER = "x-damselfly-peer"
 export const DEFAULT_CAPABILITY_TTL_SECONDS = 3600
 
@@ -170,6 +181,8 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   // Tasks marked private survive a restart: one empty file per task id.
   const privateTasks = new Set<string>(readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)))
   const held = new Map<string, Capability>()
+  /** The `Authorization` that proved access to each private task, kept in memory for the seed trigger only. */
+  const proofs = new Map<string, string>()
   const keys = new Map<string, KeyObject>()
   let keysFetchedAt = 0
   const headers = authHeaders(o.token)
@@ -236,9 +249,31 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       }
       const cap = yield* requestCapability(taskId)
       held.set(taskId, cap)
+      proofs.set(taskId, input.authorization)
       yield* markPrivate(taskId)
       return cap
     })
+
+  /**
+   * Extra headers for this daemon's registration of `taskId` with its scheduler: the origin credentials
+   * for the seed, only for a private task this daemon proved access to, and only in a cluster with a token.
+   */
+  const seedHeaders = (taskId: string): Record<string, string> => {
+    const authorization = proofs.get(taskId)
+    return authorization === undefined || o.token === undefined || !held.has(taskId) ? {} : { [SEED_AUTHORIZATION_HEADER]: authorization }
+  }
+
+  /**
+   * A seed asked to fetch `taskId` with an origin `Authorization` (the requesting daemon's, through the
+   * scheduler): prove access first, so the task is marked private here before a byte of it is stored and
+   * this seed holds a capability. AccessDenied means: do not fetch. Without credentials nothing changes.
+   */
+  const admitSeed = (seed: { readonly taskId: string; readonly url: string; readonly headers: Readonly<Record<string, string>> }) => {
+    const authorization = Object.entries(seed.headers).find(([k]) => k.toLowerCase() === "authorization")?.[1]
+    return authorization === undefined
+      ? Effect.void
+      : Effect.asVoid(proveAccess({ upstreamUrl: seed.url, authorization, digest: `sha256:${seed.taskId}` }))
+  }
 
   /** Headers for this daemon's own requests to parents: the capability for a private task it holds one for. */
   const requestHeaders = (taskId: string): Record<string, string> => {
@@ -270,7 +305,7 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       yield* markPrivate(cap.taskId)
     })
 
-  return { proveAccess, requestHeaders, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }
+  return { proveAccess, requestHeaders, seedHeaders, admitSeed, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }
 }
 
 export type BlobAccess = ReturnType<typeof makeBlobAccess>

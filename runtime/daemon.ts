@@ -8,7 +8,7 @@ import { createReadStream, promises as fs } from "node:fs"
 import { hostname } from "node:os"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
-import { Cause, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Option, Schema } from "effect"
 import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
@@ -36,7 +36,7 @@ import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
 import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
-import { limiterFor, limitOrigin, limitPieceTransfer } from "./bandwidth.ts"
+import { limiterFor, limitPieceTransfer } from "./bandwidth.ts"
 import { meterOrigin, meterPieceTransfer, type Progress, viewOf } from "./progress.ts"
 import { DEFAULT_GC, type GcOptions, gcLoop } from "./storage-gc.ts"
 import { taskStreamBlobSource } from "./registry-blob-source.ts"
@@ -109,7 +109,9 @@ export const DownloadBody = Schema.Struct({
   pieceLength: Schema.optional(PositiveInt),
   headers: Schema.optional(StringRecord),
   /** Fail rather than fetch from the origin (when this download starts the task here). */
-  disableBackToSource: Schema.optional(Schema.Boolean)
+  disableBackToSource: Schema.optional(Schema.Boolean),
+  /** `damselfly get --timeout`: answer 504 and write nothing once this long has passed. */
+  timeoutMillis: Schema.optional(PositiveInt)
 })
 
 /** Large enough never to throttle on loopback unless the operator says otherwise. */
@@ -134,23 +136,34 @@ const hostOf = (o: DaemonOptions) =>
     uploadSlots: o.uploadSlots
   })
 
+/** The client's `--timeout` passed during the delivery (the tmp file is removed, `output` untouched). */
+class DeliveryOverdue extends Error {}
+
 /**
  * Puts the committed content at `output` via a tmp name in the same directory. As Dragonfly's daemon
  * does, a hard link when `output` is on the store's file system (on loopback, copying 1 GiB cost about
  * half as much as downloading it), else a kernel copy. The output then shares the cache's inode, so it
  * is to be replaced, not edited in place (README). With a digest, the content is hashed first.
  */
-const deliver = async (source: string, output: string, digest: string | undefined) => {
+const deliver = async (source: string, output: string, digest: string | undefined, overdue: () => boolean = () => false) => {
   await fs.mkdir(path.dirname(output), { recursive: true })
   const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
+  const inTime = () => {
+    if (overdue()) throw new DeliveryOverdue()
+  }
   try {
     if (digest !== undefined) {
       const hash = createHash("sha256")
-      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) hash.update(chunk as Buffer)
+      for await (const chunk of createReadStream(source, { highWaterMark: 1024 * 1024 })) {
+        hash.update(chunk as Buffer)
+        inTime()
+      }
       const actual = `sha256:${hash.digest("hex")}`
       if (actual !== digest) throw new Error(`digest mismatch: expected ${digest}, got ${actual}`)
     }
     await fs.link(source, tmp).catch(() => fs.copyFile(source, tmp))
+    // Last check before the atomic rename: past the client's deadline, nothing appears at `output`.
+    inTime()
     await fs.rename(tmp, output)
   } finally {
     // Gone after a rename, except when `output` already was this very inode (rename then does nothing).
@@ -168,11 +181,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const token = resolveToken(o.token)
     const metrics = makeDaemonMetrics()
     const origin = httpOrigin(o.originIdleMillis)
-    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS)
     const pieceStore = DiskPieceStore(store)
     // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
     // marked private here are served only to capability holders. The registry mirror calls proveAccess.
     const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
+    // A registration for a private task carries the credentials its seed needs (blob-access.ts says when).
+    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders)
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...strategies[o.strategy ?? "dragonfly"].peerOptions,
@@ -186,15 +200,19 @@ export const daemonRoutes = (o: DaemonOptions) =>
       const ledger = await store.ledgerOf(taskId)
       return ledger === undefined || index >= ledger.pieceCount ? undefined : pieceAt(ledger.contentLength, ledger.pieceLength, index).length
     }
-    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders)
-    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(origin))
+    const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders, (taskId, index, body) => store.stage(taskId, index, body))
+    // Back-to-source ranges are read at the limit's rate chunk by chunk (runtime/bandwidth.ts).
+    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(httpOrigin(o.originIdleMillis, backToSourceLimiter)))
     const progress = new Map<string, Progress>()
+    // The piece log of the last few downloads that ended here, for `GET /v1/downloads/{taskId}/pieces`.
+    const ended = new Map<string, Progress>()
+    const ENDED_KEPT = 16
     // Each download counts its bytes by source and times its pieces (metered), under the host's limits.
     const peerLayerFor = (p: Progress) =>
       Layer.mergeAll(
         Layer.succeed(SchedulerChannel)(ring.channel),
         Layer.succeed(PieceTransfer)(limitPieceTransfer(meterPieceTransfer(transfer, p, metrics.pieceFetched), downloadLimiter, pieceLengthOfTask)),
-        Layer.succeed(Origin)(limitOrigin(meterOrigin(originService, p, metrics.pieceFetched), backToSourceLimiter)),
+        Layer.succeed(Origin)(meterOrigin(originService, p, metrics.pieceFetched)),
         pieceStore,
         NodeSha256
       )
@@ -267,7 +285,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           const peerId = peerIdOf(host.id, taskId)
           const started = Date.now()
           metrics.downloadStarted()
-          const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0 }
+          const p: Progress = { taskId, url, pieceLength, startedAt: started, bytesFromPeers: 0, bytesFromOrigin: 0, pieces: [] }
           progress.set(taskId, p)
           const options = optionsFor(pieceLength, job.disableBackToSource === true)
           const run = job.direct !== undefined
@@ -287,6 +305,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
             Effect.ensuring(Effect.sync(() => {
               inFlight.delete(taskId)
               progress.delete(taskId)
+              ended.delete(taskId)
+              ended.set(taskId, p)
+              if (ended.size > ENDED_KEPT) ended.delete(ended.keys().next().value!)
             })),
             Effect.forkIn(scope)
           )
@@ -369,14 +390,27 @@ export const daemonRoutes = (o: DaemonOptions) =>
         for (const p of progress.values()) views.push(viewOf(p, await store.ledgerOf(p.taskId)))
         return jsonResponse({ downloads: views })
       })),
+      // Which piece came from where and when, for a download under way or one of the last that ended here.
+      HttpRouter.route("GET", "/v1/downloads/:taskId/pieces", Effect.gen(function*() {
+        const { taskId } = yield* HttpRouter.params
+        const p = progress.get(taskId ?? "") ?? ended.get(taskId ?? "")
+        return p === undefined
+          ? errorResponse(404, `no download of task ${taskId} here`)
+          : jsonResponse({ taskId: p.taskId, startedAt: p.startedAt, pieceLength: p.pieceLength, pieces: p.pieces })
+      })),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)
+        // With origin credentials (a private blob): proven and marked private here before anything is fetched.
+        const admitted = yield* Effect.result(blobAccess.admitSeed(seed))
+        if (admitted._tag === "Failure") return errorResponse(403, `seed for ${seed.url}: ${admitted.failure.message}`)
         yield* download(seed.taskId, seed.url, seed.pieceLength, { ...seed.headers }).pipe(Effect.ignore, Effect.forkIn(scope))
         return jsonResponse({ accepted: true, taskId: seed.taskId }, 202)
       }))),
       HttpRouter.route("POST", "/v1/download", orBadRequest(Effect.gen(function*() {
         const body = yield* decodeBody(DownloadBody)
+        const deadline = body.timeoutMillis === undefined ? undefined : Date.now() + body.timeoutMillis
+        const overdue = () => errorResponse(504, `download of ${body.url} did not complete within the client's timeout of ${body.timeoutMillis} ms; nothing written to ${body.output}`)
         const headers = { ...(body.headers ?? {}) }
         const pieceLength = yield* pieceLengthOf(body.url, headers, body.pieceLength)
         const taskId = yield* taskIdOf({ url: body.url, pieceLength, ...(body.digest === undefined ? {} : { digest: body.digest }) }).pipe(
@@ -396,15 +430,29 @@ export const daemonRoutes = (o: DaemonOptions) =>
         let unpin = () => {}
         const pinned = new Promise<void>((resolve) => (unpin = resolve))
         void store.withPin(taskId, () => pinned)
-        const exit = yield* Effect.exit(download(taskId, body.url, pieceLength, headers, body.disableBackToSource === true)).pipe(Effect.onInterrupt(() => Effect.sync(unpin)))
+        // Past the deadline this caller stops waiting; the download itself (shared, forked in the daemon's scope) goes on.
+        const joined = download(taskId, body.url, pieceLength, headers, body.disableBackToSource === true)
+        const exit = yield* Effect.exit(deadline === undefined ? Effect.map(joined, Option.some) : Effect.timeoutOption(joined, Math.max(0, deadline - Date.now())))
+          .pipe(Effect.onInterrupt(() => Effect.sync(unpin)))
         if (Exit.isFailure(exit)) {
           unpin()
           return errorResponse(502, `download of ${body.url} failed: ${messageOf(exit.cause)}`)
         }
-        const r = exit.value
+        if (Option.isNone(exit.value)) {
+          unpin()
+          return overdue()
+        }
+        const r = exit.value.value
         store.touch(taskId)
-        const delivered = yield* Effect.exit(Effect.tryPromise(() => deliver(store.contentPath(taskId), body.output, body.digest))).pipe(Effect.ensuring(Effect.sync(unpin)))
-        if (Exit.isFailure(delivered)) return errorResponse(500, `writing ${body.output}: ${messageOf(delivered.cause)}`)
+        // Not interruptible: the answer waits for the rename or the tmp file's removal, so it is the truth.
+        const delivered = yield* Effect.exit(Effect.uninterruptible(Effect.tryPromise({
+          try: () => deliver(store.contentPath(taskId), body.output, body.digest, () => deadline !== undefined && Date.now() >= deadline),
+          catch: (e) => e
+        }))).pipe(Effect.ensuring(Effect.sync(unpin)))
+        if (Exit.isFailure(delivered)) {
+          if (Cause.squash(delivered.cause) instanceof DeliveryOverdue) return overdue()
+          return errorResponse(500, `writing ${body.output}: ${messageOf(delivered.cause)}`)
+        }
         return jsonResponse({
           taskId,
           contentLength: r.contentLength,

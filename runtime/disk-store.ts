@@ -6,7 +6,7 @@
 // re-hashing each logged piece so a torn or corrupt one is dropped.
 // For GC (runtime/storage-gc.ts) the store tracks when each task was last used (in memory, and as the
 // task directory's mtime so it survives a restart) and which tasks are pinned (being read or delivered).
-import { promises as fs } from "node:fs"
+import { promises as fs, writeSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Layer } from "effect"
@@ -16,6 +16,8 @@ import { pieceAt } from "../core/piece-layout.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
 import { PieceStore, type StoredTask } from "../core/services/piece-store.ts"
 import { sha256Hex } from "./node-sha256.ts"
+import type { PieceSink } from "./piece-client.ts"
+import { pieceBuffers, type PieceBufferPool } from "./piece-buffer-pool.ts"
 
 const TASK_ID = /^[0-9a-f]{64}$/
 /** Piece writes in flight per task before `write` waits (8 × 4 MiB pieces in memory at most). */
@@ -34,7 +36,20 @@ interface OpenTask {
   readonly pending: Set<Promise<void>>
   /** The first write that failed: the task is unusable until reopened. */
   failure: Error | undefined
+  /** Pieces whose bytes go to the file while they arrive (`stage`), by index. */
+  readonly staging: Map<number, Staging>
 }
+
+/** One piece's bytes written to their place in `data` as they arrive, before anyone has verified them. */
+interface Staging {
+  /** The buffer the bytes arrive in: `write` with this very buffer finds them on disk already. */
+  readonly buffer: Uint8Array
+  /** Bytes written so far, all from the start of the piece. */
+  written: number
+  /** False once revoked (a `write` of the piece came first, or a staged write failed): nothing more is written. */
+  live: boolean
+}
+
 
 const writeAtomic = async (file: string, data: string) => {
   const tmp = `${file}.${process.pid}.tmp`
@@ -55,12 +70,15 @@ export interface TaskUsage {
 
 export class DiskStore {
   private readonly tasks = new Map<TaskId, Promise<OpenTask>>()
+  /** The tasks of `tasks` whose opening has completed, for synchronous use (`stage`). */
+  private readonly ready = new Map<TaskId, OpenTask>()
   /** Wall-clock millis of each task's last use (opened, read for a child, committed, delivered). */
   private readonly lastAccess = new Map<TaskId, number>()
   private readonly persistedAccess = new Map<TaskId, number>()
   private readonly pins = new Map<TaskId, number>()
 
-  constructor(readonly root: string) {}
+  /** `buffers`: where a written piece's buffer goes back to (PieceStore's `write` hands it over). */
+  constructor(readonly root: string, private readonly buffers: PieceBufferPool = pieceBuffers) {}
 
   taskDir(taskId: TaskId) {
     if (!TASK_ID.test(taskId)) throw new Error(`not a task id: ${taskId}`)
@@ -142,6 +160,7 @@ export class DiskStore {
     const open = this.tasks.get(taskId)
     if (open === undefined || this.pinned(taskId)) return false
     this.tasks.delete(taskId)
+    this.ready.delete(taskId)
     this.lastAccess.delete(taskId)
     this.persistedAccess.delete(taskId)
     const o = await open.catch(() => undefined)
@@ -197,7 +216,13 @@ export class DiskStore {
     if (open === undefined) {
       open = this.load(task)
       this.tasks.set(task.taskId, open)
-      open.catch(() => this.tasks.delete(task.taskId))
+      const opening = open
+      opening.then(
+        (o) => {
+          if (this.tasks.get(task.taskId) === opening) this.ready.set(task.taskId, o)
+        },
+        () => this.tasks.delete(task.taskId)
+      )
     }
     return open.then((o) => {
       if (o.meta.contentLength !== task.contentLength || o.meta.pieceLength !== task.pieceLength) {
@@ -237,7 +262,7 @@ export class DiskStore {
       }
     }
     const log = await fs.open(path.join(dir, "pieces.log"), "a")
-    return { meta, ledger, data, log, writing: new Map(), pending: new Set(), failure: undefined }
+    return { meta, ledger, data, log, writing: new Map(), pending: new Set(), failure: undefined, staging: new Map() }
   }
 
   /**
@@ -248,6 +273,8 @@ export class DiskStore {
    * `write` on its one loop, so each piece's disk latency used to stall every fetch (one piece in
    * flight on average in a loaded bench). A failed write fails the task: its reads, commit and later
    * writes throw, and the piece never reaches `pieces.log`.
+   * `bytes` are the store's from now on: a buffer from runtime/piece-buffer-pool.ts goes back to the
+   * pool once it is on disk (or at once if the piece was not needed); any other buffer is left alone.
    */
   async writeAsync(taskId: TaskId, index: number, bytes: Uint8Array, digest: string) {
     const open = await this.opened(taskId)
@@ -257,16 +284,24 @@ export class DiskStore {
     if (piece === undefined || bytes.length !== piece.length) {
       throw new Error(`piece ${index} of task ${taskId}: ${bytes.length} bytes, expected ${piece?.length ?? "no such piece"}`)
     }
+    // Whatever was staged for the piece, nothing more is written there now: these bytes are the piece.
+    const staged = open.staging.get(index)
+    open.staging.delete(index)
+    if (staged !== undefined) staged.live = false
     await writing.get(index)?.catch(() => {})
     if (open.failure !== undefined) throw open.failure
-    if (ledger.has(index) && !writing.has(index)) return
-    if (writing.has(index)) return // a concurrent writer of the same piece got there first
+    // Held already, or a concurrent writer of the same piece got there first: these bytes are not needed.
+    if (ledger.has(index) || writing.has(index)) return void this.buffers.give(bytes)
+    // Staged from this very buffer, every byte: they are in the file already (`stage`).
+    const inPlace = staged !== undefined && staged.buffer === bytes && staged.written === bytes.length
     const done = (async () => {
-      let at = 0
+      let at = inPlace ? bytes.length : 0
       while (at < bytes.length) {
         const { bytesWritten } = await data.write(bytes, at, bytes.length - at, piece.offset + at)
         at += bytesWritten
       }
+      // On disk: nothing reads these bytes any more (a failed write drops them to the GC instead).
+      this.buffers.give(bytes)
       await log.write(`${index} ${digest}\n`)
     })()
     writing.set(index, done)
@@ -284,6 +319,51 @@ export class DiskStore {
     pending.add(settled)
     while (pending.size > MAX_PENDING_WRITES) await Promise.race(pending)
     if (open.failure !== undefined) throw open.failure
+  }
+
+  /**
+   * Lets the bytes of piece `index` go to their place in the file while they arrive into `buffer`
+   * (synchronous writes, in the caller's turn, while the bytes are still in cache), before they are
+   * verified. Safe because a piece counts only once `write` is called with its verified bytes: until
+   * then it is not in the ledger (nobody reads it) nor in `pieces.log` (a restart does not count it),
+   * and `write` stops any staging of the piece before it writes. Undefined when the piece cannot be
+   * staged now (the task is not open, the piece is held, being written or staged by another fetch,
+   * or `buffer` is not the piece's length): the caller then just fills the buffer and `write` copies it.
+   */
+  stage(taskId: TaskId, index: number, buffer: Uint8Array): PieceSink | undefined {
+    const open = this.ready.get(taskId)
+    if (open === undefined || open.failure !== undefined || index < 0 || index >= open.ledger.pieceCount) return undefined
+    const { ledger, meta, data, writing, staging } = open
+    if (ledger.has(index) || writing.has(index) || staging.get(index)?.live === true) return undefined
+    const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
+    if (buffer.length !== piece.length) return undefined
+    const s: Staging = { buffer, written: 0, live: true }
+    staging.set(index, s)
+    const stop = () => {
+      s.live = false
+      if (staging.get(index) === s) staging.delete(index)
+    }
+    return {
+      write: (chunk) => {
+        // fd -1: the task's file is being closed (evicted); the number may soon name another file.
+        if (!s.live || data.fd < 0) return (stop(), false)
+        if (chunk.buffer !== buffer.buffer || chunk.byteOffset !== buffer.byteOffset + s.written) return (stop(), false)
+        try {
+          let at = 0
+          while (at < chunk.length) at += writeSync(data.fd, chunk, at, chunk.length - at, piece.offset + s.written + at)
+        } catch {
+          // Not the task's failure: `write` writes the piece itself (and reports a failure of its own).
+          return (stop(), false)
+        }
+        s.written += chunk.length
+        return true
+      },
+      // Stays in `staging` (not live) for `write` to find; a later fetch may stage the piece anew.
+      complete: () => {
+        s.live = false
+      },
+      abandon: stop
+    }
   }
 
   /** Waits for the piece's write if one is under way; throws if the task's writes failed. */

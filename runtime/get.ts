@@ -19,7 +19,12 @@ export interface GetOptions {
   readonly pieceLength?: number | undefined
   /** Sent to the daemon as a bearer token (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
-  /** A direct download from the origin fails after this long without a byte. */
+  /**
+   * Deadline for the whole download (`--timeout`), through the daemon and any direct fallback alike: when
+   * it passes, `get` fails naming it and nothing is left at `output`.
+   */
+  readonly timeoutMillis?: number | undefined
+  /** A direct download from the origin fails after this long without a byte (`--idle-timeout`). */
   readonly idleTimeoutMillis?: number | undefined
   /** Request headers for the origin (`-H "Name: value"`), sent by the daemon or the direct download. */
   readonly headers?: Readonly<Record<string, string>> | undefined
@@ -32,6 +37,12 @@ export interface GetOptions {
 
 export const DEFAULT_GET_IDLE_MILLIS = 60_000
 
+/**
+ * How long `get` waits for the daemon's answer past the deadline it handed the daemon: the daemon stops
+ * at the deadline (and renames nothing after it), so its timeout answer arrives well within this.
+ */
+export const DAEMON_ANSWER_GRACE_MILLIS = 5_000
+
 export interface GetResult {
   readonly via: "daemon" | "origin"
   readonly output: string
@@ -40,6 +51,8 @@ export interface GetResult {
 }
 
 export class GetFailed extends Error {}
+/** `--timeout` passed before the content was in place. */
+export class TimedOut extends GetFailed {}
 
 const HEADER = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/
 
@@ -84,63 +97,90 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/
 
 /**
  * Straight from the origin: streamed, hashed on the fly, renamed into place only when complete and
- * verified. A stalled, refused or cut-off transfer fails with a message saying which, and leaves no
- * file at `output` (only the tmp file ever holds partial bytes, and it is removed).
+ * verified. A stalled, refused, cut-off or overdue transfer fails with a message saying which, and leaves
+ * no file at `output` (only the tmp file ever holds partial bytes, and it is removed).
  */
-export const downloadDirect = async (
-  url: string,
-  output: string,
-  digest: string | undefined,
-  redirects = 5,
-  idleTimeoutMillis = DEFAULT_GET_IDLE_MILLIS,
-  headers: Readonly<Record<string, string>> = {}
-): Promise<number> => {
-  const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
+export interface DirectOptions {
+  readonly digest?: string | undefined
+  readonly redirects?: number | undefined
+  readonly idleTimeoutMillis?: number | undefined
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** `Date.now()` by which the file must be in place, and the failure to report when it is not. */
+  readonly deadline?: Deadline | undefined
+}
+
+export interface Deadline {
+  readonly at: number
+  readonly expired: () => GetFailed
+}
+
+export const downloadDirect = async (url: string, output: string, o: DirectOptions = {}): Promise<number> => {
+  const idleTimeoutMillis = o.idleTimeoutMillis ?? DEFAULT_GET_IDLE_MILLIS
+  const redirects = o.redirects ?? 5
+  const deadline = o.deadline
+  if (deadline !== undefined && Date.now() >= deadline.at) throw deadline.expired()
   const client = url.startsWith("https:") ? https : http
   const stalled = new GetFailed(`origin ${url}: no data for ${idleTimeoutMillis} ms (stalled)`)
-  let timedOut = false
-  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
-    const req = client.get(url, { headers }, resolve).on("error", (e) =>
-      reject(timedOut ? stalled : new GetFailed(`origin ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)))
-    req.setTimeout(idleTimeoutMillis, () => {
-      timedOut = true
-      req.destroy(stalled)
-    })
-  })
-  if (res.statusCode !== undefined && res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined && redirects > 0) {
-    res.resume()
-    return downloadDirect(new URL(res.headers.location, url).toString(), output, digest, redirects - 1, idleTimeoutMillis, headers)
-  }
-  if (res.statusCode !== 200) {
-    res.resume()
-    throw new GetFailed(`origin ${url}: HTTP ${res.statusCode}`)
-  }
-  const hash = createHash("sha256")
-  let size = 0
-  const expected = res.headers["content-length"]
+  // What ended the transfer on our side (a stall or the deadline), reported instead of the socket error.
+  let ended: GetFailed | undefined
+  let req: http.ClientRequest | undefined
+  const deadlineTimer = deadline === undefined ? undefined : setTimeout(() => {
+    ended ??= deadline.expired()
+    req?.destroy(ended)
+  }, deadline.at - Date.now())
   try {
-    try {
-      await pipeline(
-        res,
-        new Transform({ transform: (chunk: Buffer, _e, cb) => cb(null, (hash.update(chunk), (size += chunk.length), chunk)) }),
-        createWriteStream(tmp)
-      )
-    } catch (e) {
-      if (timedOut) throw stalled
-      const err = e as NodeJS.ErrnoException
-      // A failing system call on our side (ENOSPC, EACCES) is a local problem, not the origin's.
-      if (err.syscall !== undefined) throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
-      if (!res.complete) throw new GetFailed(`origin ${url}: body cut off after ${size} of ${expected ?? "?"} bytes (${(e as Error).message})`)
-      throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      req = client.get(url, { headers: o.headers ?? {} }, resolve).on("error", (e) =>
+        reject(ended ?? new GetFailed(`origin ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)))
+      req.setTimeout(idleTimeoutMillis, () => {
+        ended ??= stalled
+        req?.destroy(stalled)
+      })
+    })
+    if (res.statusCode !== undefined && res.statusCode >= 300 && res.statusCode < 400 && res.headers.location !== undefined && redirects > 0) {
+      res.resume()
+      return await downloadDirect(new URL(res.headers.location, url).toString(), output, { ...o, redirects: redirects - 1 })
     }
-    if (expected !== undefined && Number(expected) !== size) throw new GetFailed(`origin ${url}: got ${size} bytes, expected ${expected}`)
-    const actual = `sha256:${hash.digest("hex")}`
-    if (digest !== undefined && actual !== digest) throw new GetFailed(`digest mismatch: expected ${digest}, got ${actual}`)
-    await fs.rename(tmp, output)
-    return size
-  } catch (e) {
-    await fs.rm(tmp, { force: true })
-    throw e
+    if (res.statusCode !== 200) {
+      res.resume()
+      throw new GetFailed(`origin ${url}: HTTP ${res.statusCode}`)
+    }
+    return await receive(res)
+  } finally {
+    clearTimeout(deadlineTimer)
+  }
+
+  async function receive(res: http.IncomingMessage): Promise<number> {
+    const tmp = `${output}.damselfly-${randomUUID().slice(0, 8)}.tmp`
+    const hash = createHash("sha256")
+    let size = 0
+    const expected = res.headers["content-length"]
+    try {
+      try {
+        await pipeline(
+          res,
+          new Transform({ transform: (chunk: Buffer, _e, cb) => cb(null, (hash.update(chunk), (size += chunk.length), chunk)) }),
+          createWriteStream(tmp)
+        )
+      } catch (e) {
+        if (ended !== undefined) throw ended
+        const err = e as NodeJS.ErrnoException
+        // A failing system call on our side (ENOSPC, EACCES) is a local problem, not the origin's.
+        if (err.syscall !== undefined) throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
+        if (!res.complete) throw new GetFailed(`origin ${url}: body cut off after ${size} of ${expected ?? "?"} bytes (${(e as Error).message})`)
+        throw new GetFailed(`writing ${output}: ${err.code ?? err.message}`)
+      }
+      if (expected !== undefined && Number(expected) !== size) throw new GetFailed(`origin ${url}: got ${size} bytes, expected ${expected}`)
+      const actual = `sha256:${hash.digest("hex")}`
+      if (o.digest !== undefined && actual !== o.digest) throw new GetFailed(`digest mismatch: expected ${o.digest}, got ${actual}`)
+      // Checked last, right before the atomic rename: a file is in place only if it was complete in time.
+      if (deadline !== undefined && Date.now() >= deadline.at) throw deadline.expired()
+      await fs.rename(tmp, output)
+      return size
+    } catch (e) {
+      await fs.rm(tmp, { force: true })
+      throw e
+    }
   }
 }
 
@@ -149,6 +189,14 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
   if (o.digest !== undefined && !DIGEST.test(o.digest)) throw new GetFailed(`--digest: expected sha256:<64 lowercase hex>, got ${JSON.stringify(o.digest)}`)
   // The daemon runs elsewhere (its own cwd): always hand it an absolute path.
   const output = path.resolve(o.output)
+  if (o.timeoutMillis !== undefined && !(Number.isInteger(o.timeoutMillis) && o.timeoutMillis > 0)) {
+    throw new GetFailed(`--timeout: expected a positive number of seconds, got ${o.timeoutMillis / 1000}`)
+  }
+  const started = Date.now()
+  const deadline: Deadline | undefined = o.timeoutMillis === undefined ? undefined : {
+    at: started + o.timeoutMillis,
+    expired: () => new TimedOut(`${o.url}: not downloaded within --timeout ${o.timeoutMillis! / 1000} s; nothing written to ${output}`)
+  }
   await fs.mkdir(path.dirname(output), { recursive: true })
   const body = JSON.stringify({
     url: o.url,
@@ -156,7 +204,9 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     ...(o.digest === undefined ? {} : { digest: o.digest }),
     ...(o.pieceLength === undefined ? {} : { pieceLength: o.pieceLength }),
     ...(o.headers === undefined || Object.keys(o.headers).length === 0 ? {} : { headers: o.headers }),
-    ...(o.disableBackToSource === true ? { disableBackToSource: true } : {})
+    ...(o.disableBackToSource === true ? { disableBackToSource: true } : {}),
+    // The daemon stops at the same deadline (and delivers nothing after it).
+    ...(o.timeoutMillis === undefined ? {} : { timeoutMillis: o.timeoutMillis })
   })
   let fallback: string
   const stopProgress = o.onProgress === undefined ? () => {} : pollProgress(o, o.onProgress)
@@ -164,7 +214,8 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     const reply = await callPromise(`${o.daemon.replace(/\/+$/, "")}/v1/download`, {
       method: "POST",
       headers: { ...authHeaders(resolveToken(o.token)), "content-type": "application/json" },
-      body
+      body,
+      ...(deadline === undefined ? {} : { timeoutMillis: deadline.at - Date.now() + DAEMON_ANSWER_GRACE_MILLIS })
     }).finally(stopProgress)
     const text = reply.body.toString("utf8")
     if (reply.status === 200) {
@@ -173,16 +224,19 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
     }
     // The daemon understood us and said the request is wrong: the origin would not do better.
     if (reply.status >= 400 && reply.status < 500) throw new GetFailed(`daemon ${o.daemon} refused: HTTP ${reply.status}: ${text}`)
+    // No time left for a direct download: the daemon's failure (its own 504 at the deadline, or another) is final.
+    if (deadline !== undefined && Date.now() >= deadline.at) throw deadline.expired()
     fallback = `daemon ${o.daemon} failed (HTTP ${reply.status}: ${text.slice(0, 300)})`
   } catch (e) {
+    if (e instanceof HttpCallError && e.timedOut && deadline !== undefined) throw deadline.expired()
     if (!(e instanceof HttpCallError && e.unreachable)) throw e
     fallback = `daemon ${o.daemon} unreachable (${e.message})`
   }
   if (o.disableBackToSource === true) throw new GetFailed(`${fallback}; not downloading from the origin (--disable-back-to-source)`)
   log(`${fallback}; downloading directly from the origin`)
-  const size = await downloadDirect(o.url, output, o.digest, 5, o.idleTimeoutMillis, o.headers).catch((e: unknown) => {
+  const size = await downloadDirect(o.url, output, { digest: o.digest, idleTimeoutMillis: o.idleTimeoutMillis, headers: o.headers, deadline }).catch((e: unknown) => {
     // Say both why the daemon did not deliver and why the direct download failed.
-    throw new GetFailed(`${fallback}; direct download failed: ${e instanceof Error ? e.message : String(e)}`)
+    throw new (e instanceof TimedOut ? TimedOut : GetFailed)(`${fallback}; direct download failed: ${e instanceof Error ? e.message : String(e)}`)
   })
   return { via: "origin", output, contentLength: size, detail: { reason: fallback } }
 }

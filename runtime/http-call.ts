@@ -26,6 +26,11 @@ export interface CallOptions {
   readonly timeoutMillis?: number
   /** Give up when the socket is silent this long (a stalled peer), however long the exchange may take. */
   readonly idleTimeoutMillis?: number
+  /**
+   * Receive-side rate limit (runtime/bandwidth.ts's `readPacer`): called with each chunk's size as it is
+   * read, answers how many ms to pause reading; TCP then holds the sender back.
+   */
+  readonly pace?: ((bytes: number) => number) | undefined
   /** Inspect status and headers before the body arrives; a string rejects the reply with that reason. */
   readonly accept?: (res: http.IncomingMessage) => string | undefined
 }
@@ -79,6 +84,11 @@ export const callPromise = (url: string, options: CallOptions, signal?: AbortSig
       res.on("data", (c: Buffer) => {
         chunks.push(c)
         size += c.length
+        const wait = options.pace?.(c.length) ?? 0
+        if (wait > 0) {
+          res.pause()
+          setTimeout(() => res.resume(), wait)
+        }
       })
       res.on("error", (e) => {
         done()

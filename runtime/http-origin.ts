@@ -4,6 +4,7 @@
 import { Effect, Layer } from "effect"
 import { OriginFailed } from "../core/errors.ts"
 import { Origin, type OriginRequest } from "../core/services/piece-transfer.ts"
+import { readPacer, type RateLimiter } from "./bandwidth.ts"
 import { call, describe, type HttpReply } from "./http-call.ts"
 
 const PROBE_TIMEOUT_MILLIS = 30_000
@@ -39,12 +40,13 @@ const probe = (idleTimeoutMillis: number) => (request: OriginRequest): Effect.Ef
     })
   )
 
-const fetchRange = (idleTimeoutMillis: number) => (request: OriginRequest, offset: number, length: number): Effect.Effect<Uint8Array, OriginFailed> => {
+const fetchRange = (idleTimeoutMillis: number, limiter?: RateLimiter) => (request: OriginRequest, offset: number, length: number): Effect.Effect<Uint8Array, OriginFailed> => {
   const range = `bytes=${offset}-${offset + length - 1}`
   return call(request.url, {
     headers: { ...request.headers, range },
     timeoutMillis: RANGE_TIMEOUT_MILLIS,
     idleTimeoutMillis,
+    ...(limiter === undefined ? {} : { pace: readPacer(limiter) }),
     // Refuse before the body arrives: a 200 for the whole file must not be downloaded to get a piece.
     accept: (res) => {
       if (res.statusCode === 206) return undefined
@@ -67,7 +69,8 @@ const fetchRange = (idleTimeoutMillis: number) => (request: OriginRequest, offse
   )
 }
 
-export const httpOrigin = (idleTimeoutMillis = DEFAULT_ORIGIN_IDLE_MILLIS) =>
-  Layer.succeed(Origin)(Origin.of({ probe: probe(idleTimeoutMillis), fetchRange: fetchRange(idleTimeoutMillis) }))
+/** With a `limiter` (the back-to-source limit), range bodies are read at its rate, chunk by chunk (probes are free). */
+export const httpOrigin = (idleTimeoutMillis = DEFAULT_ORIGIN_IDLE_MILLIS, limiter?: RateLimiter) =>
+  Layer.succeed(Origin)(Origin.of({ probe: probe(idleTimeoutMillis), fetchRange: fetchRange(idleTimeoutMillis, limiter) }))
 
 export const HttpOrigin = httpOrigin()

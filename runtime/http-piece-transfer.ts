@@ -5,7 +5,8 @@
 // (runtime/piece-client.ts): the body is copied once, straight into a buffer of the announced length,
 // and hashed chunk by chunk as it arrives, so hashing overlaps the network and the bytes are read while
 // still in cache; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
-// conductor checks it against the expected one as for any piece.
+// conductor checks it against the expected one as for any piece. With a `stage` (the daemon's disk
+// store), the bytes also go to their place in the task's file as they arrive (runtime/disk-store.ts).
 import { Effect, Layer, Schema } from "effect"
 import { TransferFailed } from "../core/errors.ts"
 import { PieceAvailability } from "../core/protocol.ts"
@@ -13,7 +14,7 @@ import { type ParentAddress, PieceTransfer } from "../core/services/piece-transf
 import { authHeaders } from "./auth.ts"
 import { call, describe, type HttpCallError } from "./http-call.ts"
 import { rememberDigest } from "./node-sha256.ts"
-import { getPiece, PieceClientError } from "./piece-client.ts"
+import { getPiece, PieceClientError, type PieceSink } from "./piece-client.ts"
 
 /** The upload server answers a long-poll within ~20 s; this only catches a hung parent. */
 const AVAILABILITY_TIMEOUT_MILLIS = 35_000
@@ -31,7 +32,14 @@ const statusFailure = (status: number, message: string) =>
   new TransferFailed({ message, temporary: status === 404 || status === 429 || status === 503 })
 
 /** One piece: the bytes (their digest remembered for the Sha256 service) on 200, else why not. */
-const fetchPieceBytes = async (parent: ParentAddress, path: string, what: string, headers: Readonly<Record<string, string>>, signal: AbortSignal) => {
+const fetchPieceBytes = async (
+  parent: ParentAddress,
+  path: string,
+  what: string,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal,
+  sink: ((body: Buffer) => PieceSink | undefined) | undefined
+) => {
   const reply = await getPiece({
     host: parent.host.ip,
     port: parent.host.port,
@@ -39,7 +47,8 @@ const fetchPieceBytes = async (parent: ParentAddress, path: string, what: string
     headers,
     timeoutMillis: PIECE_TIMEOUT_MILLIS,
     maxBodyBytes: MAX_PIECE_BYTES,
-    signal
+    signal,
+    sink
   }).catch((e: unknown) => {
     throw e instanceof PieceClientError
       ? new TransferFailed({ message: `${what}: ${e.message}`, temporary: e.timedOut })
@@ -53,8 +62,16 @@ const fetchPieceBytes = async (parent: ParentAddress, path: string, what: string
   return reply.body
 }
 
-/** `taskHeaders`: extra headers per task (a private blob's capability, runtime/blob-access.ts). */
-export const makeHttpPieceTransfer = (token?: string, taskHeaders?: (taskId: string) => Record<string, string>) => {
+/**
+ * `taskHeaders`: extra headers per task (a private blob's capability, runtime/blob-access.ts).
+ * `stage`: where a piece's bytes go while they arrive (the daemon's `DiskStore.stage`); the bytes are
+ * returned and verified as ever, this only spares the store copying them again.
+ */
+export const makeHttpPieceTransfer = (
+  token?: string,
+  taskHeaders?: (taskId: string) => Record<string, string>,
+  stage?: (taskId: string, index: number, body: Buffer) => PieceSink | undefined
+) => {
   const auth = authHeaders(token)
   const headersFor = (taskId: string) => taskHeaders === undefined ? auth : { ...auth, ...taskHeaders(taskId) }
   return PieceTransfer.of({
@@ -75,7 +92,14 @@ export const makeHttpPieceTransfer = (token?: string, taskHeaders?: (taskId: str
     fetchPiece: (parent, taskId, index) =>
       Effect.tryPromise({
         try: (signal): Promise<Uint8Array> =>
-          fetchPieceBytes(parent, `/v1/tasks/${taskId}/pieces/${index}`, `piece ${index} from ${parent.peerId}`, headersFor(taskId), signal),
+          fetchPieceBytes(
+            parent,
+            `/v1/tasks/${taskId}/pieces/${index}`,
+            `piece ${index} from ${parent.peerId}`,
+            headersFor(taskId),
+            signal,
+            stage === undefined ? undefined : (body) => stage(taskId, index, body)
+          ),
         catch: (e) => e instanceof TransferFailed ? e : new TransferFailed({ message: `piece ${index} from ${parent.peerId}: ${String(e)}`, temporary: false })
       })
   })

@@ -42,8 +42,8 @@ interface CallFailed {
 const callScheduler = (base: string, headers: Record<string, string>) => {
   const failed = (message: string, down = false): CallFailed => ({ message: `scheduler ${base}: ${message}`, down })
   return {
-    request: (message: ScheduleRequest): Effect.Effect<SchedulerToPeer, CallFailed> =>
-      postJson(`${base}/v1/schedule`, encodeRequest(message), REQUEST_TIMEOUT_MILLIS, headers).pipe(
+    request: (message: ScheduleRequest, extra: Record<string, string> = {}): Effect.Effect<SchedulerToPeer, CallFailed> =>
+      postJson(`${base}/v1/schedule`, encodeRequest(message), REQUEST_TIMEOUT_MILLIS, { ...headers, ...extra }).pipe(
         Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut)),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(failed(describe(reply)))
@@ -94,7 +94,9 @@ export interface RingSchedulerChannel {
 export const makeRingSchedulerChannel = (
   schedulerUrls: ReadonlyArray<string>,
   token?: string,
-  downMillis = DEFAULT_SCHEDULER_DOWN_MILLIS
+  downMillis = DEFAULT_SCHEDULER_DOWN_MILLIS,
+  /** Extra HTTP headers for a download's RegisterPeer of a task (runtime/blob-access.ts's seed credentials). */
+  registerHeaders: (taskId: string) => Record<string, string> = () => ({})
 ): Effect.Effect<RingSchedulerChannel> =>
   Effect.gen(function*() {
     const ring = new SchedulerRing(schedulerUrls)
@@ -171,7 +173,8 @@ export const makeRingSchedulerChannel = (
     const channel = SchedulerChannel.of({
       request: (message) => {
         if (message._tag === "AnnounceHost") return announce(message)
-        return route(taskOf(message), (url) => calls.get(url)!.request(message)).pipe(
+        const extra = message._tag === "RegisterPeer" && !message.metadataOnly ? registerHeaders(message.taskId) : {}
+        return route(taskOf(message), (url) => calls.get(url)!.request(message, extra)).pipe(
           Effect.map(([url, answer]) => {
             if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "NeedRegister") registeredAt.set(message.taskId, `${url}=${epochs.get(url) ?? "?"}`)
             return answer

@@ -5,7 +5,8 @@
 // remembered for that exact buffer, and `hex` answers it instead of hashing the 4 MiB again: the
 // conductor still compares every piece's digest with the expected one. A remembered digest is only
 // ever set by whoever filled the buffer, once it is complete, and nothing writes to a piece buffer
-// after that (it goes to the store and is dropped).
+// after that until the store is done with it; a pooled buffer's digest is forgotten when it is taken
+// again (runtime/piece-buffer-pool.ts).
 import { createHash } from "node:crypto"
 import { Layer } from "effect"
 import { Sha256 } from "../core/services/sha256.ts"
@@ -17,6 +18,11 @@ const knownDigests = new WeakMap<Uint8Array, string>()
 /** Records the digest of `bytes`, computed over exactly these bytes by the caller that filled them. */
 export const rememberDigest = (bytes: Uint8Array, hex: string): void => {
   knownDigests.set(bytes, hex)
+}
+
+/** Forgets what `rememberDigest` recorded for `bytes` (its content is about to change). */
+export const forgetDigest = (bytes: Uint8Array): void => {
+  knownDigests.delete(bytes)
 }
 
 /** The remembered digest of this buffer, or a fresh hash. */

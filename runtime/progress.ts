@@ -12,6 +12,17 @@ export interface Progress {
   readonly startedAt: number
   bytesFromPeers: number
   bytesFromOrigin: number
+  /** Every piece this download fetched, in the order they arrived (`GET /v1/downloads/{taskId}/pieces`). */
+  readonly pieces: Array<PieceRecord>
+}
+
+/** One piece fetched: from which source, when asked and when its bytes were in (ms since the epoch). */
+export interface PieceRecord {
+  readonly index: number
+  /** The parent's host id, or "origin". */
+  readonly from: string
+  readonly startedAt: number
+  readonly endedAt: number
 }
 
 /** What `GET /v1/downloads` answers for one download. */
@@ -58,9 +69,11 @@ export const meterPieceTransfer = (inner: PieceTransfer["Service"], progress: Pr
     fetchPiece: (parent, taskId, index) =>
       Effect.suspend(() => {
         const started = performance.now()
+        const startedAt = Date.now()
         return Effect.tap(inner.fetchPiece(parent, taskId, index), (bytes) =>
           Effect.sync(() => {
             progress.bytesFromPeers += bytes.length
+            progress.pieces.push({ index, from: parent.host.id, startedAt, endedAt: Date.now() })
             time("peer", (performance.now() - started) / 1000)
           }))
       })
@@ -73,9 +86,11 @@ export const meterOrigin = (inner: Origin["Service"], progress: Progress, time: 
     fetchRange: (request, offset, length) =>
       Effect.suspend(() => {
         const started = performance.now()
+        const startedAt = Date.now()
         return Effect.tap(inner.fetchRange(request, offset, length), (bytes) =>
           Effect.sync(() => {
             progress.bytesFromOrigin += bytes.length
+            progress.pieces.push({ index: Math.floor(offset / progress.pieceLength), from: "origin", startedAt, endedAt: Date.now() })
             time("origin", (performance.now() - started) / 1000)
           }))
       })

@@ -2,13 +2,13 @@
 // encodes; every scheduling decision is core's.
 import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
-import { HttpRouter, HttpServerResponse } from "effect/http"
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
-import { makeCapabilityIssuer } from "./blob-access.ts"
+import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
@@ -52,6 +52,24 @@ export const schedulerRoutes = (
     const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, hosts: () => scheduler.knownHosts() })
     const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
+    // A registration for a private task may carry the origin credentials its seed needs
+    // (runtime/blob-access.ts): they go into the seed request this registration triggers, if it triggers
+    // one, and nowhere else (not kept, not logged). Only in a cluster with a token: without one, any host
+    // could have announced itself as the seed.
+    const seedTriggerFor = (message: ScheduleRequest) =>
+      Effect.gen(function*() {
+        if (message._tag !== "RegisterPeer" || message.metadataOnly) return trigger
+        const authorization = (yield* HttpServerRequest.HttpServerRequest).headers[SEED_AUTHORIZATION_HEADER]
+        if (authorization === undefined || authorization === "") return trigger
+        if (options.token === undefined) {
+          yield* Effect.logWarning(`${SEED_AUTHORIZATION_HEADER} ignored: this scheduler has no --token, so seeds are not authenticated`)
+          return trigger
+        }
+        return SeedPeerTrigger.of({
+          trigger: (seed, request) =>
+            trigger.trigger(seed, request.taskId === message.taskId ? { ...request, headers: { ...request.headers, authorization } } : request)
+        })
+      })
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
@@ -71,7 +89,7 @@ export const schedulerRoutes = (
       HttpRouter.route("POST", "/v1/schedule", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
         const answered = metrics.scheduleStarted(message._tag)
-        const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, trigger)
+        const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, yield* seedTriggerFor(message))
         answered(answer._tag)
         if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "EmptyTask") metrics.registered(message.peerId)
         return encoded(SchedulerToPeer, answer)

@@ -9,7 +9,8 @@ import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
-import { limiterFor, type RateLimiter } from "./bandwidth.ts"
+import { limiterFor, pacedChunks, type RateLimiter } from "./bandwidth.ts"
+import { pieceBuffers } from "./piece-buffer-pool.ts"
 
 export interface UploadOptions {
   /** Pieces sent at once; further requests queue (announced to the scheduler as uploadSlots). */
@@ -42,34 +43,6 @@ const INDEX = /^(0|[1-9][0-9]{0,8})$/
 const taskIdParam = Effect.flatMap(HttpRouter.params, (p) =>
   TASK_ID.test(p.taskId ?? "") ? Effect.succeed(p.taskId!) : badRequest(`taskId: expected 64 lowercase hex characters, got ${JSON.stringify(p.taskId)}`))
 
-/**
- * Piece buffers reused from one upload to the next. Why: a fresh 4 MiB buffer per piece served is
- * external memory that makes V8 run a full GC every few pieces, each one marking the daemon's whole
- * heap — in the throughput bench that was two thirds of the parent's CPU. A buffer comes back only
- * once Node has finished writing the response (its 'finish' event, after the last socket write
- * completed), and only if the read into it completed: a response that ends otherwise leaves its
- * buffer to the GC, so no buffer is ever reused while something may still read or fill it.
- */
-class PieceBuffers {
-  private readonly free = new Map<number, Array<Buffer>>()
-  private keptBytes = 0
-  constructor(private readonly maxBytes: number) {}
-  take(length: number): Buffer {
-    const b = this.free.get(length)?.pop()
-    if (b === undefined) return Buffer.allocUnsafeSlow(length)
-    this.keptBytes -= b.length
-    return b
-  }
-  give(b: Buffer) {
-    if (this.keptBytes + b.length > this.maxBytes) return
-    const list = this.free.get(b.length) ?? []
-    list.push(b)
-    this.free.set(b.length, list)
-    this.keptBytes += b.length
-  }
-}
-/** Bytes of buffers kept for reuse at most (8 pieces of the default 4 MiB; huge pieces are never kept). */
-const KEPT_PIECE_BUFFER_BYTES = 32 * 1024 * 1024
 
 /** Node's response for this request, when served by Node's http server (not, e.g., a web handler in a test). */
 const nodeResponseOf = (request: HttpServerRequest.HttpServerRequest): ServerResponse | undefined => {
@@ -94,10 +67,8 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
     const forbidden = <A, E, R>(e: Effect.Effect<A, E, R>) =>
       Effect.catchIf(e, (x): x is Extract<E, AccessRefused> => x instanceof AccessRefused, (x) => Effect.succeed(errorResponse(403, (x as AccessRefused).reason)))
     const slots = yield* Semaphore.make(options.uploadSlots)
-    const buffers = new PieceBuffers(KEPT_PIECE_BUFFER_BYTES)
     // Shared by every upload: each piece reserves its bytes and waits for its turn.
     const limiter = options.uploadLimiter ?? limiterFor(options.uploadBandwidth)
-    const pace = (bytes: number) => limiter === undefined ? Effect.void : limiter.take(bytes)
     const longPoll = Duration.millis(options.longPollMillis ?? 20_000)
     const queueWait = Duration.millis(options.queueMillis ?? DEFAULT_UPLOAD_QUEUE_MILLIS)
     return [
@@ -129,19 +100,26 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           options.metrics?.refused("not_held")
           return errorResponse(404, `piece ${index} of task ${taskId} is not held here`)
         }
+        // A paced body is written after the handler returns: its slot is then released when the response closes.
+        let slotHandedOff = false
         const send = Effect.gen(function*() {
+          // A pooled buffer (runtime/piece-buffer-pool.ts) goes back only once the read into it completed
+          // and Node has finished writing the response ('finish', after the last socket write completed);
+          // a response that ends otherwise leaves it to the GC, so it is never reused while still in use.
           const response = nodeResponseOf(yield* HttpServerRequest.HttpServerRequest)
-          const buffer = response === undefined ? undefined : buffers.take(ledger.pieceLength)
+          const buffer = response === undefined ? undefined : pieceBuffers.take(ledger.pieceLength)
           const bytes = yield* Effect.tryPromise(() => store.readAsync(taskId, index, buffer))
-          // Read complete: the buffer is reusable once this response is fully written (see PieceBuffers).
-          if (buffer !== undefined && bytes.buffer === buffer.buffer) response!.once("finish", () => buffers.give(buffer))
+          if (buffer !== undefined && bytes.buffer === buffer.buffer) response!.once("finish", () => pieceBuffers.give(buffer))
           if (options.corruptUploads === true && bytes.length > 0) bytes[0] ^= 0xff
-          yield* pace(bytes.length)
           options.metrics?.uploaded(bytes.length)
-          return HttpServerResponse.uint8Array(bytes, {
-            contentType: "application/octet-stream",
-            headers: { "x-piece-digest": digest }
-          })
+          const head = { contentType: "application/octet-stream", headers: { "x-piece-digest": digest } }
+          // Limited: written chunk by chunk as the shared bucket admits each (runtime/bandwidth.ts).
+          if (limiter === undefined) return HttpServerResponse.uint8Array(bytes, head)
+          if (response !== undefined && !response.destroyed) {
+            slotHandedOff = true
+            response.once("close", () => Effect.runFork(Semaphore.release(slots, 1)))
+          }
+          return HttpServerResponse.stream(pacedChunks(limiter, bytes), { ...head, contentLength: bytes.length })
         })
         // Wait a bounded time for a slot; the permit is released however the upload ends.
         return yield* Effect.uninterruptibleMask((restore) =>
@@ -151,7 +129,7 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
               options.metrics?.refused("busy")
               return HttpServerResponse.setHeader(errorResponse(503, `busy: all ${options.uploadSlots} upload slots in use, retry later`), "retry-after", "1")
             }
-            return yield* restore(send).pipe(Effect.ensuring(Semaphore.release(slots, 1)))
+            return yield* restore(send).pipe(Effect.ensuring(Effect.suspend(() => slotHandedOff ? Effect.void : Semaphore.release(slots, 1))))
           })
         ).pipe(Effect.catchTag("UnknownError", (e) =>
           Effect.sync(() => {

@@ -77,7 +77,7 @@ const fmtBytes = (n: number): string => {
 const fmtSeconds = (s: number): string => (Number.isFinite(s) ? `${s.toFixed(2)}s` : "-")
 
 export const formatTable = (results: ReadonlyArray<RunResult>): string => {
-  const header = ["strategy", "peers", "origin egress", "copies", "savings", "p50", "p99", "max", "bound", "max/bound", "trace hash"]
+  const header = ["strategy", "peers", "origin egress", "copies", "savings", "p50", "p99", "max", "bound", "max/bound", "x-IDC (min)", "trace hash"]
   const rows = results.map((r) => [
     r.strategy,
     r.finishedPeers === r.peers ? String(r.peers) : `${r.finishedPeers}/${r.peers}`,
@@ -89,6 +89,8 @@ export const formatTable = (results: ReadonlyArray<RunResult>): string => {
     fmtSeconds(r.completionSeconds.max),
     fmtSeconds(r.boundSeconds),
     Number.isFinite(r.maxOverBound) ? r.maxOverBound.toFixed(2) : "-",
+    // Copies of the content that crossed between IDCs, and the least possible.
+    `${(r.crossIdcBytes / r.sizeBytes).toFixed(2)} (${Number((r.crossIdcMinimumBytes / r.sizeBytes).toFixed(2))})`,
     r.traceHash.slice(0, 16)
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))

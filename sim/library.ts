@@ -89,6 +89,8 @@ export interface LibraryRow {
   readonly boundSeconds?: Num
   readonly maxOverBound?: Num
   readonly discreteOptimumSeconds?: Num
+  readonly crossIdcBytes?: Num
+  readonly crossIdcMinimumBytes?: Num
   readonly reported?: Reported | null
   readonly verified?: boolean
   readonly error?: string
@@ -116,6 +118,14 @@ export const readLibraryRows = (path: string): Array<LibraryRow> => {
 const sec = (x: Num) => (typeof x === "number" && Number.isFinite(x) ? `${x < 10 ? x.toFixed(2) : x.toFixed(1)} s` : "–")
 const ratio = (x: Num) => (typeof x === "number" && Number.isFinite(x) ? `${x.toFixed(2)}×` : "–")
 const fmtBytes = (n: number) => (n >= 1e9 ? `${Number((n / 1e9).toFixed(2))} GB` : n >= 1e6 ? `${Number((n / 1e6).toFixed(1))} MB` : `${n} B`)
+
+/** Cross-IDC copies and their minimum, e.g. "2.08 (2)". */
+const crossIdc = (r: LibraryRow): string => {
+  const f = r.sizeBytes
+  if (typeof f !== "number" || f <= 0 || typeof r.crossIdcBytes !== "number") return "–"
+  const min = typeof r.crossIdcMinimumBytes === "number" ? ` (${Number((r.crossIdcMinimumBytes / f).toFixed(2))})` : ""
+  return `${(r.crossIdcBytes / f).toFixed(2)}${min}`
+}
 
 const reportedText = (r: Reported): string => {
   const figures = [
@@ -153,7 +163,9 @@ export const libraryTable = (grid: ExpandedGrid, rows: ReadonlyArray<LibraryRow>
   out.push(`# Scenario library: every strategy on every scenario (scale ${scale}, seed ${grid.jobs[0]?.seed ?? "-"})`, "")
   out.push("origin copies = bytes the origin sent / image size; p50, p99, p99.9, max = seconds from a host's arrival to its",
     "last layer; bound = a lower bound on the slowest host (Kumar–Ross for a flash crowd; for a rolling update, of the",
-    "first batch); max/opt = max over the discrete-piece optimum (F/u)·(1 + ⌊log2 N⌋/M), homogeneous scenarios only.", "")
+    "first batch, or one copy through the thinnest WAN link or oversubscribed rack downlink if that is longer);",
+    "max/opt = max over the discrete-piece optimum (F/u)·(1 + ⌊log2 N⌋/M), homogeneous scenarios only; cross-IDC =",
+    "copies of the image that crossed between IDCs, and (in brackets) the least possible: one into each IDC without the origin.", "")
   const matrix = new Map<string, Map<string, Num>>()
   for (const name of caseOrder) {
     const jobs = jobsOf.get(name)!.slice().sort((a, b) => order(a.strategy) - order(b.strategy))
@@ -164,8 +176,9 @@ export const libraryTable = (grid: ExpandedGrid, rows: ReadonlyArray<LibraryRow>
     out.push(`${peers} hosts (${s.idcs.length} IDC${s.idcs.length > 1 ? "s" : ""}), ${fmtBytes(s.file.sizeBytes)}${layers > 1 ? ` in ${layers} layers` : ""}, ` +
       `arrival ${s.arrival.kind === "uniform" && s.arrival.spreadSeconds === 0 ? "flash" : s.arrival.kind}` +
       (s.reported !== undefined ? `; reported: ${reportedText(s.reported)}` : ""), "")
-    out.push("| strategy | finished | origin copies | p50 | p99 | p99.9 | max | bound | max/bound | max/opt |")
-    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    const multiIdc = s.idcs.length > 1
+    out.push(`| strategy | finished | origin copies | p50 | p99 | p99.9 | max | bound | max/bound | max/opt |${multiIdc ? " cross-IDC (min) |" : ""}`)
+    out.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|${multiIdc ? "---:|" : ""}`)
     for (const j of jobs) {
       const r = byKey.get(j.key)
       if (!matrix.has(j.strategy)) matrix.set(j.strategy, new Map())
@@ -178,7 +191,8 @@ export const libraryTable = (grid: ExpandedGrid, rows: ReadonlyArray<LibraryRow>
       const opt = typeof r.discreteOptimumSeconds === "number" && typeof c?.max === "number" ? c.max / r.discreteOptimumSeconds : null
       const perLayer = (r.layers?.length ?? 0) > 1 ? ` (${r.layers!.map((l) => l.originEgressCopies.toFixed(2)).join(" + ")})` : ""
       out.push(`| ${j.strategy} | ${r.finishedPeers}/${r.peers}${r.verified === false ? " unverified" : ""} | ${(r.originEgressCopies ?? NaN).toFixed(2)}${perLayer} | ` +
-        `${sec(c?.p50)} | ${sec(c?.p99)} | ${sec(c?.p999)} | ${sec(c?.max)} | ${sec(r.boundSeconds)} | ${ratio(r.maxOverBound)} | ${ratio(opt)} |`)
+        `${sec(c?.p50)} | ${sec(c?.p99)} | ${sec(c?.p999)} | ${sec(c?.max)} | ${sec(r.boundSeconds)} | ${ratio(r.maxOverBound)} | ${ratio(opt)} |` +
+        (multiIdc ? ` ${crossIdc(r)} |` : ""))
     }
     out.push("")
   }

@@ -1,6 +1,7 @@
 // One run of one strategy: build the world, run it in virtual time, then measure and verify.
 import { createHash } from "node:crypto"
 import { pieceAt, pieceCountOf } from "../core/piece-layout.ts"
+import { crossIdcMinimumCopies, discreteOptimum, kumarRossBound, rackBound, wanBound } from "./bound.ts"
 import { syntheticDigest } from "./origin.ts"
 import type { Reported, Scenario, Strategy } from "./scenario.ts"
 import { World } from "./world.ts"
@@ -58,9 +59,10 @@ export interface RunResult {
   readonly finishedPeers: number
   readonly failedPeers: number
   /**
-   * A lower bound on the slowest peer's completion time. All arriving at once: Kumar–Ross. A rolling
-   * update: Kumar–Ross for the first batch (nobody holds anything yet). Uniform or Poisson arrivals:
-   * the first peer alone still needs F from the origin, max(F/u_origin, F/d_min).
+   * A lower bound on the slowest peer's completion time. All arriving at once: Kumar–Ross, or one copy
+   * through the thinnest WAN link or oversubscribed rack downlink on the way, if that takes longer
+   * (sim/bound.ts). A rolling update: the same for the first batch (nobody holds anything yet). Uniform
+   * or Poisson arrivals: the first peer alone still needs F from the origin, max(F/u_origin, F/d_min).
    */
   readonly boundSeconds: number
   readonly maxOverBound: number
@@ -86,26 +88,7 @@ export interface RunResult {
   readonly wallSeconds: number
 }
 
-/**
- * Kumar–Ross lower bound on the time for N peers to each receive F bytes: the origin must send one
- * copy, the slowest downlink must take one, and all uploaders together must send N copies.
- */
-export const kumarRossBound = (
-  sizeBytes: number,
-  originUpload: number,
-  downloads: ReadonlyArray<number>,
-  uploads: ReadonlyArray<number>
-): number => {
-  const n = downloads.length
-  if (n === 0) return 0
-  const dMin = Math.min(...downloads)
-  const sumU = uploads.reduce((a, b) => a + b, 0)
-  return Math.max(sizeBytes / originUpload, sizeBytes / dMin, (n * sizeBytes) / (originUpload + sumU))
-}
-
-/** (F/u)·(1 + ⌊log2 N⌋/M): the best any piece-wise schedule can do with N peers and a server all at u. */
-export const discreteOptimum = (sizeBytes: number, upload: number, peers: number, pieces: number): number =>
-  (sizeBytes / upload) * (1 + Math.floor(Math.log2(Math.max(1, peers))) / Math.max(1, pieces))
+export { discreteOptimum, kumarRossBound } from "./bound.ts"
 
 const percentile = (sorted: ReadonlyArray<number>, q: number): number =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
@@ -171,9 +154,17 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
   const originUp = scenario.origin.uploadBytesPerSecond
   const arrival = scenario.arrival
   const staggered = arrival.kind === "poisson" || (arrival.kind === "uniform" && arrival.spreadSeconds > 0)
+  // All at once (or a rolling update's first batch): nothing is anywhere yet, so a copy must also cross
+  // every WAN link into an IDC with such peers, and every oversubscribed rack's downlink.
+  const first = world.batches[0] ?? world.peers
+  const idcs = scenario.idcs.map((i) => ({ name: i.name, wanBytesPerSecond: i.wanBytesPerSecond, peers: first.filter((p) => p.host.idc === i.name).length }))
   const bound = staggered
     ? Math.max(sizeBytes / originUp, sizeBytes / Math.min(...world.peers.map((p) => p.net.down)))
-    : kumarRossBound(sizeBytes, originUp, (world.batches[0] ?? world.peers).map((p) => p.net.down), uploads)
+    : Math.max(
+      kumarRossBound(sizeBytes, originUp, first.map((p) => p.net.down), uploads),
+      wanBound(sizeBytes, scenario.origin.idc, idcs),
+      rackBound(sizeBytes, rackDownlinks(scenario, [...world.peers, ...world.seeds], first))
+    )
   const originEgressBytes = world.originNet.bytesSent
   // Control traffic (the scheduler host) carries no bytes; only piece flows are counted.
   const traffic = world.network.trafficBetween((h) => world.idcOfNet(h))
@@ -210,7 +201,7 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     failedPeers: n - times.length,
     boundSeconds: bound,
     crossIdcBytes: Object.entries(traffic).reduce((sum, [k, b]) => (k.split("->")[0] !== k.split("->")[1] ? sum + b : sum), 0),
-    crossIdcMinimumBytes: sizeBytes * scenario.idcs.filter((i) => i.peers > 0 && i.name !== scenario.origin.idc).length,
+    crossIdcMinimumBytes: sizeBytes * crossIdcMinimumCopies(scenario.origin.idc, scenario.idcs),
     trafficBetweenIdcs: traffic,
     discreteOptimumSeconds: isHomogeneous(scenario) ? discreteOptimum(sizeBytes, scenario.origin.uploadBytesPerSecond, n, pieceCount) : null,
     maxOverBound: completion.max / bound,
@@ -223,6 +214,21 @@ export const runScenario = (scenario: Scenario, options: RunOptions): RunResult 
     events: world.engine.events,
     wallSeconds
   }
+}
+
+/** The downlink rate of each oversubscribed rack holding one of `peers` (as sim/world.ts builds them). */
+const rackDownlinks = (
+  scenario: Scenario,
+  hosts: ReadonlyArray<{ host: { idc: string; location: string }; net: { down: number } }>,
+  peers: ReadonlyArray<{ host: { idc: string; location: string } }>
+): Array<number> => {
+  const ratio = new Map(scenario.idcs.flatMap((i) => (i.rackOversubscription === undefined ? [] : [[i.name, i.rackOversubscription] as const])))
+  const rate = new Map<string, number>()
+  for (const h of hosts) {
+    const r = ratio.get(h.host.idc)
+    if (r !== undefined) rate.set(h.host.location, (rate.get(h.host.location) ?? 0) + h.net.down / r)
+  }
+  return [...new Set(peers.map((p) => p.host.location))].flatMap((l) => (rate.has(l) ? [rate.get(l)!] : []))
 }
 
 /** Every peer (one NIC class) uploads as fast as the origin and downloads at least that fast; all at once. */

@@ -17,14 +17,20 @@ export interface StrategySetup {
   makeScheduler(epoch: string): Scheduler
 }
 
-export const strategySetup = (strategy: Strategy): StrategySetup => {
+/** What the deployment tells every scheduler (a strategy's config decides whether it uses it). */
+export interface Deployment {
+  readonly originIdc?: string | undefined
+}
+
+export const strategySetup = (strategy: Strategy, deployment: Deployment = {}): StrategySetup => {
   const s = strategies[strategy]
+  const config = deployment.originIdc === undefined ? s.config : { ...s.config, originIdc: deployment.originIdc }
   return {
-    config: s.config,
+    config,
     evaluator: s.evaluator,
     seeds: s.seeds,
     peerOptions: s.peerOptions,
-    makeScheduler: (epoch) => new Scheduler(s.config, s.evaluator, epoch, s.handout)
+    makeScheduler: (epoch) => new Scheduler(config, s.evaluator, epoch, s.handout)
   }
 }
 

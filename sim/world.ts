@@ -96,7 +96,7 @@ export class World implements HostContext {
 
   constructor(readonly scenario: Scenario, readonly options: WorldOptions) {
     const engine = (this.engine = new SimEngine(options.seed, { traceSink: options.traceSink }))
-    const setup = strategySetup(options.strategy)
+    const setup = strategySetup(options.strategy, { originIdc: scenario.origin.idc })
     this.makeScheduler = setup.makeScheduler
     this.scheduler = setup.makeScheduler("epoch-0")
     this.monitor = options.monitor

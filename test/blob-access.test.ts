@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { peerIdOf } from "../core/domain.ts"
 import { CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability } from "../runtime/blob-access.ts"
-import { damselfly, freePort, getJson, httpJson, killAll, type Origin, type Proc, rawRequest, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
+import { getJson, httpJson, killAll, type Origin, rawRequest, type Server, spawnDaemon, spawnScheduler, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { buildImage, getManifest, pushImage, type Registry, startRegistry } from "./oci-registry-fixture.ts"
 
 const dir = mkdtempSync(path.join(tmpdir(), "damselfly-blob-access-"))
@@ -21,12 +21,7 @@ const kid = keyIdOf(publicKey)
 const other = generateKeyPairSync("ed25519")
 const now = () => Math.floor(Date.now() / 1000)
 
-interface Node {
-  readonly name: string
-  readonly url: string
-  readonly port: number
-  readonly proc: Proc
-}
+type Node = Server
 
 let registry: Registry
 let origin: Origin
@@ -34,10 +29,6 @@ let scheduler: Node
 const daemons: Record<string, Node> = {}
 let blob: { digest: string; size: number; url: string; taskId: string }
 
-const start = async (name: string, args: (port: number) => Array<string>): Promise<Node> => {
-  const port = await freePort()
-  return { name, port, url: `http://127.0.0.1:${port}`, proc: damselfly(name, args(port)) }
-}
 
 const claims = (over: Partial<CapabilityClaims> = {}): CapabilityClaims => ({
   v: 1, kid, task: blob.taskId, peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
@@ -58,12 +49,10 @@ beforeAll(async () => {
 
   const keyFile = path.join(dir, "capability-key.pem")
   writeFileSync(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }))
-  scheduler = await start("scheduler", (port) => ["scheduler", "--port", String(port), "--data", path.join(dir, "scheduler"), "--blob-access-key", keyFile])
+  scheduler = await spawnScheduler("scheduler", ["--data", path.join(dir, "scheduler"), "--blob-access-key", keyFile])
   // No seed peer: the first daemon goes to the registry itself, with its own credentials.
   for (const name of ["a", "b", "c"]) {
-    daemons[name] = await start(`daemon-${name}`, (port) => [
-      "daemon", "--port", String(port), "--data", path.join(dir, name), "--scheduler", scheduler.url, "--host-id", `peer-${name}`, "--origin-outage", "3"
-    ])
+    daemons[name] = await spawnDaemon(`daemon-${name}`, { data: path.join(dir, name), schedulers: scheduler.url, hostId: `peer-${name}`, args: ["--origin-outage", "3"] })
   }
   await waitHealthy(scheduler.url, scheduler.proc, 60_000)
   for (const d of Object.values(daemons)) await waitHealthy(d.url, d.proc, 60_000)

@@ -135,6 +135,21 @@ describe("Scheduler", () => {
     expect(triggers[0].request.taskId).toBe(TASK)
   })
 
+  it("with seedNearOrigin, triggers a seed in the origin's IDC when one is known", async () => {
+    const { AnnounceHost } = await import("../core/protocol.ts")
+    for (const [originIdc, expected] of [["idc-a", "host-50"], ["idc-b", "host-51"], ["idc-c", undefined]] as const) {
+      triggers.length = 0
+      const scheduler = new Scheduler({ ...defaultSchedulerConfig, retryIntervalMillis: 0, seedWaitMillis: 0, seedNearOrigin: true, originIdc })
+      await run(scheduler.request(new AnnounceHost({ host: host(50, "seed") })), 1)
+      await run(scheduler.request(new AnnounceHost({ host: host(51, "seed") })), 1)
+      await run(scheduler.request(register(1, 1)), 1)
+      expect(triggers.length).toBe(1)
+      // No seed in the origin's IDC: any, by task id.
+      if (expected !== undefined) expect(triggers[0].seed).toBe(expected)
+      else expect(["host-50", "host-51"]).toContain(triggers[0].seed)
+    }
+  })
+
   it("sends a peer back to source when there is no seed and no holder, within the per-task limit", async () => {
     const scheduler = new Scheduler({ ...defaultSchedulerConfig, retryIntervalMillis: 0, backToSourceCount: 2, retryLimit: 2, retryBackToSourceLimit: 1 })
     const tags: Array<string> = []

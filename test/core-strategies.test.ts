@@ -3,54 +3,118 @@
 // homogeneous swarms damselfly lands near the discrete-piece optimum with one origin copy.
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { StripeForest } from "../core/scheduler/stripe-forest.ts"
+import { SEED, StripeForest } from "../core/scheduler/stripe-forest.ts"
 import { strategies } from "../core/strategies.ts"
 import { runScenario } from "../sim/run.ts"
 import { decodeScenario, mbit } from "../sim/scenario.ts"
 import { swarmScenario } from "../scenarios/swarm/predict.ts"
 
+// Hosts: `idcs` IDCs of `racks` racks, members dealt round-robin over IDCs then racks (as they register).
+const membersOf = (n: number, idcs: number, racks: number, upload = (_: number) => 100) =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `p${i}`,
+    idc: `idc${i % idcs}`,
+    location: `x|y|idc${i % idcs}|rack${Math.floor(i / idcs) % racks}`,
+    uploadBandwidth: upload(i)
+  }))
+
 describe("StripeForest", () => {
-  it("per stripe: a tree under the seed, fan-out at most `fanout`, forwarders from that stripe (but one), depth logarithmic", () => {
+  it("per stripe: one tree under the seed, each IDC entered once, few rack crossings, bounded fan-out, logarithmic depth", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 2, max: 5 }), (n, count) => {
-        // Round-robin dealing, as the scheduler does.
-        const members = Array.from({ length: n }, (_, i) => ({ id: `p${i}`, stripe: i % count }))
-        const forest = new StripeForest(members, count, count)
-        for (let j = 0; j < count; j++) {
-          const children = new Map<string, number>()
-          let roots = 0
-          for (const m of members) {
-            const parent = forest.parentOf(m.id, j)!
-            expect(parent).toBeDefined()
-            if (parent === "seed") roots++
-            else {
+      fc.property(
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 2, max: 4 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 8 }),
+        fc.integer({ min: 0, max: 3 }),
+        (n, count, idcs, racks, seedIdc) => {
+          const members = membersOf(n, idcs, racks)
+          const byId = new Map(members.map((m) => [m.id, m]))
+          const forest = new StripeForest(members, count, count, { idc: `idc${seedIdc}`, uploadBandwidth: 100 })
+          const present = new Set(members.map((m) => m.idc))
+          const home = present.has(`idc${seedIdc}`) ? `idc${seedIdc}` : undefined
+          for (let j = 0; j < count; j++) {
+            const entries = new Map<string, number>()
+            const rackCrossings = new Map<string, number>()
+            // An IDC where nobody forwards stripe j is not fed it (its members are fewer than the stripes).
+            const fed = new Set(members.filter((m) => forest.stripeOf(m.id) === j).map((m) => m.idc))
+            for (const m of members) {
+              const parent = forest.parentOf(m.id, j)!
+              if (!fed.has(m.idc)) {
+                expect(parent).toBeUndefined()
+                expect(members.filter((x) => x.idc === m.idc).length).toBeLessThan(count)
+                continue
+              }
+              expect(parent).toBeDefined()
               expect(parent).not.toBe(m.id)
-              children.set(parent, (children.get(parent) ?? 0) + 1)
+              const from = parent === SEED ? undefined : byId.get(parent)!
+              if (from === undefined || from.idc !== m.idc) entries.set(m.idc, (entries.get(m.idc) ?? 0) + 1)
+              if (from !== undefined && from.idc === m.idc && from.location !== m.location) {
+                rackCrossings.set(m.idc, (rackCrossings.get(m.idc) ?? 0) + 1)
+              }
+              // The seed feeds its own IDC when that is fed this stripe.
+              if (parent === SEED && home !== undefined && fed.has(home)) expect(m.idc).toBe(home)
+              // No cycle, and depth logarithmic (plus one hop per IDC on the chain).
+              const depth = forest.depthOf(m.id, j)!
+              expect(depth).toBeLessThanOrEqual(idcs + 3 + 2 * Math.ceil(Math.log2(n + 1)))
+              let at = m.id
+              for (let hops = 0; at !== SEED; hops++) {
+                expect(hops).toBeLessThan(depth)
+                at = forest.parentOf(at, j)!
+              }
             }
-            // Following parents reaches the seed (no cycle) within a logarithmic number of hops.
-            const depth = forest.depthOf(m.id, j)!
-            expect(depth).toBeLessThanOrEqual(2 + Math.ceil(Math.log(n) / Math.log(Math.max(2, count))))
-            let at = m.id
-            for (let hops = 0; at !== "seed"; hops++) {
-              expect(hops).toBeLessThan(depth)
-              at = forest.parentOf(at, j)!
+            // Each IDC is entered once per stripe: by the seed's feed (at most its slots) or one WAN edge.
+            for (const idc of present) {
+              if (idc === home || (entries.get(idc) ?? 0) > 1) expect(entries.get(idc) ?? 0).toBeLessThanOrEqual(forest.childrenOf(SEED, j))
+              else expect(entries.get(idc) ?? 0, idc).toBe(fed.has(idc) ? 1 : 0)
             }
+            // A rack is entered by its spine edge and a few overflow edges, not once per member.
+            for (const idc of present) expect(rackCrossings.get(idc) ?? 0).toBeLessThanOrEqual(3 * racks)
+            // Fan-out: slots (fanout at equal uplinks), plus a WAN child, plus one when slots ran out.
+            for (const m of members) expect(forest.childrenOf(m.id, j)).toBeLessThanOrEqual(count + 2)
           }
-          expect(roots).toBe(1)
-          let outsiders = 0
-          for (const [parent, k] of children) {
-            expect(k).toBeLessThanOrEqual(count)
-            if (members.find((m) => m.id === parent)!.stripe !== j) outsiders++
-          }
-          // Forwarders belong to the stripe they forward; when n is not a multiple of the count, one
-          // peer of another stripe may have to help.
-          expect(outsiders).toBeLessThanOrEqual(1)
+          expect(forest.parentOf("stranger", 0)).toBeUndefined()
         }
-        expect(forest.parentOf("stranger", 0)).toBeUndefined()
-      }),
-      { seed: 42, numRuns: 200, verbose: 1 }
+      ),
+      { seed: 42, numRuns: 300, verbose: 1 }
     )
   }, 60_000)
+
+  it("three IDCs, seed in the second: the stripes' chains run b→a→c and b→c→a, one root each", () => {
+    // Two racks per IDC, 4 members each; registration order a, b, c, a, b, c, ...
+    const members = membersOf(12, 3, 2)
+    const forest = new StripeForest(members, 2, 2, { idc: "idc1", uploadBandwidth: 100 })
+    const idcOf = (id: string) => members.find((m) => m.id === id)!.idc
+    const entry = (idc: string, j: number) => members.filter((m) => m.idc === idc && idcOf(forest.parentOf(m.id, j) === SEED ? "p1" : forest.parentOf(m.id, j)!) !== idc)
+    // Home: only the seed feeds it, one root per stripe (the seed is as fast as a member: one slot per stripe).
+    expect(forest.childrenOf(SEED, 0)).toBe(1)
+    expect(forest.childrenOf(SEED, 1)).toBe(1)
+    for (const j of [0, 1]) {
+      const roots = members.filter((m) => forest.parentOf(m.id, j) === SEED)
+      expect(roots.map((m) => m.idc)).toEqual(["idc1"])
+    }
+    // Stripe 0: idc0's entry hangs off idc1's root, idc2's off idc0's; stripe 1 the other way round.
+    const rootOf = (idc: string, j: number) => entry(idc, j)[0]?.id ?? members.find((m) => m.idc === idc && forest.parentOf(m.id, j) === SEED)!.id
+    expect(idcOf(forest.parentOf(rootOf("idc0", 0), 0)!)).toBe("idc1")
+    expect(idcOf(forest.parentOf(rootOf("idc2", 0), 0)!)).toBe("idc0")
+    expect(idcOf(forest.parentOf(rootOf("idc2", 1), 1)!)).toBe("idc1")
+    expect(idcOf(forest.parentOf(rootOf("idc0", 1), 1)!)).toBe("idc2")
+    // Each member forwards one stripe; roles alternate within a rack.
+    expect(members.filter((m) => m.idc === "idc0").map((m) => forest.stripeOf(m.id))).toEqual([0, 1, 1, 0])
+  })
+
+  it("bandwidth-aware: a seed ten times as fast as the members feeds ten roots per stripe; a fast member gets more children", () => {
+    const members = membersOf(200, 1, 10, (i) => (i === 0 ? 400 : 100))
+    const forest = new StripeForest(members, 2, 2, { idc: "idc0", uploadBandwidth: 1000 })
+    expect(forest.childrenOf(SEED, 0)).toBe(10)
+    expect(forest.childrenOf(SEED, 1)).toBe(10)
+    // p0 forwards stripe 0 at 4× the median uplink: 8 children.
+    expect(forest.stripeOf("p0")).toBe(0)
+    expect(forest.childrenOf("p0", 0)).toBe(8)
+    // 200 members under 10 roots: 1 + ⌈log2 20⌉ hops or so, not log2 200.
+    const depths = members.map((m) => forest.depthOf(m.id, 0)!)
+    expect(Math.max(...depths)).toBeLessThanOrEqual(6)
+  })
 })
 
 describe("damselfly in the simulator", () => {

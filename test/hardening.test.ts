@@ -1,56 +1,34 @@
 // Limits and the shared token, against real processes: the upload server serves pieces of held tasks
 // by id only; connections, header and body sizes and upload slots are capped; with a token every
 // request but /healthy needs it, and the components pass it to each other.
-import { mkdtemp, rm } from "node:fs/promises"
 import * as net from "node:net"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import { Host } from "../core/domain.ts"
 import { makeHttpPieceTransfer } from "../runtime/http-piece-transfer.ts"
 import { startCluster } from "../runtime/testing/cluster.ts"
 import {
   assertSound,
   damselfly,
-  freePort,
   getJson,
-  killAll,
   type Origin,
   type Proc,
   rawRequest,
   sha256File,
-  startOrigin,
-  waitHealthy
+  startDaemon,
+  startScheduler
 } from "../runtime/testing/harness.ts"
+import { useWorkspace } from "./fixtures/workspace.ts"
 
 const MiB = 1024 * 1024
-let dir: string
-const closers: Array<() => Promise<void>> = []
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "damselfly-hard-"))
-})
-
-afterAll(async () => {
-  await killAll()
-  for (const c of closers) await c()
-  await rm(dir, { recursive: true, force: true })
-})
-
-const newOrigin = async (size: number): Promise<Origin> => {
-  const o = await startOrigin(await mkdtemp(path.join(dir, "origin-")), size)
-  closers.push(o.close)
-  return o
-}
+const ws = useWorkspace("damselfly-hard-")
+const newOrigin = (size: number) => ws.origin(size)
 
 /** A daemon with no scheduler that has downloaded `origin` (so it holds a task), with extra flags. */
 const daemonHolding = async (name: string, origin: Origin, extra: Array<string> = []) => {
-  const port = await freePort()
-  const url = `http://127.0.0.1:${port}`
-  const proc = damselfly(name, ["daemon", "--port", String(port), "--data", path.join(dir, name), "--scheduler", `http://127.0.0.1:${await freePort()}`, "--host-id", name, ...extra])
-  await waitHealthy(url, proc)
-  const get = damselfly(`get-${name}`, ["get", origin.url, "-O", path.join(dir, `${name}.bin`), "--daemon", url, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB)])
+  const { url, port, proc } = await startDaemon(name, { dir: ws.dir, args: extra })
+  const get = damselfly(`get-${name}`, ["get", origin.url, "-O", path.join(ws.dir, `${name}.bin`), "--daemon", url, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB)])
   expect(await get.exited, get.stderr()).toBe(0)
   return { url, port, proc }
 }
@@ -103,9 +81,7 @@ describe("upload server: pieces of held tasks, by id, never files by path", () =
 describe("limits", () => {
   let scheduler: { url: string; proc: Proc }
   beforeAll(async () => {
-    const port = await freePort()
-    scheduler = { url: `http://127.0.0.1:${port}`, proc: damselfly("scheduler-limits", ["scheduler", "--port", String(port), "--max-connections", "8"]) }
-    await waitHealthy(scheduler.url, scheduler.proc)
+    scheduler = await startScheduler("scheduler-limits", ["--max-connections", "8"])
   })
 
   it("a body over 1 MiB gets 413, a header block over 16 KiB gets 431, and the server keeps serving", async () => {
@@ -168,7 +144,7 @@ describe("limits", () => {
 describe("shared token", () => {
   const TOKEN = "s3cret-token"
   it("with a token: 401 without it (except /healthy), and a full p2p download works with it", async () => {
-    const cluster = await startCluster({ dir: path.join(dir, "token"), daemons: 2, env: { DAMSELFLY_TOKEN: TOKEN } })
+    const cluster = await startCluster({ dir: path.join(ws.dir, "token"), daemons: 2, env: { DAMSELFLY_TOKEN: TOKEN } })
     const origin = await newOrigin(8 * MiB)
     const auth = { authorization: `Bearer ${TOKEN}` }
     // Without (or with a wrong) token: 401 naming the problem; /healthy stays open for probes.
@@ -187,15 +163,15 @@ describe("shared token", () => {
     // With it, the request reaches the handler (and is judged on its content).
     expect((await rawRequest(cluster.scheduler.url, { method: "POST", path: "/v1/report", body: "{}", headers: auth })).status).toBe(400)
     // get without the token is refused by the daemon, clearly, and writes nothing.
-    const refused = damselfly("get-no-token", ["get", origin.url, "-O", path.join(dir, "tok-refused.bin"), "--daemon", cluster.daemons[0].url])
+    const refused = damselfly("get-no-token", ["get", origin.url, "-O", path.join(ws.dir, "tok-refused.bin"), "--daemon", cluster.daemons[0].url])
     expect(await refused.exited).not.toBe(0)
     expect(refused.stderr()).toMatch(/401/)
     // Every component sends the token: seed trigger, scheduler channel, piece transfer, get → daemon.
     const gets = cluster.daemons.map((d, i) =>
-      damselfly(`get-token-${i}`, ["get", origin.url, "-O", path.join(dir, `tok-${i}.bin`), "--daemon", d.url, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB), "--token", TOKEN]))
+      damselfly(`get-token-${i}`, ["get", origin.url, "-O", path.join(ws.dir, `tok-${i}.bin`), "--daemon", d.url, "--digest", `sha256:${origin.sha256}`, "--piece-length", String(MiB), "--token", TOKEN]))
     for (const [i, g] of gets.entries()) {
       expect(await g.exited, g.stderr()).toBe(0)
-      expect(await sha256File(path.join(dir, `tok-${i}.bin`))).toBe(origin.sha256)
+      expect(await sha256File(path.join(ws.dir, `tok-${i}.bin`))).toBe(origin.sha256)
       expect(JSON.parse(g.stdout()).via).toBe("daemon")
     }
     const copies = origin.bytesSent() / (8 * MiB)
@@ -210,10 +186,7 @@ describe("shared token", () => {
   }, 90_000)
 
   it("without a token configured, requests need none", async () => {
-    const port = await freePort()
-    const url = `http://127.0.0.1:${port}`
-    const s = damselfly("scheduler-open", ["scheduler", "--port", String(port)], undefined, { DAMSELFLY_TOKEN: "" })
-    await waitHealthy(url, s)
+    const { url } = await startScheduler("scheduler-open", [], { env: { DAMSELFLY_TOKEN: "" } })
     expect((await rawRequest(url, { method: "POST", path: "/v1/report", body: "{}" })).status).toBe(400)
   })
 })

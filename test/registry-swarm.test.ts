@@ -1,8 +1,9 @@
 // Eight daemons (real processes, plus a scheduler and a seed peer) pull the same multi-layer image
 // through their own mirrors at once, with skopeo. From a public registry, its access log must show
 // about one copy of each blob: one ranged GET per 4 MiB piece, not one per puller. From a registry
-// that requires credentials (which the seed never gets), the pulls must all succeed, with fewer copies
-// than pulling directly.
+// that requires credentials, in a cluster with a token, the seed is handed the credentials with its
+// trigger and the registry again serves about one copy; without a token the credentials never leave the
+// daemons (the seed is refused), and the pulls must still all succeed, with fewer copies than direct.
 import { promises as fs } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -31,10 +32,11 @@ afterAll(async () => {
 })
 
 /** A fresh registry and cluster; all daemons pull at once; the registry's blob GETs and copies. */
-const swarmPull = async (name: string, creds: string | undefined) => {
+const swarmPull = async (name: string, creds: string | undefined, token?: string) => {
   const [user, password] = (creds ?? ":").split(":")
   const registry: Registry = await startRegistry(path.join(dir, `registry-${name}`), creds === undefined ? undefined : { user, password })
-  const cluster = await startMirrorCluster(path.join(dir, `cluster-${name}`), PULLERS, [registry.url])
+  const clusterDir = path.join(dir, `cluster-${name}`)
+  const cluster = await startMirrorCluster(clusterDir, PULLERS, [registry.url], token === undefined ? {} : { env: { DAMSELFLY_TOKEN: token } })
   await pushImage(image, registry.host, "swarm", creds)
   const blobDigests = [...image.layers, image.config]
   const sizes = await Promise.all(blobDigests.map(async (d) => (await fs.stat(path.join(image.layout, "blobs", "sha256", d.slice(7)))).size))
@@ -66,9 +68,12 @@ const swarmPull = async (name: string, creds: string | undefined) => {
       `registry blob GETs served=${gets.length} (refused ${all.length - gets.length}), blob bytes=${bytes} (${copies.toFixed(3)} copies), ` +
       `manifest GETs=${manifestGets}, from skopeo directly=${fromClients}; wall ${seconds.toFixed(1)} s (shared machine)`
   )
+  // Tasks the seed marked private (it proved access with the credentials it was handed).
+  const seedPrivate = new Set(await fs.readdir(path.join(clusterDir, "seed", "blob-access", "private")).catch(() => []))
+  const processOutput = [cluster.scheduler.proc, cluster.seed.proc, ...cluster.daemons.map((d) => d.proc)].map((p) => p.stdout() + p.stderr()).join("\n")
   await killAll()
   await registry.stop()
-  return { gets, copies, pieces, manifestGets, fromClients }
+  return { gets, copies, pieces, manifestGets, fromClients, blobDigests, seedPrivate, processOutput }
 }
 
 it(`${PULLERS} daemons pull one multi-layer image at once from a public registry; it serves about one copy of each blob`, async () => {
@@ -84,9 +89,24 @@ it(`${PULLERS} daemons pull one multi-layer image at once from a public registry
   expect(r.manifestGets).toBeGreaterThanOrEqual(PULLERS)
 }, 600_000)
 
-it(`${PULLERS} daemons pull one image at once from a registry that requires credentials; all succeed, with fewer copies than direct`, async () => {
+it(`${PULLERS} daemons with a token pull one image at once from a registry that requires credentials; the seed fetches it, about one copy`, async () => {
+  const r = await swarmPull("authenticated-token", CREDS, "swarm-cluster-token")
+  expect(r.fromClients).toBe(0)
+  // As for a public registry: about one copy, not one per puller.
+  expect(r.gets.length).toBeGreaterThanOrEqual(r.pieces)
+  expect(r.gets.length).toBeLessThanOrEqual(Math.ceil(1.1 * r.pieces))
+  expect(r.copies).toBeGreaterThanOrEqual(1)
+  expect(r.copies).toBeLessThanOrEqual(1.1)
+  // The seed proved access for every blob before fetching it: each is private there (capability holders only).
+  for (const d of r.blobDigests) expect(r.seedPrivate.has(d.slice(7)), `seed marked ${d} private`).toBe(true)
+  // The credentials travelled, but no process wrote them to its output.
+  expect(r.processOutput).not.toContain(Buffer.from(CREDS).toString("base64"))
+}, 600_000)
+
+it(`${PULLERS} daemons without a token pull one image from a registry that requires credentials; all succeed, the seed never gets them`, async () => {
   const r = await swarmPull("authenticated", CREDS)
   expect(r.fromClients).toBe(0)
   expect(r.copies).toBeGreaterThanOrEqual(1)
   expect(r.copies).toBeLessThan(PULLERS)
+  expect(r.seedPrivate.size).toBe(0)
 }, 600_000)

@@ -31,7 +31,7 @@ describe("--help", () => {
     [[], ["scheduler", "daemon", "get", "cache"]],
     [["scheduler"], ["--config", "--port", "--listen", "--token", "--max-connections"]],
     [["daemon"], ["--config", "--data", "--scheduler", "--seed", "--upload-limit", "--download-limit", "--back-to-source-limit", "--keep-cache", "--gc-ttl", "--gc-quota", "--gc-high-watermark", "--gc-disk-high-watermark"]],
-    [["get"], ["--output", "--digest", "--header", "--timeout", "--disable-back-to-source", "--progress"]],
+    [["get"], ["--output", "--digest", "--header", "--timeout", "--idle-timeout", "--disable-back-to-source", "--progress"]],
     [["cache"], ["import", "export", "stat"]],
     [["cache", "import"], ["--url", "--piece-length"]],
     [["cache", "export"], ["--output", "--task-id"]],
@@ -94,6 +94,16 @@ describe("damselfly get", () => {
     // Finished downloads leave the list.
     const after = (await getJson(`${daemon.url}/v1/downloads`)).body.downloads as Array<{ url: string }>
     expect(after.some((x) => x.url === origin.url)).toBe(false)
+    // …but their piece log stays: each of the 4 pieces once, from a parent or the origin, timed.
+    const log = await getJson(`${daemon.url}/v1/downloads/${result.taskId}/pieces`)
+    expect(log.status).toBe(200)
+    const pieces = log.body.pieces as Array<{ index: number; from: string; startedAt: number; endedAt: number }>
+    expect(pieces.map((p) => p.index).sort()).toEqual([0, 1, 2, 3])
+    for (const p of pieces) {
+      expect(p.from).not.toBe("")
+      expect(p.endedAt).toBeGreaterThanOrEqual(p.startedAt)
+    }
+    expect((await getJson(`${daemon.url}/v1/downloads/${"0".repeat(64)}/pieces`)).status).toBe(404)
 
     // Without --progress, to a pipe: no bar, no summary; the JSON result is unchanged.
     const quiet = await run(["get", origin.url, "-O", path.join(dir, "quiet.bin"), "--daemon", daemon.url, "--piece-length", String(4 * MiB)])

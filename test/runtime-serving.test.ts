@@ -2,26 +2,14 @@
 // streamed to the client while the download is still under way, the direct path for small content
 // (no scheduler), a download failing mid-stream aborting the answer, and prefetch after a range.
 import { createHash } from "node:crypto"
-import { mkdtemp, readFile, rm } from "node:fs/promises"
+import { readFile } from "node:fs/promises"
 import * as http from "node:http"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import fc from "fast-check"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import { resolveRange } from "../runtime/byte-range.ts"
-import {
-  assertSound,
-  damselfly,
-  freePort,
-  getJson,
-  killAll,
-  type Origin,
-  type Proc,
-  rawRequest,
-  startOrigin,
-  waitFor,
-  waitHealthy
-} from "../runtime/testing/harness.ts"
+import { assertSound, damselfly, getJson, type Proc, rawRequest, startDaemon, startScheduler, waitFor } from "../runtime/testing/harness.ts"
+import { useWorkspace } from "./fixtures/workspace.ts"
 
 const MiB = 1024 * 1024
 
@@ -75,25 +63,17 @@ const fetchObject = (
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex")
 
-let dir: string
+const ws = useWorkspace("damselfly-serving-")
 let schedulerUrl: string
-const origins: Array<Origin> = []
 const procs = new Map<string, { url: string; proc: Proc }>()
 
-const startDaemon = async (name: string, extra: ReadonlyArray<string> = []) => {
-  const port = await freePort()
-  const url = `http://127.0.0.1:${port}`
-  const proc = damselfly(name, ["daemon", "--port", String(port), "--data", path.join(dir, name), "--scheduler", schedulerUrl, "--host-id", name, ...extra])
-  await waitHealthy(url, proc)
-  procs.set(name, { url, proc })
-  return url
+const startServingDaemon = async (name: string, extra: ReadonlyArray<string> = []) => {
+  const d = await startDaemon(name, { dir: ws.dir, schedulers: schedulerUrl, args: extra })
+  procs.set(name, d)
+  return d.url
 }
 
-const newOrigin = async (size: number, bytesPerSecond?: number) => {
-  const o = await startOrigin(await mkdtemp(path.join(dir, "origin-")), size, bytesPerSecond === undefined ? {} : { bytesPerSecond })
-  origins.push(o)
-  return o
-}
+const newOrigin = (size: number, bytesPerSecond?: number) => ws.origin(size, bytesPerSecond === undefined ? {} : { bytesPerSecond })
 
 const statTask = async (daemon: string, taskId: string) => (await getJson(`${daemon}/v1/cache/tasks/${taskId}`)).body
 
@@ -118,22 +98,13 @@ describe("byte ranges", () => {
 
 describe("daemon serving content (real processes)", () => {
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), "damselfly-serving-"))
-    const schedulerPort = await freePort()
-    schedulerUrl = `http://127.0.0.1:${schedulerPort}`
-    const scheduler = damselfly("scheduler", ["scheduler", "--port", String(schedulerPort)])
-    await waitHealthy(schedulerUrl, scheduler)
-    procs.set("scheduler", { url: schedulerUrl, proc: scheduler })
-    await startDaemon("a", ["--concurrent-pieces", "2", "--origin-outage", "2", "--origin-timeout", "5"])
-    await startDaemon("b")
-    await startDaemon("noprefetch", ["--no-prefetch", "--concurrent-pieces", "2"])
+    const scheduler = await startScheduler()
+    schedulerUrl = scheduler.url
+    procs.set("scheduler", scheduler)
+    await startServingDaemon("a", ["--concurrent-pieces", "2", "--origin-outage", "2", "--origin-timeout", "5"])
+    await startServingDaemon("b")
+    await startServingDaemon("noprefetch", ["--no-prefetch", "--concurrent-pieces", "2"])
   }, 120_000)
-
-  afterAll(async () => {
-    await killAll()
-    for (const o of origins) await o.close()
-    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
-  })
 
   it("a range on a task not held is answered from its pieces (206), then prefetch completes the whole task", async () => {
     const a = procs.get("a")!.url

@@ -3,52 +3,24 @@
 // oldest; files that are not the store's own are neither counted nor touched; TTL evicts an idle task
 // but not one still downloading; the store survives a restart unless --no-keep-cache.
 import { existsSync } from "node:fs"
-import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { mkdir, readdir, readFile, truncate, writeFile } from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { beforeAll, describe, expect, it } from "vitest"
 import { taskIdFor } from "../runtime/testing/cluster.ts"
-import {
-  assertSound,
-  damselfly,
-  freePort,
-  getJson,
-  killAll,
-  type Origin,
-  type Proc,
-  rawRequest,
-  sha256File,
-  startOrigin,
-  waitFor,
-  waitHealthy
-} from "../runtime/testing/harness.ts"
+import { assertSound, damselfly, getJson, type Origin, type Proc, rawRequest, sha256File, startDaemon, startScheduler, waitFor } from "../runtime/testing/harness.ts"
+import { useWorkspace } from "./fixtures/workspace.ts"
 
 const MiB = 1024 * 1024
 
-let dir: string
+const ws = useWorkspace("damselfly-storage-")
 let schedulerUrl: string
-const origins: Array<Origin> = []
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), "damselfly-storage-"))
   // A scheduler and no seed: with nobody to take pieces from, each daemon goes to the origin itself.
-  const port = await freePort()
-  schedulerUrl = `http://127.0.0.1:${port}`
-  const scheduler = damselfly("scheduler", ["scheduler", "--port", String(port)])
-  await waitHealthy(schedulerUrl, scheduler)
+  schedulerUrl = (await startScheduler()).url
 }, 60_000)
 
-afterAll(async () => {
-  await killAll()
-  for (const o of origins) await o.close()
-  await rm(dir, { recursive: true, force: true })
-})
-
-const origin = async (name: string, size: number, bytesPerSecond?: number) => {
-  const o = await startOrigin(await mkdtemp(path.join(dir, `origin-${name}-`)), size, bytesPerSecond === undefined ? {} : { bytesPerSecond })
-  origins.push(o)
-  return o
-}
+const origin = (name: string, size: number, bytesPerSecond?: number) => ws.origin(size, bytesPerSecond === undefined ? {} : { bytesPerSecond }, `origin-${name}`)
 
 interface Daemon {
   readonly url: string
@@ -57,12 +29,9 @@ interface Daemon {
   proc: Proc
 }
 
-const startDaemon = async (name: string, args: ReadonlyArray<string>, data = path.join(dir, name), port?: number): Promise<Daemon> => {
-  const p = port ?? await freePort()
-  const url = `http://127.0.0.1:${p}`
-  const proc = damselfly(name, ["daemon", "--port", String(p), "--data", data, "--scheduler", schedulerUrl, "--host-id", name, ...args])
-  await waitHealthy(url, proc)
-  return { url, data, port: p, proc }
+const startStorageDaemon = async (name: string, args: ReadonlyArray<string>, data = path.join(ws.dir, name), port?: number): Promise<Daemon> => {
+  const d = await startDaemon(name, { data, schedulers: schedulerUrl, args, ...(port === undefined ? {} : { port }) })
+  return { url: d.url, data, port: d.port, proc: d.proc }
 }
 
 /** Downloads `o` through the daemon as one piece (so a paced origin stays paced). */
@@ -71,7 +40,7 @@ const download = (d: Daemon, o: Origin, name: string) =>
     method: "POST",
     path: "/v1/download",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ url: o.url, output: path.join(dir, "out", `${name}.bin`), pieceLength: o.size }),
+    body: JSON.stringify({ url: o.url, output: path.join(ws.dir, "out", `${name}.bin`), pieceLength: o.size }),
     timeoutMillis: 120_000
   })
 
@@ -88,7 +57,7 @@ describe("storage GC", () => {
   it("over the high watermark: evicts the least recently used task, keeps the one downloading, ignores foreign files", async () => {
     // Quota 24 MiB: above 18 MiB (0.75) evict down to 16.8 MiB (0.7). A task counts its content length
     // from the moment it is opened (the data file is sized up front).
-    const d = await startDaemon("wm", ["--gc-quota", "24MiB", "--gc-high-watermark", "0.75", "--gc-low-watermark", "0.7", "--gc-interval", "200ms", "--gc-disk-high-watermark", "1"])
+    const d = await startStorageDaemon("wm", ["--gc-quota", "24MiB", "--gc-high-watermark", "0.75", "--gc-low-watermark", "0.7", "--gc-interval", "200ms", "--gc-disk-high-watermark", "1"])
     // Foreign files beside the store's own: 64 MiB (sparse) that would blow the quota if they counted.
     await writeFile(path.join(d.data, "foreign.bin"), "")
     await truncate(path.join(d.data, "foreign.bin"), 64 * MiB)
@@ -125,7 +94,7 @@ describe("storage GC", () => {
     // The oldest task, still downloading, was never evicted: it completes with the right bytes.
     const s = await slowDownload
     expect(s.status, s.text).toBe(200)
-    expect(await sha256File(path.join(dir, "out", "slow.bin"))).toBe(slow.sha256)
+    expect(await sha256File(path.join(ws.dir, "out", "slow.bin"))).toBe(slow.sha256)
     expect(await metric(d, "damselfly_gc_evictions_total", 'reason="watermark"')).toBe(1)
     expect(await metric(d, "damselfly_gc_evictions_total", 'reason="ttl"')).toBe(0)
     // The store's own bytes: a + c + slow (meta and logs add a few hundred bytes).
@@ -140,7 +109,7 @@ describe("storage GC", () => {
   }, 120_000)
 
   it("TTL: evicts a task idle for longer than the TTL, not one still downloading", async () => {
-    const d = await startDaemon("ttl", ["--gc-ttl", "2s", "--gc-interval", "200ms"])
+    const d = await startStorageDaemon("ttl", ["--gc-ttl", "2s", "--gc-interval", "200ms"])
     const quick = await origin("ttl-quick", 2 * MiB)
     const slow = await origin("ttl-slow", 8 * MiB, MiB / 2) // 16 s, much longer than the TTL
     const slowDownload = download(d, slow, "ttl-slow")
@@ -156,11 +125,11 @@ describe("storage GC", () => {
     expect(existsSync(taskDir(d, slow))).toBe(true)
     const s = await slowDownload
     expect(s.status, s.text).toBe(200)
-    expect(await sha256File(path.join(dir, "out", "ttl-slow.bin"))).toBe(slow.sha256)
+    expect(await sha256File(path.join(ws.dir, "out", "ttl-slow.bin"))).toBe(slow.sha256)
     expect(await metric(d, "damselfly_gc_evictions_total", 'reason="ttl"')).toBeGreaterThanOrEqual(1)
     // An evicted task is simply downloaded again.
     expect((await download(d, quick, "ttl-quick-again")).status).toBe(200)
-    expect(await sha256File(path.join(dir, "out", "ttl-quick-again.bin"))).toBe(quick.sha256)
+    expect(await sha256File(path.join(ws.dir, "out", "ttl-quick-again.bin"))).toBe(quick.sha256)
     assertSound(d.proc)
   }, 120_000)
 })
@@ -168,9 +137,9 @@ describe("storage GC", () => {
 describe("keep-cache", () => {
   it("resume: a daemon SIGKILLed mid-download restarts, re-hashes the logged pieces, drops a corrupted one and fetches only the rest", async () => {
     const o = await origin("resume", 8 * MiB, 1 * MiB) // 1 MiB pieces, one at a time: about 1 s each
-    const data = path.join(dir, "resume")
-    let d = await startDaemon("resume", ["--concurrent-pieces", "1"], data)
-    const body = JSON.stringify({ url: o.url, output: path.join(dir, "out", "resume.bin"), pieceLength: MiB })
+    const data = path.join(ws.dir, "resume")
+    let d = await startStorageDaemon("resume", ["--concurrent-pieces", "1"], data)
+    const body = JSON.stringify({ url: o.url, output: path.join(ws.dir, "out", "resume.bin"), pieceLength: MiB })
     const first = rawRequest(d.url, { method: "POST", path: "/v1/download", headers: { "content-type": "application/json" }, body, timeoutMillis: 120_000 }).catch(() => undefined)
     const id = taskIdFor(o.url, MiB)
     const log = path.join(data, "tasks", id, "pieces.log")
@@ -191,12 +160,12 @@ describe("keep-cache", () => {
     await fh.close()
 
     // Same host id: the scheduler sees the same peer come back, not a dead parent to wait for.
-    d = await startDaemon("resume", [], data, d.port)
+    d = await startStorageDaemon("resume", [], data, d.port)
     const restarted = performance.now()
     const again = await rawRequest(d.url, { method: "POST", path: "/v1/download", headers: { "content-type": "application/json" }, body, timeoutMillis: 120_000 })
     expect(again.status, again.text).toBe(200)
     const resumedSeconds = (performance.now() - restarted) / 1000
-    expect(await sha256File(path.join(dir, "out", "resume.bin"))).toBe(o.sha256)
+    expect(await sha256File(path.join(ws.dir, "out", "resume.bin"))).toBe(o.sha256)
     console.log(`[storage] resume: ${held.length} pieces logged before SIGKILL, one corrupted; ${again.json.bytesFromOrigin / MiB} MiB fetched after the restart, in ${resumedSeconds.toFixed(1)} s`)
     expect(again.json.bytesFromOrigin).toBe(8 * MiB - (held.length - 1) * MiB)
     assertSound(d.proc)
@@ -204,25 +173,25 @@ describe("keep-cache", () => {
 
   it("a restarted daemon serves what it held (pieces re-verified); with --no-keep-cache it starts empty", async () => {
     const o = await origin("keep", 6 * MiB)
-    const data = path.join(dir, "keep")
-    let d = await startDaemon("keep", [], data)
+    const data = path.join(ws.dir, "keep")
+    let d = await startStorageDaemon("keep", [], data)
     expect((await download(d, o, "keep")).status).toBe(200)
     await writeFile(path.join(data, "foreign.txt"), "not the daemon's")
     d.proc.child.kill("SIGTERM")
     await d.proc.exited
 
-    d = await startDaemon("keep-again", [], data, d.port)
+    d = await startStorageDaemon("keep-again", [], data, d.port)
     const stat = await getJson(`${d.url}/v1/cache/tasks/${taskIdFor(o.url, o.size)}`)
     expect(stat.body).toMatchObject({ complete: true, held: 1 })
     await o.close() // served from the store, not the origin
     const again = await download(d, o, "keep-again")
     expect(again.status, again.text).toBe(200)
     expect(again.json.bytesFromOrigin).toBe(0)
-    expect(await sha256File(path.join(dir, "out", "keep-again.bin"))).toBe(o.sha256)
+    expect(await sha256File(path.join(ws.dir, "out", "keep-again.bin"))).toBe(o.sha256)
     d.proc.child.kill("SIGTERM")
     await d.proc.exited
 
-    d = await startDaemon("keep-wiped", ["--no-keep-cache"], data, d.port)
+    d = await startStorageDaemon("keep-wiped", ["--no-keep-cache"], data, d.port)
     expect((await getJson(`${d.url}/v1/cache/tasks/${taskIdFor(o.url, o.size)}`)).status).toBe(404)
     expect((await readdir(path.join(data, "tasks"))).filter((n) => /^[0-9a-f]{64}$/.test(n))).toEqual([])
     expect(await readFile(path.join(data, "foreign.txt"), "utf8")).toBe("not the daemon's")

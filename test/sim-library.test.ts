@@ -8,7 +8,7 @@ import { strategyNames } from "../core/strategies.ts"
 import { flashCrowd } from "../scenarios/presets.ts"
 import { runSimCommand } from "../sim/cli.ts"
 import { runScenario } from "../sim/run.ts"
-import { LibraryError, libraryJobs, readLibraryRows, runLibrary } from "../sim/library.ts"
+import { LibraryError, libraryJobs, libraryTable, readLibraryRows, runLibrary } from "../sim/library.ts"
 import { MiB } from "../sim/scenario.ts"
 import { aliasOf } from "../sim/strategy.ts"
 
@@ -56,6 +56,20 @@ describe("damselfly library", () => {
     // Resumes: nothing left to run.
     expect((await runLibrary({ scale: 1, scenarios: cases, seed: 1, dir: "scenarios", out, workers: 1 })).summary).toMatchObject({ ran: 0 })
   }, 120_000)
+
+  it("shows cross-IDC copies and their minimum for scenarios of several IDCs only", async () => {
+    const grid = await libraryJobs({ scale: 0.01, seed: 1, dir: "scenarios", scenarios: ["multi-idc", "dragonfly-v1"], strategies: ["damselfly"] })
+    const rows = grid.jobs.map((j) => ({
+      key: j.key, scenario: j.scenario.name, strategy: j.strategy, peers: 10, finishedPeers: 10, sizeBytes: 100, originEgressCopies: 1,
+      completionSeconds: { p50: 1, p99: 2, p999: 2, max: 2 }, boundSeconds: 1, maxOverBound: 2,
+      crossIdcBytes: j.scenario.idcs.length > 1 ? 210 : 0, crossIdcMinimumBytes: j.scenario.idcs.length > 1 ? 200 : 0
+    }))
+    const table = libraryTable(grid, rows, 0.01)
+    const section = (name: string) => table.slice(table.indexOf(`## ${name}`)).split("\n## ")[0]
+    expect(section("multi-idc")).toContain("| cross-IDC (min) |")
+    expect(section("multi-idc")).toMatch(/^\| damselfly \|.*\| 2\.10 \(2\) \|$/m)
+    expect(section("dragonfly-v1")).not.toContain("cross-IDC")
+  })
 
   it("scales every library scenario; an unknown name is an error naming --scenarios", async () => {
     const grid = await libraryJobs({ scale: 0.01, seed: 1, dir: "scenarios", strategies: ["direct"] })

@@ -54,6 +54,9 @@ export interface PeerOptions {
   readonly stallsBeforeOrigin: number
   /** Ask the scheduler for more parents this often and add them to the ones we have (a tracker's announce interval); 0 = never. */
   readonly refreshParentsMillis: number
+  /** The first refresh comes this soon after the download starts (0 = `refreshParentsMillis`): a stripe
+   *  overlay laid out while a crowd is still registering changes once the crowd is in. */
+  readonly firstRefreshMillis: number
   readonly disableBackToSource: boolean
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
@@ -61,6 +64,9 @@ export interface PeerOptions {
   /** Stripe overlays: a piece whose stripe's parent does not hold it is taken from another holder
    *  once it has been out this many piece-times (at that holder's upload rate). */
   readonly stripeGracePieces: number
+  /** Pieces in flight from a parent in another IDC (0 = `perParentPieces`): across a WAN round trip one
+   *  piece at a time leaves the link idle between pieces. */
+  readonly remoteParentPieces: number
   /** First backoff (doubling) before asking a parent that has not opened the task yet again. */
   readonly parentRetryMillis: number
   /** Begin the piece order here instead of at a random rotation (a reader waits from this piece on). */
@@ -79,9 +85,11 @@ export const defaultPeerOptions: PeerOptions = {
   schedulerRetryMillis: 10_000,
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
+  firstRefreshMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
   stripeGracePieces: 4,
+  remoteParentPieces: 0,
   parentRetryMillis: 100
 }
 
@@ -144,7 +152,7 @@ export type PeerCommand =
    * or `fetchFailed`; `millis` is measured from when the command was issued.
    */
   | { readonly _tag: "Fetch"; readonly source: Source; readonly index: number; readonly delayMillis: number; readonly timeoutMillis: number }
-  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else. */
+  /** Store a verified piece, then call `stored` (or `storeFailed`) before anything else; `bytes` go to the store (PieceStore's `write` owns them). */
   | { readonly _tag: "Write"; readonly source: Source; readonly index: number; readonly bytes: Uint8Array; readonly digest: string; readonly millis: number }
   /** A one-way report to the scheduler; nothing waits for it. */
   | { readonly _tag: "Report"; readonly report: PeerReport }
@@ -449,7 +457,7 @@ export class PeerMachine {
       this.rotation = this.options.startPiece !== undefined
         ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
         : Math.floor(this.random * Math.max(1, this.pieceCount))
-      this.nextRefresh = this.lastProgress + this.options.refreshParentsMillis
+      this.nextRefresh = this.lastProgress + (this.options.firstRefreshMillis || this.options.refreshParentsMillis)
     }
     if (this.ledger.complete) return this.finish()
     if (this.dirty) {
@@ -697,7 +705,8 @@ export class PeerMachine {
     for (const p of parents) {
       if (this.failed.has(p.peerId) || this.sources.has(p.peerId)) continue
       // Fetches still running from an earlier adoption settle on that (retired) record.
-      const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, this.options.perParentPieces)
+      const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
+      const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)
       this.sources.set(p.peerId, s)
       this.out.push({ _tag: "Watch", source: s, since: 0 })
     }
@@ -756,6 +765,9 @@ export class PeerMachine {
     const designated = this.stripeParent.get(index % this.stripeCount)
     if (s.id === designated) return true
     if (designated !== undefined && holders.some((h) => h.id === designated)) return false
+    // Another IDC's holder of a piece whose stripe has a parent: the stripe crosses the WAN once, through
+    // that parent's tree; taking it here would send it across again.
+    if (designated !== undefined && s.parent !== undefined && this.isRemote(s.parent.host.idc)) return false
     // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
     const pieceTime = Math.max(this.pieceMillis ?? 0, this.ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
     // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
@@ -763,6 +775,11 @@ export class PeerMachine {
     if (now >= due) return true
     this.graceWake = Math.min(this.graceWake, due)
     return false
+  }
+
+  /** True when `idc` names an IDC other than ours (an unnamed one is not). */
+  private isRemote(idc: string): boolean {
+    return idc !== "" && this.request.host.idc !== "" && idc !== this.request.host.idc
   }
 
   private dispatch(): void {

@@ -16,6 +16,10 @@ export interface SchedulerConfig {
   readonly retryIntervalMillis: number
   /** How long peers wait for a triggered seed peer to learn the task's length before counting rounds. */
   readonly seedWaitMillis: number
+  /** The IDC the origin is in, when the deployment says (a seed there fetches without crossing a WAN). */
+  readonly originIdc?: string | undefined
+  /** Trigger a seed host in `originIdc` when there is one (else any, by task id, as Dragonfly does). */
+  readonly seedNearOrigin?: boolean
 }
 
 export const defaultSchedulerConfig: SchedulerConfig = {

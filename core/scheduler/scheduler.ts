@@ -24,7 +24,7 @@ import { SeedPeerTrigger } from "../services/seed-peer-trigger.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./config.ts"
 import { dragonflyEvaluator, type Evaluator, type PeerView } from "./evaluator.ts"
 import { dagTopK, type ParentHandout } from "./handout.ts"
-import { StripeForest } from "./stripe-forest.ts"
+import { SEED, StripeForest } from "./stripe-forest.ts"
 import { TaskDag } from "./task-dag.ts"
 
 const MAX_COSTS = 64
@@ -69,6 +69,8 @@ interface TaskRecord {
   forest: StripeForest | undefined
   /** `taskMessage`'s answer, dropped whenever the length or a digest changes. */
   message: Task | undefined
+  /** The seed host asked to fetch the task (its IDC is the stripe forest's home). */
+  seedHost: Host | undefined
 }
 
 /** A read-only view for tests, metrics and chaos checkers. */
@@ -149,6 +151,7 @@ export class Scheduler {
         return new MetadataOnly({ task: this.taskMessage(task) })
       }
       if (m.host.type === "seed") {
+        if (task.seedHost?.id !== m.host.id) task.forest = undefined
         peer.state = "back-to-source"
         task.backToSource.add(peer.id)
         return new NeedBackToSource({ taskId: task.id, reason: "seed peers fetch from the origin" })
@@ -233,13 +236,19 @@ export class Scheduler {
     const stripes = this.handout.stripes!
     if (task.forest === undefined) {
       const members = task.peerList.filter((p) => p.stripe !== undefined && p.state !== "failed" && p.state !== "leave")
-      task.forest = new StripeForest(members.map((p) => ({ id: p.id, stripe: p.stripe! })), stripes.count, stripes.fanout)
+      const seedHost = task.peerList.find((p) => p.host.type === "seed")?.host ?? task.seedHost
+      task.forest = new StripeForest(
+        members.map((p) => ({ id: p.id, idc: p.host.idc, location: p.host.location, uploadBandwidth: p.host.uploadBandwidth })),
+        stripes.count,
+        stripes.fanout,
+        seedHost
+      )
     }
     const seed = task.peerList.find((p) => p.host.type === "seed" && this.isForestParent(p, peer))
     const out = new Map<number, PeerRecord>()
     for (let j = 0; j < stripes.count; j++) {
       const id = task.forest.parentOf(peer.id, j)
-      const parent = id === "seed" ? seed : id === undefined ? undefined : task.peers.get(id)
+      const parent = id === SEED ? seed : id === undefined ? undefined : task.peers.get(id)
       if (parent !== undefined && this.isForestParent(parent, peer)) out.set(j, parent)
     }
     return out
@@ -467,7 +476,8 @@ export class Scheduler {
         seedTriggered: false,
         stripesDealt: 0,
         forest: undefined,
-        message: undefined
+        message: undefined,
+        seedHost: undefined
       }
       this.tasks.set(id, task)
     }
@@ -549,13 +559,20 @@ export class Scheduler {
     return false
   }
 
-  /** On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it. */
+  /**
+   * On a task's first download, ask one seed host (chosen by task id, so retries agree) to fetch it;
+   * with `seedNearOrigin`, one in the origin's IDC if there is one.
+   */
   private triggerSeed(task: TaskRecord): Effect.Effect<void, never, SeedPeerTrigger> {
     if (task.seedTriggered) return Effect.void
-    const seeds = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const all = [...this.hosts.values()].filter((h) => h.type === "seed").sort((a, b) => (a.id < b.id ? -1 : 1))
+    const near = this.config.seedNearOrigin === true ? all.filter((h) => h.idc === this.config.originIdc) : []
+    const seeds = near.length > 0 ? near : all
     if (seeds.length === 0) return Effect.void
     task.seedTriggered = true
     const seed = seeds[parseInt(task.id.slice(0, 8), 16) % seeds.length]
+    task.seedHost = seed
+    task.forest = undefined
     return SeedPeerTrigger.use((t) =>
       t.trigger(seed, { taskId: task.id, url: task.url, pieceLength: task.pieceLength, headers: {} })
     )

@@ -15,6 +15,10 @@ export interface StoredTask {
 export class PieceStore extends Context.Service<PieceStore, {
   /** Opens (or resumes) the task's storage and returns its ledger of held pieces. */
   open(task: StoredTask): Effect.Effect<PieceLedger, StoreFailed>
+  /**
+   * Takes ownership of `bytes`: the caller neither reads nor changes them afterwards (a store may
+   * reuse the buffer once the piece is stored; one that keeps or copies them may ignore this).
+   */
   write(taskId: TaskId, index: number, bytes: Uint8Array, digest: string): Effect.Effect<void, StoreFailed>
   read(taskId: TaskId, index: number): Effect.Effect<Uint8Array, StoreFailed>
   /** All pieces are in: make the content available as a whole. */

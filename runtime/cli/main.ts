@@ -93,7 +93,14 @@ const getCommand = Command.make(
       Flag.optional
     ),
     token,
-    timeout: Flag.Int("timeout").pipe(Flag.withDescription("Seconds without data after which a direct origin download fails (default 60)"), Flag.optional)
+    timeout: Flag.Int("timeout").pipe(
+      Flag.withDescription("Deadline in seconds for the whole download (daemon and direct alike): past it, get fails and writes nothing (default: none)"),
+      Flag.optional
+    ),
+    idleTimeout: Flag.Int("idle-timeout").pipe(
+      Flag.withDescription("Seconds without data after which a direct origin download fails (default 60)"),
+      Flag.optional
+    )
   },
   (o) => {
     const showProgress = Option.getOrElse(o.progress, () => process.stderr.isTTY === true)
@@ -108,7 +115,8 @@ const getCommand = Command.make(
             digest: orUndefined(o.digest),
             pieceLength: orUndefined(o.pieceLength),
             token: orUndefined(o.token),
-            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000)),
+            timeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000)),
+            idleTimeoutMillis: Option.getOrUndefined(Option.map(o.idleTimeout, (s) => s * 1000)),
             headers: parseHeaders(o.header),
             disableBackToSource: o.disableBackToSource,
             onProgress: display?.update

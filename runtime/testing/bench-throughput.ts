@@ -4,7 +4,7 @@
 // sha256 checked by the downloading daemon, the output's sha256 checked here afterwards. Repeated N
 // times (fresh task each time); prints MB/s of both, the ratio p2p/direct, and the median.
 //
-// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [-- daemon flags…]
+// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [--delete-direct] [-- daemon flags…]
 // --profile DIR writes V8 CPU profiles of both daemons (node --cpu-prof) into DIR/{parent,child}, and the
 // p2p downloads' time windows (µs, the profiles' clock) into DIR/windows.json.
 import { spawn } from "node:child_process"
@@ -27,6 +27,12 @@ const daemonFlags = dash >= 0 ? argv.slice(dash + 1) : []
 const SIZE = Number(flag("--size-mib", "1024")) * 1024 * 1024
 const RUNS = Number(flag("--runs", "5"))
 const PROFILE = flag("--profile", "")
+/**
+ * Each run's direct download stays on disk until the end, as the daemon keeps what it downloaded in its
+ * cache, so both sides write into new page-cache pages. --delete-direct removes it after each run (as
+ * this bench did before; in measurements here it made no visible difference to curl).
+ */
+const DELETE_DIRECT = argv.includes("--delete-direct")
 
 const MB = 1e6
 const median = (xs: ReadonlyArray<number>) => {
@@ -137,7 +143,7 @@ try {
     const imported = await postRaw(`${parentUrl}/v1/cache/import`, JSON.stringify({ path: file, url }))
     if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported)}`)
 
-    const direct = path.join(dir, "direct.out")
+    const direct = path.join(dir, `direct-${run}.out`)
     const serverCpu0 = process.cpuUsage()
     let t0 = performance.now()
     const curlCpu = await curl(url, direct)
@@ -145,7 +151,7 @@ try {
     const serverCpu = process.cpuUsage(serverCpu0)
     const directCpu = curlCpu + (serverCpu.user + serverCpu.system) / 1e6
     if (await sha256File(direct) !== expected) throw new Error("direct download: wrong content")
-    await fs.rm(direct)
+    if (DELETE_DIRECT) await fs.rm(direct)
 
     const viaPeer = path.join(dir, "p2p.out")
     const parentCpu0 = await cpuOf(parent.pid!)

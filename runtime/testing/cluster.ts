@@ -2,15 +2,9 @@
 // each with its port and data dir, plus what a test needs to watch them (a daemon's progress on a
 // task, the task id a `get` will use) and to hurt them (SIGKILL, restart on the same port).
 import { createHash } from "node:crypto"
-import * as path from "node:path"
-import { damselfly, freePort, getJson, type Proc, waitFor, waitHealthy } from "./harness.ts"
+import { damselfly, getJson, type Server, spawnDaemon, spawnScheduler, waitFor, waitHealthy } from "./harness.ts"
 
-export interface Node {
-  readonly name: string
-  readonly url: string
-  readonly port: number
-  proc: Proc
-}
+export type Node = Server
 
 export interface ClusterOptions {
   readonly dir: string
@@ -21,6 +15,8 @@ export interface ClusterOptions {
   readonly daemonArgs?: ReadonlyArray<string>
   readonly schedulerArgs?: ReadonlyArray<string>
   readonly env?: Record<string, string>
+  /** How long each process may take to answer /healthy (default: 30 s + 10 s per process). */
+  readonly startMillis?: number
 }
 
 export interface Cluster {
@@ -33,31 +29,19 @@ export interface Cluster {
   restartScheduler(index?: number): Promise<void>
 }
 
-const start = (name: string, port: number, args: ReadonlyArray<string>, env?: Record<string, string>): Node => ({
-  name,
-  port,
-  url: `http://127.0.0.1:${port}`,
-  proc: damselfly(name, args, undefined, env)
-})
-
 export const startCluster = async (o: ClusterOptions): Promise<Cluster> => {
   const schedulers: Array<Node> = []
-  const schedulerArgs: Array<Array<string>> = []
   for (let i = 0; i < (o.schedulers ?? 1); i++) {
-    const port = await freePort()
-    schedulerArgs.push(["scheduler", "--port", String(port), ...(o.schedulerArgs ?? [])])
-    schedulers.push(start(i === 0 ? "scheduler" : `scheduler-${i}`, port, schedulerArgs[i], o.env))
+    schedulers.push(await spawnScheduler(i === 0 ? "scheduler" : `scheduler-${i}`, o.schedulerArgs ?? [], { env: o.env }))
   }
-  const schedulerFlags = schedulers.flatMap((s) => ["--scheduler", s.url])
-  const seed = start("seed", await freePort(), [])
-  seed.proc = damselfly("seed", ["daemon", "--seed", "--port", String(seed.port), "--data", path.join(o.dir, "seed"), ...schedulerFlags, "--host-id", "seed-0", ...(o.seedArgs ?? [])], undefined, o.env)
+  const urls = schedulers.map((s) => s.url)
+  const seed = await spawnDaemon("seed", { seed: true, dir: o.dir, schedulers: urls, hostId: "seed-0", args: o.seedArgs ?? [], env: o.env })
   const daemons: Array<Node> = []
   for (let i = 0; i < o.daemons; i++) {
-    const port = await freePort()
-    daemons.push(start(`daemon-${i}`, port, ["daemon", "--port", String(port), "--data", path.join(o.dir, `daemon-${i}`), ...schedulerFlags, "--host-id", `peer-${i}`, ...(o.daemonArgs ?? [])], o.env))
+    daemons.push(await spawnDaemon(`daemon-${i}`, { dir: o.dir, schedulers: urls, hostId: `peer-${i}`, args: o.daemonArgs ?? [], env: o.env }))
   }
   // Many processes starting at once on a small machine: give them time.
-  const startMillis = 30_000 + 10_000 * (schedulers.length + o.daemons)
+  const startMillis = o.startMillis ?? 30_000 + 10_000 * (schedulers.length + o.daemons)
   await Promise.all(schedulers.map((s) => waitHealthy(s.url, s.proc, startMillis)))
   await waitHealthy(seed.url, seed.proc, startMillis)
   await Promise.all(daemons.map((d) => waitHealthy(d.url, d.proc, startMillis)))
@@ -71,7 +55,7 @@ export const startCluster = async (o: ClusterOptions): Promise<Cluster> => {
     daemons,
     restartScheduler: async (index = 0) => {
       const s = schedulers[index]
-      s.proc = damselfly(`${s.name}-restarted`, schedulerArgs[index], undefined, o.env)
+      s.proc = damselfly(`${s.name}-restarted`, ["scheduler", "--port", String(s.port), ...(o.schedulerArgs ?? [])], undefined, o.env)
       await waitHealthy(s.url, s.proc, 60_000)
     }
   }

@@ -53,6 +53,8 @@ export interface Origin {
   bytesSent(): number
   /** GET requests answered so far. */
   gets(): number
+  /** Requests of any method received so far (a daemon's HEAD probe included). */
+  requests(): number
   setMode(mode: OriginMode): void
   close(): Promise<void>
 }
@@ -67,8 +69,10 @@ export const startOrigin = async (dir: string, size: number, options: OriginOpti
   const sha256 = createHash("sha256").update(content).digest("hex")
   let sent = 0
   let gets = 0
+  let requests = 0
   let mode: OriginMode = options.mode ?? "ok"
   const server = http.createServer((req, res) => {
+    requests++
     if (req.url !== "/blob") {
       res.writeHead(404).end()
       return
@@ -124,6 +128,7 @@ export const startOrigin = async (dir: string, size: number, options: OriginOpti
     sha256,
     bytesSent: () => sent,
     gets: () => gets,
+    requests: () => requests,
     setMode: (m) => {
       mode = m
     },
@@ -171,6 +176,63 @@ export const killAll = async () => {
   for (const p of running) if (p.child.exitCode === null) p.child.kill("SIGKILL")
 }
 
+/** A `damselfly` server process on its own loopback port. */
+export interface Server {
+  readonly name: string
+  readonly port: number
+  readonly url: string
+  proc: Proc
+}
+
+/** A loopback URL nobody listens on: a daemon given it as its scheduler goes to the origin itself. */
+export const noScheduler = async () => `http://127.0.0.1:${await freePort()}`
+
+export interface DaemonStart {
+  /** Data directory (default `<dir>/<name>`). */
+  readonly data?: string
+  readonly dir?: string
+  /** Scheduler URL(s); none given: one nobody listens on. */
+  readonly schedulers?: string | ReadonlyArray<string>
+  /** `--host-id` (default: the name). */
+  readonly hostId?: string
+  readonly port?: number
+  readonly seed?: boolean
+  readonly args?: ReadonlyArray<string>
+  readonly env?: Record<string, string>
+}
+
+/** Spawns `damselfly daemon` (not yet waited for: see `waitHealthy`, or `startDaemon`). */
+export const spawnDaemon = async (name: string, o: DaemonStart): Promise<Server> => {
+  if (o.data === undefined && o.dir === undefined) throw new Error(`daemon ${name}: give dir or data`)
+  const port = o.port ?? await freePort()
+  const schedulers = o.schedulers === undefined ? [await noScheduler()] : typeof o.schedulers === "string" ? [o.schedulers] : o.schedulers
+  const args = [
+    "daemon", ...(o.seed === true ? ["--seed"] : []), "--port", String(port), "--data", o.data ?? path.join(o.dir!, name),
+    ...schedulers.flatMap((s) => ["--scheduler", s]), "--host-id", o.hostId ?? name, ...(o.args ?? [])
+  ]
+  return { name, port, url: `http://127.0.0.1:${port}`, proc: damselfly(name, args, undefined, o.env) }
+}
+
+/** A `damselfly daemon` on a free port, answering /healthy. */
+export const startDaemon = async (name: string, o: DaemonStart & { readonly startMillis?: number }): Promise<Server> => {
+  const d = await spawnDaemon(name, o)
+  await waitHealthy(d.url, d.proc, o.startMillis)
+  return d
+}
+
+/** Spawns `damselfly scheduler` on a free port (or `port`), not yet waited for. */
+export const spawnScheduler = async (name = "scheduler", args: ReadonlyArray<string> = [], o: { readonly port?: number; readonly env?: Record<string, string> } = {}): Promise<Server> => {
+  const port = o.port ?? await freePort()
+  return { name, port, url: `http://127.0.0.1:${port}`, proc: damselfly(name, ["scheduler", "--port", String(port), ...args], undefined, o.env) }
+}
+
+/** A `damselfly scheduler` on a free port, answering /healthy. */
+export const startScheduler = async (name = "scheduler", args: ReadonlyArray<string> = [], o: { readonly env?: Record<string, string>; readonly startMillis?: number } = {}): Promise<Server> => {
+  const s = await spawnScheduler(name, args, o)
+  await waitHealthy(s.url, s.proc, o.startMillis)
+  return s
+}
+
 /** One HTTP request whose answer is parsed as JSON when it is JSON (else the text). */
 export const httpJson = (
   url: string,
@@ -198,6 +260,19 @@ export const httpJson = (
 export const getJson = (url: string, timeoutMillis = 5_000) => httpJson(url, { timeoutMillis })
 
 export const postRaw = (url: string, body: string) => httpJson(url, { method: "POST", body, timeoutMillis: 300_000 })
+
+/** Most bytes within any window of `millis`, over transfers `{ at (ms), bytes }` sorted by time. */
+export const busiestWindow = (events: ReadonlyArray<{ readonly at: number; readonly bytes: number }>, millis: number) => {
+  let best = 0
+  let sum = 0
+  let j = 0
+  for (let i = 0; i < events.length; i++) {
+    sum += events[i].bytes
+    while (events[i].at - events[j].at >= millis) sum -= events[j++].bytes
+    best = Math.max(best, sum)
+  }
+  return best
+}
 
 /** Polls until `check` passes or the deadline; the last failure explains a timeout. */
 export const waitFor = async (what: string, check: () => Promise<boolean>, millis = 30_000) => {

@@ -4,14 +4,14 @@
 import { execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, promises as fs } from "node:fs"
-import { freemem, tmpdir } from "node:os"
+import { freemem, loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import { pieceLengthFor } from "../../core/piece-layout.ts"
 import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
-import { httpJson, sha256File } from "../../runtime/testing/harness.ts"
+import { httpJson, sha256File, waitFor } from "../../runtime/testing/harness.ts"
 import { type NodeSpec, sh, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
@@ -27,6 +27,8 @@ export interface SwarmOptions {
   /** The origin's uplink (default: rateMbit). */
   readonly originMbit?: number
   readonly sizeMiB: number
+  /** Damselfly's piece length in bytes (default: core's pieceLengthFor, 4 MiB below 2 GiB). */
+  readonly pieceLength?: number
   readonly modes: ReadonlyArray<Mode>
   /** How a host asks for the file: `curl` (direct: curl from the origin; damselfly: curl POST
    *  /v1/download to the local daemon, the very request `damselfly get` sends) or `get` (the
@@ -40,6 +42,11 @@ export interface SwarmOptions {
   readonly logDir?: string
   /** Seconds a mode may take before it is abandoned (default: max(120, 30 × bound)). */
   readonly timeoutSeconds?: number
+  /** Nice value of every process the benchmark starts in a namespace (default 0; negative needs root and puts
+   *  them ahead of unrelated work on a shared machine). */
+  readonly niceness?: number
+  /** sysctls set in every namespace (e.g. net.ipv4.tcp_congestion_control=cubic). */
+  readonly sysctls?: Readonly<Record<string, string>>
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
   readonly log?: (line: string) => void
@@ -66,6 +73,11 @@ export interface ModeResult {
   /** Payload the origin sent / F: the origin server's body bytes (+ the BitTorrent seeder's upload). */
   readonly originPayloadCopies: number | null
   readonly wallSeconds: number
+  /** The machine's 1-minute load average when the mode started and the highest seen while it ran (every second). */
+  readonly load: { readonly start: number; readonly max: number }
+  /** CPU seconds each node's processes used from the common start to the last host's completion (processes
+   *  that already exited, like direct mode's curls, are not counted). */
+  readonly cpuSeconds: Readonly<Record<string, number>>
   readonly perHost: ReadonlyArray<HostResult>
   readonly error?: string
 }
@@ -80,6 +92,8 @@ export interface SwarmResult {
     pieceLengthBittorrent: number
     client: "curl" | "get"
     payloadFraction: number
+    niceness: number
+    sysctls: Readonly<Record<string, string>>
   }
   /** Kumar–Ross bound at the payload rate; uploaders counted: origin, the seed daemon and every host. */
   readonly boundSeconds: number
@@ -105,20 +119,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 
 
-const waitFor = async (what: string, check: () => Promise<boolean>, millis: number) => {
-  const deadline = Date.now() + millis
-  let last: unknown
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return
-    } catch (e) {
-      last = e
-    }
-    await sleep(100)
-  }
-  throw new Error(`timed out waiting for ${what}${last === undefined ? "" : `: ${String(last)}`}`)
-}
-
 const percentile = (sorted: ReadonlyArray<number>, q: number): number | null =>
   sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]
 
@@ -141,7 +141,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       if (sh("sh", ["-c", `command -v ${tool}`], { quiet: true }).trim() === "") throw new Error(`bittorrent mode needs ${tool}: apt-get install aria2 opentracker mktorrent`)
     }
   }
-  const topo = new Topology(prefix, subnet)
+  const topo = new Topology(prefix, subnet, o.niceness ?? 0, o.sysctls ?? {})
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined
   const cleanup = () => {
@@ -200,7 +200,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const bound = kumarRoss(size, o.hosts, payloadBps(o.rateMbit), payloadBps(originMbit))
     const boundShaped = kumarRoss(size, o.hosts, (o.rateMbit * 1e6) / 8, (originMbit * 1e6) / 8)
     const timeoutMillis = (o.timeoutSeconds ?? Math.max(120, 30 * bound)) * 1000
-    const damselflyPieceLength = pieceLengthFor(size)
+    const damselflyPieceLength = o.pieceLength ?? pieceLengthFor(size)
 
     const startOrigin = async () => {
       topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT)], { cwd: REPO, log: path.join(logDir, "origin.log") })
@@ -230,6 +230,12 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const verify = async (files: ReadonlyArray<string>) =>
       Promise.all(files.map(async (f) => existsSync(f) && (await sha256File(f)) === digest))
 
+    let load = { start: 0, max: 0 }
+    let cpuAtStart: Record<string, number> = {}
+    const markStart = () => {
+      cpuAtStart = topo.cpuSecondsByNode()
+      return Date.now()
+    }
     const summarise = async (
       mode: Mode,
       wallStart: number,
@@ -239,6 +245,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       payloadBytes: number | null,
       error?: string
     ): Promise<ModeResult> => {
+      const cpuNow = topo.cpuSecondsByNode()
+      const cpuSeconds = Object.fromEntries(Object.entries(cpuNow).map(([n, c]) => [n, Math.round((c - (cpuAtStart[n] ?? 0)) * 100) / 100]))
       const ok = await verify(files)
       const perHost = hostNames.map((host, i) => ({ host, seconds: times[i]?.seconds ?? null, sha256ok: ok[i], ...(times[i]?.detail === undefined ? {} : { detail: times[i].detail }) }))
       const finished = perHost.filter((h) => h.seconds !== null).map((h) => h.seconds!).sort((a, b) => a - b)
@@ -254,6 +262,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         originWireCopies: wireBytes / size,
         originPayloadCopies: payloadBytes === null ? null : payloadBytes / size,
         wallSeconds: (Date.now() - wallStart) / 1000,
+        load,
+        cpuSeconds,
         perHost,
         ...(error === undefined ? {} : { error })
       }
@@ -261,6 +271,9 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
 
     const runMode = async (mode: Mode): Promise<ModeResult> => {
       const wallStart = Date.now()
+      load = { start: loadavg()[0], max: loadavg()[0] }
+      cpuAtStart = {}
+      const loadSampler = setInterval(() => (load = { ...load, max: Math.max(load.max, loadavg()[0]) }), 1_000)
       await freshHostDirs()
       const files = hostNames.map((h) => path.join(hostDir(h), mode === "bittorrent" ? "blob.bin" : "out.bin"))
       let wire0 = topo.txBytes("origin")
@@ -268,7 +281,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         if (mode === "direct") {
           await startOrigin()
           wire0 = topo.txBytes("origin")
-          const t0 = Date.now()
+          const t0 = markStart()
           const done = hostNames.map((h, i) => {
             const child = client === "curl"
               ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", files[i], url], { log: path.join(logDir, `direct-${h}.log`) })
@@ -286,6 +299,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         log(`${mode} failed: ${e instanceof Error ? e.message : String(e)}`)
         return summarise(mode, wallStart, [], files, topo.txBytes("origin") - wire0, null, e instanceof Error ? e.message : String(e))
       } finally {
+        clearInterval(loadSampler)
         await topo.stopAll()
         await fs.rm(path.join(dir, "hosts"), { recursive: true, force: true })
         await fs.rm(path.join(dir, "state"), { recursive: true, force: true })
@@ -325,7 +339,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       // Progress: the scheduler's view of the task (states, parents) and each daemon's pieces, every second.
       const timeline: Array<unknown> = []
       let polling = true
-      const t0 = Date.now()
+      const t0 = markStart()
       const poller = (async () => {
         while (polling) {
           const at = (Date.now() - t0) / 1000
@@ -338,11 +352,11 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       })()
 
       const done = hostNames.map((h, i) => {
-        const body = JSON.stringify({ url, output: files[i] })
+        const body = JSON.stringify({ url, output: files[i], ...(o.pieceLength === undefined ? {} : { pieceLength: o.pieceLength }) })
         const reply = path.join(logDir, `damselfly-get-${h}.json`)
         const child = client === "curl"
           ? topo.spawnIn(h, "curl", ["-sS", "-f", "-o", reply, "-X", "POST", "-H", "content-type: application/json", "--data", body, `${daemonUrl(h)}/v1/download`], { log: path.join(logDir, `damselfly-get-${h}.log`) })
-          : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", daemonUrl(h)], { cwd: REPO, log: path.join(logDir, `damselfly-get-${h}.log`) })
+          : topo.spawnIn(h, process.execPath, [BIN, "get", url, "-O", files[i], "--daemon", daemonUrl(h), ...(o.pieceLength === undefined ? [] : ["--piece-length", String(o.pieceLength)])], { cwd: REPO, log: path.join(logDir, `damselfly-get-${h}.log`) })
         return new Promise<{ at: number | null; detail?: unknown }>((r) =>
           child.on("exit", async (code) => {
             const at = code === 0 ? Date.now() : null
@@ -356,6 +370,17 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const wire = topo.txBytes("origin") - wire0
       const payload = (await originBytes()) - payload0
       const finalSnapshot = await httpJson(`${schedulerUrl}/v1/tasks/${taskId}`).then((r) => r.body, () => null)
+      // Per piece: which daemon got it from whom, when (ms from t0); and every range the origin served.
+      const pieceLogs = Object.fromEntries(await Promise.all(["seed", ...hostNames].map(async (h) => {
+        const r = await httpJson(`${daemonUrl(h)}/v1/downloads/${taskId}/pieces`).catch(() => ({ status: 0, body: null }))
+        const pieces = r.status === 200 ? (r.body.pieces as Array<{ index: number; from: string; startedAt: number; endedAt: number }>) : []
+        return [h, pieces.map((p) => ({ index: p.index, from: p.from, start: p.startedAt - t0, end: p.endedAt - t0 }))] as const
+      })))
+      const originLog = await httpJson(`http://${originIp}:${ORIGIN_PORT}/log`).then((r) =>
+        (r.body.requests as Array<{ start: number; end: number; from: string; arrivedAt: number; finishedAt: number }>)
+          .filter((q) => q.arrivedAt >= t0)
+          .map((q) => ({ ...q, arrivedAt: q.arrivedAt - t0, finishedAt: q.finishedAt - t0 })), () => [])
+      await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength: damselflyPieceLength, pieces: pieceLogs, origin: originLog }))
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
       return summarise(strategy, wallStart, times, files, wire, payload)
     }
@@ -395,7 +420,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
 
       const hook = path.join(bt, "done.sh")
       await fs.writeFile(hook, `#!/bin/sh\ndate +%s%3N > "$3.done"\n`, { mode: 0o755 })
-      const t0 = Date.now()
+      const t0 = markStart()
       for (const [i, h] of hostNames.entries()) {
         topo.spawnIn(h, "aria2c", [...aria, `--dir=${path.dirname(files[i])}`, `--on-bt-download-complete=${hook}`, torrent], { log: path.join(logDir, `bittorrent-${h}.log`) })
       }
@@ -417,11 +442,11 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     for (const mode of o.modes) {
       log(`mode ${mode}: ${o.hosts} hosts × ${o.sizeMiB} MiB at ${o.rateMbit} Mbit/s (bound ${bound.toFixed(2)} s)`)
       const r = await runMode(mode)
-      log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire)`)
+      log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire), load ${r.load.start.toFixed(1)}→${r.load.max.toFixed(1)}, CPU s ${Object.entries(r.cpuSeconds).filter(([, c]) => c > 0).map(([n, c]) => `${n} ${c.toFixed(1)}`).join(", ")}`)
       results.push(r)
     }
 
-    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, uploadSlots: UPLOAD_SLOTS })
+    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, pieceLength: damselflyPieceLength, uploadSlots: UPLOAD_SLOTS })
     const relErr = (real: number | null, p: number) => (real === null ? null : (p - real) / real)
     const comparison = results.flatMap((r) => {
       const p = predictions.find((x) => x.strategy === r.mode)
@@ -445,7 +470,9 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         pieceLengthDamselfly: damselflyPieceLength,
         pieceLengthBittorrent: MiB,
         client,
-        payloadFraction: PAYLOAD_FRACTION
+        payloadFraction: PAYLOAD_FRACTION,
+        niceness: o.niceness ?? 0,
+        sysctls: o.sysctls ?? {}
       },
       boundSeconds: bound,
       boundSecondsShaped: boundShaped,
@@ -467,16 +494,16 @@ const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(10
 
 export const markdown = (r: SwarmResult): string => {
   const lines = [
-    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host.`,
+    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. Processes at nice ${r.config.niceness}.${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
     "",
-    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) |",
-    "|---|---|---|---|---|---|---|---|---|"
+    "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) | CPU s (all nodes) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const m of r.modes) {
-    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} |`)
+    lines.push(`| ${m.mode} | ${m.hosts} | ${m.finished} | ${m.verified} | ${f(m.p50)} | ${f(m.max)} | ${f(m.maxOverBound)} | ${f(m.originPayloadCopies)} | ${f(m.originWireCopies)} | ${f(m.load.start, 1)}/${f(m.load.max, 1)} | ${f(Object.values(m.cpuSeconds).reduce((a, b) => a + b, 0), 1)} |`)
   }
   for (const p of r.predictions) {
-    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - |`)
+    lines.push(`| sim:${p.strategy} (predicted) | ${r.config.hosts} | ${p.finished} | ${p.verified ? p.finished : 0} | ${f(p.p50)} | ${f(p.max)} | ${f(p.max / r.boundSeconds)} | ${f(p.originCopies)} | - | - | - |`)
   }
   if (r.comparison.length > 0) {
     lines.push("", "| real | predicted | real p50 s | predicted p50 s | error | real max s | predicted max s | error |", "|---|---|---|---|---|---|---|---|")

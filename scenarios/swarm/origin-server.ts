@@ -1,5 +1,6 @@
 // The swarm benchmark's origin: serves one file at /blob (HEAD, GET, single Range) from memory and
-// counts the body bytes it sends; GET /stats answers {bytesSent, gets}. Runs inside the origin's
+// counts the body bytes it sends; GET /stats answers {bytesSent, gets}, GET /log every body GET (range,
+// when it arrived, when its last byte was handed to the kernel, the client's address). Runs inside the origin's
 // namespace: node --import tsx scenarios/swarm/origin-server.ts FILE LISTEN PORT
 import { readFileSync } from "node:fs"
 import * as http from "node:http"
@@ -14,10 +15,15 @@ const content = readFileSync(file)
 const size = content.length
 let sent = 0
 let gets = 0
+const requests: Array<{ start: number; end: number; from: string; arrivedAt: number; finishedAt: number }> = []
 
 const server = http.createServer((req, res) => {
   if (req.url === "/stats") {
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ bytesSent: sent, gets }))
+    return
+  }
+  if (req.url === "/log") {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ requests }))
     return
   }
   if (req.url !== "/blob") {
@@ -36,6 +42,8 @@ const server = http.createServer((req, res) => {
   const body = content.subarray(start, end + 1)
   const socket = res.socket
   const before = socket?.bytesWritten ?? 0
+  const arrivedAt = Date.now()
+  res.on("finish", () => requests.push({ start, end, from: req.socket.remoteAddress ?? "", arrivedAt, finishedAt: Date.now() }))
   res.on("close", () => {
     sent += Math.min(body.length, Math.max(0, (socket?.bytesWritten ?? before) - before))
   })

@@ -7,9 +7,9 @@ import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
-const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S]
+const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
-  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--no-predict]`
+  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--sysctl KEY=VALUE]... [--no-predict]`
 
 const args = process.argv.slice(2)
 const value = (name: string): string | undefined => {
@@ -25,6 +25,24 @@ const number = (name: string, fallback: number): number => {
   const n = Number(v)
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: expected a positive number, got ${JSON.stringify(v)}`)
   return n
+}
+
+const niceness = (v: string): number => {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < -20 || n > 19) throw new Error(`--nice: expected an integer from -20 to 19, got ${JSON.stringify(v)}`)
+  return n
+}
+
+/** Every `--sysctl KEY=VALUE` (repeatable). */
+const sysctls = (): Record<string, string> => {
+  const out: Record<string, string> = {}
+  args.forEach((a, i) => {
+    if (a !== "--sysctl") return
+    const m = /^([a-z0-9_.]+)=(.+)$/.exec(args[i + 1] ?? "")
+    if (m === null) throw new Error(`--sysctl: expected KEY=VALUE like net.ipv4.tcp_slow_start_after_idle=0, got ${JSON.stringify(args[i + 1])}`)
+    out[m[1]] = m[2]
+  })
+  return out
 }
 
 const main = async () => {
@@ -53,12 +71,15 @@ const main = async () => {
     rateMbit: number("--rate-mbit", 100),
     originMbit: number("--origin-mbit", number("--rate-mbit", 100)),
     sizeMiB: number("--size-mib", 128),
+    ...(value("--piece-kib") === undefined ? {} : { pieceLength: Math.round(number("--piece-kib", 0) * 1024) }),
     modes: modes as Array<Mode>,
     client,
     ...(prefix === undefined ? {} : { prefix }),
     ...(subnet === undefined ? {} : { subnet }),
     ...(logs === undefined ? {} : { logDir: logs }),
     ...(timeout === undefined ? {} : { timeoutSeconds: number("--timeout", 0) }),
+    ...(value("--nice") === undefined ? {} : { niceness: niceness(value("--nice")!) }),
+    sysctls: sysctls(),
     noPredict: args.includes("--no-predict")
   })
   console.log(markdown(result))

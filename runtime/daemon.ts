@@ -25,6 +25,7 @@ import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { requireToken, resolveToken } from "./auth.ts"
+import { serveRoutes } from "./http-serve.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
 import { httpOrigin } from "./http-origin.ts"
@@ -468,4 +469,4 @@ export const daemonRoutes = (o: DaemonOptions) =>
   }))
 
 export const daemonServer = (o: DaemonOptions) =>
-  HttpRouter.serve(daemonRoutes(o)).pipe(Layer.provide(listenLayer(o)))
+  serveRoutes(daemonRoutes(o)).pipe(Layer.provide(listenLayer(o)))

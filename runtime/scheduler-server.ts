@@ -12,6 +12,7 @@ import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER } from "./blob-access.t
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
+import { serveRoutes } from "./http-serve.ts"
 import { makeSchedulerMetrics, metricsRoute } from "./metrics.ts"
 import { makePreheatJobs, preheatRoutes } from "./preheat.ts"
 import { JobStore } from "./preheat-store.ts"
@@ -116,7 +117,7 @@ export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
   const strategy = options.strategy ?? "dragonfly"
   const routes = schedulerRoutes(schedulerFor(strategy, randomUUID()), { ...options, token, strategy })
-  return HttpRouter.serve(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
+  return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))
   )

@@ -49,6 +49,9 @@ export interface SwarmOptions {
   readonly sysctls?: Readonly<Record<string, string>>
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
+  /** Write a V8 CPU profile of the damselfly scheduler and every daemon here (node --cpu-prof; one
+   *  directory per node, written when the process exits). */
+  readonly cpuProfDir?: string
   readonly log?: (line: string) => void
 }
 
@@ -312,16 +315,18 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const sched = topo.node("sched")
       const schedulerUrl = `http://${sched.ip}:${SCHEDULER_PORT}`
       const daemonUrl = (name: string) => `http://${topo.node(name).ip}:${DAEMON_PORT}`
+      const nodeArgs = (name: string): Array<string> =>
+        o.cpuProfDir === undefined ? [BIN] : ["--cpu-prof", "--cpu-prof-dir", path.resolve(o.cpuProfDir, `${strategy}-${name}`), BIN]
       const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan", "--strategy", strategy, "--upload-slots", String(UPLOAD_SLOTS)]
-      topo.spawnIn("sched", process.execPath, [BIN, "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT), "--strategy", strategy], { cwd: REPO, log: path.join(logDir, `${strategy}-scheduler.log`) })
+      topo.spawnIn("sched", process.execPath, [...nodeArgs("scheduler"), "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT), "--strategy", strategy], { cwd: REPO, log: path.join(logDir, `${strategy}-scheduler.log`) })
       await waitFor("the scheduler", async () => (await httpJson(`${schedulerUrl}/healthy`)).status === 200, 60_000)
       const state = path.join(dir, "state")
-      topo.spawnIn("seed", process.execPath, [BIN, "daemon", "--seed", "--listen", topo.node("seed").ip, "--data", path.join(state, "seed"), "--host-id", "seed", ...common], { cwd: REPO, log: path.join(logDir, "damselfly-seed.log") })
+      topo.spawnIn("seed", process.execPath, [...nodeArgs("seed"), "daemon", "--seed", "--listen", topo.node("seed").ip, "--data", path.join(state, "seed"), "--host-id", "seed", ...common], { cwd: REPO, log: path.join(logDir, "damselfly-seed.log") })
       // Daemons start a node process each (~1.3 s of CPU): a few at a time on two cores.
       for (let i = 0; i < hostNames.length; i += 4) {
         const batch = hostNames.slice(i, i + 4)
         for (const h of batch) {
-          topo.spawnIn(h, process.execPath, [BIN, "daemon", "--listen", topo.node(h).ip, "--data", path.join(state, h), "--host-id", h, ...common], { cwd: REPO, log: path.join(logDir, `damselfly-daemon-${h}.log`) })
+          topo.spawnIn(h, process.execPath, [...nodeArgs(h), "daemon", "--listen", topo.node(h).ip, "--data", path.join(state, h), "--host-id", h, ...common], { cwd: REPO, log: path.join(logDir, `damselfly-daemon-${h}.log`) })
         }
         await Promise.all(batch.map((h) => waitFor(`daemon ${h}`, async () => (await httpJson(`${daemonUrl(h)}/healthy`)).status === 200, 120_000)))
       }

@@ -9,7 +9,8 @@ import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 
 const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
-  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--sysctl KEY=VALUE]... [--no-predict]`
+  [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--sysctl KEY=VALUE]... [--no-predict]
+  [--cpu-prof DIR]`
 
 const args = process.argv.slice(2)
 const value = (name: string): string | undefined => {
@@ -80,7 +81,8 @@ const main = async () => {
     ...(timeout === undefined ? {} : { timeoutSeconds: number("--timeout", 0) }),
     ...(value("--nice") === undefined ? {} : { niceness: niceness(value("--nice")!) }),
     sysctls: sysctls(),
-    noPredict: args.includes("--no-predict")
+    noPredict: args.includes("--no-predict"),
+    ...(value("--cpu-prof") === undefined ? {} : { cpuProfDir: value("--cpu-prof")! })
   })
   console.log(markdown(result))
   if (json !== undefined) {

@@ -27,8 +27,9 @@ export class PeerDriver {
   private readonly observers: Array<Observer> = []
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
+  /** Long-polls in flight under a fault plan (service path). */
   private readonly watches = new Map<Source, { cancel(): void }>()
-  /** Each parent's last long-poll (fault-free path), reused for the next one. */
+  /** Each parent's long-poll (fault-free path): in flight, or answered and reused for the next one. */
   private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
@@ -104,6 +105,7 @@ export class PeerDriver {
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
+    for (const p of this.polls.values()) p.cancel()
     this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
@@ -155,9 +157,11 @@ export class PeerDriver {
         return this.watch(c.source, c.since)
       case "Unwatch": {
         const w = this.watches.get(c.source)
+        const p = this.polls.get(c.source)
         this.watches.delete(c.source)
         this.polls.delete(c.source)
         w?.cancel()
+        p?.cancel()
         return
       }
       case "Fetch":
@@ -261,7 +265,6 @@ export class PeerDriver {
     const last = this.polls.get(s)
     if (last !== undefined && last.reusable) {
       last.rearm(since)
-      this.watches.set(s, last)
       last.ledger!.addWaiter(last)
       return
     }
@@ -275,7 +278,6 @@ export class PeerDriver {
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
     const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
-    this.watches.set(s, poll)
     this.polls.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
@@ -290,14 +292,12 @@ export class PeerDriver {
 
   /** A long-poll's answer is back. */
   pollAnswered(poll: LongPoll, a: AvailabilityAnswer): void {
-    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
     if (this.exit !== undefined) return
     this.machine.availability(poll.s, a)
     this.pump()
   }
 
   pollFailed(poll: LongPoll, e: TransferFailed): void {
-    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
     if (this.exit !== undefined) return
     this.machine.availabilityFailed(poll.s, e.message, e.temporary)
     this.pump()

@@ -6,6 +6,15 @@ import type { TaskId } from "./domain.ts"
 import { pieceCountOf } from "./piece-layout.ts"
 import { type PieceEntry, PieceAvailability } from "./protocol.ts"
 
+/** A window `pieces[from..to)` on a ledger's arrival log (`deltaView`): a reusable AvailabilityAnswer. */
+export interface LedgerDeltaView {
+  version: number
+  pieces: ReadonlyArray<PieceEntry>
+  from: number
+  to: number
+  complete: boolean
+}
+
 /** A wait for the ledger's version to exceed `since`; clear `live` to withdraw it. */
 export interface LedgerWaiter {
   readonly since: number
@@ -21,6 +30,8 @@ export class PieceLedger {
   private readonly log: Array<PieceEntry> = []
   private readonly arriving = new Set<number>()
   private waiters: Array<LedgerWaiter> = []
+  /** The waiters array of the last wake, emptied, for the next one (a wake per piece would allocate one). */
+  private spareWaiters: Array<LedgerWaiter> | undefined = undefined
 
   constructor(
     readonly taskId: TaskId,
@@ -101,6 +112,20 @@ export class PieceLedger {
   }
 
   /**
+   * `delta` without copying: fills `into` with a window on the arrival log itself (shared, read-only;
+   * entries are immutable and the log only grows), so a simulator's answer to a child allocates nothing.
+   */
+  deltaView(into: LedgerDeltaView, since: number, until = this.log.length): LedgerDeltaView {
+    const v = Math.min(until, this.log.length)
+    into.version = v
+    into.pieces = this.log
+    into.from = Math.max(0, Math.min(since, v))
+    into.to = v
+    into.complete = v === this.pieceCount
+    return into
+  }
+
+  /**
    * Callback form of `awaitChange` (for an event loop): `changed` runs once the version exceeds
    * `since` (at once if it already does). The returned function withdraws a wait still pending.
    */
@@ -143,11 +168,15 @@ export class PieceLedger {
   private wake(): void {
     if (this.waiters.length === 0) return
     const waiting = this.waiters
-    this.waiters = []
+    // A waiter's `changed` may wake this ledger again (re-entrantly): that wake finds no spare and allocates.
+    this.waiters = this.spareWaiters ?? []
+    this.spareWaiters = undefined
     for (const w of waiting) {
       if (!w.live) continue
       if (this.log.length > w.since) w.changed()
       else this.waiters.push(w)
     }
+    waiting.length = 0
+    this.spareWaiters = waiting
   }
 }

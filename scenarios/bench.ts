@@ -46,7 +46,7 @@ const bench = (label: string, scenario: Scenario, strategy: Strategy): RunResult
       `wall ${r.wallSeconds.toFixed(2).padStart(7)} s  cpu ${cpuSeconds.toFixed(2).padStart(7)} s  ${Math.round(r.events / r.wallSeconds).toString().padStart(8)} events/s  ` +
       `peak RSS ${peakRssMiB().toFixed(0).padStart(5)} MiB  virtual p50 ${r.completionSeconds.p50.toFixed(2)} s  ` +
       `max ${r.completionSeconds.max.toFixed(2)} s (bound ${r.boundSeconds.toFixed(2)} s)  origin ${r.originEgressCopies.toFixed(2)} copies  ` +
-      `finished ${r.finishedPeers}/${r.peers}  verified ${r.verified}`
+      `finished ${r.finishedPeers}/${r.peers}  verified ${r.verified}  trace ${r.traceHash.slice(0, 16)}`
   )
   return r
 }

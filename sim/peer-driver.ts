@@ -11,7 +11,7 @@ import { pieceAt, pieceLengthAt } from "../core/piece-layout.ts"
 import { type AvailabilityAnswer, type DownloadRequest, type DownloadResult, ORIGIN, type PeerCommand, PeerMachine, type PeerOptions, type Source } from "../core/peer/machine.ts"
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../core/protocol.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
-import type { LedgerWaiter, PieceLedger } from "../core/piece-ledger.ts"
+import type { LedgerDeltaView, LedgerWaiter, PieceLedger } from "../core/piece-ledger.ts"
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
@@ -27,8 +27,9 @@ export class PeerDriver {
   private readonly observers: Array<Observer> = []
   /** Everything in flight for this peer (events, flows, slot requests, forked fibers), to stop it. */
   private readonly pending = new Set<Cancel>()
+  /** Long-polls in flight under a fault plan (service path). */
   private readonly watches = new Map<Source, { cancel(): void }>()
-  /** Each parent's last long-poll (fault-free path), reused for the next one. */
+  /** Each parent's long-poll (fault-free path): in flight, or answered and reused for the next one. */
   private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
@@ -104,6 +105,7 @@ export class PeerDriver {
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
+    for (const p of this.polls.values()) p.cancel()
     this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
@@ -155,9 +157,11 @@ export class PeerDriver {
         return this.watch(c.source, c.since)
       case "Unwatch": {
         const w = this.watches.get(c.source)
+        const p = this.polls.get(c.source)
         this.watches.delete(c.source)
         this.polls.delete(c.source)
         w?.cancel()
+        p?.cancel()
         return
       }
       case "Fetch":
@@ -169,8 +173,7 @@ export class PeerDriver {
           ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
-          let times = versionTimes.get(ledger)
-          if (times === undefined) versionTimes.set(ledger, (times = []))
+          const times = timesOf(ledger)
           while (times.length < ledger.version) times.push(world.engine.now)
         }
         if (failure === undefined) machine.stored(c)
@@ -262,7 +265,6 @@ export class PeerDriver {
     const last = this.polls.get(s)
     if (last !== undefined && last.reusable) {
       last.rearm(since)
-      this.watches.set(s, last)
       last.ledger!.addWaiter(last)
       return
     }
@@ -276,7 +278,6 @@ export class PeerDriver {
     const back = world.network.latency(p.net, me.net)
     const ledger = p.store.ledger(request.taskId)
     const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
-    this.watches.set(s, poll)
     this.polls.set(s, poll)
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
@@ -284,21 +285,19 @@ export class PeerDriver {
     } else {
       // Open already (ledgers only grow): no event for the request's trip. The parent answers when the
       // request has arrived and its version exceeds `since`, with what it held at that instant.
-      poll.ledger = ledger
+      poll.setLedger(ledger)
       ledger.addWaiter(poll)
     }
   }
 
   /** A long-poll's answer is back. */
   pollAnswered(poll: LongPoll, a: AvailabilityAnswer): void {
-    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
     if (this.exit !== undefined) return
     this.machine.availability(poll.s, a)
     this.pump()
   }
 
   pollFailed(poll: LongPoll, e: TransferFailed): void {
-    if (this.watches.get(poll.s) === poll) this.watches.delete(poll.s)
     if (this.exit !== undefined) return
     this.machine.availabilityFailed(poll.s, e.message, e.temporary)
     this.pump()
@@ -564,10 +563,15 @@ class LongPoll implements LedgerWaiter {
   reusable = false
   ev: EventId = NO_EVENT
   ledger: PieceLedger | undefined = undefined
+  /** The ledger's version times (`versionTimes`), looked up once. */
+  private times: Array<number> = []
+  /** The answer handed to the machine, refilled for each answer (the machine does not keep it). */
+  private readonly view: LedgerDeltaView = { version: 0, pieces: [], from: 0, to: 0, complete: false }
   /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
   private late = false
   private answerAt = 0
-  private answer: AvailabilityAnswer | undefined = undefined
+  /** The late answer's version (what the parent held when it changed), or -1. */
+  private answerVersion = -1
 
   constructor(
     readonly d: PeerDriver,
@@ -586,8 +590,13 @@ class LongPoll implements LedgerWaiter {
     this.live = true
     this.reusable = false
     this.late = false
-    this.answer = undefined
+    this.answerVersion = -1
     this.answerAt = 0
+  }
+
+  setLedger(ledger: PieceLedger): void {
+    this.ledger = ledger
+    this.times = timesOf(ledger)
   }
 
   /** The request reached a parent that had not opened the task when it was sent. */
@@ -599,7 +608,7 @@ class LongPoll implements LedgerWaiter {
       this.live = false
       return this.d.pollFailed(this, transferFailed(`${this.s.parent!.peerId} has not opened task ${taskId}`, true))
     }
-    this.ledger = l
+    this.setLedger(l)
     this.late = true
     l.addWaiter(this)
   }
@@ -609,7 +618,7 @@ class LongPoll implements LedgerWaiter {
     const engine = this.d.world.engine
     const ledger = this.ledger!
     if (this.late) {
-      this.answer = ledger.delta(this.since)
+      this.answerVersion = ledger.version
       deliverAt(engine, engine.now + this.back, this)
     } else {
       this.answerAt = Math.max(engine.now, this.arrives)
@@ -622,7 +631,7 @@ class LongPoll implements LedgerWaiter {
     if (!this.live) return
     this.live = false
     const ledger = this.ledger!
-    const answer = this.answer ?? ledger.delta(this.since, versionAt(ledger, this.answerAt))
+    const answer = ledger.deltaView(this.view, this.since, this.answerVersion >= 0 ? this.answerVersion : versionAt(ledger, this.times, this.answerAt))
     this.reusable = true
     // Last: the answer may rearm this poll at once.
     this.d.pollAnswered(this, answer)
@@ -641,11 +650,15 @@ const pollArrived = (poll: LongPoll): void => poll.arrived()
 /** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
 const versionTimes = new WeakMap<object, Array<number>>()
 
-/** The ledger's version at virtual time `at` (at or before now). */
-const versionAt = (ledger: { readonly version: number }, at: number): number => {
-  const times = versionTimes.get(ledger)
+const timesOf = (ledger: PieceLedger): Array<number> => {
+  let times = versionTimes.get(ledger)
+  if (times === undefined) versionTimes.set(ledger, (times = []))
+  return times
+}
+
+/** The ledger's version at virtual time `at` (at or before now); `times` = `timesOf(ledger)`. */
+const versionAt = (ledger: { readonly version: number }, times: Array<number>, at: number): number => {
   let v = ledger.version
-  if (times === undefined) return v
   while (v > 0 && times[v - 1] > at) v--
   return v
 }
@@ -664,6 +677,9 @@ interface DeliveryBatch {
   running: boolean
 }
 const openBatch = new WeakMap<object, DeliveryBatch>()
+/** The last engine's open batch, in front of the WeakMap (a run delivers millions from one engine). */
+let lastEngine: object | undefined = undefined
+let lastBatch: DeliveryBatch | undefined = undefined
 
 const runBatch = (batch: DeliveryBatch): void => {
   batch.running = true
@@ -671,7 +687,7 @@ const runBatch = (batch: DeliveryBatch): void => {
 }
 
 const deliverAt = (engine: HostContext["engine"], time: number, item: Delivery): void => {
-  const b = openBatch.get(engine)
+  const b = engine === lastEngine ? lastBatch : openBatch.get(engine)
   const t = Math.max(time, engine.now)
   if (b !== undefined && !b.running && b.time === t && engine.queue.pushes === b.seq + 1) {
     b.items.push(item)
@@ -680,6 +696,8 @@ const deliverAt = (engine: HostContext["engine"], time: number, item: Delivery):
   const batch: DeliveryBatch = { time: t, seq: engine.queue.pushes, items: [item], running: false }
   engine.atCall(t, runBatch, batch)
   openBatch.set(engine, batch)
+  lastEngine = engine
+  lastBatch = batch
 }
 
 /** Starts a download on `me`, driven by the engine. */

@@ -131,6 +131,12 @@ export interface AvailabilityAnswer {
   readonly version: number
   readonly pieces: ReadonlyArray<{ readonly index: number; readonly digest: string }>
   readonly complete: boolean
+  /**
+   * Optional window into `pieces`: only `pieces[from..to)` are the answer (defaults: all of them). A
+   * simulator answers with the parent's arrival log itself, shared by reference, instead of a copy per child.
+   */
+  readonly from?: number
+  readonly to?: number
 }
 
 export type RequestPurpose = "ask" | "refresh" | "digests"
@@ -355,7 +361,10 @@ export class PeerMachine {
     s.since = a.version
     const endgame = this.options.endgame
     const seen = this.stripeCount === undefined ? 0 : this.now()
-    for (const p of a.pieces) {
+    const pieces = a.pieces
+    const to = a.to ?? pieces.length
+    for (let k = a.from ?? 0; k < to; k++) {
+      const p = pieces[k]
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1

@@ -37,6 +37,17 @@ import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
 export const CAPABILITY_HEADER = "x-damselfly-capability"
 /** On a daemon's RegisterPeer for a private task it proved access to: the origin `Authorization` for the seed. */
 export const SEED_AUTHORIZATION_HEADER = "x-damselfly-seed-authorization"
+
+/**
+ * Whether a registration's forwarded credentials may ride this seed request. The task id is the blob
+ * digest, so one task can be known under several registries' URLs, and the seed fetches the URL of whoever
+ * created the task record: credentials go only to a fetch of the very URL their holder registered, never
+ * to another upstream.
+ */
+export const seedCredentialsApply = (
+  request: { readonly taskId: string; readonly url: string },
+  registration: { readonly taskId: string; readonly url: string }
+): boolean => request.taskId === registration.taskId && request.url === registration.url
 export const PEER_HEADER = "x-damselfly-peer"
 export const DEFAULT_CAPABILITY_TTL_SECONDS = 3600
 

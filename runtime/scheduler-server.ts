@@ -8,7 +8,7 @@ import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
-import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER } from "./blob-access.ts"
+import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER, seedCredentialsApply } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
@@ -68,7 +68,7 @@ export const schedulerRoutes = (
         }
         return SeedPeerTrigger.of({
           trigger: (seed, request) =>
-            trigger.trigger(seed, request.taskId === message.taskId ? { ...request, headers: { ...request.headers, authorization } } : request)
+            trigger.trigger(seed, seedCredentialsApply(request, message) ? { ...request, headers: { ...request.headers, authorization } } : request)
         })
       })
     return HttpRouter.addAll([

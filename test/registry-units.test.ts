@@ -6,6 +6,7 @@ import * as path from "node:path"
 import { Option } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
+import { seedCredentialsApply } from "../runtime/blob-access.ts"
 import { hostsFileFor, writeContainerdConfig } from "../runtime/containerd-config.ts"
 import { spanOf } from "../runtime/registry-mirror.ts"
 import { chooseUpstream, parseUpstreams, routeOf, UpstreamChoiceError, upstreamUrlOf } from "../runtime/registry-upstream.ts"
@@ -117,5 +118,17 @@ describe("mirror and proxy options", () => {
     expect(() => decodeConfig("d.yaml", "proxy:\n  rules: ['(']\n", DAEMON_OPTIONS)).toThrow(/proxy\.rules: expected regular expressions/)
     expect(() => decodeConfig("d.yaml", "mirror:\n  upstreams: [ftp://x]\n", DAEMON_OPTIONS)).toThrow(/mirror\.upstreams: expected a list of http\(s\) URLs/)
     expect(() => decodeConfig("d.yaml", "mirror:\n  port: 0\n", DAEMON_OPTIONS)).toThrow(/mirror\.port: expected a port number/)
+  })
+})
+
+describe("forwarded seed credentials", () => {
+  const digest = "a".repeat(64)
+  const blob = (host: string) => `https://${host}/v2/library/app/blobs/sha256:${digest}`
+  it("ride a seed request only for the very URL their holder registered, never another registry's copy of the blob", () => {
+    const registration = { taskId: digest, url: blob("private.example") }
+    expect(seedCredentialsApply({ taskId: digest, url: blob("private.example") }, registration)).toBe(true)
+    // Same blob digest (same task) first registered from a public registry: the seed fetches that URL.
+    expect(seedCredentialsApply({ taskId: digest, url: blob("docker.io") }, registration)).toBe(false)
+    expect(seedCredentialsApply({ taskId: "b".repeat(64), url: blob("private.example") }, registration)).toBe(false)
   })
 })

@@ -2,6 +2,7 @@
 // evaluator, a parent-handout policy and peer options (the piece picker's knobs). Worlds pick one by
 // name; none of them is a separate code path.
 import type { PeerOptions } from "./peer/conductor.ts"
+import { damselflyPieceLengthFor, pieceLengthFor } from "./piece-layout.ts"
 import { defaultSchedulerConfig, type SchedulerConfig } from "./scheduler/config.ts"
 import { damselflyEvaluator, dragonflyEvaluator, dragonflyLegacyEvaluator, type Evaluator } from "./scheduler/evaluator.ts"
 import { completeHoldersOnly, dagTopK, noParents, type ParentHandout, scoredMesh, stripeForest, trackerList } from "./scheduler/handout.ts"
@@ -27,14 +28,23 @@ export interface StrategyDefinition {
   readonly peerOptions: Partial<PeerOptions>
   /** Whether seed peers take part (Kraken's origin cluster plays that role for `kraken`). */
   readonly seeds: boolean
+  /** The strategy's piece length for content of this length (a task's id depends on it). */
+  readonly pieceLength: (contentLength: number) => number
+  /** Pieces a peer uploads at once (BitTorrent's unchoke slots); absent: the host's upload slots. */
+  readonly uploadSlots?: number
 }
+
+/** A strategy's piece length: `override` when given, else its own rule (Dragonfly's unless it has one). */
+export const strategyPieceLength = (strategy: StrategyName, contentLength: number, override?: number): number =>
+  override !== undefined ? pieceLengthFor(contentLength, override) : strategies[strategy].pieceLength(contentLength)
 
 const dragonfly: Omit<StrategyDefinition, "name" | "description"> = {
   config: defaultSchedulerConfig,
   evaluator: dragonflyEvaluator,
   handout: dagTopK(defaultSchedulerConfig.filterParentLimit, defaultSchedulerConfig.candidateParentLimit),
   peerOptions: {},
-  seeds: true
+  seeds: true,
+  pieceLength: pieceLengthFor
 }
 
 /** Everyone to the origin at once: the first fruitless round already sends a peer there. */
@@ -48,7 +58,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     evaluator: dragonflyEvaluator,
     handout: noParents,
     peerOptions: {},
-    seeds: false
+    seeds: false,
+    pieceLength: pieceLengthFor
   },
   p2p: { name: "p2p", description: "Dragonfly's defaults (alias of dragonfly)", ...dragonfly },
   dragonfly: {
@@ -70,7 +81,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     handout: trackerList(50, true),
     // Agents re-announce to the tracker every few seconds and connect to the new peers.
     peerOptions: { concurrentPieces: 30, perParentPieces: 3, refreshParentsMillis: 3_000 },
-    seeds: true
+    seeds: true,
+    pieceLength: pieceLengthFor
   },
   spegel: {
     name: "spegel",
@@ -79,16 +91,26 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     evaluator: dragonflyEvaluator,
     handout: completeHoldersOnly(1),
     peerOptions: { concurrentPieces: 4, perParentPieces: 4, sequentialBias: true },
-    seeds: false
+    seeds: false,
+    pieceLength: pieceLengthFor
   },
   bittorrent: {
     name: "bittorrent",
-    description: "BitTorrent: random peer lists from a tracker, rarest first, endgame",
-    config: { ...defaultSchedulerConfig, candidateParentLimit: 30, handoutSample: 50 },
+    description: "BitTorrent as aria2 runs it: random peer lists from a tracker, 4 unchoked uploads per peer, each connection filled with the rarest pieces that peer holds, endgame",
+    // A tracker's answer (50 peers, aria2's numwant); aria2 connects to up to 55 (--bt-max-peers).
+    config: { ...defaultSchedulerConfig, candidateParentLimit: 55, handoutSample: 50 },
     evaluator: dragonflyEvaluator,
     handout: trackerList(50, false),
-    peerOptions: { concurrentPieces: 16, perParentPieces: 2, endgame: true, refreshParentsMillis: 5_000 },
-    seeds: true
+    // aria2 fills a connection with pieces until it has maxOutstandingRequest (6, doubling up to 256) 16 KiB
+    // blocks missing: one 1 MiB piece (64 blocks) at a time per connection, pipelined, from every peer
+    // that unchokes it (no cap over connections but --bt-max-peers).
+    peerOptions: { concurrentPieces: 55, perParentPieces: 1, endgame: true, refreshParentsMillis: 5_000, pickPerSource: true },
+    seeds: true,
+    // A torrent's piece length is its creator's choice: a scenario names it (`file.pieceLengths`, the
+    // swarm benchmark's `mktorrent -l 20` = 1 MiB); without one, Dragonfly's rule.
+    pieceLength: pieceLengthFor,
+    // aria2's choking (BtLeecherStateChoke/BtSeederStateChoke): 3 regular unchokes plus 1 optimistic.
+    uploadSlots: 4
   },
   damselfly: {
     name: "damselfly",
@@ -101,6 +123,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     // One piece in flight per parent: a parent's children share its uplink, so a second request would
     // only halve the rate of the first and double the time each piece takes per hop.
     peerOptions: { concurrentPieces: 8, perParentPieces: 1, endgame: true, refreshParentsMillis: 1_000, firstRefreshMillis: 100, originPieces: 2, stripeGracePieces: 12, remoteParentPieces: 6, parentRetryMillis: 20 },
-    seeds: true
+    seeds: true,
+    // Enough pieces to pipeline through the trees' depth (core/piece-layout.ts).
+    pieceLength: damselflyPieceLengthFor
   }
 }

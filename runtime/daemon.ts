@@ -13,8 +13,7 @@ import { HttpRouter } from "effect/http"
 import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
-import { type StrategyName, strategies } from "../core/strategies.ts"
-import { MIN_PIECE_LENGTH, pieceLengthFor } from "../core/piece-layout.ts"
+import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
 import { DownloadError } from "../core/errors.ts"
 import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
@@ -320,22 +319,25 @@ export const daemonRoutes = (o: DaemonOptions) =>
       Effect.flatMap(start({ taskId, url, pieceLength, headers, disableBackToSource }), Fiber.join)
 
     // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
+    // The strategy's piece length (damselfly's goes down to 1 MiB): every daemon and the scheduler run the same.
+    const strategyRule = (contentLength: number) => strategyPieceLength(o.strategy ?? "dragonfly", contentLength)
     const tasks = makeTaskStreams({
       store,
       origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
       start,
       running: (taskId) => inFlight.get(taskId),
       prefetch: o.prefetch ?? true,
-      smallContentMax: o.smallContentMax ?? DEFAULT_SMALL_CONTENT_MAX
+      smallContentMax: o.smallContentMax ?? DEFAULT_SMALL_CONTENT_MAX,
+      pieceLengthFor: strategyRule
     })
 
     const pieceLengthOf = (url: string, headers: Record<string, string>, requested: number | undefined) =>
       requested !== undefined
         ? Effect.succeed(requested)
         : Origin.use((origin) => origin.probe({ url, headers })).pipe(
-          Effect.map((p) => pieceLengthFor(p.contentLength)),
-          // Origin unreachable: peers may still have it; 4 MiB is what pieceLengthFor gives below 2 GiB.
-          Effect.orElseSucceed(() => MIN_PIECE_LENGTH),
+          Effect.map((p) => strategyRule(p.contentLength)),
+          // Origin unreachable: peers may still have it; the rule's shortest (4 MiB for Dragonfly's, below 2 GiB).
+          Effect.orElseSucceed(() => strategyRule(0)),
           Effect.provide(origin)
         )
 
@@ -349,7 +351,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
         start,
         running: (taskId) => inFlight.get(taskId),
         prefetch: true,
-        smallContentMax: 0
+        smallContentMax: 0,
+        pieceLengthFor: strategyRule
       })
       const blobs = taskStreamBlobSource({
         openTask: (request) => Effect.runPromiseWith(context)(blobTasks.openTask(request)),

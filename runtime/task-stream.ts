@@ -100,6 +100,8 @@ export interface TaskStreamDeps {
   readonly prefetch: boolean
   /** Content up to this length (from the origin's probe) takes the direct path; 0 turns it off. */
   readonly smallContentMax: number
+  /** The piece length for content of this length: the daemon's strategy's rule (default Dragonfly's). */
+  readonly pieceLengthFor?: ((contentLength: number) => number) | undefined
 }
 
 /** The piece a range starts in (0 for the whole content). */
@@ -209,7 +211,7 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
           return yield* new OriginRefused({ message: `origin ${req.url}: HTTP ${probe.failure.status}`, status: probe.failure.status })
         }
         // Unreachable or failing (5xx): peers may still hold the task; the size comes from its ledger.
-        pieceLength ??= size === undefined ? MIN_PIECE_LENGTH : pieceLengthFor(size)
+        pieceLength ??= size === undefined ? MIN_PIECE_LENGTH : (deps.pieceLengthFor ?? pieceLengthFor)(size)
         if (taskId === undefined) {
           taskId = yield* taskIdOf({ url: req.url, pieceLength, ...(req.digest === undefined ? {} : { digest: req.digest }) }).pipe(
             Effect.provide(NodeSha256),

@@ -5,12 +5,11 @@
 import seedrandom from "seedrandom"
 import { Schema } from "effect"
 import { defaultPeerOptions } from "../core/peer/conductor.ts"
-import { pieceLengthFor } from "../core/piece-layout.ts"
 import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
 import { Checkers, type Violation } from "./checkers.ts"
 import { CONNECT_TIMEOUT_MILLIS, type Fault, healSeconds } from "./faults.ts"
 import { kumarRossBound } from "./run.ts"
-import { decodeScenario, gbit, MiB, type Scenario, type ScenarioInput, Strategy } from "./scenario.ts"
+import { decodeScenario, gbit, MiB, type Scenario, type ScenarioInput, scenarioPieceLength, Strategy } from "./scenario.ts"
 import { strategySetup } from "./strategy.ts"
 import { World } from "./world.ts"
 
@@ -191,7 +190,7 @@ export interface ChaosRun {
 
 export const runCase = (c: ChaosCase, traceSink?: (line: string) => void): ChaosRun => {
   const { scenario } = c
-  const pieceLength = pieceLengthFor(scenario.file.sizeBytes, scenario.file.pieceLength)
+  const pieceLength = scenarioPieceLength(scenario, c.strategy, scenario.file.sizeBytes)
   let world: World | undefined
   const checkers = new Checkers({ url: scenario.file.url, contentLength: scenario.file.sizeBytes, pieceLength, get taskId() { return world!.taskId } })
   world = new World(scenario, { seed: c.seed, strategy: c.strategy, traceSink, monitor: checkers })
@@ -297,7 +296,7 @@ export const describeCase = (c: ChaosCase): Array<string> => {
   const s = c.scenario
   const peers = s.idcs.reduce((n, i) => n + i.peers, 0)
   return [
-    `strategy ${c.strategy}; ${peers} peers, ${s.idcs.reduce((n, i) => n + i.seeds, 0)} seeds; file ${fmtMiB(s.file.sizeBytes)} (pieces of ${fmtMiB(pieceLengthFor(s.file.sizeBytes, s.file.pieceLength))})`,
+    `strategy ${c.strategy}; ${peers} peers, ${s.idcs.reduce((n, i) => n + i.seeds, 0)} seeds; file ${fmtMiB(s.file.sizeBytes)} (pieces of ${fmtMiB(scenarioPieceLength(s, c.strategy, s.file.sizeBytes))})`,
     `idcs: ${s.idcs.map((i) => `${i.name} ${i.peers}p/${i.seeds}s/${i.racks}r`).join(", ")}; origin ${s.origin.idc} ${fmtGbit(s.origin.uploadBytesPerSecond)}; scheduler ${s.scheduler?.idc}`,
     `peer up ${fmtGbit(s.peer.uploadBytesPerSecond)} down ${fmtGbit(s.peer.downloadBytesPerSecond)} slots ${s.peer.uploadSlots}; rtt intra ${s.latency.intraIdcRttMs} ms inter ${s.latency.interIdcRttMs} ms; arrivals over ${s.arrival.spreadSeconds}s`,
     ...(s.faults ?? []).map((f) => `fault: ${describeFault(f)}`),

@@ -9,7 +9,7 @@ import { extname, resolve } from "node:path"
 import { pathToFileURL } from "node:url"
 import YAML from "yaml"
 import { Fault } from "./faults.ts"
-import { strategyNames } from "../core/strategies.ts"
+import { strategyNames, strategyPieceLength } from "../core/strategies.ts"
 
 const withDefault = <S extends Schema.Top>(value: S["Encoded"]) =>
   (schema: S) => schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
@@ -63,6 +63,11 @@ export type Idc = typeof Idc.Type
 export const Strategy = Schema.Literals(strategyNames)
 export type Strategy = typeof Strategy.Type
 
+/** A piece length per strategy name, each optional. */
+const PieceLengths = Schema.Struct(
+  Object.fromEntries(strategyNames.map((n) => [n, Schema.optionalKey(PositiveInt)])) as Record<typeof strategyNames[number], Schema.optionalKey<typeof PositiveInt>>
+)
+
 export const Layer = Schema.Struct({
   sizeBytes: PositiveInt,
   /** Shown in results; defaults to "layer-N". */
@@ -106,8 +111,10 @@ export const Scenario = Schema.Struct({
     url: Schema.NonEmptyString,
     /** The whole file, or with `layers` the whole image (the sum of its layers). */
     sizeBytes: PositiveInt,
-    /** Defaults to Dragonfly's rule (core/piece-layout.ts), per blob. */
+    /** Every strategy's piece length; absent: each strategy's own rule (core/strategies.ts), per blob. */
     pieceLength: Schema.optionalKey(PositiveInt),
+    /** One strategy's piece length (before `pieceLength`): e.g. a torrent's, for `bittorrent`. */
+    pieceLengths: Schema.optionalKey(PieceLengths),
     /**
      * A multi-layer image: a count (sizeBytes split evenly) or each layer's size (summing to
      * sizeBytes). Each layer is its own blob and task; a host pulls all of them at once and its pull
@@ -301,3 +308,8 @@ export const scaleScenario = (s: Scenario, scale: number): Scenario => {
     idcs: s.idcs.map((i) => ({ ...i, peers: i.peers === 0 ? 0 : Math.max(Math.min(i.peers, MIN_SCALED_PEERS), Math.round(i.peers * scale)) }))
   }
 }
+
+/** The piece length a strategy's run of this scenario cuts a blob of `sizeBytes` into: the scenario's
+ *  for that strategy, else the scenario's for all, else the strategy's own rule. */
+export const scenarioPieceLength = (scenario: Scenario, strategy: Strategy, sizeBytes: number): number =>
+  strategyPieceLength(strategy, sizeBytes, scenario.file.pieceLengths?.[strategy] ?? scenario.file.pieceLength)

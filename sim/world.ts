@@ -9,7 +9,6 @@ import { AnnounceHost, LeavePeer } from "../core/protocol.ts"
 import { keepPresence } from "../core/peer/presence.ts"
 import type { PieceStore } from "../core/services/piece-store.ts"
 import { defaultPeerOptions, type PeerOptions } from "../core/peer/conductor.ts"
-import { pieceLengthFor } from "../core/piece-layout.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import type { SeedPeerTrigger, SeedRequest } from "../core/services/seed-peer-trigger.ts"
 import { Sha256 } from "../core/services/sha256.ts"
@@ -21,7 +20,8 @@ import { equalShare, type Link, Network, type NetHost } from "./network.ts"
 import { localMaxMin } from "./local-max-min.ts"
 import { originService } from "./origin.ts"
 import { runPeerMachine } from "./peer-driver.ts"
-import { type Blob, blobsOf, type Scenario, type Strategy } from "./scenario.ts"
+import { strategies } from "../core/strategies.ts"
+import { type Blob, blobsOf, type Scenario, scenarioPieceLength, type Strategy } from "./scenario.ts"
 import { MemoryStore } from "./store.ts"
 import { strategySetup } from "./strategy.ts"
 
@@ -107,7 +107,7 @@ export class World implements HostContext {
       scenario.network.sharing === "max-min" ? localMaxMin() : equalShare
     )
     this.blobs = blobsOf(scenario.file).map((b, index) => {
-      const pieceLength = pieceLengthFor(b.sizeBytes, scenario.file.pieceLength)
+      const pieceLength = scenarioPieceLength(scenario, options.strategy, b.sizeBytes)
       const taskId = Effect.runSync(Effect.provideService(taskIdOf({ url: b.url, pieceLength }), Sha256, sha256Service))
       return { ...b, index, taskId, pieceLength }
     })
@@ -426,7 +426,8 @@ export class World implements HostContext {
       type,
       uploadBandwidth: Math.max(1, Math.round(cls.uploadBytesPerSecond)),
       downloadBandwidth: Math.max(1, Math.round(cls.downloadBytesPerSecond)),
-      uploadSlots: cls.uploadSlots
+      // A strategy's upload policy may serve fewer at once (BitTorrent's unchoke slots).
+      uploadSlots: Math.min(cls.uploadSlots, strategies[this.options.strategy].uploadSlots ?? Infinity)
     })
     const net = this.addNet(id, idc.name, cls.uploadBytesPerSecond, cls.downloadBytesPerSecond)
     const h: SimHost = { host, net, store: new MemoryStore(id, (line) => this.engine.record(line)), arrival: 0 }

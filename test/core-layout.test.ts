@@ -2,7 +2,8 @@ import { createHash } from "node:crypto"
 import fc from "fast-check"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import { MAX_PIECE_LENGTH, MiB, MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
+import { DAMSELFLY_MIN_PIECE_LENGTH, damselflyPieceLengthFor, MAX_PIECE_LENGTH, MiB, MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
+import { strategies, strategyNames, strategyPieceLength } from "../core/strategies.ts"
 import { Sha256 } from "../core/services/sha256.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { dragonflyEvaluator, locationAffinity } from "../core/scheduler/evaluator.ts"
@@ -36,6 +37,41 @@ describe("piece layout", () => {
       }),
       { seed: 7, numRuns: 300 }
     )
+  })
+})
+
+describe("damselfly's piece layout", () => {
+  it("is Dragonfly's rule with a 1 MiB floor: a power of two, never longer than Dragonfly's, at most 4× as many pieces", () => {
+    expect(damselflyPieceLengthFor(0)).toBe(DAMSELFLY_MIN_PIECE_LENGTH)
+    expect(damselflyPieceLengthFor(10_000_000)).toBe(1 * MiB)
+    expect(damselflyPieceLengthFor(128 * MiB)).toBe(1 * MiB)
+    expect(damselflyPieceLengthFor(953 * MiB)).toBe(2 * MiB)
+    expect(damselflyPieceLengthFor(1024 * MiB)).toBe(4 * MiB)
+    expect(damselflyPieceLengthFor(1024 * 1024 * MiB)).toBe(MAX_PIECE_LENGTH)
+    expect(damselflyPieceLengthFor(1024 * MiB, 3)).toBe(3)
+    expect(() => damselflyPieceLengthFor(10, 1.5)).toThrow(/pieceLength/)
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 45 }), (len) => {
+        const p = damselflyPieceLengthFor(len)
+        const dragonfly = pieceLengthFor(len)
+        expect(Number.isInteger(Math.log2(p))).toBe(true)
+        expect(p).toBeGreaterThanOrEqual(DAMSELFLY_MIN_PIECE_LENGTH)
+        expect(p).toBeLessThanOrEqual(dragonfly)
+        expect(dragonfly / p).toBeLessThanOrEqual(4)
+        if (p > DAMSELFLY_MIN_PIECE_LENGTH && p < MAX_PIECE_LENGTH) expect(pieceCountOf(len, p)).toBeLessThanOrEqual(500)
+        if (p < dragonfly) expect(dragonfly).toBe(MIN_PIECE_LENGTH)
+      }),
+      { seed: 9, numRuns: 300 }
+    )
+  })
+
+  it("each strategy cuts by its own rule (damselfly's, else Dragonfly's), and an override wins", () => {
+    for (const name of strategyNames) {
+      const expected = name === "damselfly" ? 1 * MiB : 4 * MiB
+      expect(strategyPieceLength(name, 128 * MiB), name).toBe(expected)
+      expect(strategies[name].pieceLength(128 * MiB), name).toBe(expected)
+      expect(strategyPieceLength(name, 128 * MiB, 2 * MiB), name).toBe(2 * MiB)
+    }
   })
 })
 

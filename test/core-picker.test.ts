@@ -61,6 +61,23 @@ describe("pickPieces, rarest first", () => {
   })
 })
 
+describe("pickPieces, one holder's pieces (BitTorrent fills each connection from what that peer has)", () => {
+  it("equals the rarest-first picks among the pieces the holder has, in both the one-pass and the sorting path", () => {
+    fc.assert(
+      fc.property(view, fc.array(fc.boolean(), { minLength: 300, maxLength: 300 }), ({ n, availability, wanted, max, offset }, has) => {
+        const rotation = offset % Math.max(1, n)
+        const holder = has.slice(0, n).map((h) => (h ? 1 : 0))
+        const order = Array.from({ length: n }, (_, k) => (k + rotation) % n).filter((i) => availability[i] > 0 && wanted[i] && holder[i] === 1)
+        const sorted = [...order].sort((a, b) => availability[a] - availability[b])
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], holder }, max, rotation, false)).toEqual(sorted.slice(0, max))
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], holder }, n + 1, rotation, false)).toEqual(sorted)
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], holder }, max, 0, true)).toEqual(order.sort((a, b) => a - b).slice(0, max))
+      }),
+      { seed: 11, numRuns: 300, verbose: 1 }
+    )
+  })
+})
+
 describe("chooseSource", () => {
   it("returns a holder with room and the most spare bandwidth", () => {
     fc.assert(

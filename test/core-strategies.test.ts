@@ -7,7 +7,7 @@ import { SEED, StripeForest } from "../core/scheduler/stripe-forest.ts"
 import { strategies } from "../core/strategies.ts"
 import { runScenario } from "../sim/run.ts"
 import { decodeScenario, mbit } from "../sim/scenario.ts"
-import { swarmScenario } from "../scenarios/swarm/predict.ts"
+import { predict, swarmScenario, torrentScenario } from "../scenarios/swarm/predict.ts"
 
 // Hosts: `idcs` IDCs of `racks` racks, members dealt round-robin over IDCs then racks (as they register).
 const membersOf = (n: number, idcs: number, racks: number, upload = (_: number) => 100) =>
@@ -147,6 +147,32 @@ describe("damselfly in the simulator", () => {
     expect(d.originEgressCopies).toBeLessThanOrEqual(1.05)
     expect(d.completionSeconds.max).toBeLessThan(bt.completionSeconds.max)
     expect(d.completionSeconds.max).toBeLessThan(df.completionSeconds.max)
+  }, 120_000)
+
+  it("each strategy's run cuts the content by its own rule unless the scenario names its length (file.pieceLengths, then file.pieceLength)", () => {
+    const base = swarmScenario({ hosts: 4, rateMbit: 100, originMbit: 100, sizeBytes: 16 * 2 ** 20, uploadSlots: 4 })
+    const run = (scenario: typeof base, strategy: "damselfly" | "dragonfly" | "bittorrent") => runScenario(scenario, { seed: 1, strategy })
+    expect(run(base, "damselfly").pieceLength).toBe(2 ** 20)
+    expect(run(base, "dragonfly").pieceLength).toBe(4 * 2 ** 20)
+    expect(run(base, "bittorrent").pieceLength).toBe(2 ** 20)
+    const fixed = { ...base, file: { ...base.file, pieceLength: 2 * 2 ** 20 } }
+    expect(run(fixed, "dragonfly").pieceLength).toBe(2 * 2 ** 20)
+    expect(run(fixed, "bittorrent").pieceLength).toBe(2 ** 20)
+    expect(() => decodeScenario({ ...base, file: { ...base.file, pieceLengths: { bittorrent: 0 } } }, "test")).toThrow(/pieceLengths/)
+  }, 60_000)
+
+  it("the swarm's bittorrent prediction: the origin host seeds the torrent in 1 MiB pieces, peers trade among themselves", () => {
+    const c = { hosts: 16, rateMbit: 100, originMbit: 100, sizeBytes: 128 * 2 ** 20, uploadSlots: 16 }
+    const r = runScenario(torrentScenario(c), { seed: 1, strategy: "bittorrent" })
+    expect(r.verified).toBe(true)
+    expect(r.pieceCount).toBe(128)
+    const bt = predict(c).find((p) => p.strategy === "bittorrent")!
+    expect(bt.finished).toBe(16)
+    // The seed sends more than one copy (it unchokes 4 at a time, each its own pieces) but far less than
+    // one per host: the rest comes from the peers.
+    expect(bt.originCopies).toBeGreaterThan(1)
+    expect(bt.originCopies).toBeLessThan(4)
+    expect(bt.max / bt.boundSeconds).toBeLessThan(3)
   }, 120_000)
 
   it("only damselfly uses a stripe overlay; the other strategies' handouts and peer options are untouched by it", () => {

@@ -71,6 +71,10 @@ export interface PeerOptions {
   readonly parentRetryMillis: number
   /** Begin the piece order here instead of at a random rotation (a reader waits from this piece on). */
   readonly startPiece?: number | undefined
+  /** BitTorrent's picking: each source with room gets the rarest wanted pieces that it holds (a client
+   *  fills each connection from what that peer has), instead of the rarest pieces overall, each then
+   *  given to a holder with room (which leaves the peer idle while the rarest sit at a busy parent). */
+  readonly pickPerSource?: boolean | undefined
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -801,7 +805,8 @@ export class PeerMachine {
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    if (this.options.pickPerSource === true && !striped) room = this.dispatchPerSource(room)
+    const picks = room <= 0 ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const holders = this.holdersOf(index, false)
@@ -821,6 +826,23 @@ export class PeerMachine {
         room--
       }
     }
+  }
+
+  /** `pickPerSource`: every source with room, in the order we learned of them, takes the rarest wanted
+   *  pieces it holds. Returns the room left. */
+  private dispatchPerSource(room: number): number {
+    const ledger = this.ledger!
+    for (const s of this.sources.values()) {
+      if (room <= 0) break
+      const free = Math.min(room, s.maxInflight - s.inflight)
+      if (free <= 0 || s.retired) continue
+      const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, holder: s.have }, free, this.rotation, this.options.sequentialBias)
+      for (const index of picks) {
+        this.startFetch(s, index)
+        room--
+      }
+    }
+    return room
   }
 
   private anySourceHasRoom(): boolean {

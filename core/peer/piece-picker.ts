@@ -9,6 +9,8 @@ export interface PickerView {
   wanted(index: number): boolean
   /** Optional: nonzero where a piece is certainly not wanted (held), so a scan skips it without asking `wanted`. */
   readonly skip?: ArrayLike<number>
+  /** Optional: only pieces where this is nonzero (what one source holds: BitTorrent picks per connection). */
+  readonly holder?: ArrayLike<number>
 }
 
 /**
@@ -21,9 +23,10 @@ export const pickPieces = (view: PickerView, max: number, offset: number, sequen
   const n = view.pieceCount
   if (!sequential && max <= SMALL_PICK) return rarestFew(view, max, offset)
   const candidates: Array<number> = []
+  const holder = view.holder
   for (let k = 0; k < n; k++) {
     const i = sequential ? k : (k + offset) % n
-    if (view.availability[i] > 0 && view.wanted(i)) {
+    if (view.availability[i] > 0 && (holder === undefined || holder[i] !== 0) && view.wanted(i)) {
       if (sequential && candidates.length >= max) break
       candidates.push(i)
     }
@@ -46,12 +49,13 @@ const rarestFew = (view: PickerView, max: number, offset: number): Array<number>
   const n = view.pieceCount
   const availability = view.availability
   const skip = view.skip
+  const holder = view.holder
   const out: Array<number> = []
   for (let k = 0; k < n; k++) {
     let i = k + offset
     if (i >= n) i -= n
     const a = availability[i]
-    if (a <= 0 || (skip !== undefined && skip[i] !== 0)) continue
+    if (a <= 0 || (skip !== undefined && skip[i] !== 0) || (holder !== undefined && holder[i] === 0)) continue
     // Full, and no rarer than the last kept: it would sort after all of them.
     if (out.length === max && availability[out[max - 1]] <= a) continue
     if (!view.wanted(i)) continue

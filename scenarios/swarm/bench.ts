@@ -8,7 +8,7 @@ import { freemem, loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
-import { pieceLengthFor } from "../../core/piece-layout.ts"
+import { strategyPieceLength } from "../../core/strategies.ts"
 import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
 import { httpJson, sha256File, waitFor } from "../../runtime/testing/harness.ts"
@@ -27,7 +27,7 @@ export interface SwarmOptions {
   /** The origin's uplink (default: rateMbit). */
   readonly originMbit?: number
   readonly sizeMiB: number
-  /** Damselfly's piece length in bytes (default: core's pieceLengthFor, 4 MiB below 2 GiB). */
+  /** The daemons' piece length in bytes (default: their strategy's rule, core/strategies.ts: damselfly 1 MiB below 256 MiB, dragonfly 4 MiB below 2 GiB). */
   readonly pieceLength?: number
   readonly modes: ReadonlyArray<Mode>
   /** How a host asks for the file: `curl` (direct: curl from the origin; damselfly: curl POST
@@ -203,7 +203,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const bound = kumarRoss(size, o.hosts, payloadBps(o.rateMbit), payloadBps(originMbit))
     const boundShaped = kumarRoss(size, o.hosts, (o.rateMbit * 1e6) / 8, (originMbit * 1e6) / 8)
     const timeoutMillis = (o.timeoutSeconds ?? Math.max(120, 30 * bound)) * 1000
-    const damselflyPieceLength = o.pieceLength ?? pieceLengthFor(size)
+    const damselflyPieceLength = o.pieceLength ?? strategyPieceLength("damselfly", size)
 
     const startOrigin = async () => {
       topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT)], { cwd: REPO, log: path.join(logDir, "origin.log") })
@@ -311,6 +311,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
 
     /** Damselfly's scheduler and daemons, all running `strategy` (damselfly or dragonfly). */
     const runDamselfly = async (strategy: "damselfly" | "dragonfly", wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
+      // The piece length the daemons choose (the strategy's rule) unless --piece-kib fixed it.
+      const pieceLength = o.pieceLength ?? strategyPieceLength(strategy, size)
       await startOrigin()
       const sched = topo.node("sched")
       const schedulerUrl = `http://${sched.ip}:${SCHEDULER_PORT}`
@@ -333,7 +335,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       await waitFor("the seed", async () => (await httpJson(`${daemonUrl("seed")}/healthy`)).status === 200, 60_000)
       await waitFor("every host to announce itself", async () => (await httpJson(`${schedulerUrl}/healthy`)).body.hosts === o.hosts + 1, 60_000)
       const taskId = Effect.runSync(Effect.provideService(
-        taskIdOf({ url, pieceLength: damselflyPieceLength }),
+        taskIdOf({ url, pieceLength }),
         Sha256,
         Sha256.of({ hex: (d) => createHash("sha256").update(d).digest("hex") })
       ))
@@ -385,7 +387,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         (r.body.requests as Array<{ start: number; end: number; from: string; arrivedAt: number; finishedAt: number }>)
           .filter((q) => q.arrivedAt >= t0)
           .map((q) => ({ ...q, arrivedAt: q.arrivedAt - t0, finishedAt: q.finishedAt - t0 })), () => [])
-      await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength: damselflyPieceLength, pieces: pieceLogs, origin: originLog }))
+      await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength, pieces: pieceLogs, origin: originLog }))
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
       return summarise(strategy, wallStart, times, files, wire, payload)
     }
@@ -451,7 +453,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       results.push(r)
     }
 
-    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, pieceLength: damselflyPieceLength, uploadSlots: UPLOAD_SLOTS })
+    const predictions = o.noPredict ? [] : predict({ hosts: o.hosts, rateMbit: o.rateMbit, originMbit, sizeBytes: size, pieceLength: o.pieceLength, uploadSlots: UPLOAD_SLOTS })
     const relErr = (real: number | null, p: number) => (real === null ? null : (p - real) / real)
     const comparison = results.flatMap((r) => {
       const p = predictions.find((x) => x.strategy === r.mode)

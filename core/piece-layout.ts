@@ -1,6 +1,6 @@
 // How content is cut into pieces. Dragonfly's rule: about 500 pieces per task, a power of two in length,
 // never below 4 MiB (per-piece overhead) nor above 64 MiB (latency to first byte from a parent).
-// Damselfly's own rule (damselflyPieceLengthFor) goes down to 1 MiB: see there.
+// Damselfly's own rule (damselflyPieceLengthFor) goes down to 2 MiB: see there.
 import type { Piece } from "./domain.ts"
 
 export const MiB = 1024 * 1024
@@ -26,15 +26,16 @@ export const pieceLengthFor = (contentLength: number, override?: number): number
 
 /** Damselfly's floor. A piece is forwarded only once whole and verified, so each hop of a stripe tree
  *  costs one piece time and a tree d hops deep ends about d/M of the transfer after the seed (M pieces):
- *  with Dragonfly's 4 MiB floor a 128 MiB task has 32 pieces, and 16 hosts 4–5 hops deep lose ~15%.
- *  1 MiB gives such tasks 4× the pieces while a piece's fixed costs (an HTTP GET, an availability
- *  answer, a report: ~1–2 ms of daemon CPU and a round trip) stay a few percent of its 84 ms at
- *  100 Mbit/s; lower (256 KiB: 21 ms) they would not, on daemons the swarm benchmark shows CPU-bound.
- *  BitTorrent clients cut the same order (aria2 in that benchmark: 1 MiB). */
-export const DAMSELFLY_MIN_PIECE_LENGTH = 1 * MiB
+ *  with Dragonfly's 4 MiB floor a 128 MiB task has 32 pieces, and 16 hosts 4–5 hops deep end 1.34× the
+ *  bound in the simulator (2 MiB: 1.20×, 1 MiB: 1.15×). Lower costs more than it gains: each piece is an
+ *  HTTP GET with one piece in flight per parent (a round trip of idle link per piece: 0.5 ms against
+ *  1 MiB's 0.8 ms at 10 Gbit/s), an availability answer and a report (~1–2 ms of daemon CPU each, on
+ *  daemons the swarm benchmark shows CPU-bound); in the simulator 1 MiB made dragonfly-v1 1.91× the
+ *  bound (2 MiB 1.15×, 4 MiB 1.18×) and spegel-matrix's 10 MB in 4 layers 2.47× (1.57×, 1.67×). */
+export const DAMSELFLY_MIN_PIECE_LENGTH = 2 * MiB
 
-/** Damselfly's rule: Dragonfly's (about 500 pieces, a power of two, at most 64 MiB) with a 1 MiB floor,
- *  so never fewer pieces than Dragonfly's and up to 4× as many below 2 GiB. */
+/** Damselfly's rule: Dragonfly's (about 500 pieces, a power of two, at most 64 MiB) with a 2 MiB floor,
+ *  so never fewer pieces than Dragonfly's and up to twice as many below 1 GiB. */
 export const damselflyPieceLengthFor = (contentLength: number, override?: number): number =>
   override !== undefined
     ? checkedOverride(override)

@@ -47,6 +47,8 @@ export interface CacheDeps {
   readonly register: (task: StoredTask, ledger: PieceLedger) => Effect.Effect<unknown, unknown>
   /** A download of this task is running on this host right now. */
   readonly downloading: (taskId: string) => boolean
+  /** The piece length for content of this length: the daemon's strategy's rule (default Dragonfly's). */
+  readonly pieceLengthFor?: ((contentLength: number) => number) | undefined
 }
 
 /** A client mistake detected while touching the file system: answered 4xx with this message. */
@@ -76,7 +78,7 @@ const importFile = async (deps: CacheDeps, file: string, url: string, requested:
     // Swapped between lstat and open: refuse rather than read something else.
     if (!fst.isFile() || fst.ino !== st.ino || fst.dev !== st.dev) throw new CacheRefused(409, `path: ${JSON.stringify(file)} changed while being opened`)
     const contentLength = fst.size
-    const pieceLength = requested ?? pieceLengthFor(contentLength)
+    const pieceLength = requested ?? (deps.pieceLengthFor ?? pieceLengthFor)(contentLength)
     const taskId = await taskIdFor(pieceLength)
     if (deps.downloading(taskId)) throw new CacheRefused(409, `task ${taskId} is being downloaded on this host; import it later`)
     // Pinned while it is written: storage GC must not remove a task half imported.

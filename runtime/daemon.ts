@@ -319,7 +319,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
       Effect.flatMap(start({ taskId, url, pieceLength, headers, disableBackToSource }), Fiber.join)
 
     // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
-    // The strategy's piece length (damselfly's goes down to 1 MiB): every daemon and the scheduler run the same.
+    // The strategy's piece length (damselfly's goes down to 2 MiB): every daemon and the scheduler run the same.
     const strategyRule = (contentLength: number) => strategyPieceLength(o.strategy ?? "dragonfly", contentLength)
     const tasks = makeTaskStreams({
       store,
@@ -383,7 +383,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       ...cacheRoutes({
         store,
         register: (task, ledger) => ring.channel.request(reRegistration(host, task, ledger)),
-        downloading: (taskId) => inFlight.has(taskId)
+        downloading: (taskId) => inFlight.has(taskId),
+        pieceLengthFor: strategyRule
       }),
       // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
       ...preheatDaemonRoutes({ store, download, scope, blobAccess }),

@@ -9,9 +9,9 @@
 // they already hold).
 //
 // Task ids: an image blob is the task named by its digest (core/task-id.ts with `digest`, i.e. the
-// digest's hex) with pieces of pieceLengthFor(size) — the task a registry mirror pulling the same blob
+// digest's hex) with pieces of the strategy's piece length for its size — the task a registry mirror pulling the same blob
 // uses, whatever registry or mirror it came through. A file is the task `damselfly get URL` uses
-// (URL and pieceLengthFor(content length)).
+// (URL and the strategy's piece length for its content length).
 import { randomUUID } from "node:crypto"
 import { Effect, Schema, type Scope } from "effect"
 import { HttpRouter } from "effect/http"
@@ -98,6 +98,8 @@ export interface JobResult {
 
 export interface PreheatOptions {
   readonly store: JobStore
+  /** The piece length the daemons give content of this length: the strategy's rule (default Dragonfly's). */
+  readonly pieceLengthFor?: ((contentLength: number) => number) | undefined
   /** The hosts this scheduler knows (announced daemons). */
   readonly hosts: () => ReadonlyArray<Host>
   readonly token?: string | undefined
@@ -163,7 +165,7 @@ export const makePreheatJobs = (o: PreheatOptions) =>
             reference: image.reference,
             manifestDigest: image.manifestDigest,
             headers: downloadHeaders,
-            blobs: image.blobs.map((b) => ({ url: b.url, digest: b.digest as string | null, kind: b.kind as LayerProgress["kind"], size: b.size, pieceLength: pieceLengthFor(b.size), taskId: b.digest.slice("sha256:".length) }))
+            blobs: image.blobs.map((b) => ({ url: b.url, digest: b.digest as string | null, kind: b.kind as LayerProgress["kind"], size: b.size, pieceLength: (o.pieceLengthFor ?? pieceLengthFor)(b.size), taskId: b.digest.slice("sha256:".length) }))
           }
         }
         if (!/^https?:\/\/\S+$/.test(args.url)) return yield* Effect.fail(new JobFailed(`url: expected an http(s) URL for a file, got ${JSON.stringify(args.url)}`))
@@ -172,7 +174,7 @@ export const makePreheatJobs = (o: PreheatOptions) =>
         const head = yield* fetch({ method: "HEAD", url: args.url, headers: downloadHeaders })
         const size = Number(head.headers["content-length"])
         if (head.status !== 200 || !Number.isSafeInteger(size)) return yield* Effect.fail(new JobFailed(`url: HEAD ${args.url} answered HTTP ${head.status}${head.status === 200 ? " without a content length" : ""}`))
-        const pieceLength = pieceLengthFor(size)
+        const pieceLength = (o.pieceLengthFor ?? pieceLengthFor)(size)
         const taskId = yield* taskIdOf({ url: args.url, pieceLength }).pipe(Effect.provide(NodeSha256))
         return { reference: undefined, manifestDigest: undefined, headers: downloadHeaders, blobs: [{ url: args.url, digest: null, kind: "file" as const, size, pieceLength, taskId }] }
       })

@@ -5,7 +5,7 @@ import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
-import { type StrategyName, strategies } from "../core/strategies.ts"
+import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
 import { requireToken, resolveToken } from "./auth.ts"
 import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER, seedCredentialsApply } from "./blob-access.ts"
@@ -51,7 +51,9 @@ export const schedulerRoutes = (
     const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
     // Private blobs: capabilities for daemons that proved access upstream (runtime/blob-access.ts).
     const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, hosts: () => scheduler.knownHosts() })
-    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue })
+    // Preheated tasks are cut as the daemons of this strategy cut them (the same task ids and layouts).
+    const pieceLengthFor = (contentLength: number) => strategyPieceLength(options.strategy ?? "dragonfly", contentLength)
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, pieceLengthFor })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     // A registration for a private task may carry the origin credentials its seed needs
     // (runtime/blob-access.ts): they go into the seed request this registration triggers, if it triggers

@@ -152,7 +152,7 @@ describe("damselfly in the simulator", () => {
   it("each strategy's run cuts the content by its own rule unless the scenario names its length (file.pieceLengths, then file.pieceLength)", () => {
     const base = swarmScenario({ hosts: 4, rateMbit: 100, originMbit: 100, sizeBytes: 16 * 2 ** 20, uploadSlots: 4 })
     const run = (scenario: typeof base, strategy: "damselfly" | "dragonfly" | "bittorrent") => runScenario(scenario, { seed: 1, strategy })
-    expect(run(base, "damselfly").pieceLength).toBe(2 ** 20)
+    expect(run(base, "damselfly").pieceLength).toBe(2 * 2 ** 20)
     expect(run(base, "dragonfly").pieceLength).toBe(4 * 2 ** 20)
     expect(run(base, "bittorrent").pieceLength).toBe(2 ** 20)
     const fixed = { ...base, file: { ...base.file, pieceLength: 2 * 2 ** 20 } }

@@ -27,7 +27,7 @@ export interface SwarmOptions {
   /** The origin's uplink (default: rateMbit). */
   readonly originMbit?: number
   readonly sizeMiB: number
-  /** The daemons' piece length in bytes (default: their strategy's rule, core/strategies.ts: damselfly 1 MiB below 256 MiB, dragonfly 4 MiB below 2 GiB). */
+  /** The daemons' piece length in bytes (default: their strategy's rule, core/strategies.ts: damselfly 2 MiB below 1 GiB, dragonfly 4 MiB below 2 GiB). */
   readonly pieceLength?: number
   readonly modes: ReadonlyArray<Mode>
   /** How a host asks for the file: `curl` (direct: curl from the origin; damselfly: curl POST

@@ -118,7 +118,7 @@ describe("StripeForest", () => {
 })
 
 describe("damselfly in the simulator", () => {
-  it("a homogeneous flash crowd (40 peers, 128 MiB, 32 pieces) ends within 1.25× the discrete-piece optimum, one origin copy", () => {
+  it("a homogeneous flash crowd (40 peers, 128 MiB, 64 pieces of damselfly's 2 MiB) ends within 1.25× the discrete-piece optimum, one origin copy", () => {
     const scenario = decodeScenario({
       name: "homogeneous-40",
       file: { url: "https://origin.example/h40.bin", sizeBytes: 128 * 2 ** 20 },
@@ -131,6 +131,7 @@ describe("damselfly in the simulator", () => {
     }, "test")
     const r = runScenario(scenario, { seed: 1, strategy: "damselfly" })
     expect(r.verified).toBe(true)
+    expect(r.pieceCount).toBe(64)
     expect(r.finishedPeers).toBe(40)
     expect(r.discreteOptimumSeconds).not.toBeNull()
     expect(r.completionSeconds.max / r.discreteOptimumSeconds!).toBeLessThanOrEqual(1.25)

@@ -36,6 +36,8 @@ export class PeerDriver {
   /** Piece fetches in flight. */
   readonly jobs = new Set<FetchJob>()
   readonly fast: boolean
+  /** PeerOptions.pickPerSource: a fetch that waited for a parent's slot picks its piece again (FetchJob.rebind). */
+  readonly rebinds: boolean
   private readonly channel
   private readonly transfer
 
@@ -53,6 +55,7 @@ export class PeerDriver {
       hex: sha256Service.hex
     })
     this.fast = !world.faults.active
+    this.rebinds = options.pickPerSource === true
     this.channel = schedulerChannel(world, me)
     this.transfer = pieceTransfer(world, me)
   }
@@ -82,6 +85,11 @@ export class PeerDriver {
     if (this.exit !== undefined) return
     this.machine.fetched(job.s, job.index, bytes, this.world.engine.now - job.started)
     this.pump()
+  }
+
+  /** A fetch took another piece when its slot was granted (FetchJob.rebind): perform what that changed. */
+  reboundInput(): void {
+    if (this.exit === undefined) this.pump()
   }
 
   fetchFailedInput(job: FetchJob, message: string, temporary: boolean): void {
@@ -429,7 +437,8 @@ class FetchJob implements SlotWaiter {
   constructor(
     readonly d: PeerDriver,
     readonly s: Source,
-    readonly index: number,
+    /** The piece fetched (with `pickPerSource`, chosen again when the parent's slot is granted). */
+    public index: number,
     readonly started: number,
     private readonly timeoutMillis: number
   ) {
@@ -496,7 +505,21 @@ class FetchJob implements SlotWaiter {
 
   granted(): void {
     const { world, me } = this.d
+    if (this.d.rebinds) this.rebind()
     this.flow = world.network.startFlowCall(this.parent!.net, me.net, this.length, jobFlowed, this)
+  }
+
+  /** BitTorrent's picking (PeerOptions.pickPerSource): the piece is chosen again now that a slot is held. */
+  private rebind(): void {
+    const d = this.d
+    const index = d.machine.rebind(this.s, this.index)
+    if (index === this.index) return
+    const p = this.parent!
+    const ledger = p.store.ledger(d.request.taskId)!
+    this.index = index
+    this.bytes = p.store.tasks.get(d.request.taskId)!.pieces.get(index)
+    this.length = pieceLengthAt(ledger.contentLength, ledger.pieceLength, index)
+    d.reboundInput()
   }
 
   flowed(): void {

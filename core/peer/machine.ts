@@ -845,6 +845,29 @@ export class PeerMachine {
     return room
   }
 
+  /**
+   * `pickPerSource`: a request that waited for one of the parent's upload slots takes, once it holds one,
+   * the rarest wanted piece that parent holds now if that is rarer than the piece chosen when it was
+   * queued (which others may have spread meanwhile). BitTorrent's choked connection sends no request
+   * and picks only once unchoked. Returns the piece to fetch.
+   */
+  rebind(s: Source, index: number): number {
+    if (this.options.pickPerSource !== true || this.ended || this.ledger === undefined || this.inflight.get(index) !== 1) return index
+    const ledger = this.ledger
+    const [pick] = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, holder: s.have }, 1, this.rotation, this.options.sequentialBias)
+    if (pick === undefined || this.availabilityCount[pick] >= this.availabilityCount[index]) return index
+    this.inflight.delete(index)
+    ledger.clearArriving(index)
+    s.fetching.delete(index)
+    this.inflight.set(pick, 1)
+    ledger.markArriving(pick)
+    s.fetching.add(pick)
+    // The piece given up is wanted again (from another holder).
+    this.dirty = true
+    this.step()
+    return pick
+  }
+
   private anySourceHasRoom(): boolean {
     for (const x of this.sources.values()) if (x.inflight < x.maxInflight) return true
     return false

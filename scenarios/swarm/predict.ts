@@ -90,21 +90,24 @@ export interface Prediction {
 
 export const predict = (c: SwarmConfig, seed = 1): Array<Prediction> => {
   const scenario = swarmScenario(c)
+  return PREDICTED.map((strategy) => predictOne(c, strategy, seed, scenario))
+}
+
+/** One strategy's prediction (`scenario`: the common one, when already decoded). */
+export const predictOne = (c: SwarmConfig, strategy: typeof PREDICTED[number], seed = 1, scenario?: Scenario): Prediction => {
   const boundSeconds = kumarRossBound(c.sizeBytes, bps(c.originMbit), Array(c.hosts).fill(bps(c.rateMbit)), Array(c.hosts + 1).fill(bps(c.rateMbit)))
-  return PREDICTED.map((strategy) => {
-    const torrent = strategy === "bittorrent"
-    const seedUpload = new SeedUpload()
-    const r = runScenario(torrent ? torrentScenario(c) : scenario, { seed, strategy, ...(torrent ? { traceSink: seedUpload.line } : {}) })
-    return {
-      strategy,
-      p50: r.completionSeconds.p50,
-      max: r.completionSeconds.max,
-      boundSeconds,
-      originCopies: torrent ? seedUpload.bytes / c.sizeBytes : r.originEgressCopies,
-      finished: r.finishedPeers,
-      verified: r.verified
-    }
-  })
+  const torrent = strategy === "bittorrent"
+  const seedUpload = new SeedUpload()
+  const r = runScenario(torrent ? torrentScenario(c) : scenario ?? swarmScenario(c), { seed, strategy, ...(torrent ? { traceSink: seedUpload.line } : {}) })
+  return {
+    strategy,
+    p50: r.completionSeconds.p50,
+    max: r.completionSeconds.max,
+    boundSeconds,
+    originCopies: torrent ? seedUpload.bytes / c.sizeBytes : r.originEgressCopies,
+    finished: r.finishedPeers,
+    verified: r.verified
+  }
 }
 
 /** Bytes the seed peers sent, from a run's trace (`flow ID start SRC>DST BYTES`, `flow ID end|cancel MOVED`). */

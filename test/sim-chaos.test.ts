@@ -8,7 +8,7 @@ import type { Scheduler } from "../core/scheduler/scheduler.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { Checkers } from "../sim/checkers.ts"
 import { deriveCase, runCase, runSeed } from "../sim/chaos.ts"
-import { decodeScenario, MiB } from "../sim/scenario.ts"
+import { decodeScenario, MiB, scenarioPieceLength } from "../sim/scenario.ts"
 import { World } from "../sim/world.ts"
 
 /**
@@ -71,7 +71,7 @@ describe("chaos", () => {
 
   it("the checkers catch a broken invariant: a store write of bytes that differ from the origin", () => {
     const c = deriveCase(3)
-    const pieceLength = pieceLengthFor(c.scenario.file.sizeBytes)
+    const pieceLength = scenarioPieceLength(c.scenario, c.strategy, c.scenario.file.sizeBytes)
     let world: World | undefined
     const checkers = new Checkers({ url: c.scenario.file.url, contentLength: c.scenario.file.sizeBytes, pieceLength, get taskId() { return world!.taskId } })
     world = new World(c.scenario, { seed: c.seed, strategy: c.strategy, monitor: checkers })

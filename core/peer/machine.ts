@@ -128,6 +128,12 @@ export interface Source {
   /** Availability version seen so far, and failed long-polls in a row. */
   since: number
   misses: number
+  /** Bumped whenever the source is seen to hold another piece. */
+  haveGen: number
+  /** `pickPerSource`: the haveGen and the machine's wantedGen when a scan of this source found nothing to
+   *  fetch; nothing changes that until one of them moves (pieces leave "wanted" only to be fetched). */
+  emptyHave: number
+  emptyWant: number
 }
 
 /** What a parent's long-poll answers (a PieceAvailability, or the same fields from a simulator). */
@@ -219,6 +225,8 @@ export class PeerMachine {
   /** Set while re-checking held pieces the scheduler could not vouch for (see `onDigests`). */
   private trustClaims = false
   private rotation = 0
+  /** Bumped whenever a piece may have become wanted again (`pickPerSource`'s scans of sources start over). */
+  private wantedGen = 0
   private readonly random: number
   /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
   private stripeCount: number | undefined
@@ -372,6 +380,7 @@ export class PeerMachine {
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1
+        s.haveGen++
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
         // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
@@ -691,7 +700,10 @@ export class PeerMachine {
       failures: 0,
       retired: false,
       since: 0,
-      misses: 0
+      misses: 0,
+      haveGen: 0,
+      emptyHave: -1,
+      emptyWant: -1
     }
   }
 
@@ -745,6 +757,8 @@ export class PeerMachine {
   }
 
   private fetchEnded(s: Source, index: number): void {
+    // The piece may be wanted again (a failure, or bytes dropped after this).
+    this.wantedGen++
     s.inflight--
     s.fetching.delete(index)
     this.fetchesInFlight--
@@ -835,8 +849,12 @@ export class PeerMachine {
     for (const s of this.sources.values()) {
       if (room <= 0) break
       const free = Math.min(room, s.maxInflight - s.inflight)
-      if (free <= 0 || s.retired) continue
+      if (free <= 0 || s.retired || (s.emptyHave === s.haveGen && s.emptyWant === this.wantedGen)) continue
       const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, holder: s.have }, free, this.rotation, this.options.sequentialBias)
+      if (picks.length === 0) {
+        s.emptyHave = s.haveGen
+        s.emptyWant = this.wantedGen
+      }
       for (const index of picks) {
         this.startFetch(s, index)
         room--
@@ -859,6 +877,7 @@ export class PeerMachine {
     this.inflight.delete(index)
     ledger.clearArriving(index)
     s.fetching.delete(index)
+    this.wantedGen++
     this.inflight.set(pick, 1)
     ledger.markArriving(pick)
     s.fetching.add(pick)
@@ -896,6 +915,7 @@ export class PeerMachine {
     })
     const held = [...this.unverified]
     this.unverified.clear()
+    this.wantedGen++
     this.dirty = true
     for (const [index, { s, bytes, millis }] of held) {
       // Still unknown to the scheduler: fall back to the parent's claim for this piece.

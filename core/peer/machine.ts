@@ -57,6 +57,9 @@ export interface PeerOptions {
   /** The first refresh comes this soon after the download starts (0 = `refreshParentsMillis`): a stripe
    *  overlay laid out while a crowd is still registering changes once the crowd is in. */
   readonly firstRefreshMillis: number
+  /** A refresh answered with nothing to add doubles the interval to the next one, up to this (0 = never
+   *  back off): in a settled overlay most refreshes change nothing, and each costs both ends a request. */
+  readonly refreshBackoffMaxMillis: number
   readonly disableBackToSource: boolean
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
@@ -86,6 +89,7 @@ export const defaultPeerOptions: PeerOptions = {
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
   firstRefreshMillis: 0,
+  refreshBackoffMaxMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
   stripeGracePieces: 4,
@@ -203,6 +207,8 @@ export class PeerMachine {
   private backToSource = false
   private lastProgress = 0
   private nextRefresh = 0
+  /** The interval to the next refresh: `refreshParentsMillis`, doubled after each refresh that added nothing. */
+  private refreshInterval = 0
   /** Stall reschedules since the last piece arrived. */
   private stalls = 0
   /** When the origin started failing (undefined while it delivers). */
@@ -322,7 +328,8 @@ export class PeerMachine {
         if (answer._tag === "CandidateParents") {
           this.learnStripes(answer)
           this.adoptParents(answer.parents, true)
-        }
+          this.refreshInterval = this.options.refreshParentsMillis
+        } else this.backOffRefresh()
         break
       case "digests":
         this.onDigests(answer._tag === "MetadataOnly" ? answer.task.pieceDigests : undefined)
@@ -467,6 +474,7 @@ export class PeerMachine {
         ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
         : Math.floor(this.random * Math.max(1, this.pieceCount))
       this.nextRefresh = this.lastProgress + (this.options.firstRefreshMillis || this.options.refreshParentsMillis)
+      this.refreshInterval = this.options.refreshParentsMillis
     }
     if (this.ledger.complete) return this.finish()
     if (this.dirty) {
@@ -519,7 +527,7 @@ export class PeerMachine {
     const now = this.now()
     const stallAt = this.lastProgress + this.options.stallTimeoutMillis
     if (this.refreshing() && this.nextRefresh < stallAt) {
-      this.nextRefresh = now + this.options.refreshParentsMillis
+      this.nextRefresh = now + this.refreshInterval
       this.refresh()
       return
     }
@@ -529,7 +537,16 @@ export class PeerMachine {
       else this.reschedule(`no piece for ${this.options.stallTimeoutMillis} ms`)
     }
     this.lastProgress = now
-    this.nextRefresh = now + this.options.refreshParentsMillis
+    this.refreshInterval = this.options.refreshParentsMillis
+    this.nextRefresh = now + this.refreshInterval
+  }
+
+  /** A refresh that added nothing: the next one comes twice as late (from now), up to `refreshBackoffMaxMillis`. */
+  private backOffRefresh(): void {
+    const max = this.options.refreshBackoffMaxMillis
+    if (max <= this.options.refreshParentsMillis || !this.running) return
+    this.refreshInterval = Math.min(max, this.refreshInterval * 2)
+    this.nextRefresh = this.now() + this.refreshInterval
   }
 
   private timer(delayMillis: number, action: () => void): void {

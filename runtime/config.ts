@@ -78,6 +78,7 @@ const STRATEGY_OPTION: OptionSpec = {
 
 export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   STRATEGY_OPTION,
+  text("originIdc", "origin-idc", "IDC the origin (registry or file server) is in: strategies that seed near the origin (damselfly) trigger a seed host there", "IDC"),
   port("port", "port", "HTTP port (default 8002)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("token", "token", TOKEN_HELP, "TOKEN"),
@@ -285,6 +286,7 @@ const get = <T>(v: OptionValues, path: string): T | undefined => v.get(path) as 
 
 export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions => ({
   strategy: get<StrategyName>(v, "strategy"),
+  originIdc: get<string>(v, "originIdc"),
   port: get<number>(v, "port") ?? 8002,
   listen: get<string>(v, "listen") ?? "127.0.0.1",
   token: get<string>(v, "token"),

@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
+import { type Deployment, deployedConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
@@ -30,20 +31,22 @@ export interface SchedulerServerOptions {
   readonly capabilityTtlSeconds?: number | undefined
   /** Which of core's strategies schedules (its config, evaluator and handout); default dragonfly. Daemons take the same name for its peer options. */
   readonly strategy?: StrategyName | undefined
+  /** The origin's IDC: strategies that seed near the origin (damselfly) trigger a seed host there. */
+  readonly originIdc?: string | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
 /** A scheduler running one of core's strategies (the same configuration the simulator runs). */
-export const schedulerFor = (strategy: StrategyName, epoch: string): Scheduler => {
+export const schedulerFor = (strategy: StrategyName, epoch: string, deployment: Deployment = {}): Scheduler => {
   const s = strategies[strategy]
-  return new Scheduler(s.config, s.evaluator, epoch, s.handout)
+  return new Scheduler(deployedConfig(s.config, deployment), s.evaluator, epoch, s.handout)
 }
 
 export const schedulerRoutes = (
   scheduler: Scheduler,
-  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy"> = {}
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy" | "originIdc"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
@@ -77,6 +80,7 @@ export const schedulerRoutes = (
         ok: true,
         epoch: scheduler.epoch,
         strategy: options.strategy ?? "dragonfly",
+        originIdc: options.originIdc ?? null,
         hosts: scheduler.knownHosts().length,
         seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
@@ -116,7 +120,7 @@ export const schedulerRoutes = (
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
   const strategy = options.strategy ?? "dragonfly"
-  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID()), { ...options, token, strategy })
+  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc }), { ...options, token, strategy })
   return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))

@@ -122,7 +122,7 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     handout: stripeForest(2, 2),
     // One piece in flight per parent: a parent's children share its uplink, so a second request would
     // only halve the rate of the first and double the time each piece takes per hop.
-    peerOptions: { concurrentPieces: 8, perParentPieces: 1, endgame: true, refreshParentsMillis: 1_000, firstRefreshMillis: 100, originPieces: 2, stripeGracePieces: 12, remoteParentPieces: 6, parentRetryMillis: 20 },
+    peerOptions: { concurrentPieces: 8, perParentPieces: 1, endgame: true, refreshParentsMillis: 1_000, firstRefreshMillis: 100, refreshBackoffMaxMillis: 8_000, originPieces: 2, stripeGracePieces: 12, remoteParentPieces: 6, parentRetryMillis: 20 },
     seeds: true,
     // Enough pieces to pipeline through the trees' depth (core/piece-layout.ts).
     pieceLength: damselflyPieceLengthFor

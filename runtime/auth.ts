@@ -9,10 +9,13 @@ import { HttpRouter, HttpServerRequest } from "effect/http"
 import { errorResponse } from "./http-json.ts"
 
 export const TOKEN_ENV = "DAMSELFLY_TOKEN"
+/** A second secret only seed peers hold: with it, the scheduler takes no host as a seed without it
+ *  (seeds fetch from the origin and may be handed a daemon's origin credentials). */
+export const SEED_TOKEN_ENV = "DAMSELFLY_SEED_TOKEN"
 
 /** The flag's value, else the environment's; an empty string means no token. */
-export const resolveToken = (flag: string | undefined): string | undefined => {
-  const t = flag ?? process.env[TOKEN_ENV]
+export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string | undefined => {
+  const t = flag ?? process.env[env]
   return t === undefined || t === "" ? undefined : t
 }
 
@@ -37,14 +40,24 @@ export const authProblem = (authorization: string | undefined, token: string): s
 
 const OPEN_PATHS = new Set(["/healthy", "/metrics"])
 
-/** A global router middleware: a Layer to merge next to the routes (nothing when there is no token). */
-export const requireToken = (token: string) =>
+/** Why a request is refused, or undefined when it carries any one of `tokens`. */
+export const authProblemAny = (authorization: string | undefined, tokens: ReadonlyArray<string>): string | undefined => {
+  let problem: string | undefined = "missing Authorization: Bearer token"
+  for (const token of tokens) {
+    problem = authProblem(authorization, token)
+    if (problem === undefined) return undefined
+  }
+  return problem
+}
+
+/** A global router middleware accepting any of `tokens`: a Layer to merge next to the routes. */
+export const requireToken = (...tokens: ReadonlyArray<string>) =>
   HttpRouter.middleware((handler) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const pathname = request.url.split("?")[0]
       if (OPEN_PATHS.has(pathname)) return yield* handler
-      const problem = authProblem(request.headers["authorization"], token)
+      const problem = authProblemAny(request.headers["authorization"], tokens)
       if (problem !== undefined) return errorResponse(401, problem)
       return yield* handler
     }), { global: true })

@@ -68,6 +68,7 @@ const fraction = (path: string, flag: string, description: string): OptionSpec =
   ({ path, flag, description, expected: "a number between 0 and 1", metavar: "FRACTION", parse: parseFraction })
 
 const TOKEN_HELP = "Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy and /metrics); default $DAMSELFLY_TOKEN"
+const SEED_TOKEN_HELP = "Secret only seed peers hold: the scheduler takes a host as a seed only with it (Authorization: Bearer SEED_TOKEN); a seed daemon sends it to schedulers instead of --token; default $DAMSELFLY_SEED_TOKEN"
 const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 
 const STRATEGY_OPTION: OptionSpec = {
@@ -78,9 +79,11 @@ const STRATEGY_OPTION: OptionSpec = {
 
 export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   STRATEGY_OPTION,
+  text("originIdc", "origin-idc", "IDC the origin (registry or file server) is in: strategies that seed near the origin (damselfly) trigger a seed host there", "IDC"),
   port("port", "port", "HTTP port (default 8002)"),
   text("listen", "listen", "Address to listen on (default 127.0.0.1)", "ADDRESS"),
   text("token", "token", TOKEN_HELP, "TOKEN"),
+  text("seedToken", "seed-token", SEED_TOKEN_HELP, "TOKEN"),
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
   text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)", "FILE"),
@@ -115,6 +118,7 @@ export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
     description: "Content up to this size (origin's Content-Length) served via /v1/object is fetched straight from the origin, without the scheduler (default 4MiB)"
   },
   text("token", "token", TOKEN_HELP, "TOKEN"),
+  text("seedToken", "seed-token", SEED_TOKEN_HELP, "TOKEN"),
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   count("uploadQueueMillis", "upload-queue-millis", "How long a piece request waits for an upload slot before 503 busy, in ms (default 15000)"),
   seconds("originTimeout", "origin-timeout", "Seconds of silence from the origin before a piece fails and is retried (default 30)"),
@@ -285,9 +289,11 @@ const get = <T>(v: OptionValues, path: string): T | undefined => v.get(path) as 
 
 export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions => ({
   strategy: get<StrategyName>(v, "strategy"),
+  originIdc: get<string>(v, "originIdc"),
   port: get<number>(v, "port") ?? 8002,
   listen: get<string>(v, "listen") ?? "127.0.0.1",
   token: get<string>(v, "token"),
+  seedToken: get<string>(v, "seedToken"),
   maxConnections: get<number>(v, "maxConnections"),
   data: get<string>(v, "data"),
   blobAccessKey: get<string>(v, "blobAccessKey"),
@@ -335,6 +341,7 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
     prefetch: get<boolean>(v, "prefetch") ?? true,
     smallContentMax: get<number>(v, "smallContentMax"),
     token: get<string>(v, "token"),
+    seedToken: get<string>(v, "seedToken"),
     maxConnections: get<number>(v, "maxConnections"),
     uploadQueueMillis: get<number>(v, "uploadQueueMillis"),
     originIdleMillis: seconds("originTimeout"),

@@ -23,7 +23,7 @@ import { AccessDenied, authorizedBlobHook, makeBlobAccess } from "./blob-access.
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
-import { requireToken, resolveToken } from "./auth.ts"
+import { requireToken, resolveToken, SEED_TOKEN_ENV } from "./auth.ts"
 import { serveRoutes } from "./http-serve.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
@@ -70,6 +70,8 @@ export interface DaemonOptions {
   readonly strategy?: StrategyName | undefined
   /** Shared secret: required on requests to this daemon and sent on its own (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
+  /** A seed's secret for the schedulers (runtime/auth.ts SEED_TOKEN_ENV): sent instead of `token` on scheduler calls. */
+  readonly seedToken?: string | undefined
   readonly maxConnections?: number | undefined
   /** Silence from the origin mid-reply after which a piece fails (and is retried). */
   readonly originIdleMillis?: number | undefined
@@ -186,7 +188,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // marked private here are served only to capability holders. The registry mirror calls proveAccess.
     const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
     // A registration for a private task carries the credentials its seed needs (blob-access.ts says when).
-    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders)
+    const seedToken = o.seed ? resolveToken(o.seedToken, SEED_TOKEN_ENV) : undefined
+    const ring = yield* makeRingSchedulerChannel(o.schedulers, seedToken ?? token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders)
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...strategies[o.strategy ?? "dragonfly"].peerOptions,
@@ -251,6 +254,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
 
     const presence = Effect.gen(function*() {
       let epoch: string | undefined
+      let lastProblem: string | undefined
       while (true) {
         yield* ring.settle
         const next = yield* Effect.result(announceHost(host, epoch).pipe(
@@ -258,6 +262,12 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.provide(pieceStore)
         ))
         const ok = next._tag === "Success"
+        // Say why announcing fails (unreachable, or refused: a wrong token), once per distinct reason.
+        const problem = ok ? undefined : next.failure.message
+        if (problem !== undefined && problem !== lastProblem) {
+          yield* Effect.logWarning("announcing this host failed; retrying every second").pipe(Effect.annotateLogs({ reason: problem }))
+        }
+        lastProblem = problem
         if (ok) {
           if (epoch !== undefined && next.success !== epoch) {
             yield* Effect.logInfo("schedulers changed; held tasks re-registered where they now live").pipe(Effect.annotateLogs({ schedulers: next.success }))

@@ -174,7 +174,10 @@ export const makeRingSchedulerChannel = (
       request: (message) => {
         if (message._tag === "AnnounceHost") return announce(message)
         const extra = message._tag === "RegisterPeer" && !message.metadataOnly ? registerHeaders(message.taskId) : {}
-        return route(taskOf(message), (url) => calls.get(url)!.request(message, extra)).pipe(
+        // The seed credentials ride only the first registration this scheduler incarnation accepts for the
+        // task (the one that can trigger its seed): a re-registration has no use for them.
+        const extraFor = (url: string) => registeredAt.get(message.taskId) === `${url}=${epochs.get(url) ?? "?"}` ? {} : extra
+        return route(taskOf(message), (url) => calls.get(url)!.request(message, extraFor(url))).pipe(
           Effect.map(([url, answer]) => {
             if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "NeedRegister") registeredAt.set(message.taskId, `${url}=${epochs.get(url) ?? "?"}`)
             return answer

@@ -4,7 +4,13 @@
 // and span were a sixth of the scheduler's CPU. Nothing here exports traces, so spans are off, and only
 // answers worth an operator's attention are logged (status 400 and up, failed handlers).
 import { Cause, Effect, Layer, References } from "effect"
-import { HttpMiddleware, HttpRouter, HttpServerRequest } from "effect/http"
+import { HttpMiddleware, HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
+
+/** The client went away (Effect's 499 for an aborted request: a long-poll its child stopped watching). */
+const clientGone = (cause: Cause.Cause<unknown>): boolean => {
+  const e = Cause.squash(cause)
+  return HttpServerResponse.isHttpServerResponse(e) && e.status === 499
+}
 
 /**
  * Logs what Effect's logger would for an answer an operator may care about — a client or server error
@@ -16,7 +22,7 @@ const errorLogger = HttpMiddleware.make((app) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     return yield* Effect.onExit(app, (exit) => {
-      if (exit._tag === "Success" ? exit.value.status < 400 : Cause.hasInterruptsOnly(exit.cause)) return Effect.void
+      if (exit._tag === "Success" ? exit.value.status < 400 : Cause.hasInterruptsOnly(exit.cause) || clientGone(exit.cause)) return Effect.void
       const annotations = {
         "http.method": request.method,
         "http.url": request.url.split("?")[0],

@@ -4,10 +4,11 @@ import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
+import { type Deployment, deployedConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
-import { requireToken, resolveToken } from "./auth.ts"
+import { authProblem, requireToken, resolveToken, SEED_TOKEN_ENV } from "./auth.ts"
 import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER, seedCredentialsApply } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -30,20 +31,24 @@ export interface SchedulerServerOptions {
   readonly capabilityTtlSeconds?: number | undefined
   /** Which of core's strategies schedules (its config, evaluator and handout); default dragonfly. Daemons take the same name for its peer options. */
   readonly strategy?: StrategyName | undefined
+  /** A secret only seed peers hold: a host announcing itself as a seed must carry it (default $DAMSELFLY_SEED_TOKEN). */
+  readonly seedToken?: string | undefined
+  /** The origin's IDC: strategies that seed near the origin (damselfly) trigger a seed host there. */
+  readonly originIdc?: string | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
 const REPORT_TAGS = ["DownloadStarted", "BackToSourceStarted", "PieceFinished", "PieceFailed", "DownloadFinished", "DownloadFailed", "LeavePeer"]
 
 /** A scheduler running one of core's strategies (the same configuration the simulator runs). */
-export const schedulerFor = (strategy: StrategyName, epoch: string): Scheduler => {
+export const schedulerFor = (strategy: StrategyName, epoch: string, deployment: Deployment = {}): Scheduler => {
   const s = strategies[strategy]
-  return new Scheduler(s.config, s.evaluator, epoch, s.handout)
+  return new Scheduler(deployedConfig(s.config, deployment), s.evaluator, epoch, s.handout)
 }
 
 export const schedulerRoutes = (
   scheduler: Scheduler,
-  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy"> = {}
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy" | "originIdc" | "seedToken"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
@@ -73,12 +78,21 @@ export const schedulerRoutes = (
             trigger.trigger(seed, seedCredentialsApply(request, message) ? { ...request, headers: { ...request.headers, authorization } } : request)
         })
       })
+    // With a seed token, only its holders are taken as seeds: a seed is sent to the origin and may be
+    // handed a daemon's origin credentials, so the cluster token alone must not make a host one.
+    const seedProblem = (message: ScheduleRequest) =>
+      Effect.gen(function*() {
+        if (options.seedToken === undefined || message._tag === "RescheduleParents" || message.host.type !== "seed") return undefined
+        const problem = authProblem((yield* HttpServerRequest.HttpServerRequest).headers["authorization"], options.seedToken)
+        return problem === undefined ? undefined : `host.type: "seed" requires the seed token (${problem})`
+      })
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
         ok: true,
         epoch: scheduler.epoch,
         strategy: options.strategy ?? "dragonfly",
+        originIdc: options.originIdc ?? null,
         hosts: scheduler.knownHosts().length,
         seeds: scheduler.knownHosts().filter((h) => h.type === "seed").map((h) => h.id)
       }))),
@@ -91,6 +105,8 @@ export const schedulerRoutes = (
       })),
       HttpRouter.route("POST", "/v1/schedule", orBadRequest(Effect.gen(function*() {
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
+        const refused = yield* seedProblem(message)
+        if (refused !== undefined) return errorResponse(403, refused)
         const answered = metrics.scheduleStarted(message._tag)
         const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, yield* seedTriggerFor(message))
         answered(answer._tag)
@@ -117,9 +133,11 @@ export const schedulerRoutes = (
 
 export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
+  const seedToken = resolveToken(options.seedToken, SEED_TOKEN_ENV)
   const strategy = options.strategy ?? "dragonfly"
-  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID()), { ...options, token, strategy })
-  return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
+  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc }), { ...options, token, seedToken, strategy })
+  const tokens = token === undefined ? [] : seedToken === undefined ? [token] : [token, seedToken]
+  return serveRoutes(tokens.length === 0 ? routes : Layer.mergeAll(routes, requireToken(...tokens))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))
   )

@@ -1,7 +1,7 @@
 // Strategies are configurations of the ONE core (core/strategies.ts): a scheduler config, an
 // evaluator, a parent-handout policy and peer options. Here they become what a simulated world needs.
 import type { PeerOptions } from "../core/peer/conductor.ts"
-import type { SchedulerConfig } from "../core/scheduler/config.ts"
+import { type Deployment, deployedConfig, type SchedulerConfig } from "../core/scheduler/config.ts"
 import type { Evaluator } from "../core/scheduler/evaluator.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { strategies, strategyNames } from "../core/strategies.ts"
@@ -17,14 +17,9 @@ export interface StrategySetup {
   makeScheduler(epoch: string): Scheduler
 }
 
-/** What the deployment tells every scheduler (a strategy's config decides whether it uses it). */
-export interface Deployment {
-  readonly originIdc?: string | undefined
-}
-
 export const strategySetup = (strategy: Strategy, deployment: Deployment = {}): StrategySetup => {
   const s = strategies[strategy]
-  const config = deployment.originIdc === undefined ? s.config : { ...s.config, originIdc: deployment.originIdc }
+  const config = deployedConfig(s.config, deployment)
   return {
     config,
     evaluator: s.evaluator,

@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest"
 import { Host, Task } from "../core/domain.ts"
 import { defaultPeerOptions, ORIGIN, PeerMachine, type PeerCommand, type PeerOptions } from "../core/peer/machine.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
-import { CandidateParents } from "../core/protocol.ts"
+import { CandidateParents, ScheduleFailed } from "../core/protocol.ts"
 
 const MiB = 1024 * 1024
 const TASK = "c".repeat(64)
@@ -139,5 +139,49 @@ describe("PeerMachine", () => {
     expect(retry.map((c) => c._tag)).toEqual(["Timer"])
     const at = (retry[0] as Extract<PeerCommand, { _tag: "Timer" }>).at
     expect(at).toBe(250)
+  })
+
+  it("backs its parent refresh off while nothing changes, and under a stripe overlay drops the parents a refresh no longer names", () => {
+    const { machine, task, ledger, take, of, setNow } = setup({ refreshParentsMillis: 1_000, firstRefreshMillis: 100, refreshBackoffMaxMillis: 4_000, stallTimeoutMillis: 60_000 })
+    const stripes = (parents: Array<[string, Array<number>]>) =>
+      new CandidateParents({ task, parents: parents.map(([peerId, s]) => ({ peerId, host: host(peerId), stripes: s })), stripeCount: 2 })
+    machine.start()
+    take()
+    machine.answered("ask", stripes([["p1", [0]], ["p2", [1]]]))
+    take()
+    machine.opened(ledger)
+    let out = take()
+    expect(of(out, "Watch").map((c) => c.source.id)).toEqual(["p1", "p2"])
+    // Each refresh: fire the pending timers in time order until the machine sends a refresh, then answer it.
+    const sent: Array<number> = []
+    let timers = of(out, "Timer")
+    const refreshOnce = (answer: CandidateParents | ScheduleFailed) => {
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at)
+        const timer = timers.shift()!
+        setNow(timer.at)
+        machine.timerFired(timer.token)
+        const fired = take()
+        timers.push(...of(fired, "Timer"))
+        const asked = of(fired, "Request")
+        if (asked.length === 0) continue
+        expect(asked.map((r) => [r.purpose, r.message._tag])).toEqual([["refresh", "RescheduleParents"]])
+        sent.push(timer.at)
+        machine.answered("refresh", answer)
+        out = take()
+        timers.push(...of(out, "Timer"))
+        return
+      }
+    }
+    const nothing = new ScheduleFailed({ taskId: TASK, reason: "no parent to add" })
+    for (let i = 0; i < 4; i++) refreshOnce(nothing)
+    // First at 100 ms, then 2 s, 4 s, 4 s (the cap) after each answer that added nothing.
+    expect(sent).toEqual([100, 2_100, 6_100, 10_100])
+    // A new designation: p2 is no longer named, so it is no longer watched; p3 is; the interval is 1 s again.
+    refreshOnce(stripes([["p1", [0]], ["p3", [1]]]))
+    expect(of(out, "Unwatch").map((c) => c.source.id)).toEqual(["p2"])
+    expect(of(out, "Watch").map((c) => c.source.id)).toEqual(["p3"])
+    refreshOnce(nothing)
+    expect(sent.slice(4)).toEqual([14_100, 15_100])
   })
 })

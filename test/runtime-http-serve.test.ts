@@ -27,7 +27,8 @@ beforeAll(async () => {
     HttpRouter.route("GET", "/ok", Effect.succeed(HttpServerResponse.text("fine"))),
     HttpRouter.route("POST", "/ok", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
     HttpRouter.route("GET", "/refused", Effect.succeed(HttpServerResponse.text("no", { status: 401 }))),
-    HttpRouter.route("GET", "/boom", Effect.die(new Error("handler exploded")))
+    HttpRouter.route("GET", "/boom", Effect.die(new Error("handler exploded"))),
+    HttpRouter.route("GET", "/wait", Effect.never)
   ])
   const capture = Logger.layer([Logger.map(Logger.formatJson, (line) => void lines.push(line))])
   fiber = Effect.runFork(Layer.launch(serveRoutes(routes).pipe(Layer.provide(listenLayer({ port, listen: "127.0.0.1" })))).pipe(Effect.provide(capture)))
@@ -62,5 +63,20 @@ describe("serveRoutes", () => {
     const boom = logged.filter((l) => l.annotations["http.url"] === "/boom")
     expect(boom).toHaveLength(1)
     expect(JSON.stringify(boom[0])).toMatch(/handler exploded/)
+  })
+
+  it("logs nothing for a request the client gave up on (an abandoned long-poll)", async () => {
+    lines.length = 0
+    const abort = new AbortController()
+    const request = fetch(`${base}/wait`, { signal: abort.signal }).then(() => "answered", () => "aborted")
+    await new Promise((r) => setTimeout(r, 100))
+    abort.abort()
+    expect(await request).toBe("aborted")
+    await new Promise((r) => setTimeout(r, 200))
+    // The server saw the request (the next one still works) and wrote no line for it.
+    expect((await fetch(`${base}/refused`)).status).toBe(401)
+    await new Promise((r) => setTimeout(r, 100))
+    const urls = lines.map((l) => (JSON.parse(l) as { annotations: Record<string, unknown> }).annotations["http.url"])
+    expect(urls).toEqual(["/refused"])
   })
 })

@@ -57,6 +57,9 @@ export interface PeerOptions {
   /** The first refresh comes this soon after the download starts (0 = `refreshParentsMillis`): a stripe
    *  overlay laid out while a crowd is still registering changes once the crowd is in. */
   readonly firstRefreshMillis: number
+  /** A refresh answered with nothing to add doubles the interval to the next one, up to this (0 = never
+   *  back off): in a settled overlay most refreshes change nothing, and each costs both ends a request. */
+  readonly refreshBackoffMaxMillis: number
   readonly disableBackToSource: boolean
   /** Pieces in flight from the origin at once; 0 = `concurrentPieces`. A seed fetching one or two at a
    *  time has whole pieces to relay early, instead of many pieces all at the very end. */
@@ -90,6 +93,7 @@ export const defaultPeerOptions: PeerOptions = {
   stallsBeforeOrigin: 3,
   refreshParentsMillis: 0,
   firstRefreshMillis: 0,
+  refreshBackoffMaxMillis: 0,
   disableBackToSource: false,
   originPieces: 0,
   stripeGracePieces: 4,
@@ -213,6 +217,8 @@ export class PeerMachine {
   private backToSource = false
   private lastProgress = 0
   private nextRefresh = 0
+  /** The interval to the next refresh: `refreshParentsMillis`, doubled after each refresh that added nothing. */
+  private refreshInterval = 0
   /** Stall reschedules since the last piece arrived. */
   private stalls = 0
   /** When the origin started failing (undefined while it delivers). */
@@ -333,8 +339,13 @@ export class PeerMachine {
       case "refresh":
         if (answer._tag === "CandidateParents") {
           this.learnStripes(answer)
+          // A stripe overlay's answer is the whole current set: parents it no longer names stop being
+          // watched (each watched parent's every new piece is a long-poll answer to us).
+          if (answer.stripeCount !== undefined) this.keepOnly(answer.parents)
           this.adoptParents(answer.parents, true)
-        }
+          this.refreshInterval = this.options.refreshParentsMillis
+          this.nextRefresh = Math.min(this.nextRefresh, this.now() + this.refreshInterval)
+        } else this.backOffRefresh()
         break
       case "digests":
         this.onDigests(answer._tag === "MetadataOnly" ? answer.task.pieceDigests : undefined)
@@ -480,6 +491,7 @@ export class PeerMachine {
         ? Math.min(Math.max(0, this.options.startPiece), Math.max(0, this.pieceCount - 1))
         : Math.floor(this.random * Math.max(1, this.pieceCount))
       this.nextRefresh = this.lastProgress + (this.options.firstRefreshMillis || this.options.refreshParentsMillis)
+      this.refreshInterval = this.options.refreshParentsMillis
     }
     if (this.ledger.complete) return this.finish()
     if (this.dirty) {
@@ -532,7 +544,7 @@ export class PeerMachine {
     const now = this.now()
     const stallAt = this.lastProgress + this.options.stallTimeoutMillis
     if (this.refreshing() && this.nextRefresh < stallAt) {
-      this.nextRefresh = now + this.options.refreshParentsMillis
+      this.nextRefresh = now + this.refreshInterval
       this.refresh()
       return
     }
@@ -542,7 +554,16 @@ export class PeerMachine {
       else this.reschedule(`no piece for ${this.options.stallTimeoutMillis} ms`)
     }
     this.lastProgress = now
-    this.nextRefresh = now + this.options.refreshParentsMillis
+    this.refreshInterval = this.options.refreshParentsMillis
+    this.nextRefresh = now + this.refreshInterval
+  }
+
+  /** A refresh that added nothing: the next one comes twice as late (from now), up to `refreshBackoffMaxMillis`. */
+  private backOffRefresh(): void {
+    const max = this.options.refreshBackoffMaxMillis
+    if (max <= this.options.refreshParentsMillis || !this.running) return
+    this.refreshInterval = Math.min(max, this.refreshInterval * 2)
+    this.nextRefresh = this.now() + this.refreshInterval
   }
 
   private timer(delayMillis: number, action: () => void): void {
@@ -722,6 +743,13 @@ export class PeerMachine {
     this.stripeCount = answer.stripeCount
     this.stripeParent.clear()
     for (const p of answer.parents) for (const j of p.stripes ?? []) this.stripeParent.set(j, p.peerId)
+  }
+
+  /** Retires every parent not among these (fetches under way from them still settle). */
+  private keepOnly(parents: ReadonlyArray<CandidateParent>): void {
+    for (const s of [...this.sources.values()]) {
+      if (s.id !== ORIGIN && !parents.some((p) => p.peerId === s.id)) this.retire(s)
+    }
   }
 
   /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */

@@ -31,3 +31,11 @@ export const defaultSchedulerConfig: SchedulerConfig = {
   retryIntervalMillis: 50,
   seedWaitMillis: 10_000
 }
+
+/** What a deployment tells every scheduler, the simulator's and the runtime's alike (a strategy's config decides whether it uses it). */
+export interface Deployment {
+  readonly originIdc?: string | undefined
+}
+
+export const deployedConfig = (config: SchedulerConfig, deployment: Deployment): SchedulerConfig =>
+  deployment.originIdc === undefined || deployment.originIdc === "" ? config : { ...config, originIdc: deployment.originIdc }

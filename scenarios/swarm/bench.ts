@@ -82,6 +82,9 @@ export interface ModeResult {
    *  that already exited, like direct mode's curls, are not counted). */
   readonly cpuSeconds: Readonly<Record<string, number>>
   readonly perHost: ReadonlyArray<HostResult>
+  /** Damselfly modes: what the scheduler answered, from its /metrics at the end (`schedule <request>`:
+   *  /v1/schedule requests by type, `answer <answer>`: by answer, `report <type>`: /v1/report by type). */
+  readonly schedulerRequests?: Readonly<Record<string, number>>
   readonly error?: string
 }
 
@@ -105,6 +108,25 @@ export interface SwarmResult {
   readonly modes: ReadonlyArray<ModeResult>
   readonly predictions: ReadonlyArray<Prediction>
   readonly comparison: ReadonlyArray<{ real: Mode; predicted: string; realP50: number | null; predictedP50: number; p50Error: number | null; realMax: number | null; predictedMax: number; maxError: number | null }>
+}
+
+/** The scheduler's request and report counters (its Prometheus text at /metrics); {} when unreadable. */
+const schedulerRequestCounts = async (schedulerUrl: string): Promise<Record<string, number>> => {
+  const text = await fetch(`${schedulerUrl}/metrics`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.text(), () => "")
+  const counts: Record<string, number> = {}
+  const series = [
+    ["damselfly_schedule_duration_seconds_count", "request", "schedule"],
+    ["damselfly_schedule_requests_total", "answer", "answer"],
+    ["damselfly_reports_total", "type", "report"]
+  ] as const
+  for (const line of text.split("\n")) {
+    for (const [name, label, key] of series) {
+      const m = new RegExp(`^${name}\\{([^}]*)\\} (\\d+)$`).exec(line)
+      const value = m === null ? null : new RegExp(`(?:^|,)${label}="([^"]+)"`).exec(m[1])
+      if (m !== null && value !== null) counts[`${key} ${value[1]}`] = Number(m[2])
+    }
+  }
+  return counts
 }
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url))
@@ -246,7 +268,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       files: ReadonlyArray<string>,
       wireBytes: number,
       payloadBytes: number | null,
-      error?: string
+      error?: string,
+      schedulerRequests?: Readonly<Record<string, number>>
     ): Promise<ModeResult> => {
       const cpuNow = topo.cpuSecondsByNode()
       const cpuSeconds = Object.fromEntries(Object.entries(cpuNow).map(([n, c]) => [n, Math.round((c - (cpuAtStart[n] ?? 0)) * 100) / 100]))
@@ -268,6 +291,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         load,
         cpuSeconds,
         perHost,
+        ...(schedulerRequests === undefined ? {} : { schedulerRequests }),
         ...(error === undefined ? {} : { error })
       }
     }
@@ -344,8 +368,9 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const payload0 = await originBytes()
 
       // Progress: the scheduler's view of the task (states, parents) and each daemon's pieces, every second.
+      // Only with --logs: it is ~17 requests a second to processes that are short of CPU already.
       const timeline: Array<unknown> = []
-      let polling = true
+      let polling = o.logDir !== undefined
       const t0 = markStart()
       const poller = (async () => {
         while (polling) {
@@ -389,7 +414,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
           .map((q) => ({ ...q, arrivedAt: q.arrivedAt - t0, finishedAt: q.finishedAt - t0 })), () => [])
       await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength, pieces: pieceLogs, origin: originLog }))
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
-      return summarise(strategy, wallStart, times, files, wire, payload)
+      return summarise(strategy, wallStart, times, files, wire, payload, undefined, await schedulerRequestCounts(schedulerUrl))
     }
 
     const runBittorrent = async (wallStart: number, files: ReadonlyArray<string>): Promise<ModeResult> => {
@@ -450,6 +475,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       log(`mode ${mode}: ${o.hosts} hosts × ${o.sizeMiB} MiB at ${o.rateMbit} Mbit/s (bound ${bound.toFixed(2)} s)`)
       const r = await runMode(mode)
       log(`mode ${mode}: p50 ${r.p50?.toFixed(2) ?? "-"} s, max ${r.max?.toFixed(2) ?? "-"} s, ${r.finished}/${r.hosts} finished, ${r.verified} verified, origin ${r.originPayloadCopies?.toFixed(2) ?? "-"} copies (${r.originWireCopies.toFixed(2)} on the wire), load ${r.load.start.toFixed(1)}→${r.load.max.toFixed(1)}, CPU s ${Object.entries(r.cpuSeconds).filter(([, c]) => c > 0).map(([n, c]) => `${n} ${c.toFixed(1)}`).join(", ")}`)
+      if (r.schedulerRequests !== undefined) log(`mode ${mode}: scheduler ${Object.entries(r.schedulerRequests).map(([k, n]) => `${k} ${n}`).join(", ")}`)
       results.push(r)
     }
 

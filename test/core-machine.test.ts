@@ -141,7 +141,7 @@ describe("PeerMachine", () => {
     expect(at).toBe(250)
   })
 
-  it("backs its parent refresh off while nothing changes, and under a stripe overlay drops the parents a refresh no longer names", () => {
+  it("backs its parent refresh off while nothing changes, and a refresh that adds a parent resets the interval", () => {
     const { machine, task, ledger, take, of, setNow } = setup({ refreshParentsMillis: 1_000, firstRefreshMillis: 100, refreshBackoffMaxMillis: 4_000, stallTimeoutMillis: 60_000 })
     const stripes = (parents: Array<[string, Array<number>]>) =>
       new CandidateParents({ task, parents: parents.map(([peerId, s]) => ({ peerId, host: host(peerId), stripes: s })), stripeCount: 2 })
@@ -177,9 +177,10 @@ describe("PeerMachine", () => {
     for (let i = 0; i < 4; i++) refreshOnce(nothing)
     // First at 100 ms, then 2 s, 4 s, 4 s (the cap) after each answer that added nothing.
     expect(sent).toEqual([100, 2_100, 6_100, 10_100])
-    // A new designation: p2 is no longer named, so it is no longer watched; p3 is; the interval is 1 s again.
+    // A new designation adds p3 (p2 stays watched: dropping parents a refresh no longer names sent
+    // later rolling batches back to the origin, spegel-matrix/1GB-1layer-rolling 4.67 copies); the interval is 1 s again.
     refreshOnce(stripes([["p1", [0]], ["p3", [1]]]))
-    expect(of(out, "Unwatch").map((c) => c.source.id)).toEqual(["p2"])
+    expect(of(out, "Unwatch")).toEqual([])
     expect(of(out, "Watch").map((c) => c.source.id)).toEqual(["p3"])
     refreshOnce(nothing)
     expect(sent.slice(4)).toEqual([14_100, 15_100])

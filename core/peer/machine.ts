@@ -339,9 +339,6 @@ export class PeerMachine {
       case "refresh":
         if (answer._tag === "CandidateParents") {
           this.learnStripes(answer)
-          // A stripe overlay's answer is the whole current set: parents it no longer names stop being
-          // watched (each watched parent's every new piece is a long-poll answer to us).
-          if (answer.stripeCount !== undefined) this.keepOnly(answer.parents)
           this.adoptParents(answer.parents, true)
           this.refreshInterval = this.options.refreshParentsMillis
           this.nextRefresh = Math.min(this.nextRefresh, this.now() + this.refreshInterval)
@@ -745,12 +742,6 @@ export class PeerMachine {
     for (const p of answer.parents) for (const j of p.stripes ?? []) this.stripeParent.set(j, p.peerId)
   }
 
-  /** Retires every parent not among these (fetches under way from them still settle). */
-  private keepOnly(parents: ReadonlyArray<CandidateParent>): void {
-    for (const s of [...this.sources.values()]) {
-      if (s.id !== ORIGIN && !parents.some((p) => p.peerId === s.id)) this.retire(s)
-    }
-  }
 
   /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
   private adoptParents(parents: ReadonlyArray<CandidateParent>, merge = false): void {

@@ -35,8 +35,9 @@ export class PieceBufferPool {
     const b = this.free.get(length)?.pop()
     this.scheduleTrim()
     if (b === undefined) {
-      // allocUnsafeSlow: its own ArrayBuffer (never a slice of Node's shared pool), so it can be kept.
-      const fresh = Buffer.allocUnsafeSlow(length)
+      // Its own memory (never a slice of Node's shared pool), so it can be kept; shared, so the piece
+      // hash thread (runtime/piece-hash-thread.ts) reads a body where it arrived, without a copy.
+      const fresh = Buffer.from(new SharedArrayBuffer(length))
       this.issued.add(fresh)
       return fresh
     }

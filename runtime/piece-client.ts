@@ -11,9 +11,9 @@
 // Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
 // sends one; anything else is refused as a protocol error), no pipelining (one request per socket at
 // a time). A pooled socket the parent closed while idle is retried once on a fresh connection.
-import { createHash } from "node:crypto"
 import * as net from "node:net"
 import { pieceBuffers } from "./piece-buffer-pool.ts"
+import { type PieceHash, startPieceHash } from "./piece-hash-thread.ts"
 
 export interface PieceReply {
   readonly status: number
@@ -60,6 +60,7 @@ export interface PieceGet {
 
 /** Heads and error bodies only (bodies are read in place): a small buffer, so little body is ever copied. */
 const READ_BUFFER_BYTES = 16 * 1024
+const EMPTY_DIGEST = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 const MAX_HEAD_BYTES = 16 * 1024
 /**
  * A body is read in place at most this much per socket read: the bytes are then hashed and staged in the
@@ -187,7 +188,8 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
     let got = 0
     let received = 0
     let sink: PieceSink | undefined
-    const hash = createHash("sha256")
+    /** A 200 body's hash (runtime/piece-hash-thread.ts), fed as the body arrives. */
+    let hash: PieceHash | undefined
     const finish = (error: PieceClientError | undefined, reply?: PieceReply) => {
       if (settled) return
       settled = true
@@ -195,6 +197,7 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       o.signal?.removeEventListener("abort", onAbort)
       if (error !== undefined) {
         sink?.abandon()
+        hash?.drop()
         release(c, false)
         reject(error)
       } else {
@@ -202,6 +205,26 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
         release(c, keepAlive)
         resolve(reply!)
       }
+    }
+    /**
+     * The whole body is in: the connection goes back to the pool at once (the next request need not
+     * wait for the hash), and the answer follows with the digest. Nothing writes to the body meanwhile.
+     */
+    const bodyDone = () => {
+      if (hash === undefined) return finish(undefined, { status, body: body!, digest: status === 200 ? EMPTY_DIGEST : undefined })
+      const reply = { status, body: body! }
+      const digest = hash.digest(length)
+      hash = undefined
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      o.signal?.removeEventListener("abort", onAbort)
+      sink?.complete()
+      release(c, keepAlive)
+      digest.then(
+        (hex) => resolve({ ...reply, digest: hex }),
+        (e: unknown) => reject(new PieceClientError(`hashing the body: ${e instanceof Error ? e.message : String(e)}`, true))
+      )
     }
     const protocol = (message: string) => finish(new PieceClientError(message, false))
     const onAbort = () => finish(new PieceClientError("aborted", false))
@@ -237,7 +260,10 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       length = contentLength
       // A piece's body goes into a pooled buffer, which the disk store gives back once it is written.
       body = status === 200 && length > 0 ? pieceBuffers.take(length) : Buffer.allocUnsafe(length)
-      if (status === 200 && length > 0) sink = o.sink?.(body)
+      if (status === 200 && length > 0) {
+        sink = o.sink?.(body)
+        hash = startPieceHash(body)
+      }
       return true
     }
 
@@ -249,9 +275,9 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
         sink.abandon()
         sink = undefined
       }
-      if (status === 200) hash.update(chunk)
       got += chunk.length
-      if (got === length) finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
+      if (got === length) bodyDone()
+      else hash?.update(got)
     }
 
     c.reader = (chunk) => {
@@ -268,7 +294,7 @@ const exchange = (o: PieceGet, c: Connection, reused: boolean) =>
       const text = head.subarray(0, end).toString("latin1")
       head = undefined
       if (!onHead(text)) return
-      if (length === 0) return finish(undefined, { status, body: body!, digest: status === 200 ? hash.digest("hex") : undefined })
+      if (length === 0) return bodyDone()
       if (rest.length > 0) onBody(rest)
     }
     c.into = () => head === undefined && !settled && got < length ? body!.subarray(got, Math.min(length, got + READ_INTO_BYTES)) : undefined

@@ -74,11 +74,26 @@ const READ_INTO_BYTES = 256 * 1024
  * lookup each. Small enough that the batch is still in the CPU's cache when it is written.
  */
 const STAGE_BATCH_BYTES = 128 * 1024
+/**
+ * On a slow link a socket read is a packet or two (at 100 Mbit/s, ~2 KiB every ~0.15 ms), and each
+ * costs a wake-up, a syscall and a JS callback: most of a downloading daemon's CPU. After such a read
+ * (below COALESCE_BELOW_BYTES) into a body, the socket pauses for as long as the last read's rate needs
+ * to gather COALESCE_TARGET_BYTES in the kernel's buffer, at most COALESCE_MAX_MILLIS; the next read then
+ * takes them all at once. Pauses under 1 ms are not taken, so fast links read on at once. In a paced
+ * 12.5 MB/s loopback stream this took reads from 1.8 KiB to 46–109 KiB each and the receiver's CPU from
+ * 0.27 to 0.10 s per 48 MiB, at the same wall time.
+ */
+const COALESCE_BELOW_BYTES = 16 * 1024
+const COALESCE_TARGET_BYTES = 64 * 1024
+const COALESCE_MAX_MILLIS = 4
 /** Error bodies are small JSON; more than this is refused. */
 const MAX_ERROR_BODY_BYTES = 64 * 1024
 /** Under the upload server's keep-alive timeout (Node's default is 5 s), so we rarely race its close. */
 const IDLE_MILLIS = 4_000
 const IDLE_PER_PEER = 16
+
+/** Socket reads that went into a body in place, and their bytes, since the process started (for tests). */
+export const inPlaceReads = { count: 0, bytes: 0 }
 
 /** Receives what the socket reads, while a request is in flight on it. */
 type Reader = (chunk: Buffer) => void
@@ -93,6 +108,12 @@ interface Connection {
   lost: ((reason: string) => void) | undefined
   idleTimer: NodeJS.Timeout | undefined
   closed: boolean
+  /** The read being made goes into a body in place (`into` gave it a buffer). */
+  inPlace: boolean
+  /** performance.now() of the last in-place read of this exchange; 0 before the first. */
+  lastReadAt: number
+  /** Resumes reading after a pause that lets small reads gather (see COALESCE_BELOW_BYTES). */
+  resumeTimer: NodeJS.Timeout | undefined
 }
 
 const idle = new Map<string, Array<Connection>>()
@@ -108,21 +129,49 @@ const dropIdle = (c: Connection) => {
 
 const connect = (host: string, port: number, key: string): Connection => {
   const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES)
-  const c: Connection = { socket: undefined!, key, reader: undefined, into: undefined, lost: undefined, idleTimer: undefined, closed: false }
+  const c: Connection = {
+    socket: undefined!, key, reader: undefined, into: undefined, lost: undefined, idleTimer: undefined, closed: false,
+    inPlace: false, lastReadAt: 0, resumeTimer: undefined
+  }
+  const resume = () => {
+    c.resumeTimer = undefined
+    if (!c.closed) socket.resume()
+  }
+  /** After an in-place read of `n` bytes: read on (true), or pause a moment to let a slow link's bytes gather. */
+  const readOn = (n: number): boolean => {
+    inPlaceReads.count++
+    inPlaceReads.bytes += n
+    const now = performance.now()
+    const since = now - c.lastReadAt
+    const first = c.lastReadAt === 0
+    c.lastReadAt = now
+    // Not for the first read of a body (`since` would be the round trip), nor once the body is complete.
+    if (first || n >= COALESCE_BELOW_BYTES || c.into === undefined || c.closed) return true
+    const millis = Math.min(COALESCE_MAX_MILLIS, COALESCE_TARGET_BYTES * since / Math.max(1, n))
+    if (millis < 1) return true
+    c.resumeTimer = setTimeout(resume, millis)
+    return false
+  }
   const socket = net.connect({
     host,
     port,
     noDelay: true,
     onread: {
-      buffer: () => c.into?.() ?? buffer,
+      buffer: () => {
+        const into = c.into?.()
+        c.inPlace = into !== undefined
+        return into ?? buffer
+      },
       callback: (n: number, buf: Uint8Array) => {
         // Bytes nobody asked for (an idle socket): a confused peer; never reuse that connection.
         if (c.reader === undefined) {
           socket.destroy()
           return false
         }
+        const inPlace = c.inPlace
         c.reader(Buffer.from(buf.buffer, buf.byteOffset, n))
-        return true
+        // false pauses the socket (net's onread contract); `resume` reads on.
+        return inPlace ? readOn(n) : true
       }
     }
   })
@@ -130,6 +179,8 @@ const connect = (host: string, port: number, key: string): Connection => {
   const gone = (reason: string) => {
     c.closed = true
     dropIdle(c)
+    if (c.resumeTimer !== undefined) clearTimeout(c.resumeTimer)
+    c.resumeTimer = undefined
     const lost = c.lost
     c.lost = undefined
     c.reader = undefined
@@ -146,6 +197,12 @@ const release = (c: Connection, reusable: boolean) => {
   c.reader = undefined
   c.into = undefined
   c.lost = undefined
+  c.lastReadAt = 0
+  if (c.resumeTimer !== undefined) {
+    clearTimeout(c.resumeTimer)
+    c.resumeTimer = undefined
+    if (reusable && !c.closed) c.socket.resume()
+  }
   if (!reusable || c.closed) {
     c.socket.destroy()
     return

@@ -24,7 +24,7 @@ export interface PieceHash {
 }
 
 /** Updates are posted at least this many bytes apart (fewer messages; the hash costs the same cold). */
-const BATCH_BYTES = 512 * 1024
+const BATCH_BYTES = 1024 * 1024
 
 // Messages, as small arrays: [START, id, sab, byteOffset, byteLength], [UPDATE, id, from, to],
 // [DIGEST, id, from, to] (answered with [id, hex]), [DROP, id]; a failing job is answered [id, null, message].

@@ -1,5 +1,6 @@
 // Piece-sized buffers reused from one piece to the next, on both sides of a transfer: the piece client
-// receives a body into one (runtime/piece-client.ts), the disk store gives it back once the piece is on
+// receives a body into one (runtime/piece-client.ts; shared memory, so the piece hash thread reads it
+// in place), the disk store gives it back once the piece is on
 // disk (runtime/disk-store.ts), and the upload server reads a piece into one and gives it back once
 // Node has finished writing the response (runtime/upload-server.ts).
 //

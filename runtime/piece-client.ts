@@ -2,11 +2,11 @@
 // buffer per connection (net's `onread`). Why not node:http: its parser hands every socket read to JS
 // as a freshly allocated 64 KiB Buffer. At 1 GiB that churn of external memory triggers a full GC
 // every few pieces, and each one marks the daemon's whole heap: in a bench it cost more CPU than the
-// transfer itself. Here the bytes go from the fixed buffer straight into the piece's own buffer (taken
-// from runtime/piece-buffer-pool.ts, so usually no allocation at all) and into the hash, while they are
-// still in cache. Better still, while a body is being received the socket reads straight into the
-// piece's buffer (net's `onread.buffer` as a function is asked for the buffer before every read), so
-// the bytes are never copied in JS at all.
+// transfer itself. Here, while a body is being received, the socket reads straight into the piece's own
+// buffer (taken from runtime/piece-buffer-pool.ts, so usually no allocation at all; net's
+// `onread.buffer` as a function is asked for the buffer before every read), so the bytes are never
+// copied in JS at all; they are staged to disk while still in cache (PieceSink) and hashed on the piece
+// hash thread (runtime/piece-hash-thread.ts), and the answer comes once the digest is in.
 //
 // Scope, deliberately narrow: GET only, responses framed by Content-Length (the upload server always
 // sends one; anything else is refused as a protocol error), no pipelining (one request per socket at

@@ -98,6 +98,15 @@ class HashThread {
     }
   }
 
+  /** Stops the worker as if it had died; waits for its exit to be handled. */
+  async stop(): Promise<void> {
+    const w = this.worker
+    if (w === undefined) return
+    const exited = new Promise((r) => w.once("exit", r))
+    await w.terminate()
+    await exited
+  }
+
   start(body: Uint8Array): PieceHash {
     const w = body.buffer instanceof SharedArrayBuffer ? this.ensure() : undefined
     if (w === undefined) return inThread(body)
@@ -151,3 +160,6 @@ const thread = new HashThread()
 
 /** Starts hashing `body` (on the worker when it is shared memory, else here), fed with `update`. */
 export const startPieceHash = (body: Uint8Array): PieceHash => thread.start(body)
+
+/** TEST ONLY: stops the worker as if it had died (digests awaited then fail; later bodies are hashed here). */
+export const stopPieceHashThread = (): Promise<void> => thread.stop()

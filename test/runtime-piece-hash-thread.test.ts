@@ -5,7 +5,7 @@ import { createHash, randomFillSync } from "node:crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { PieceBufferPool } from "../runtime/piece-buffer-pool.ts"
-import { startPieceHash } from "../runtime/piece-hash-thread.ts"
+import { startPieceHash, stopPieceHashThread } from "../runtime/piece-hash-thread.ts"
 
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 
@@ -64,5 +64,16 @@ describe("piece hash thread", () => {
     // A byte changed after hashing changes nothing already answered, and a new hash sees it.
     b[0]! ^= 0xff
     expect(await hashInChunks(b, [777])).toBe(sha256(b))
+  })
+
+  // Last: the worker stays stopped for the rest of this file.
+  it("when the worker dies, a digest awaited from it fails (never a wrong one), and later bodies are hashed in this thread", async () => {
+    const body = bodyOf(3 * 1024 * 1024, true, 0)
+    const h = startPieceHash(body)
+    h.update(2 * 1024 * 1024)
+    await stopPieceHashThread()
+    await expect(h.digest(body.length)).rejects.toThrow(/sha256 worker/)
+    const again = bodyOf(3 * 1024 * 1024, true, 0)
+    expect(await hashInChunks(again, [1, 1024 * 1024 + 3])).toBe(sha256(again))
   })
 })

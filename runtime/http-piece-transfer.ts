@@ -2,9 +2,9 @@
 // answers are temporary (retry the parent later); a parent that is gone or answers nonsense is not.
 //
 // The piece path is the hot one (a 1 GiB task is 256 of these), so it has its own client
-// (runtime/piece-client.ts): the body is copied once, straight into a buffer of the announced length,
-// and hashed chunk by chunk as it arrives, so hashing overlaps the network and the bytes are read while
-// still in cache; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
+// (runtime/piece-client.ts): the socket reads the body straight into a buffer of the announced length,
+// hashed as it arrives on the piece hash thread (runtime/piece-hash-thread.ts), so hashing overlaps the
+// network and leaves this thread; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
 // conductor checks it against the expected one as for any piece. With a `stage` (the daemon's disk
 // store), the bytes also go to their place in the task's file as they arrive (runtime/disk-store.ts).
 import { Effect, Layer, Schema } from "effect"

@@ -1,7 +1,7 @@
 // Sha256 on node:crypto (native, OpenSSL with the CPU's SHA extensions where it has them).
 //
-// A piece fetched from a parent is hashed while its bytes arrive (runtime/http-piece-transfer.ts), so
-// the hash overlaps the network and the bytes are read once, while still in cache. That digest is
+// A piece fetched from a parent is hashed while its bytes arrive, on the piece hash thread
+// (runtime/piece-client.ts, runtime/piece-hash-thread.ts), so the hash overlaps the network. That digest is
 // remembered for that exact buffer, and `hex` answers it instead of hashing the 4 MiB again: the
 // conductor still compares every piece's digest with the expected one. A remembered digest is only
 // ever set by whoever filled the buffer, once it is complete, and nothing writes to a piece buffer

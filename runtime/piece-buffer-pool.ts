@@ -1,5 +1,6 @@
 // Piece-sized buffers reused from one piece to the next, on both sides of a transfer: the piece client
-// receives a body into one (runtime/piece-client.ts), the disk store gives it back once the piece is on
+// receives a body into one (runtime/piece-client.ts; shared memory, so the piece hash thread reads it
+// in place), the disk store gives it back once the piece is on
 // disk (runtime/disk-store.ts), and the upload server reads a piece into one and gives it back once
 // Node has finished writing the response (runtime/upload-server.ts).
 //
@@ -35,8 +36,9 @@ export class PieceBufferPool {
     const b = this.free.get(length)?.pop()
     this.scheduleTrim()
     if (b === undefined) {
-      // allocUnsafeSlow: its own ArrayBuffer (never a slice of Node's shared pool), so it can be kept.
-      const fresh = Buffer.allocUnsafeSlow(length)
+      // Its own memory (never a slice of Node's shared pool), so it can be kept; shared, so the piece
+      // hash thread (runtime/piece-hash-thread.ts) reads a body where it arrived, without a copy.
+      const fresh = Buffer.from(new SharedArrayBuffer(length))
       this.issued.add(fresh)
       return fresh
     }

@@ -4,6 +4,7 @@
 // is retried transparently), and a malformed or cut-off answer is a clear TransferFailed. And the disk
 // store's write-behind: a piece is readable (its own bytes) the moment `write` returns, `commit` waits
 // for every write, and what was logged survives a restart.
+import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -16,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { DiskStore } from "../runtime/disk-store.ts"
 import { Host } from "../core/domain.ts"
 import { makeHttpPieceTransfer } from "../runtime/http-piece-transfer.ts"
+import { inPlaceReads } from "../runtime/piece-client.ts"
 import { pieceSha256Hex, sha256Hex } from "../runtime/node-sha256.ts"
 
 const TASK = "a".repeat(64)
@@ -89,6 +91,47 @@ describe("piece fast path", () => {
     const again = await fetch(port, 0)
     expect(again._tag).toBe("Success")
     expect(pieceSha256Hex((again as { success: Uint8Array }).success)).toBe(trueDigest)
+  })
+
+  it("on a slow link, gathers a trickle of small segments into larger reads, and the bytes and digest stay exact", async () => {
+    // A parent in its own process (so its pacing does not share our event loop) sending a 1.5 MiB body
+    // as 1448-byte segments at ~12.5 MB/s (100 Mbit/s), each written on its own.
+    const parent = spawn(process.execPath, ["-e", `
+      const net = require("node:net"), crypto = require("node:crypto")
+      const body = crypto.randomBytes(1536 * 1024)
+      const srv = net.createServer((socket) => {
+        socket.setNoDelay(true)
+        socket.once("data", () => {
+          socket.write("HTTP/1.1 200 OK\\r\\ncontent-length: " + body.length + "\\r\\n\\r\\n")
+          const t0 = performance.now()
+          let sent = 0
+          const tick = () => {
+            const due = Math.min(body.length, ((performance.now() - t0) / 1000) * 12.5e6)
+            while (sent < due) { socket.write(body.subarray(sent, Math.min(body.length, sent + 1448))); sent += 1448 }
+            if (sent < body.length) setImmediate(tick)
+          }
+          tick()
+        })
+        socket.on("error", () => {})
+      })
+      srv.listen(0, "127.0.0.1", () => process.stdout.write(JSON.stringify({ port: srv.address().port, sha256: crypto.createHash("sha256").update(body).digest("hex") }) + "\\n"))
+    `], { stdio: ["ignore", "pipe", "inherit"] })
+    try {
+      const hello = JSON.parse(await new Promise<string>((resolve) => parent.stdout!.once("data", (d: Buffer) => resolve(d.toString())))) as { port: number; sha256: string }
+      const before = { ...inPlaceReads }
+      const r = await fetch(hello.port, 0)
+      expect(r._tag).toBe("Success")
+      const bytes = (r as { success: Uint8Array }).success
+      expect(bytes.length).toBe(1536 * 1024)
+      expect(sha256Hex(bytes)).toBe(hello.sha256)
+      expect(pieceSha256Hex(bytes)).toBe(hello.sha256)
+      // Read one segment at a time, the average is ~1.5–3 KiB; gathered, tens of KiB.
+      const reads = inPlaceReads.count - before.count
+      const average = (inPlaceReads.bytes - before.bytes) / reads
+      expect(average, `${reads} reads`).toBeGreaterThan(8 * 1024)
+    } finally {
+      parent.kill()
+    }
   })
 
   it("a busy parent is a temporary failure carrying its message", async () => {

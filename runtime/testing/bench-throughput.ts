@@ -61,21 +61,28 @@ const cpuOf = async (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) / TICK
 }
 
-/** CPU seconds of the main (JS) thread and of the others (libuv's fs pool, V8's GC helpers), which Node 20 leaves unnamed. */
+/** CPU seconds of each thread, by thread id (Node 20 leaves its threads unnamed). */
 const threadCpuOf = async (pid: number) => {
   const out = new Map<string, number>()
   for (const tid of await fs.readdir(`/proc/${pid}/task`).catch(() => [] as Array<string>)) {
     const stat = await fs.readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "")
     if (stat === "") continue
-    const name = tid === String(pid) ? "main" : "others"
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    out.set(name, (out.get(name) ?? 0) + (Number(fields[11]) + Number(fields[12])) / TICK)
+    out.set(tid, (Number(fields[11]) + Number(fields[12])) / TICK)
   }
   return out
 }
-const threadDelta = (after: Map<string, number>, before: Map<string, number>) =>
-  [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const).filter(([, v]) => v >= 0.01)
-    .sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")
+/**
+ * The main (JS) thread, the busiest other thread (in a downloading daemon, the piece hash thread:
+ * runtime/piece-hash-thread.ts) and all the rest (libuv's fs pool, V8's GC helpers) over a run.
+ */
+const threadDelta = (pid: number, after: Map<string, number>, before: Map<string, number>) => {
+  const used = [...after].map(([tid, v]) => [tid, v - (before.get(tid) ?? 0)] as const)
+  const main = used.find(([tid]) => tid === String(pid))?.[1] ?? 0
+  const others = used.filter(([tid]) => tid !== String(pid)).map(([, v]) => v).sort((a, b) => b - a)
+  const rest = others.slice(1).reduce((a, b) => a + b, 0)
+  return `main ${main.toFixed(2)}, busiest other ${(others[0] ?? 0).toFixed(2)}, rest ${rest.toFixed(2)}`
+}
 
 /** curl into a file; resolves to curl's own CPU seconds (bash's `times` of its finished child). */
 const curl = (url: string, output: string) =>
@@ -133,7 +140,7 @@ try {
   console.log(`size ${SIZE / 1024 / 1024} MiB, ${RUNS} runs, load average before: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)
   // CPU s: user + system seconds spent by curl and the file server (direct), by both daemons (p2p).
   console.log("run | direct MB/s | p2p MB/s | ratio | direct CPU s | p2p CPU s (parent + child) | load (1 min)")
-  const rows: Array<{ direct: number; p2p: number; ratio: number }> = []
+  const rows: Array<{ direct: number; p2p: number; ratio: number; directCpu: number; parentCpu: number; childCpu: number }> = []
   /** The p2p downloads' [start, end] in µs of the monotonic clock V8's profiles use, to cut them out. */
   const windows: Array<[number, number]> = []
   const threadLines: Array<string> = []
@@ -164,14 +171,14 @@ try {
     windows.push([Number(window0), Number(process.hrtime.bigint() / 1000n)])
     const parentCpu = (await cpuOf(parent.pid!)) - parentCpu0
     const childCpu = (await cpuOf(child.pid!)) - childCpu0
-    const threads = `parent: ${threadDelta(await threadCpuOf(parent.pid!), threads0[0])}; child: ${threadDelta(await threadCpuOf(child.pid!), threads0[1])}`
+    const threads = `parent: ${threadDelta(parent.pid!, await threadCpuOf(parent.pid!), threads0[0])}; child: ${threadDelta(child.pid!, await threadCpuOf(child.pid!), threads0[1])}`
     const p2pCpu = parentCpu + childCpu
     if (reply.status !== 200) throw new Error(`p2p download: ${JSON.stringify(reply)}`)
     if (reply.body.bytesFromPeers !== SIZE || reply.body.bytesFromOrigin !== 0) throw new Error(`p2p download did not come from the parent alone: ${JSON.stringify(reply.body)}`)
     if (await sha256File(viaPeer) !== expected) throw new Error("p2p download: wrong content")
     await fs.rm(viaPeer)
 
-    const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec }
+    const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec, directCpu, parentCpu, childCpu }
     rows.push(row)
     console.log(`${run} | ${row.direct.toFixed(0)} | ${row.p2p.toFixed(0)} | ${row.ratio.toFixed(2)} | ${directCpu.toFixed(2)} | ${p2pCpu.toFixed(2)} (${parentCpu.toFixed(2)} + ${childCpu.toFixed(2)}) | ${loadavg()[0]!.toFixed(1)}`)
     threadLines.push(`${run} | CPU s by thread: ${threads}`)
@@ -179,6 +186,8 @@ try {
   for (const line of threadLines) console.log(line)
   const ratios = rows.map((r) => r.ratio)
   console.log(`median | ${median(rows.map((r) => r.direct)).toFixed(0)} | ${median(rows.map((r) => r.p2p)).toFixed(0)} | ${median(ratios).toFixed(2)} (ratio min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)})`)
+  const perGiB = (x: number) => (x / (SIZE / 1024 ** 3)).toFixed(2)
+  console.log(`median CPU s/GiB | direct ${perGiB(median(rows.map((r) => r.directCpu)))} | p2p ${perGiB(median(rows.map((r) => r.parentCpu + r.childCpu)))} (parent ${perGiB(median(rows.map((r) => r.parentCpu)))}, child ${perGiB(median(rows.map((r) => r.childCpu)))})`)
   console.log(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)
   if (PROFILE !== "") {
     for (const p of [parent, child]) {

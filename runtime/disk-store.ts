@@ -42,8 +42,9 @@ interface OpenTask {
 
 /** One piece's bytes written to their place in `data` as they arrive, before anyone has verified them. */
 interface Staging {
-  /** The buffer the bytes arrive in: `write` with this very buffer finds them on disk already. */
-  readonly buffer: Uint8Array
+  /** The buffer the bytes arrive in: `write` with this very buffer finds them on disk already. Weak: a
+   *  staged piece that is then dropped (failed verification) must not keep its piece-sized buffer alive. */
+  readonly buffer: WeakRef<Uint8Array>
   /** Bytes written so far, all from the start of the piece. */
   written: number
   /** False once revoked (a `write` of the piece came first, or a staged write failed): nothing more is written. */
@@ -293,7 +294,7 @@ export class DiskStore {
     // Held already, or a concurrent writer of the same piece got there first: these bytes are not needed.
     if (ledger.has(index) || writing.has(index)) return void this.buffers.give(bytes)
     // Staged from this very buffer, every byte: they are in the file already (`stage`).
-    const inPlace = staged !== undefined && staged.buffer === bytes && staged.written === bytes.length
+    const inPlace = staged !== undefined && staged.buffer.deref() === bytes && staged.written === bytes.length
     const done = (async () => {
       let at = inPlace ? bytes.length : 0
       while (at < bytes.length) {
@@ -337,7 +338,7 @@ export class DiskStore {
     if (ledger.has(index) || writing.has(index) || staging.get(index)?.live === true) return undefined
     const piece = pieceAt(meta.contentLength, meta.pieceLength, index)
     if (buffer.length !== piece.length) return undefined
-    const s: Staging = { buffer, written: 0, live: true }
+    const s: Staging = { buffer: new WeakRef(buffer), written: 0, live: true }
     staging.set(index, s)
     const stop = () => {
       s.live = false

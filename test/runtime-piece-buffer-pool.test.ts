@@ -8,6 +8,8 @@ import { mkdtemp, readFile, rm } from "node:fs/promises"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -227,6 +229,41 @@ describe("staging a piece's bytes in the file as they arrive (DiskStore.stage)",
       await reopened.loadExisting()
       const ledger = (await reopened.ledgerOf(task.taskId))!
       expect([0, 1, 2, 3].map((i) => ledger.has(i))).toEqual([true, true, false, false])
+    } finally {
+      await rm(root, { recursive: true, force: true })
+    }
+  })
+
+  it("a staged piece that is then dropped (failed verification) does not keep its buffer alive", async () => {
+    setFlagsFromString("--expose-gc")
+    const gc = runInNewContext("gc") as () => void
+    const root = await mkdtemp(path.join(tmpdir(), "damselfly-stage-gc-"))
+    try {
+      const task = { taskId: "3".repeat(64), url: "http://x/g", contentLength: content.length, pieceLength }
+      const store = new DiskStore(root)
+      await store.openAsync(task)
+      // In a function of its own, so no local of this test holds the buffer or its sink afterwards.
+      const stageJunk = (): WeakRef<Buffer> => {
+        const junk = Buffer.alloc(pieceLength, 0xcd)
+        const b = Buffer.alloc(pieceLength)
+        const sink = store.stage(task.taskId, 1, b)!
+        receive(sink, b, junk)
+        sink.complete()
+        return new WeakRef(b)
+      }
+      const ref = stageJunk()
+      for (let i = 0; i < 5 && ref.deref() !== undefined; i++) {
+        await new Promise((r) => setImmediate(r))
+        gc()
+      }
+      expect(ref.deref(), "the dropped piece's buffer is still reachable").toBeUndefined()
+      // The piece can still be staged and written afterwards.
+      const b = Buffer.alloc(pieceLength)
+      const sink = store.stage(task.taskId, 1, b)!
+      expect(receive(sink, b, pieceOf(1))).toBe(true)
+      sink.complete()
+      await store.writeAsync(task.taskId, 1, b, sha256Hex(pieceOf(1)))
+      expect(Buffer.compare(await store.readAsync(task.taskId, 1), pieceOf(1))).toBe(0)
     } finally {
       await rm(root, { recursive: true, force: true })
     }

@@ -190,6 +190,14 @@ export class PeerMachine {
   ledger: PieceLedger | undefined
   pieceCount = 0
   private availabilityCount = new Int32Array(0)
+  /**
+   * Pieces some source offered that we did not hold when last looked, in no order, no repeats
+   * (`isOffered`): a superset of the picker's candidates, so a dispatch looks at a handful of pieces,
+   * not every piece. Pruned as pieces are held or no longer offered.
+   */
+  private offered = new Int32Array(0)
+  private offeredCount = 0
+  private isOffered = new Uint8Array(0)
   private expected: Array<string | null> = []
   /** Piece → fetches of it in flight (more than one only in endgame). */
   private readonly inflight = new Map<number, number>()
@@ -298,6 +306,8 @@ export class PeerMachine {
       this.ledger = ledger
       this.pieceCount = pieceCountOf(ledger.contentLength, ledger.pieceLength)
       this.availabilityCount = new Int32Array(this.pieceCount)
+      this.offered = new Int32Array(this.pieceCount)
+      this.isOffered = new Uint8Array(this.pieceCount)
       this.firstSeen = new Float64Array(this.pieceCount).fill(NaN)
       if (this.expected.length !== this.pieceCount) this.expected = new Array(this.pieceCount).fill(null)
     }
@@ -371,7 +381,7 @@ export class PeerMachine {
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
         // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
-        this.availabilityCount[i]++
+        if (this.availabilityCount[i]++ === 0) this.offer(i)
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
         if ((endgame && this.inflight.has(i)) || this.wanted(i)) this.dirty = true
       }
@@ -666,7 +676,7 @@ export class PeerMachine {
     for (const s of [...this.sources.values()]) this.retire(s)
     const s = this.newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, this.options.originPieces > 0 ? this.options.originPieces : this.options.concurrentPieces)
     s.have.fill(1)
-    for (let i = 0; i < this.pieceCount; i++) this.availabilityCount[i]++
+    for (let i = 0; i < this.pieceCount; i++) if (this.availabilityCount[i]++ === 0) this.offer(i)
     this.sources.set(ORIGIN, s)
     this.dirty = true
   }
@@ -801,7 +811,8 @@ export class PeerMachine {
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    this.pruneOffered()
+    const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const holders = this.holdersOf(index, false)
@@ -821,6 +832,27 @@ export class PeerMachine {
         room--
       }
     }
+  }
+
+  private offer(index: number): void {
+    if (this.isOffered[index] === 1) return
+    this.isOffered[index] = 1
+    this.offered[this.offeredCount++] = index
+  }
+
+  /** Drops held pieces and pieces no source offers any more from `offered`. */
+  private pruneOffered(): void {
+    const offered = this.offered
+    const isOffered = this.isOffered
+    const count = this.availabilityCount
+    const held = this.ledger!.heldMask
+    let w = 0
+    for (let r = 0; r < this.offeredCount; r++) {
+      const i = offered[r]
+      if (count[i] > 0 && held[i] === 0) offered[w++] = i
+      else isOffered[i] = 0
+    }
+    this.offeredCount = w
   }
 
   private anySourceHasRoom(): boolean {

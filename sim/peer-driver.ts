@@ -33,8 +33,14 @@ export class PeerDriver {
   private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
-  /** Piece fetches in flight. */
-  readonly jobs = new Set<FetchJob>()
+  /** Piece fetches in flight, in no order (`FetchJob.slot` is each one's place): no hash set per peer. */
+  readonly jobs: Array<FetchJob> = []
+  /** Numbers the fetches as they join `jobs`, so they are stopped in that order (as a Set would iterate). */
+  private jobSeq = 0
+  /** Our own ledger's version times (`timesOf`), looked up once. */
+  private myTimes: Array<number> | undefined = undefined
+  /** A report arriving at the scheduler: one callback per peer, so no wrapper object per report. */
+  private readonly reportArrives = (m: PeerReport): void => this.reportArrived(m)
   readonly fast: boolean
   private readonly channel
   private readonly transfer
@@ -99,8 +105,9 @@ export class PeerDriver {
   private end(exit: Exit.Exit<DownloadResult, DownloadError>): void {
     if (this.exit !== undefined) return
     this.exit = exit
-    for (const job of this.jobs) job.cancel()
-    this.jobs.clear()
+    const jobs = this.jobs.splice(0, this.jobs.length).sort((a, b) => a.seq - b.seq)
+    for (const job of jobs) job.slot = -1
+    for (const job of jobs) job.cancel()
     for (const cancel of [...this.pending]) cancel()
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
@@ -173,7 +180,7 @@ export class PeerDriver {
           ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
-          const times = timesOf(ledger)
+          const times = this.myTimes ??= timesOf(ledger)
           while (times.length < ledger.version) times.push(world.engine.now)
         }
         if (failure === undefined) machine.stored(c)
@@ -226,7 +233,7 @@ export class PeerDriver {
   private report(m: PeerReport): void {
     const { world, me } = this
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
+    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), this.reportArrives, m)
   }
 
   /** A report reaches the scheduler. */
@@ -309,9 +316,27 @@ export class PeerDriver {
     const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
     if (delayMillis > 0) {
       // Waiting out an origin backoff: dropped with the peer.
-      this.jobs.add(job)
+      this.addJob(job)
       job.ev = this.world.engine.afterCall(delayMillis, jobBegin, job)
     } else job.begin()
+  }
+
+  addJob(job: FetchJob): void {
+    if (job.slot >= 0) return
+    job.slot = this.jobs.length
+    job.seq = this.jobSeq++
+    this.jobs.push(job)
+  }
+
+  removeJob(job: FetchJob): void {
+    const i = job.slot
+    if (i < 0) return
+    const last = this.jobs.pop()!
+    if (last !== job) {
+      this.jobs[i] = last
+      last.slot = i
+    }
+    job.slot = -1
   }
 
   /** The service path (origin ranges; parents' pieces under a fault plan). */
@@ -390,7 +415,6 @@ export class PeerDriver {
 }
 
 const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
-const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)
 const fireDeadline = (job: FetchJob): void => {
   job.deadlineEvent = NO_EVENT
   if (job.deadlineLive) job.timedOut()
@@ -412,6 +436,9 @@ const jobFlowed = (job: FetchJob): void => job.flowed()
 class FetchJob implements SlotWaiter {
   settled = false
   cancelled = false
+  /** Its place in the driver's `jobs` (-1: not there), and the order it joined them. */
+  slot = -1
+  seq = 0
   /** An upload slot is being waited for (SlotWaiter). */
   waiting = false
   /** The deadline still applies. */
@@ -439,7 +466,7 @@ class FetchJob implements SlotWaiter {
   begin(): void {
     const d = this.d
     if (d.ended) return
-    d.jobs.add(this)
+    d.addJob(this)
     if (this.s.id === ORIGIN) {
       this.serviceCancel = d.fetchByService(this)
       return
@@ -456,8 +483,9 @@ class FetchJob implements SlotWaiter {
     const p = world.hostById(this.s.parent!.host.id)
     if (p === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
     this.parent = p
-    const held = p.store.ledger(request.taskId)
-    const bytes = held?.has(this.index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(this.index) : undefined
+    const content = p.store.tasks.get(request.taskId)
+    const held = content?.ledger
+    const bytes = held?.has(this.index) === true ? content!.pieces.get(this.index) : undefined
     if (held !== undefined && bytes !== undefined) {
       // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
       // round trip is one event.
@@ -547,7 +575,7 @@ class FetchJob implements SlotWaiter {
     this.settled = true
     this.serviceCancel = undefined
     this.dropDeadline()
-    this.d.jobs.delete(this)
+    this.d.removeJob(this)
     return true
   }
 }

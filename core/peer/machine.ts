@@ -274,7 +274,8 @@ export class PeerMachine {
     if (this.outHead === out.length) return undefined
     const c = out[this.outHead]
     out[this.outHead++] = EMPTY_SLOT
-    if (this.outHead === out.length) out.length = this.outHead = 0
+    // Emptied: start over, but only now and then (truncating an array is a runtime call; taken slots hold nothing).
+    if (this.outHead === out.length && this.outHead >= 64) out.length = this.outHead = 0
     return c
   }
 
@@ -383,7 +384,7 @@ export class PeerMachine {
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
         if (this.availabilityCount[i]++ === 0) this.offer(i)
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
-        if ((endgame && this.inflight.has(i)) || this.wanted(i)) this.dirty = true
+        if (!this.dirty && ((endgame && this.inflight.has(i)) || this.wanted(i))) this.dirty = true
       }
     }
     if (!a.complete) this.out.push({ _tag: "Watch", source: s, since: s.since })
@@ -736,7 +737,7 @@ export class PeerMachine {
 
   // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    !this.ledger!.has(i) && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    this.ledger!.heldMask[i] === 0 && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
     (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {
@@ -760,18 +761,21 @@ export class PeerMachine {
     this.dirty = true
   }
 
+  /** `holdersOf`'s answer: its first `holdersOf(…)` entries (the rest are stale; not truncated, which costs a runtime call per pick). */
   private readonly holders: Array<Source> = []
 
-  /** The live sources that hold `index` (and, for endgame, are not the origin and not fetching it). */
-  private holdersOf(index: number, endgame: boolean): Array<Source> {
+  /** How many live sources hold `index` (and, for endgame, are not the origin and not fetching it); they are `holders[0..count)`. */
+  private holdersOf(index: number, endgame: boolean): number {
     const out = this.holders
-    out.length = 0
+    let k = 0
     for (const x of this.sources.values()) {
       if (x.have[index] !== 1) continue
       if (endgame && (x.id === ORIGIN || x.fetching.has(index))) continue
-      out.push(x)
+      if (k < out.length) out[k] = x
+      else out.push(x)
+      k++
     }
-    return out
+    return k
   }
 
   /**
@@ -815,8 +819,12 @@ export class PeerMachine {
     const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
-      const holders = this.holdersOf(index, false)
-      const s = chooseSource(striped ? holders.filter((x) => this.mayServe(x, index, holders, now)) : holders)
+      const count = this.holdersOf(index, false)
+      let s: Source | undefined
+      if (striped) {
+        const holders = this.holders.slice(0, count)
+        s = chooseSource(holders.filter((x) => this.mayServe(x, index, holders, now)))
+      } else s = chooseSource(this.holders, count)
       if (s === undefined) continue
       this.startFetch(s, index)
       room--
@@ -826,7 +834,7 @@ export class PeerMachine {
       for (const index of [...this.inflight.keys()]) {
         if (room <= 0) break
         // Never twice from the origin: that would cost it more than one copy.
-        const s = chooseSource(this.holdersOf(index, true))
+        const s = chooseSource(this.holders, this.holdersOf(index, true))
         if (s === undefined) continue
         this.startFetch(s, index)
         room--

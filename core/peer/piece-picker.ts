@@ -126,10 +126,11 @@ export interface SourceLoad {
  * then have in flight from it. A busy seed announces a wide uplink but delivers little; measuring
  * keeps children from queueing behind it. Returns undefined if all are full.
  */
-export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>): S | undefined => {
+export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>, count = holders.length): S | undefined => {
   let best: S | undefined
   let bestShare = -1
-  for (const s of holders) {
+  for (let k = 0; k < count; k++) {
+    const s = holders[k]
     if (s.inflight >= s.maxInflight) continue
     const share = (s.measuredRate ?? s.uploadBandwidth) / (s.inflight + 1)
     if (share > bestShare) {

@@ -15,6 +15,7 @@ import type { LedgerDeltaView, LedgerWaiter, PieceLedger } from "../core/piece-l
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
+import type { StoredContent } from "./store.ts"
 import { type SlotWaiter, type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
@@ -37,10 +38,10 @@ export class PeerDriver {
   readonly jobs: Array<FetchJob> = []
   /** Numbers the fetches as they join `jobs`, so they are stopped in that order (as a Set would iterate). */
   private jobSeq = 0
+  /** Our own task in our store (fault-free path), looked up once. */
+  private content: StoredContent | undefined = undefined
   /** Our own ledger's version times (`timesOf`), looked up once. */
   private myTimes: Array<number> | undefined = undefined
-  /** A report arriving at the scheduler: one callback per peer, so no wrapper object per report. */
-  private readonly reportArrives = (m: PeerReport): void => this.reportArrived(m)
   readonly fast: boolean
   private readonly channel
   private readonly transfer
@@ -176,8 +177,10 @@ export class PeerDriver {
       case "Write": {
         const ledger = machine.ledger!
         const before = ledger.version
-        const failure = this.fast && world.monitor === undefined
-          ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
+        // Our own content, looked up once (fault-free: a crash, which empties the store, is a fault).
+        const content = this.fast && world.monitor === undefined ? (this.content ??= me.store.tasks.get(request.taskId)) : undefined
+        const failure = content !== undefined
+          ? me.store.writeInto(content, c.index, c.bytes, c.digest)
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
           const times = this.myTimes ??= timesOf(ledger)
@@ -233,7 +236,7 @@ export class PeerDriver {
   private report(m: PeerReport): void {
     const { world, me } = this
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), this.reportArrives, m)
+    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
   }
 
   /** A report reaches the scheduler. */
@@ -415,6 +418,7 @@ export class PeerDriver {
 }
 
 const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
+const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)
 const fireDeadline = (job: FetchJob): void => {
   job.deadlineEvent = NO_EVENT
   if (job.deadlineLive) job.timedOut()

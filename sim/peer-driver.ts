@@ -44,7 +44,12 @@ export class PeerDriver {
   private myTimes: Array<number> | undefined = undefined
   readonly fast: boolean
   private readonly channel
-  private readonly transfer
+  /** The transfer service (fault plans and origin-free service paths only): made when first used, as a
+   *  fault-free peer never needs its closures (a large run holds one driver per peer). */
+  private transferService: ReturnType<typeof pieceTransfer> | undefined = undefined
+  private get transfer(): ReturnType<typeof pieceTransfer> {
+    return this.transferService ??= pieceTransfer(this.world, this.me)
+  }
 
   constructor(
     readonly world: HostContext,
@@ -61,7 +66,6 @@ export class PeerDriver {
     })
     this.fast = !world.faults.active
     this.channel = schedulerChannel(world, me)
-    this.transfer = pieceTransfer(world, me)
   }
 
   start(): this {

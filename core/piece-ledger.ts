@@ -76,6 +76,11 @@ export class PieceLedger {
 
   /** Records a verified piece. Idempotent: a second add of the same piece changes nothing. */
   add(index: number, digest: string): void {
+    // Held already (a simulated store added it first): no entry to build.
+    if (this.digests[index] !== undefined) {
+      this.arriving.delete(index)
+      return
+    }
     this.addEntry({ index, digest })
   }
 

@@ -3,12 +3,13 @@
 // --default, first the default scenario (both strategies). One size per process, so peak RSS is that
 // run's alone.
 //
-//   npx tsx scenarios/bench.ts --peers 1000|10000|100000 [--seed N] [--default] [--semi-space-mb N]
+//   npx tsx scenarios/bench.ts --peers 1000|10000|100000 [--seed N] [--default] [--semi-space-mb N] [--heap-mb N]
 //
 // A run allocates short-lived objects by the million (fetches, flows, messages); V8's default young
 // generation (16 MiB semi-spaces) promotes many of them before they die and spends a third of the run
 // in scavenges. So the bench runs itself in a Node with `--max-semi-space-size=64` (`--semi-space-mb 0`
-// keeps Node's default); the simulator's results do not depend on it.
+// keeps Node's default); the simulator's results do not depend on it. `--heap-mb N` raises V8's old-space
+// limit (Node's default is ~4 GiB, too little for 100,000 peers); 0, the default, keeps Node's.
 import { spawnSync } from "node:child_process"
 import { flashCrowd } from "./presets.ts"
 import { runScenario, type RunResult } from "../sim/run.ts"
@@ -25,10 +26,14 @@ const seed = arg("--seed", 1)
 const peers = arg("--peers", 1000)
 const semiSpaceMb = process.argv.includes("--semi-space-mb") ? Number(process.argv[process.argv.indexOf("--semi-space-mb") + 1]) : 64
 if (!Number.isInteger(semiSpaceMb) || semiSpaceMb < 0) throw new Error(`--semi-space-mb: expected a non-negative integer, got ${semiSpaceMb}`)
+const heapMb = process.argv.includes("--heap-mb") ? Number(process.argv[process.argv.indexOf("--heap-mb") + 1]) : 0
+if (!Number.isInteger(heapMb) || heapMb < 0) throw new Error(`--heap-mb: expected a non-negative integer, got ${heapMb}`)
 const semiFlag = `--max-semi-space-size=${semiSpaceMb}`
-if (semiSpaceMb > 0 && !process.execArgv.includes(semiFlag)) {
-  // V8 sizes the young generation at startup only: run again in a Node started with the flag.
-  const child = spawnSync(process.execPath, [semiFlag, ...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit" })
+const heapFlag = `--max-old-space-size=${heapMb}`
+const flags = [...(semiSpaceMb > 0 ? [semiFlag] : []), ...(heapMb > 0 ? [heapFlag] : [])]
+if (flags.some((f) => !process.execArgv.includes(f))) {
+  // V8 sizes its heap at startup only: run again in a Node started with the flags.
+  const child = spawnSync(process.execPath, [...flags, ...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit" })
   process.exit(child.status ?? 1)
 }
 
@@ -52,7 +57,7 @@ const bench = (label: string, scenario: Scenario, strategy: Strategy): RunResult
 }
 
 const main = async () => {
-  console.log(`bench: seed ${seed}, node ${process.version}, young generation: ${semiSpaceMb > 0 ? `${semiSpaceMb} MiB semi-spaces` : "node's default"}`)
+  console.log(`bench: seed ${seed}, node ${process.version}, young generation: ${semiSpaceMb > 0 ? `${semiSpaceMb} MiB semi-spaces` : "node's default"}, old space: ${heapMb > 0 ? `${heapMb} MiB` : "node's default"}`)
   if (process.argv.includes("--default")) {
     const def = await loadScenario("scenarios/default.ts")
     for (const strategy of def.strategies) bench("default (100 peers, 1 GiB)", def, strategy)

@@ -15,6 +15,7 @@ import type { LedgerDeltaView, LedgerWaiter, PieceLedger } from "../core/piece-l
 import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type SimHost } from "./host.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
+import type { StoredContent } from "./store.ts"
 import { type SlotWaiter, type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
@@ -33,13 +34,24 @@ export class PeerDriver {
   private readonly polls = new Map<Source, LongPoll>()
   private readonly timers = new Map<number, Cancel>()
   private pumping = false
-  /** Piece fetches in flight. */
-  readonly jobs = new Set<FetchJob>()
+  /** Piece fetches in flight, in no order (`FetchJob.slot` is each one's place): no hash set per peer. */
+  readonly jobs: Array<FetchJob> = []
+  /** Numbers the fetches as they join `jobs`, so they are stopped in that order (as a Set would iterate). */
+  private jobSeq = 0
+  /** Our own task in our store (fault-free path), looked up once. */
+  private content: StoredContent | undefined = undefined
+  /** Our own ledger's version times (`timesOf`), looked up once. */
+  private myTimes: Array<number> | undefined = undefined
   readonly fast: boolean
   /** PeerOptions.pickPerSource: a fetch that waited for a parent's slot picks its piece again (FetchJob.rebind). */
   readonly rebinds: boolean
   private readonly channel
-  private readonly transfer
+  /** The transfer service (fault plans and origin-free service paths only): made when first used, as a
+   *  fault-free peer never needs its closures (a large run holds one driver per peer). */
+  private transferService: ReturnType<typeof pieceTransfer> | undefined = undefined
+  private get transfer(): ReturnType<typeof pieceTransfer> {
+    return this.transferService ??= pieceTransfer(this.world, this.me)
+  }
 
   constructor(
     readonly world: HostContext,
@@ -57,7 +69,6 @@ export class PeerDriver {
     this.fast = !world.faults.active
     this.rebinds = options.pickPerSource === true
     this.channel = schedulerChannel(world, me)
-    this.transfer = pieceTransfer(world, me)
   }
 
   start(): this {
@@ -107,8 +118,9 @@ export class PeerDriver {
   private end(exit: Exit.Exit<DownloadResult, DownloadError>): void {
     if (this.exit !== undefined) return
     this.exit = exit
-    for (const job of this.jobs) job.cancel()
-    this.jobs.clear()
+    const jobs = this.jobs.splice(0, this.jobs.length).sort((a, b) => a.seq - b.seq)
+    for (const job of jobs) job.slot = -1
+    for (const job of jobs) job.cancel()
     for (const cancel of [...this.pending]) cancel()
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
@@ -177,11 +189,13 @@ export class PeerDriver {
       case "Write": {
         const ledger = machine.ledger!
         const before = ledger.version
-        const failure = this.fast && world.monitor === undefined
-          ? me.store.writeNow(request.taskId, c.index, c.bytes, c.digest)
+        // Our own content, looked up once (fault-free: a crash, which empties the store, is a fault).
+        const content = this.fast && world.monitor === undefined ? (this.content ??= me.store.tasks.get(request.taskId)) : undefined
+        const failure = content !== undefined
+          ? me.store.writeInto(content, c.index, c.bytes, c.digest)
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
-          const times = timesOf(ledger)
+          const times = this.myTimes ??= timesOf(ledger)
           while (times.length < ledger.version) times.push(world.engine.now)
         }
         if (failure === undefined) machine.stored(c)
@@ -317,9 +331,27 @@ export class PeerDriver {
     const job = new FetchJob(this, s, index, this.world.engine.now, timeoutMillis)
     if (delayMillis > 0) {
       // Waiting out an origin backoff: dropped with the peer.
-      this.jobs.add(job)
+      this.addJob(job)
       job.ev = this.world.engine.afterCall(delayMillis, jobBegin, job)
     } else job.begin()
+  }
+
+  addJob(job: FetchJob): void {
+    if (job.slot >= 0) return
+    job.slot = this.jobs.length
+    job.seq = this.jobSeq++
+    this.jobs.push(job)
+  }
+
+  removeJob(job: FetchJob): void {
+    const i = job.slot
+    if (i < 0) return
+    const last = this.jobs.pop()!
+    if (last !== job) {
+      this.jobs[i] = last
+      last.slot = i
+    }
+    job.slot = -1
   }
 
   /** The service path (origin ranges; parents' pieces under a fault plan). */
@@ -420,6 +452,9 @@ const jobFlowed = (job: FetchJob): void => job.flowed()
 class FetchJob implements SlotWaiter {
   settled = false
   cancelled = false
+  /** Its place in the driver's `jobs` (-1: not there), and the order it joined them. */
+  slot = -1
+  seq = 0
   /** An upload slot is being waited for (SlotWaiter). */
   waiting = false
   /** The deadline still applies. */
@@ -448,7 +483,7 @@ class FetchJob implements SlotWaiter {
   begin(): void {
     const d = this.d
     if (d.ended) return
-    d.jobs.add(this)
+    d.addJob(this)
     if (this.s.id === ORIGIN) {
       this.serviceCancel = d.fetchByService(this)
       return
@@ -465,8 +500,9 @@ class FetchJob implements SlotWaiter {
     const p = world.hostById(this.s.parent!.host.id)
     if (p === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
     this.parent = p
-    const held = p.store.ledger(request.taskId)
-    const bytes = held?.has(this.index) === true ? p.store.tasks.get(request.taskId)?.pieces.get(this.index) : undefined
+    const content = p.store.tasks.get(request.taskId)
+    const held = content?.ledger
+    const bytes = held?.has(this.index) === true ? content!.pieces.get(this.index) : undefined
     if (held !== undefined && bytes !== undefined) {
       // The parent holds it already (and keeps it): its checks pass on arrival, so the request's
       // round trip is one event.
@@ -570,7 +606,7 @@ class FetchJob implements SlotWaiter {
     this.settled = true
     this.serviceCancel = undefined
     this.dropDeadline()
-    this.d.jobs.delete(this)
+    this.d.removeJob(this)
     return true
   }
 }

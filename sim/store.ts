@@ -65,6 +65,11 @@ export class MemoryStore {
   writeNow(taskId: TaskId, index: number, bytes: Uint8Array, digest: string): StoreFailed | undefined {
     const c = this.tasks.get(taskId)
     if (c === undefined) return new StoreFailed({ message: `write: task ${taskId} is not open on ${this.hostId}` })
+    return this.writeInto(c, index, bytes, digest)
+  }
+
+  /** `writeNow` into a task's content the caller looked up (`tasks.get`) before: one lookup per download, not per piece. */
+  writeInto(c: StoredContent, index: number, bytes: Uint8Array, digest: string): StoreFailed | undefined {
     if (index < 0 || index >= c.ledger.pieceCount) {
       return new StoreFailed({ message: `write: piece ${index} outside 0..${c.ledger.pieceCount - 1}` })
     }

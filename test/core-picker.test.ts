@@ -53,6 +53,11 @@ describe("pickPieces, rarest first", () => {
         // A skip mask of unwanted pieces (held ones) changes nothing but the work.
         const skip = wanted.map((w, i) => (!w && i % 2 === 0 ? 1 : 0))
         expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], skip }, max, rotation, false)).toEqual(expected)
+        // Candidates (every available piece plus some unavailable ones, scrambled) change nothing but the work.
+        const candidates = Array.from({ length: n }, (_, i) => i)
+          .filter((i) => availability[i] > 0 || i % 3 === 0)
+          .sort((a, b) => ((a * 7919 + offset) % 31) - ((b * 7919 + offset) % 31) || b - a)
+        expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i], skip, candidates: [...candidates, -1], candidateCount: candidates.length }, max, rotation, false)).toEqual(expected)
         // Above the one-pass limit (a striped peer asks for every candidate) the same order.
         expect(pickPieces({ pieceCount: n, availability, wanted: (i) => wanted[i] }, n + 1, rotation, false)).toEqual(sorted)
       }),

@@ -204,6 +204,14 @@ export class PeerMachine {
   ledger: PieceLedger | undefined
   pieceCount = 0
   private availabilityCount = new Int32Array(0)
+  /**
+   * Pieces some source offered that we did not hold when last looked, in no order, no repeats
+   * (`isOffered`): a superset of the picker's candidates, so a dispatch looks at a handful of pieces,
+   * not every piece. Pruned as pieces are held or no longer offered.
+   */
+  private offered = new Int32Array(0)
+  private offeredCount = 0
+  private isOffered = new Uint8Array(0)
   private expected: Array<string | null> = []
   /** Piece → fetches of it in flight (more than one only in endgame). */
   private readonly inflight = new Map<number, number>()
@@ -284,7 +292,8 @@ export class PeerMachine {
     if (this.outHead === out.length) return undefined
     const c = out[this.outHead]
     out[this.outHead++] = EMPTY_SLOT
-    if (this.outHead === out.length) out.length = this.outHead = 0
+    // Emptied: start over, but only now and then (truncating an array is a runtime call; taken slots hold nothing).
+    if (this.outHead === out.length && this.outHead >= 64) out.length = this.outHead = 0
     return c
   }
 
@@ -316,6 +325,8 @@ export class PeerMachine {
       this.ledger = ledger
       this.pieceCount = pieceCountOf(ledger.contentLength, ledger.pieceLength)
       this.availabilityCount = new Int32Array(this.pieceCount)
+      this.offered = new Int32Array(this.pieceCount)
+      this.isOffered = new Uint8Array(this.pieceCount)
       this.firstSeen = new Float64Array(this.pieceCount).fill(NaN)
       if (this.expected.length !== this.pieceCount) this.expected = new Array(this.pieceCount).fill(null)
     }
@@ -392,9 +403,9 @@ export class PeerMachine {
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
         // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
-        this.availabilityCount[i]++
+        if (this.availabilityCount[i]++ === 0) this.offer(i)
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
-        if ((endgame && this.inflight.has(i)) || this.wanted(i)) this.dirty = true
+        if (!this.dirty && ((endgame && this.inflight.has(i)) || this.wanted(i))) this.dirty = true
       }
     }
     if (!a.complete) this.out.push({ _tag: "Watch", source: s, since: s.since })
@@ -697,7 +708,7 @@ export class PeerMachine {
     for (const s of [...this.sources.values()]) this.retire(s)
     const s = this.newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, this.options.originPieces > 0 ? this.options.originPieces : this.options.concurrentPieces)
     s.have.fill(1)
-    for (let i = 0; i < this.pieceCount; i++) this.availabilityCount[i]++
+    for (let i = 0; i < this.pieceCount; i++) if (this.availabilityCount[i]++ === 0) this.offer(i)
     this.sources.set(ORIGIN, s)
     this.dirty = true
   }
@@ -761,7 +772,7 @@ export class PeerMachine {
 
   // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    !this.ledger!.has(i) && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    this.ledger!.heldMask[i] === 0 && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
     (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {
@@ -787,18 +798,21 @@ export class PeerMachine {
     this.dirty = true
   }
 
+  /** `holdersOf`'s answer: its first `holdersOf(…)` entries (the rest are stale; not truncated, which costs a runtime call per pick). */
   private readonly holders: Array<Source> = []
 
-  /** The live sources that hold `index` (and, for endgame, are not the origin and not fetching it). */
-  private holdersOf(index: number, endgame: boolean): Array<Source> {
+  /** How many live sources hold `index` (and, for endgame, are not the origin and not fetching it); they are `holders[0..count)`. */
+  private holdersOf(index: number, endgame: boolean): number {
     const out = this.holders
-    out.length = 0
+    let k = 0
     for (const x of this.sources.values()) {
       if (x.have[index] !== 1) continue
       if (endgame && (x.id === ORIGIN || x.fetching.has(index))) continue
-      out.push(x)
+      if (k < out.length) out[k] = x
+      else out.push(x)
+      k++
     }
-    return out
+    return k
   }
 
   /**
@@ -839,11 +853,16 @@ export class PeerMachine {
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
     if (this.options.pickPerSource === true && !striped) room = this.dispatchPerSource(room)
-    const picks = room <= 0 ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    this.pruneOffered()
+    const picks = room <= 0 ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
-      const holders = this.holdersOf(index, false)
-      const s = chooseSource(striped ? holders.filter((x) => this.mayServe(x, index, holders, now)) : holders)
+      const count = this.holdersOf(index, false)
+      let s: Source | undefined
+      if (striped) {
+        const holders = this.holders.slice(0, count)
+        s = chooseSource(holders.filter((x) => this.mayServe(x, index, holders, now)))
+      } else s = chooseSource(this.holders, count)
       if (s === undefined) continue
       this.startFetch(s, index)
       room--
@@ -853,7 +872,7 @@ export class PeerMachine {
       for (const index of [...this.inflight.keys()]) {
         if (room <= 0) break
         // Never twice from the origin: that would cost it more than one copy.
-        const s = chooseSource(this.holdersOf(index, true))
+        const s = chooseSource(this.holders, this.holdersOf(index, true))
         if (s === undefined) continue
         this.startFetch(s, index)
         room--
@@ -904,6 +923,27 @@ export class PeerMachine {
     this.dirty = true
     this.step()
     return pick
+  }
+
+  private offer(index: number): void {
+    if (this.isOffered[index] === 1) return
+    this.isOffered[index] = 1
+    this.offered[this.offeredCount++] = index
+  }
+
+  /** Drops held pieces and pieces no source offers any more from `offered`. */
+  private pruneOffered(): void {
+    const offered = this.offered
+    const isOffered = this.isOffered
+    const count = this.availabilityCount
+    const held = this.ledger!.heldMask
+    let w = 0
+    for (let r = 0; r < this.offeredCount; r++) {
+      const i = offered[r]
+      if (count[i] > 0 && held[i] === 0) offered[w++] = i
+      else isOffered[i] = 0
+    }
+    this.offeredCount = w
   }
 
   private anySourceHasRoom(): boolean {

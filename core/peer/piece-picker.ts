@@ -11,6 +11,13 @@ export interface PickerView {
   readonly skip?: ArrayLike<number>
   /** Optional: only pieces where this is nonzero (what one source holds: BitTorrent picks per connection). */
   readonly holder?: ArrayLike<number>
+  /**
+   * Optional: the first `candidateCount` entries, in any order and without repeats, include every piece
+   * with availability > 0 (a superset is fine). A few picks then look at these instead of every piece
+   * (a peer mid-download is offered a handful of the pieces it lacks); the answer is the same.
+   */
+  readonly candidates?: ArrayLike<number>
+  readonly candidateCount?: number
 }
 
 /**
@@ -21,7 +28,7 @@ export interface PickerView {
 export const pickPieces = (view: PickerView, max: number, offset: number, sequential: boolean): Array<number> => {
   if (max <= 0 || view.pieceCount === 0) return []
   const n = view.pieceCount
-  if (!sequential && max <= SMALL_PICK) return rarestFew(view, max, offset)
+  if (!sequential && max <= SMALL_PICK) return view.candidates === undefined ? rarestFew(view, max, offset) : rarestFewOf(view, max, offset)
   const candidates: Array<number> = []
   const holder = view.holder
   for (let k = 0; k < n; k++) {
@@ -69,6 +76,43 @@ const rarestFew = (view: PickerView, max: number, offset: number): Array<number>
   return out
 }
 
+/**
+ * `rarestFew` over `view.candidates` (unordered): the rotation's order becomes an explicit tie-break,
+ * a piece's position in the rotation, so the picks are the same as a scan of every piece.
+ */
+const rarestFewOf = (view: PickerView, max: number, offset: number): Array<number> => {
+  const n = view.pieceCount
+  const availability = view.availability
+  const skip = view.skip
+  const holder = view.holder
+  const candidates = view.candidates!
+  const count = view.candidateCount ?? candidates.length
+  const out: Array<number> = []
+  const pos: Array<number> = []
+  for (let c = 0; c < count; c++) {
+    const i = candidates[c]
+    const a = availability[i]
+    if (a <= 0 || (skip !== undefined && skip[i] !== 0) || (holder !== undefined && holder[i] === 0)) continue
+    const p = i >= offset ? i - offset : i - offset + n
+    if (out.length === max) {
+      const last = availability[out[max - 1]]
+      if (last < a || (last === a && pos[max - 1] < p)) continue
+    }
+    if (!view.wanted(i)) continue
+    let j = out.length === max ? max - 1 : out.length
+    while (j > 0) {
+      const b = availability[out[j - 1]]
+      if (b < a || (b === a && pos[j - 1] < p)) break
+      out[j] = out[j - 1]
+      pos[j] = pos[j - 1]
+      j--
+    }
+    out[j] = i
+    pos[j] = p
+  }
+  return out
+}
+
 export interface SourceLoad {
   readonly id: string
   /** Upload capacity in bytes/s as the scheduler announced it. */
@@ -87,10 +131,11 @@ export interface SourceLoad {
  * then have in flight from it. A busy seed announces a wide uplink but delivers little; measuring
  * keeps children from queueing behind it. Returns undefined if all are full.
  */
-export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>): S | undefined => {
+export const chooseSource = <S extends SourceLoad>(holders: ReadonlyArray<S>, count = holders.length): S | undefined => {
   let best: S | undefined
   let bestShare = -1
-  for (const s of holders) {
+  for (let k = 0; k < count; k++) {
+    const s = holders[k]
     if (s.inflight >= s.maxInflight) continue
     const share = (s.measuredRate ?? s.uploadBandwidth) / (s.inflight + 1)
     if (share > bestShare) {

@@ -3,15 +3,17 @@
 // credentials; they expose status and counters, nothing a peer could abuse) must carry
 // `Authorization: Bearer TOKEN`, else 401. It keeps strangers on the network from registering fake
 // peers, triggering seeds or fetching pieces; it is not per-user access control.
-import { timingSafeEqual } from "node:crypto"
+import { createHash, timingSafeEqual } from "node:crypto"
 import { Effect } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
 import { errorResponse } from "./http-json.ts"
 
 export const TOKEN_ENV = "DAMSELFLY_TOKEN"
 /** A second secret only seed peers hold: with it, the scheduler takes no host as a seed without it
- *  (seeds fetch from the origin and may be handed a daemon's origin credentials). */
+ *  (seeds fetch from the origin and may be handed a daemon's origin credentials). It rides its own
+ *  header, next to the cluster token, so a seed works with schedulers that have no seed token too. */
 export const SEED_TOKEN_ENV = "DAMSELFLY_SEED_TOKEN"
+export const SEED_TOKEN_HEADER = "x-damselfly-seed-token"
 
 /** The flag's value, else the environment's; an empty string means no token. */
 export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string | undefined => {
@@ -23,12 +25,9 @@ export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string 
 export const authHeaders = (token: string | undefined): Record<string, string> =>
   token === undefined ? {} : { authorization: `Bearer ${token}` }
 
-/** Constant-time, so response timing does not leak how much of a guess was right. */
-const sameSecret = (given: string, expected: string) => {
-  const a = Buffer.from(given)
-  const b = Buffer.from(expected)
-  return a.length === b.length && timingSafeEqual(a, b)
-}
+/** Constant-time over digests, so response timing leaks neither how much of a guess was right nor the length. */
+export const sameSecret = (given: string, expected: string) =>
+  timingSafeEqual(createHash("sha256").update(given).digest(), createHash("sha256").update(expected).digest())
 
 /** Why a request is refused, or undefined when it may pass. */
 export const authProblem = (authorization: string | undefined, token: string): string | undefined => {
@@ -40,24 +39,14 @@ export const authProblem = (authorization: string | undefined, token: string): s
 
 const OPEN_PATHS = new Set(["/healthy", "/metrics"])
 
-/** Why a request is refused, or undefined when it carries any one of `tokens`. */
-export const authProblemAny = (authorization: string | undefined, tokens: ReadonlyArray<string>): string | undefined => {
-  let problem: string | undefined = "missing Authorization: Bearer token"
-  for (const token of tokens) {
-    problem = authProblem(authorization, token)
-    if (problem === undefined) return undefined
-  }
-  return problem
-}
-
-/** A global router middleware accepting any of `tokens`: a Layer to merge next to the routes. */
-export const requireToken = (...tokens: ReadonlyArray<string>) =>
+/** A global router middleware: a Layer to merge next to the routes (nothing when there is no token). */
+export const requireToken = (token: string) =>
   HttpRouter.middleware((handler) =>
     Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
       const pathname = request.url.split("?")[0]
       if (OPEN_PATHS.has(pathname)) return yield* handler
-      const problem = authProblemAny(request.headers["authorization"], tokens)
+      const problem = authProblem(request.headers["authorization"], token)
       if (problem !== undefined) return errorResponse(401, problem)
       return yield* handler
     }), { global: true })

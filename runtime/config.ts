@@ -68,7 +68,7 @@ const fraction = (path: string, flag: string, description: string): OptionSpec =
   ({ path, flag, description, expected: "a number between 0 and 1", metavar: "FRACTION", parse: parseFraction })
 
 const TOKEN_HELP = "Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy and /metrics); default $DAMSELFLY_TOKEN"
-const SEED_TOKEN_HELP = "Secret only seed peers hold: the scheduler takes a host as a seed only with it (Authorization: Bearer SEED_TOKEN); a seed daemon sends it to schedulers instead of --token; default $DAMSELFLY_SEED_TOKEN"
+const SEED_TOKEN_HELP = "Secret only seed peers hold: the scheduler takes a host as a seed (or lets one change) only with it; a seed daemon sends it to schedulers in x-damselfly-seed-token next to --token; default $DAMSELFLY_SEED_TOKEN"
 const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 
 const STRATEGY_OPTION: OptionSpec = {

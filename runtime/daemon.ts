@@ -23,7 +23,7 @@ import { AccessDenied, authorizedBlobHook, makeBlobAccess } from "./blob-access.
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
-import { requireToken, resolveToken, SEED_TOKEN_ENV } from "./auth.ts"
+import { requireToken, resolveToken, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
 import { serveRoutes } from "./http-serve.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
@@ -70,7 +70,7 @@ export interface DaemonOptions {
   readonly strategy?: StrategyName | undefined
   /** Shared secret: required on requests to this daemon and sent on its own (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
-  /** A seed's secret for the schedulers (runtime/auth.ts SEED_TOKEN_ENV): sent instead of `token` on scheduler calls. */
+  /** A seed's secret for the schedulers (runtime/auth.ts SEED_TOKEN_ENV): sent with every scheduler call, next to `token`. */
   readonly seedToken?: string | undefined
   readonly maxConnections?: number | undefined
   /** Silence from the origin mid-reply after which a piece fails (and is retried). */
@@ -189,7 +189,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const blobAccess = makeBlobAccess({ data: o.data, schedulers: o.schedulers, token, hostId: host.id })
     // A registration for a private task carries the credentials its seed needs (blob-access.ts says when).
     const seedToken = o.seed ? resolveToken(o.seedToken, SEED_TOKEN_ENV) : undefined
-    const ring = yield* makeRingSchedulerChannel(o.schedulers, seedToken ?? token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders)
+    const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders,
+      seedToken === undefined ? {} : { [SEED_TOKEN_HEADER]: seedToken })
     const peerOptions: PeerOptions = {
       ...defaultPeerOptions,
       ...strategies[o.strategy ?? "dragonfly"].peerOptions,

@@ -96,11 +96,13 @@ export const makeRingSchedulerChannel = (
   token?: string,
   downMillis = DEFAULT_SCHEDULER_DOWN_MILLIS,
   /** Extra HTTP headers for a download's RegisterPeer of a task (runtime/blob-access.ts's seed credentials). */
-  registerHeaders: (taskId: string) => Record<string, string> = () => ({})
+  registerHeaders: (taskId: string) => Record<string, string> = () => ({}),
+  /** Headers for every call (a seed's seed token). */
+  extraHeaders: Record<string, string> = {}
 ): Effect.Effect<RingSchedulerChannel> =>
   Effect.gen(function*() {
     const ring = new SchedulerRing(schedulerUrls)
-    const headers = authHeaders(token)
+    const headers = { ...authHeaders(token), ...extraHeaders }
     const calls = new Map(ring.nodes.map((url) => [url, callScheduler(url, headers)]))
     const downUntil = new Map<string, number>()
     const epochs = new Map<string, string>()
@@ -180,6 +182,9 @@ export const makeRingSchedulerChannel = (
         return route(taskOf(message), (url) => calls.get(url)!.request(message, extraFor(url))).pipe(
           Effect.map(([url, answer]) => {
             if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "NeedRegister") registeredAt.set(message.taskId, `${url}=${epochs.get(url) ?? "?"}`)
+            // The scheduler does not know the task (restarted, maybe before this daemon saw its new
+            // epoch): the next registration may trigger its seed, so it carries the credentials again.
+            if (answer._tag === "NeedRegister") registeredAt.delete(message.taskId)
             return answer
           })
         )

@@ -8,7 +8,7 @@ import { type Deployment, deployedConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
-import { authProblem, requireToken, resolveToken, SEED_TOKEN_ENV } from "./auth.ts"
+import { requireToken, resolveToken, sameSecret, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
 import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER, seedCredentialsApply } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
@@ -79,12 +79,21 @@ export const schedulerRoutes = (
         })
       })
     // With a seed token, only its holders are taken as seeds: a seed is sent to the origin and may be
-    // handed a daemon's origin credentials, so the cluster token alone must not make a host one.
+    // handed a daemon's origin credentials, so the cluster token alone must not make a host one — nor
+    // change a host this scheduler knows as a seed (its id is public on /healthy: reusing it as a normal
+    // host would leave the cluster without that seed).
     const seedProblem = (message: ScheduleRequest) =>
       Effect.gen(function*() {
-        if (options.seedToken === undefined || message._tag === "RescheduleParents" || message.host.type !== "seed") return undefined
-        const problem = authProblem((yield* HttpServerRequest.HttpServerRequest).headers["authorization"], options.seedToken)
-        return problem === undefined ? undefined : `host.type: "seed" requires the seed token (${problem})`
+        const seedToken = options.seedToken
+        if (seedToken === undefined || message._tag === "RescheduleParents") return undefined
+        const claimsSeed = message.host.type === "seed"
+        if (!claimsSeed && scheduler.hostOf(message.host.id)?.type !== "seed") return undefined
+        const given = (yield* HttpServerRequest.HttpServerRequest).headers[SEED_TOKEN_HEADER]
+        if (given !== undefined && sameSecret(given, seedToken)) return undefined
+        const why = given === undefined ? `missing ${SEED_TOKEN_HEADER}` : `wrong ${SEED_TOKEN_HEADER}`
+        return claimsSeed
+          ? `host.type: "seed" requires the seed token (${why})`
+          : `host.id: ${JSON.stringify(message.host.id)} is a seed here; changing it requires the seed token (${why})`
       })
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
@@ -136,8 +145,7 @@ export const schedulerServer = (options: SchedulerServerOptions) => {
   const seedToken = resolveToken(options.seedToken, SEED_TOKEN_ENV)
   const strategy = options.strategy ?? "dragonfly"
   const routes = schedulerRoutes(schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc }), { ...options, token, seedToken, strategy })
-  const tokens = token === undefined ? [] : seedToken === undefined ? [token] : [token, seedToken]
-  return serveRoutes(tokens.length === 0 ? routes : Layer.mergeAll(routes, requireToken(...tokens))).pipe(
+  return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
     Layer.provide(httpSeedPeerTrigger(token)),
     Layer.provide(listenLayer(options))
   )

@@ -9,7 +9,7 @@ import { Cause, Effect, Exit, Fiber, Schema, Stream } from "effect"
 import type { TaskId } from "../core/domain.ts"
 import type { DownloadError } from "../core/errors.ts"
 import type { DownloadResult } from "../core/peer/conductor.ts"
-import { MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
+import { MAX_PIECE_LENGTH, pieceAt, pieceCountOf, pieceLengthFor } from "../core/piece-layout.ts"
 import type { PieceLedger } from "../core/piece-ledger.ts"
 import type { Origin } from "../core/services/piece-transfer.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -211,7 +211,7 @@ export const makeTaskStreams = (deps: TaskStreamDeps) => {
           return yield* new OriginRefused({ message: `origin ${req.url}: HTTP ${probe.failure.status}`, status: probe.failure.status })
         }
         // Unreachable or failing (5xx): peers may still hold the task; the size comes from its ledger.
-        pieceLength ??= size === undefined ? MIN_PIECE_LENGTH : (deps.pieceLengthFor ?? pieceLengthFor)(size)
+        pieceLength ??= (deps.pieceLengthFor ?? pieceLengthFor)(size ?? 0)
         if (taskId === undefined) {
           taskId = yield* taskIdOf({ url: req.url, pieceLength, ...(req.digest === undefined ? {} : { digest: req.digest }) }).pipe(
             Effect.provide(NodeSha256),

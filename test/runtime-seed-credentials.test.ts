@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net"
 import { Effect } from "effect"
 import { afterAll, expect, it } from "vitest"
 import { Host } from "../core/domain.ts"
-import { AnnounceHost, RegisterPeer } from "../core/protocol.ts"
+import { AnnounceHost, RegisterPeer, RescheduleParents } from "../core/protocol.ts"
 import { SEED_AUTHORIZATION_HEADER } from "../runtime/blob-access.ts"
 import { makeRingSchedulerChannel } from "../runtime/http-scheduler-channel.ts"
 import { killAll, startScheduler } from "../runtime/testing/harness.ts"
@@ -70,6 +70,15 @@ it("seed credentials ride the first registration per scheduler incarnation, not 
     await Effect.runPromise(ring.channel.request(register))
     await Effect.runPromise(ring.channel.request(register))
     expect(registrations().map((r) => r.seedHeader)).toEqual([CREDENTIALS, undefined, undefined, CREDENTIALS, undefined])
+
+    // Restarted again, and this daemon has not announced since (its view of the epoch is stale): the
+    // scheduler's NeedRegister for the task is what says the next registration may trigger a seed.
+    scheduler.proc.child.kill("SIGTERM")
+    scheduler = await startScheduler("seed-creds-scheduler-3", [], { env: { DAMSELFLY_TOKEN: TOKEN } })
+    const answer = await Effect.runPromise(ring.channel.request(new RescheduleParents({ peerId: "creds-peer", taskId: TASK, blockedParents: [], reason: "test" })))
+    expect(answer._tag).toBe("NeedRegister")
+    await Effect.runPromise(ring.channel.request(register))
+    expect(registrations().map((r) => r.seedHeader).slice(5)).toEqual([CREDENTIALS])
   } finally {
     relay.close()
   }

@@ -24,8 +24,11 @@ const announce = (type: "seed" | "normal", id: string) => JSON.stringify({
 
 it("only holders of the seed token are taken as seeds; the cluster keeps working", async () => {
   const scheduler = await startScheduler("scheduler", ["--token", TOKEN, "--seed-token", SEED_TOKEN])
-  const post = (body: string, token: string | undefined) =>
-    rawRequest(scheduler.url, { method: "POST", path: "/v1/schedule", body, headers: { "content-type": "application/json", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) } })
+  const post = (body: string, token: string | undefined, seedToken?: string) =>
+    rawRequest(scheduler.url, {
+      method: "POST", path: "/v1/schedule", body,
+      headers: { "content-type": "application/json", ...(token === undefined ? {} : { authorization: `Bearer ${token}` }), ...(seedToken === undefined ? {} : { "x-damselfly-seed-token": seedToken }) }
+    })
 
   // The cluster token admits an ordinary host but not a seed (the seed token does: the seed daemon below).
   expect((await post(announce("normal", "plain-host"), TOKEN)).status).toBe(200)
@@ -33,6 +36,9 @@ it("only holders of the seed token are taken as seeds; the cluster keeps working
   expect(refused.status).toBe(403)
   expect((refused.json as { error: string }).error).toContain("host.type: \"seed\" requires the seed token")
   expect((await post(announce("seed", "would-be-seed"), undefined)).status).toBe(401)
+  expect((await post(announce("seed", "would-be-seed"), TOKEN, "a-wrong-seed-token")).status).toBe(403)
+  // The seed token is no cluster credential: without the cluster token it opens nothing.
+  expect((await post(announce("seed", "would-be-seed"), SEED_TOKEN, SEED_TOKEN)).status).toBe(401)
   expect((await getJson(`${scheduler.url}/healthy`)).body.seeds).toEqual([])
 
   // Daemons: a seed given only the cluster token is refused as a seed; one given the seed token is one,
@@ -47,6 +53,11 @@ it("only holders of the seed token are taken as seeds; the cluster keeps working
   await waitFor("the impostor to have tried", async () => /seed token/.test(impostor.proc.stdout() + impostor.proc.stderr()), 30_000)
   expect((await getJson(`${scheduler.url}/healthy`)).body.seeds).not.toContain("impostor")
   expect((await rawRequest(impostor.url, { path: "/healthy" })).json).toMatchObject({ announced: false })
+  // Nor can a holder of the cluster token take over a known seed's (public) id as a normal host.
+  const takeover = await post(announce("normal", "seed-0"), TOKEN)
+  expect(takeover.status).toBe(403)
+  expect((takeover.json as { error: string }).error).toContain("is a seed here")
+  expect((await getJson(`${scheduler.url}/healthy`)).body.seeds).toContain("seed-0")
 
   const out = path.join(ws.dir, "out.bin")
   const get = damselfly("get", ["get", origin.url, "-O", out, "--daemon", peer.url, "--token", TOKEN, "--no-progress"])
@@ -59,4 +70,11 @@ it("only holders of the seed token are taken as seeds; the cluster keeps working
   const hosts = (task.json as { peers: ReadonlyArray<{ hostId: string }> }).peers.map((p: { hostId: string }) => p.hostId)
   expect(hosts).toContain("seed-0")
   expect(hosts).not.toContain("impostor")
+}, 300_000)
+
+it("a seed daemon with a seed token works with a scheduler that has none", async () => {
+  const scheduler = await startScheduler("plain-scheduler", ["--token", TOKEN])
+  const seed = await spawnDaemon("plain-seed", { dir: ws.dir, schedulers: scheduler.url, seed: true, hostId: "seed-plain", args: ["--token", TOKEN, "--seed-token", SEED_TOKEN] })
+  await waitHealthy(seed.url, seed.proc, 120_000)
+  await waitFor("the seed announced", async () => (await getJson(`${scheduler.url}/healthy`)).body.seeds?.includes("seed-plain"))
 }, 300_000)

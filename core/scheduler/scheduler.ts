@@ -454,6 +454,10 @@ export class Scheduler {
   }
 
   /** Hosts that announced themselves (or registered a peer) since this scheduler started. */
+  hostOf(id: string): Host | undefined {
+    return this.hosts.get(id)
+  }
+
   knownHosts(): ReadonlyArray<Host> {
     return [...this.hosts.values()]
   }

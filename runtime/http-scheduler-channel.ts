@@ -175,16 +175,12 @@ export const makeRingSchedulerChannel = (
     const channel = SchedulerChannel.of({
       request: (message) => {
         if (message._tag === "AnnounceHost") return announce(message)
+        // The seed credentials ride every download registration: the scheduler may trigger (or re-trigger,
+        // when a seed failed) the task's seed on any of them, and uses them only for that.
         const extra = message._tag === "RegisterPeer" && !message.metadataOnly ? registerHeaders(message.taskId) : {}
-        // The seed credentials ride only the first registration this scheduler incarnation accepts for the
-        // task (the one that can trigger its seed): a re-registration has no use for them.
-        const extraFor = (url: string) => registeredAt.get(message.taskId) === `${url}=${epochs.get(url) ?? "?"}` ? {} : extra
-        return route(taskOf(message), (url) => calls.get(url)!.request(message, extraFor(url))).pipe(
+        return route(taskOf(message), (url) => calls.get(url)!.request(message, extra)).pipe(
           Effect.map(([url, answer]) => {
             if (message._tag === "RegisterPeer" && !message.metadataOnly && answer._tag !== "NeedRegister") registeredAt.set(message.taskId, `${url}=${epochs.get(url) ?? "?"}`)
-            // The scheduler does not know the task (restarted, maybe before this daemon saw its new
-            // epoch): the next registration may trigger its seed, so it carries the credentials again.
-            if (answer._tag === "NeedRegister") registeredAt.delete(message.taskId)
             return answer
           })
         )

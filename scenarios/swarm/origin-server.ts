@@ -50,9 +50,5 @@ const server = http.createServer((req, res) => {
   res.end(body)
 })
 server.keepAliveTimeout = 60_000
-// A direct download through a slow origin shared by many hosts outlasts Node's default request timeout
-// (300 s), which resets it; an origin server in a benchmark should not cut its clients off.
-server.requestTimeout = 0
-server.headersTimeout = 0
 server.listen(Number(port), listen, () => console.log(`origin listening on ${listen}:${port}, ${size} bytes`))
 process.on("SIGTERM", () => process.exit(0))

@@ -116,6 +116,16 @@ export const schedulerRoutes = (
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
         const refused = yield* seedProblem(message)
         if (refused !== undefined) return errorResponse(403, refused)
+        // A task named by its content digest is one task whatever the piece length, so a daemon cutting it
+        // differently (another --strategy than the cluster's) would fetch pieces that are not its pieces.
+        if (message._tag === "RegisterPeer") {
+          const known = scheduler.pieceLengthOf(message.taskId)
+          if (known !== undefined && known !== message.pieceLength) {
+            yield* Effect.logWarning("a peer registered a task with another piece length than its other peers: give the scheduler and every daemon the same --strategy").pipe(
+              Effect.annotateLogs({ taskId: message.taskId, peerId: message.peerId, host: message.host.id, pieceLength: message.pieceLength, taskPieceLength: known, strategy: options.strategy ?? "dragonfly" })
+            )
+          }
+        }
         const answered = metrics.scheduleStarted(message._tag)
         const answer = yield* Effect.provideService(scheduler.request(message), SeedPeerTrigger, yield* seedTriggerFor(message))
         answered(answer._tag)

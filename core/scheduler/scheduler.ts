@@ -454,6 +454,11 @@ export class Scheduler {
   }
 
   /** Hosts that announced themselves (or registered a peer) since this scheduler started. */
+  /** The piece length the task was registered with first (the one its peers share), if it is known here. */
+  pieceLengthOf(taskId: TaskId): number | undefined {
+    return this.tasks.get(taskId)?.pieceLength
+  }
+
   hostOf(id: string): Host | undefined {
     return this.hosts.get(id)
   }

@@ -3,12 +3,18 @@
 // Dragonfly serves any piece to anyone who knows the task id. Here, when a daemon fetches a blob with
 // an Authorization header, it first HEADs the blob upstream without credentials: a 2xx means the blob
 // is public and nothing changes. Otherwise it HEADs it with the caller's Authorization; when that
-// succeeds it asks the scheduler for a capability — (task id, its peer id, its IP, expiry), signed with
-// the scheduler's Ed25519 key — and marks the task private on its disk. A daemon's upload server serves
-// pieces (and availability) of a task it marked private only to requests carrying a capability for
-// that task and the requesting peer (`x-damselfly-capability`, `x-damselfly-peer`, from the IP the
-// capability names), verified with the schedulers' public keys: daemons never hold the signing key.
-// Credentials never leave the daemon that was given them; only the capability travels to parents.
+// succeeds it asks the scheduler for a capability — (task id, origin registry, its peer id, its IP,
+// expiry), signed with the scheduler's Ed25519 key — and marks the task private on its disk, noting the
+// registry it proved access at. The scheduler does not take the daemon's word for it: the request carries
+// the blob URL and the Authorization, and the scheduler repeats the authenticated HEAD itself, so holding
+// the cluster token is not enough to read another tenant's private blob. The capability names the URL's
+// registry (host:port), and a holder accepts it only for a task it proved at that same registry, so a
+// member cannot mint one with a server of its own that answers 200 for any digest. A daemon's upload
+// server serves pieces (and availability) of a task it marked private only to requests carrying a
+// capability for that task, registry and requesting peer (`x-damselfly-capability`, `x-damselfly-peer`,
+// from the IP the capability names), verified with the schedulers' public keys: daemons never hold the
+// signing key. Credentials go only to the daemon's own upstream and its configured schedulers; only the
+// capability travels to parents.
 //
 // Seeding a private blob: the scheduler's seed peer needs the registry's credentials to fetch it. A
 // daemon that proved access sends its `Authorization` with its registration for that task
@@ -59,6 +65,8 @@ export const CapabilityClaims = Schema.Struct({
   /** Which scheduler key signed it. */
   kid: Schema.String,
   task: TaskId,
+  /** The registry (URL host, with port) where access was proven; "" on capabilities from before it was recorded. */
+  origin: Schema.optionalKey(Schema.String),
   peer: Schema.String,
   /** The requesting host's IP as the scheduler knows it; "" when unknown. */
   ip: Schema.String,
@@ -71,7 +79,12 @@ export interface Capability {
   readonly token: string
   readonly taskId: string
   readonly expiresAt: number
+  /** The registry (host:port) the capability is good for. */
+  readonly origin: string
 }
+
+/** The part of a blob URL a private task is bound to: its host and port. */
+export const originOf = (url: string): string => new URL(url).host
 
 export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", {
   message: Schema.String
@@ -88,7 +101,15 @@ export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject):
 /** Why a token does not grant `taskId` to `peerId` from `remoteIp`, or undefined when it does. */
 export const capabilityProblem = (
   token: string | undefined,
-  o: { taskId: string; peerId: string | undefined; remoteIp: string | undefined; keys: ReadonlyMap<string, KeyObject>; nowSeconds: number }
+  o: {
+    taskId: string
+    /** The registry the holder proved the task at ("" when not recorded: any). */
+    origin?: string | undefined
+    peerId: string | undefined
+    remoteIp: string | undefined
+    keys: ReadonlyMap<string, KeyObject>
+    nowSeconds: number
+  }
 ): string | undefined => {
   if (token === undefined || token === "") return `task ${o.taskId} is private: a ${CAPABILITY_HEADER} header is required`
   const [payload, signature, extra] = token.split(".")
@@ -104,6 +125,9 @@ export const capabilityProblem = (
   if (!verify(null, Buffer.from(payload), key, Buffer.from(signature, "base64url"))) return `${CAPABILITY_HEADER}: bad signature`
   if (claims.exp <= o.nowSeconds) return `${CAPABILITY_HEADER}: expired`
   if (claims.task !== o.taskId) return `${CAPABILITY_HEADER}: issued for another task`
+  if (o.origin !== undefined && o.origin !== "" && claims.origin !== o.origin) {
+    return `${CAPABILITY_HEADER}: issued for the task at another registry (${JSON.stringify(claims.origin ?? "")}, this peer holds it from ${JSON.stringify(o.origin)})`
+  }
   if (o.peerId === undefined || claims.peer !== o.peerId) return `${CAPABILITY_HEADER}: issued for another peer than ${PEER_HEADER} ${JSON.stringify(o.peerId ?? null)}`
   if (claims.ip !== "" && o.remoteIp !== undefined && claims.ip !== o.remoteIp) return `${CAPABILITY_HEADER}: issued for a peer at another address`
   return undefined
@@ -120,6 +144,8 @@ export interface IssuerOptions {
   readonly data?: string | undefined
   readonly ttlSeconds?: number | undefined
   readonly hosts: () => ReadonlyArray<Host>
+  /** How the scheduler repeats a daemon's authenticated HEAD (tests may pass another). */
+  readonly fetch?: RegistryFetch
 }
 
 const loadOrCreateKey = (o: IssuerOptions): KeyObject => {
@@ -136,20 +162,39 @@ const loadOrCreateKey = (o: IssuerOptions): KeyObject => {
 
 export const CapabilityRequest = Schema.Struct({
   taskId: TaskId,
-  hostId: Schema.NonEmptyString
+  hostId: Schema.NonEmptyString,
+  /** The blob URL the daemon proved access at; its path must end in /blobs/sha256:<taskId>. */
+  url: Schema.NonEmptyString,
+  /** The Authorization that proved it; the scheduler repeats the HEAD with it and forgets it. */
+  authorization: Schema.NonEmptyString
 })
+
+/** Why `url` cannot name the blob `taskId`, or undefined when it can. */
+export const blobUrlProblem = (url: string, taskId: string): string | undefined => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return `url: expected an absolute http(s) URL, got ${JSON.stringify(url.slice(0, 200))}`
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return `url: expected http or https, got ${parsed.protocol}`
+  if (!parsed.pathname.endsWith(`/blobs/sha256:${taskId}`)) return `url: expected a registry blob URL ending in /blobs/sha256:${taskId}, got ${JSON.stringify(parsed.pathname.slice(0, 200))}`
+  return undefined
+}
 
 export const makeCapabilityIssuer = (o: IssuerOptions) => {
   const privateKey = loadOrCreateKey(o)
   const publicKey = createPublicKey(privateKey)
   const kid = keyIdOf(publicKey)
   const ttl = o.ttlSeconds ?? DEFAULT_CAPABILITY_TTL_SECONDS
+  const fetch = o.fetch ?? nodeRegistryFetch
   /** Tasks some daemon proved private access to (for operators; holders enforce it). */
   const privateTasks = new Set<string>()
-  const issue = (taskId: string, host: Pick<Host, "id" | "ip">, nowSeconds = Math.floor(Date.now() / 1000)): Capability => {
+  /** Signs a capability; callers have proven access to `taskId` at `origin` (a daemon's HEAD repeated, or preheat's own). */
+  const issue = (taskId: string, host: Pick<Host, "id" | "ip">, origin: string, nowSeconds = Math.floor(Date.now() / 1000)): Capability => {
     privateTasks.add(taskId)
-    const claims: CapabilityClaims = { v: 1, kid, task: taskId, peer: peerIdOf(host.id, taskId), ip: host.ip, exp: nowSeconds + ttl }
-    return { token: signCapability(claims, privateKey), taskId, expiresAt: claims.exp }
+    const claims: CapabilityClaims = { v: 1, kid, task: taskId, origin, peer: peerIdOf(host.id, taskId), ip: host.ip, exp: nowSeconds + ttl }
+    return { token: signCapability(claims, privateKey), taskId, expiresAt: claims.exp, origin }
   }
   const routes = [
     HttpRouter.route("GET", "/v1/blob-access/keys", Effect.sync(() =>
@@ -158,9 +203,16 @@ export const makeCapabilityIssuer = (o: IssuerOptions) => {
     // the capability names the IP this scheduler knows for it.
     HttpRouter.route("POST", "/v1/blob-access/capabilities", orBadRequest(Effect.gen(function*() {
       const body = yield* decodeBody(CapabilityRequest)
+      const malformed = blobUrlProblem(body.url, body.taskId)
+      if (malformed !== undefined) return errorResponse(400, malformed)
       const host = o.hosts().find((h) => h.id === body.hostId)
       if (host === undefined) return errorResponse(409, `hostId: host ${body.hostId} has not announced itself to this scheduler`)
-      return jsonResponse(issue(body.taskId, host))
+      const head = yield* Effect.result(fetch({ method: "HEAD", url: body.url, headers: { authorization: body.authorization } }))
+      if (head._tag === "Failure") return errorResponse(502, `url: the scheduler could not check access: ${head.failure.message}`)
+      if (head.success.status < 200 || head.success.status >= 300) {
+        return errorResponse(403, `authorization: HEAD ${body.url} with it answered HTTP ${head.success.status} to the scheduler`)
+      }
+      return jsonResponse(issue(body.taskId, host, originOf(body.url)))
     }))),
     HttpRouter.route("GET", "/v1/blob-access/tasks/:taskId", Effect.gen(function*() {
       const taskId = (yield* HttpRouter.params).taskId ?? ""
@@ -181,7 +233,7 @@ export interface BlobAccessOptions {
 }
 
 const KeysReply = Schema.Struct({ keys: Schema.Array(Schema.Struct({ kid: Schema.String, spki: Schema.String })) })
-const CapabilityReply = Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number })
+const CapabilityReply = Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, origin: Schema.String })
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/
 
@@ -189,8 +241,11 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   const fetch = o.fetch ?? nodeRegistryFetch
   const dir = path.join(o.data, "blob-access", "private")
   mkdirSync(dir, { recursive: true })
-  // Tasks marked private survive a restart: one empty file per task id.
-  const privateTasks = new Set<string>(readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)))
+  // Tasks marked private survive a restart: one file per task id holding the registry (host:port) access
+  // was proven at (empty in files from before it was recorded: then any registry's capability is accepted).
+  const privateTasks = new Map<string, string>(
+    readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => [n, readFileSync(path.join(dir, n), "utf8").trim()])
+  )
   const held = new Map<string, Capability>()
   /** The `Authorization` that proved access to each private task, kept in memory for the seed trigger only. */
   const proofs = new Map<string, string>()
@@ -198,11 +253,11 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   let keysFetchedAt = 0
   const headers = authHeaders(o.token)
 
-  const markPrivate = (taskId: string) =>
+  const markPrivate = (taskId: string, origin: string) =>
     Effect.promise(async () => {
-      if (privateTasks.has(taskId)) return
-      privateTasks.add(taskId)
-      await fs.writeFile(path.join(dir, taskId), "")
+      if (privateTasks.get(taskId) === origin) return
+      privateTasks.set(taskId, origin)
+      await fs.writeFile(path.join(dir, taskId), origin)
     })
 
   const refreshKeys = Effect.gen(function*() {
@@ -217,11 +272,11 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
     }
   })
 
-  const requestCapability = (taskId: string) =>
+  const requestCapability = (taskId: string, url: string, authorization: string) =>
     Effect.gen(function*() {
       const problems: Array<string> = []
       for (const base of o.schedulers) {
-        const reply = yield* Effect.result(postJson(`${base}/v1/blob-access/capabilities`, { taskId, hostId: o.hostId }, 10_000, headers))
+        const reply = yield* Effect.result(postJson(`${base}/v1/blob-access/capabilities`, { taskId, hostId: o.hostId, url, authorization }, 10_000, headers))
         if (reply._tag === "Failure") {
           problems.push(reply.failure.message)
           continue
@@ -258,10 +313,10 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       if (authed.status < 200 || authed.status >= 300) {
         return yield* Effect.fail(new AccessDenied({ message: `HEAD ${input.upstreamUrl} with the given authorization: HTTP ${authed.status}` }))
       }
-      const cap = yield* requestCapability(taskId)
+      const cap = yield* requestCapability(taskId, input.upstreamUrl, input.authorization)
       held.set(taskId, cap)
       proofs.set(taskId, input.authorization)
-      yield* markPrivate(taskId)
+      yield* markPrivate(taskId, cap.origin)
       return cap
     })
 
@@ -300,7 +355,7 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       const token = request.headers[CAPABILITY_HEADER]
       const peerId = request.headers[PEER_HEADER]
       const remoteIp = normalIp(request.peerAddress._tag === "Some" ? request.peerAddress.value : undefined)
-      const check = () => capabilityProblem(token, { taskId, peerId, remoteIp, keys, nowSeconds: Math.floor(Date.now() / 1000) })
+      const check = () => capabilityProblem(token, { taskId, origin: privateTasks.get(taskId), peerId, remoteIp, keys, nowSeconds: Math.floor(Date.now() / 1000) })
       let problem = check()
       if (problem !== undefined && /unknown key/.test(problem)) {
         yield* refreshKeys
@@ -313,7 +368,7 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   const adopt = (cap: Capability) =>
     Effect.gen(function*() {
       held.set(cap.taskId, cap)
-      yield* markPrivate(cap.taskId)
+      yield* markPrivate(cap.taskId, cap.origin)
     })
 
   return { proveAccess, requestHeaders, seedHeaders, admitSeed, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }

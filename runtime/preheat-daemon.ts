@@ -22,7 +22,7 @@ export const PreheatTaskBody = Schema.Struct({
   /** The whole content's digest (an OCI blob): checked once every piece is in. */
   digest: Schema.optional(Digest),
   /** A private blob: the capability the scheduler issued this host (it proved access upstream itself). */
-  capability: Schema.optional(Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number }))
+  capability: Schema.optional(Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, origin: Schema.String }))
 })
 export type PreheatTaskBody = typeof PreheatTaskBody.Type
 

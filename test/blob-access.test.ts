@@ -4,11 +4,13 @@
 // expired, or misdirected capability is refused; public content stays open to anyone.
 import { generateKeyPairSync, type KeyObject } from "node:crypto"
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { peerIdOf } from "../core/domain.ts"
-import { CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability } from "../runtime/blob-access.ts"
+import { blobUrlProblem, CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability } from "../runtime/blob-access.ts"
 import { getJson, httpJson, killAll, type Origin, rawRequest, type Server, spawnDaemon, spawnScheduler, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { buildImage, getManifest, pushImage, type Registry, startRegistry } from "./oci-registry-fixture.ts"
 
@@ -31,7 +33,7 @@ let blob: { digest: string; size: number; url: string; taskId: string }
 
 
 const claims = (over: Partial<CapabilityClaims> = {}): CapabilityClaims => ({
-  v: 1, kid, task: blob.taskId, peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
+  v: 1, kid, task: blob.taskId, origin: registry.host, peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
 })
 
 const piece = (node: Node, taskId: string, headers: Record<string, string> = {}) =>
@@ -85,6 +87,24 @@ describe("capability checks (pure)", () => {
     const widened = Buffer.from(JSON.stringify({ ...claims(), task: "c".repeat(64) })).toString("base64url")
     expect(capabilityProblem(`${widened}.${signCapability(claims(), privateKey).split(".")[1]}`, { ...o, taskId: "c".repeat(64) })).toMatch(/bad signature/)
     expect(capabilityProblem(`${payload}`, o)).toMatch(/malformed/)
+  })
+
+  it("binds a capability to the registry the holder proved the task at", () => {
+    const keys = new Map<string, KeyObject>([[kid, publicKey]])
+    const o = { taskId: blob.taskId, origin: registry.host, peerId: peerIdOf("peer-x", blob.taskId), remoteIp: "127.0.0.1", keys, nowSeconds: now() }
+    expect(capabilityProblem(signCapability(claims(), privateKey), o)).toBeUndefined()
+    expect(capabilityProblem(signCapability(claims({ origin: "evil.example:5000" }), privateKey), o)).toMatch(/another registry/)
+    const { origin: _, ...unbound } = claims()
+    expect(capabilityProblem(signCapability(unbound, privateKey), o)).toMatch(/another registry/)
+    // A holder's marker from before origins were recorded accepts any registry's capability.
+    expect(capabilityProblem(signCapability(claims({ origin: "evil.example:5000" }), privateKey), { ...o, origin: "" })).toBeUndefined()
+  })
+
+  it("names the field when a capability request's URL cannot name the task's blob", () => {
+    expect(blobUrlProblem(blob.url, blob.taskId)).toBeUndefined()
+    expect(blobUrlProblem("not a url", blob.taskId)).toMatch(/^url: expected an absolute/)
+    expect(blobUrlProblem(`ftp://${registry.host}/v2/x/blobs/sha256:${blob.taskId}`, blob.taskId)).toMatch(/^url: expected http or https/)
+    expect(blobUrlProblem(blob.url, "e".repeat(64))).toMatch(/^url: expected a registry blob URL ending in \/blobs\/sha256:e{64}/)
   })
 })
 
@@ -142,6 +162,40 @@ describe("private blobs between daemons", () => {
     // The holders were asked and refused (a 403 is a permanent failure for that parent).
     expect(refusals()).toBeGreaterThan(refusedBefore)
   }, 180_000)
+
+  it("the scheduler issues a capability only after repeating the authenticated HEAD, and names the registry in it", async () => {
+    const ask = (body: Record<string, unknown>) =>
+      httpJson(`${scheduler.url}/v1/blob-access/capabilities`, { method: "POST", body: JSON.stringify({ taskId: blob.taskId, hostId: "peer-c", ...body }) })
+    // A cluster member without working credentials: the scheduler's own HEAD fails, so no capability.
+    const wrong = await ask({ url: blob.url, authorization: "Basic bm9ib2R5Om5vcGU=" })
+    expect(wrong.status).toBe(403)
+    expect(wrong.body.error).toMatch(/^authorization: HEAD .* HTTP 401/)
+    expect((await ask({ url: blob.url })).status).toBe(400)
+    const otherBlob = await ask({ url: blob.url.replace(blob.taskId, "f".repeat(64)), authorization: BASIC })
+    expect(otherBlob.status).toBe(400)
+    expect(otherBlob.body.error).toMatch(/^url: expected a registry blob URL/)
+    const good = await ask({ url: blob.url, authorization: BASIC })
+    expect(good.status).toBe(200)
+    expect(good.body.origin).toBe(registry.host)
+
+    // A member's own server that answers 200 for any digest gets a capability naming that server, which
+    // the holder (who proved the task at the real registry) refuses.
+    const liar = http.createServer((_req, res) => res.writeHead(200, { "content-length": "0" }).end())
+    await new Promise<void>((resolve) => liar.listen(0, "127.0.0.1", resolve))
+    try {
+      const liarHost = `127.0.0.1:${(liar.address() as AddressInfo).port}`
+      const minted = await ask({ url: `http://${liarHost}/v2/secret/app/blobs/${blob.digest}`, authorization: "Basic anything" })
+      expect(minted.status).toBe(200)
+      expect(minted.body.origin).toBe(liarHost)
+      const refused = await piece(daemons.a, blob.taskId, withCapability(minted.body.token, peerIdOf("peer-c", blob.taskId)))
+      expect(refused.status).toBe(403)
+      expect(refused.json.error).toMatch(/another registry/)
+      const honest = await piece(daemons.a, blob.taskId, withCapability(good.body.token, peerIdOf("peer-c", blob.taskId)))
+      expect(honest.status).toBe(200)
+    } finally {
+      liar.close()
+    }
+  }, 120_000)
 
   it("public content stays open: no capability needed", async () => {
     const r = await download(daemons.a, { url: origin.url, output: path.join(dir, "out", "public.bin") })

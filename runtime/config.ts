@@ -74,7 +74,7 @@ const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 const STRATEGY_OPTION: OptionSpec = {
   path: "strategy", flag: "strategy", metavar: "NAME", expected: `one of ${strategyNames.join(", ")}`,
   parse: (u: unknown) => (typeof u === "string" && (strategyNames as ReadonlyArray<string>).includes(u) ? u : undefined),
-  description: `Distribution strategy (core/strategies.ts): ${strategyNames.join(", ")}; give the scheduler and every daemon the same (default dragonfly)`
+  description: `Distribution strategy (core/strategies.ts): ${strategyNames.join(", ")}; a daemon without it takes its schedulers' (default dragonfly)`
 }
 
 export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [

@@ -22,6 +22,7 @@ import { taskIdOf } from "../core/task-id.ts"
 import { AccessDenied, authorizedBlobHook, makeBlobAccess } from "./blob-access.ts"
 import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
+import { call } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { requireToken, resolveToken, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
 import { serveRoutes } from "./http-serve.ts"
@@ -191,12 +192,17 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const seedToken = o.seed ? resolveToken(o.seedToken, SEED_TOKEN_ENV) : undefined
     const ring = yield* makeRingSchedulerChannel(o.schedulers, token, o.schedulerDownMillis ?? DEFAULT_SCHEDULER_DOWN_MILLIS, blobAccess.seedHeaders,
       seedToken === undefined ? {} : { [SEED_TOKEN_HEADER]: seedToken })
-    const peerOptions: PeerOptions = {
+    // The strategy decides peer options and the piece length, which is part of a URL task's id: a daemon cut
+    // differently from the rest of its cluster fetches nothing from it. Without --strategy the daemon takes
+    // the schedulers' (their /healthy says it) on its first announcement; until then, and when none answers,
+    // Dragonfly's.
+    const strategy: { name: StrategyName; from: "flag" | "default" | "scheduler" } = { name: o.strategy ?? "dragonfly", from: o.strategy !== undefined ? "flag" : "default" }
+    const peerOptionsNow = (): PeerOptions => ({
       ...defaultPeerOptions,
-      ...strategies[o.strategy ?? "dragonfly"].peerOptions,
+      ...strategies[strategy.name].peerOptions,
       ...(o.concurrentPieces !== undefined ? { concurrentPieces: o.concurrentPieces } : {}),
       ...(o.originOutageMillis !== undefined ? { originOutageMillis: o.originOutageMillis } : {})
-    }
+    })
     // Bandwidth limits (runtime/bandwidth.ts): one bucket per kind, shared by every task on this host.
     const downloadLimiter = limiterFor(o.downloadLimit)
     const backToSourceLimiter = limiterFor(o.backToSourceLimit)
@@ -224,6 +230,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // the bucket is not taken for a stalled parent.
     const optionsFor = (pieceLength: number, disableBackToSource: boolean): PeerOptions => {
       const rates = [o.downloadLimit, o.backToSourceLimit].filter((r): r is number => r !== undefined)
+      const peerOptions = peerOptionsNow()
       const base = disableBackToSource ? { ...peerOptions, disableBackToSource: true } : peerOptions
       if (rates.length === 0) return base
       const perPiece = (pieceLength / Math.min(...rates)) * 1000
@@ -253,6 +260,28 @@ export const daemonRoutes = (o: DaemonOptions) =>
       }
     })
 
+    // Each scheduler's /healthy names its strategy (no token needed). Schedulers that disagree are a
+    // misconfiguration: say so and keep the first answer, in the order of --schedulers.
+    const learnStrategy = Effect.gen(function*() {
+      const named = new Map<string, string>()
+      for (const base of o.schedulers) {
+        const reply = yield* Effect.result(call(`${base}/healthy`, { timeoutMillis: 5_000 }))
+        if (reply._tag === "Failure" || reply.success.status !== 200) continue
+        const said = yield* Effect.result(Effect.try(() => (JSON.parse(reply.success.body.toString("utf8")) as { strategy?: unknown }).strategy))
+        if (said._tag === "Success" && typeof said.success === "string" && said.success in strategies) named.set(base, said.success)
+      }
+      const first = named.values().next()
+      if (first.done === true) return
+      if (new Set(named.values()).size > 1) {
+        yield* Effect.logWarning("schedulers run different strategies; give them all the same --strategy").pipe(
+          Effect.annotateLogs({ strategies: Object.fromEntries(named), using: first.value })
+        )
+      }
+      strategy.name = first.value as StrategyName
+      strategy.from = "scheduler"
+      yield* Effect.logInfo("strategy taken from the schedulers").pipe(Effect.annotateLogs({ strategy: strategy.name }))
+    })
+
     const presence = Effect.gen(function*() {
       let epoch: string | undefined
       let lastProblem: string | undefined
@@ -275,6 +304,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           }
           epoch = next.success
           announced = true
+          if (strategy.from === "default") yield* learnStrategy
           yield* reRegisterDownloads
         }
         const wait = Math.min(ok ? 30_000 : 1_000, (ring.untilNextExpiry() ?? Infinity) + 50)
@@ -331,7 +361,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
 
     // Streams of a task's bytes as its pieces land: `GET /v1/object` below, and in-process callers.
     // The strategy's piece length (damselfly's goes down to 2 MiB): every daemon and the scheduler run the same.
-    const strategyRule = (contentLength: number) => strategyPieceLength(o.strategy ?? "dragonfly", contentLength)
+    const strategyRule = (contentLength: number) => strategyPieceLength(strategy.name, contentLength)
     const tasks = makeTaskStreams({
       store,
       origin: yield* Origin.use(Effect.succeed).pipe(Effect.provide(origin)),
@@ -414,7 +444,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           ? errorResponse(404, `no download of task ${taskId} here`)
           : jsonResponse({ taskId: p.taskId, startedAt: p.startedAt, pieceLength: p.pieceLength, pieces: p.pieces })
       })),
-      HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, downloading: inFlight.size, schedulers: ring.status() }))),
+      HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, strategy: strategy.name, strategyFrom: strategy.from, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
         const seed = yield* decodeBody(SeedRequestBody)
         // With origin credentials (a private blob): proven and marked private here before anything is fetched.

@@ -9,7 +9,7 @@ import { constants as fsConstants, promises as fs } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Schema } from "effect"
-import { HttpRouter } from "effect/http"
+import { HttpRouter, HttpServerRequest } from "effect/http"
 import { PositiveInt, TaskId } from "../core/domain.ts"
 import { pieceAt, pieceLengthFor } from "../core/piece-layout.ts"
 import type { PieceLedger } from "../core/piece-ledger.ts"
@@ -155,6 +155,10 @@ const summary = (task: StoredTask, ledger: PieceLedger) => ({
   complete: ledger.complete
 })
 
+/** The tasks held here for exactly this URL (one per piece length it was cut with), complete ones first. */
+const heldForUrl = async (store: CacheDeps["store"], url: string) =>
+  (await store.heldAsync()).filter((h) => h.task.url === url).sort((a, b) => Number(b.ledger.complete) - Number(a.ledger.complete))
+
 export const cacheRoutes = (deps: CacheDeps) => [
   HttpRouter.route("POST", "/v1/cache/import", orBadRequest(Effect.gen(function*() {
     const body = yield* decodeBody(CacheImportBody)
@@ -178,8 +182,7 @@ export const cacheRoutes = (deps: CacheDeps) => [
         taskId = yield* taskIdOf({ url: body.url, pieceLength: body.pieceLength }).pipe(Effect.provide(NodeSha256), Effect.orDie)
       } else {
         // No piece length: the complete task held for exactly this URL (the one with the most pieces held).
-        const all = (yield* Effect.promise(() => deps.store.heldAsync())).filter((h) => h.task.url === body.url)
-        const best = all.find((h) => h.ledger.complete) ?? all[0]
+        const best = (yield* Effect.promise(() => heldForUrl(deps.store, body.url!)))[0]
         if (best === undefined) return errorResponse(404, `url: no task held for ${body.url}`)
         taskId = best.task.taskId
       }
@@ -192,6 +195,15 @@ export const cacheRoutes = (deps: CacheDeps) => [
     const exit = yield* Effect.result(attempt(() => exportTask(deps.store, taskId, body.output)))
     if (exit._tag === "Failure") return refusal(exit.failure)
     return jsonResponse({ taskId, output: body.output, contentLength: h.task.contentLength })
+  }))),
+  // By URL: the daemon knows which piece length (strategy) it cut the URL with; a client does not.
+  HttpRouter.route("GET", "/v1/cache/tasks", orBadRequest(Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const url = new URL(request.url, "http://daemon").searchParams.get("url")
+    if (url === null || url === "") return yield* badRequest("url: expected the query parameter url=<the task's URL>")
+    const all = yield* Effect.promise(() => heldForUrl(deps.store, url))
+    if (all.length === 0) return errorResponse(404, `url: no task held for ${url}`)
+    return jsonResponse({ tasks: all.map((h) => summary(h.task, h.ledger)) })
   }))),
   HttpRouter.route("GET", "/v1/cache/tasks/:taskId", orBadRequest(Effect.gen(function*() {
     const params = yield* HttpRouter.params
@@ -246,7 +258,12 @@ export const cacheStat = async (c: CacheClient, o: { url?: string | undefined; t
   if (taskId === undefined) {
     if (o.url === undefined) throw new CacheFailed("stat: give a URL or --task-id")
     const url = o.url
-    taskId = await Effect.runPromise(taskIdOf({ url, pieceLength: o.pieceLength ?? pieceLengthFor(0) }).pipe(Effect.provide(NodeSha256)))
+    // Without a piece length, the daemon finds the task it holds for the URL (whatever its strategy cut).
+    if (o.pieceLength === undefined) {
+      const found = await callDaemon(c, "GET", `/v1/cache/tasks?url=${encodeURIComponent(url)}`)
+      return (found.tasks as Array<Record<string, unknown>>)[0]!
+    }
+    taskId = await Effect.runPromise(taskIdOf({ url, pieceLength: o.pieceLength }).pipe(Effect.provide(NodeSha256)))
   }
   return callDaemon(c, "GET", `/v1/cache/tasks/${encodeURIComponent(taskId)}`)
 }

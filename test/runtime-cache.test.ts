@@ -72,6 +72,19 @@ describe("damselfly cache", () => {
     assertSound(b.proc)
   }, 120_000)
 
+  it("stat by URL finds the task whatever piece length it was cut with (the daemon's strategy's)", async () => {
+    const d = cluster.daemons[0]
+    const other = `${url}-cut-at-2MiB`
+    const imported = await run("cache-import-2m", ["cache", "import", file, "--url", other, "--piece-length", String(2 * MiB), "--daemon", d.url])
+    expect(imported.code, imported.err).toBe(0)
+    const stat = await run("cache-stat-2m", ["cache", "stat", other, "--daemon", d.url])
+    expect(stat.code, stat.err).toBe(0)
+    expect(JSON.parse(stat.out)).toMatchObject({ taskId: JSON.parse(imported.out).taskId, pieceLength: 2 * MiB, pieces: 7, complete: true })
+    const missing = await run("cache-stat-missing", ["cache", "stat", `${url}-never`, "--daemon", d.url])
+    expect(missing.code).not.toBe(0)
+    expect(missing.err).toMatch(/url: no task held for/)
+  }, 60_000)
+
   it("refuses bad paths and ids by field, creates nothing, and keeps serving", async () => {
     const d = cluster.daemons[0].url
     const sandbox = path.join(dir, "sandbox")

@@ -94,8 +94,9 @@ export class Network {
   readonly links: Array<Link> = []
   /** The shared links a flow from src to dst crosses (none unless the world sets a topology). */
   route: (src: NetHost, dst: NetHost) => ReadonlyArray<Link> = () => NO_LINKS
-  /** Bytes moved between host pairs, by host index: `pairBytes.get(src * hosts + dst)` (filled at flow end). */
-  readonly pairBytes = new Map<number, number>()
+  /** Bytes moved between host pairs, by host index: `pairBytes[src]?.get(dst)` (filled at flow end; small
+   *  integer keys, where one key for the pair would be a heap number in a large run). */
+  readonly pairBytes: Array<Map<number, number> | undefined> = []
   /** Links changed since the last re-solve (each once: marked with `-(solve + 1)`). */
   private readonly changedUp: Array<NetHost> = []
   private readonly changedDown: Array<NetHost> = []
@@ -147,7 +148,11 @@ export class Network {
       done: false, onDone, doneArg: arg, mark: 0, network: this
     }
     this.flowsStarted++
-    if (this.traceFlows) this.engine.record(`flow ${flow.id} start ${src.name}>${dst.name} ${bytes}`)
+    if (this.traceFlows) {
+      // `flow ${id} start ${src}>${dst} ${bytes}`, written straight into the trace (a line per flow).
+      this.engine.trace.begin(now, src.name.length + dst.name.length + 64)
+        .text("flow ").int(flow.id).text(" start ").text(src.name).text(">").text(dst.name).text(" ").int(bytes).end()
+    }
     if (bytes <= 0 || src === dst) {
       // Nothing crosses a link: done at once (but still as an event, to keep resumption asynchronous).
       this.engine.afterCall(0, finishEmpty, flow)
@@ -275,24 +280,27 @@ export class Network {
     flow.src.bytesSent += flow.bytes
     flow.dst.bytesReceived += flow.bytes
     this.countPair(flow, flow.bytes)
-    if (this.traceFlows) this.engine.record(`flow ${flow.id} end`)
+    if (this.traceFlows) this.engine.trace.begin(this.engine.now, 40).text("flow ").int(flow.id).text(" end").end()
     flow.onDone(flow.doneArg)
   }
 
   private countPair(flow: Flow, bytes: number): void {
-    const key = flow.src.index * 1_000_003 + flow.dst.index
-    this.pairBytes.set(key, (this.pairBytes.get(key) ?? 0) + bytes)
+    const to = this.pairBytes[flow.src.index] ??= new Map()
+    const key = flow.dst.index
+    to.set(key, (to.get(key) ?? 0) + bytes)
   }
 
   /** Bytes moved from one group of hosts to another (e.g. IDCs), keyed "a->b". */
   trafficBetween(groupOf: (host: NetHost) => string): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const [key, bytes] of this.pairBytes) {
-      const src = this.hosts[Math.floor(key / 1_000_003)]
-      const dst = this.hosts[key % 1_000_003]
-      const k = `${groupOf(src)}->${groupOf(dst)}`
-      out[k] = (out[k] ?? 0) + bytes
-    }
+    this.pairBytes.forEach((to, s) => {
+      if (to === undefined) return
+      const src = groupOf(this.hosts[s])
+      for (const [d, bytes] of to) {
+        const k = `${src}->${groupOf(this.hosts[d])}`
+        out[k] = (out[k] ?? 0) + bytes
+      }
+    })
     return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)))
   }
 

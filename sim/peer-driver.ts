@@ -561,7 +561,10 @@ class FetchJob implements SlotWaiter {
   }
 
   flowed(): void {
+    const flow = this.flow!
     this.flow = undefined
+    // Nothing else holds it (the network called this last): the next flow reuses it.
+    this.d.world.network.release(flow)
     this.slots!.release()
     this.ok(this.bytes!)
   }
@@ -580,10 +583,12 @@ class FetchJob implements SlotWaiter {
     this.ev = NO_EVENT
     this.waiting = false
     if (this.flow !== undefined) {
-      this.d.world.network.cancel(this.flow)
+      const network = this.d.world.network
+      network.cancel(this.flow)
+      network.release(this.flow)
+      this.flow = undefined
       this.slots!.release()
     }
-    this.flow = undefined
     this.serviceCancel?.()
     this.serviceCancel = undefined
     this.dropDeadline()

@@ -27,9 +27,7 @@ export class Trace {
   private timeText = ""
 
   record(timeMillis: number, line: string): void {
-    this.begin(timeMillis, line.length)
-    this.used += this.buffer.write(line, this.used)
-    this.end()
+    this.begin(timeMillis, line.length).text(line).end()
   }
 
   /**
@@ -50,11 +48,28 @@ export class Trace {
       if (bound > this.buffer.length) this.buffer = Buffer.allocUnsafe(bound)
     }
     this.lineStart = this.used
-    this.used += this.buffer.write(this.timeText, this.used)
-    return this
+    return this.text(this.timeText)
   }
 
   text(s: string): this {
+    const n = s.length
+    // A short ASCII string byte by byte: cheaper than a call into Buffer's UTF-8 encoder per part.
+    if (n <= 64) {
+      const b = this.buffer
+      let at = this.used
+      for (let k = 0; k < n; k++) {
+        const c = s.charCodeAt(k)
+        if (c >= 0x80) return this.encoded(s)
+        b[at++] = c
+      }
+      this.used = at
+      return this
+    }
+    return this.encoded(s)
+  }
+
+  /** `s` through the UTF-8 encoder (over any bytes `text` wrote of it). */
+  private encoded(s: string): this {
     this.used += this.buffer.write(s, this.used)
     return this
   }

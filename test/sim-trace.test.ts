@@ -19,7 +19,7 @@ describe("Trace", () => {
           expected += `${l.time.toFixed(3)} ${text}\n`
           if (l.whole) trace.record(l.time, text)
           else {
-            const t = trace.begin(l.time, l.parts.reduce((n, p) => n + (typeof p === "number" ? 24 : p.length), 0))
+            const t = trace.begin(l.time, l.parts.reduce<number>((n, p) => n + (typeof p === "number" ? 24 : p.length), 0))
             for (const p of l.parts) typeof p === "number" ? t.int(p) : t.text(p)
             t.end()
           }

@@ -610,7 +610,8 @@ export class PeerMachine {
   /** Register, or register again with what we hold (after a scheduler restart or failover). */
   private registration(): RegisterPeer {
     const ledger = this.ledger
-    return new RegisterPeer({
+    // From our own state, once or twice per download: no Schema pass (see `trusted`).
+    return trusted(RegisterPeer, {
       ...this.base,
       url: this.request.url,
       host: this.request.host,
@@ -955,7 +956,7 @@ export class PeerMachine {
   private askDigests(): void {
     this.out.push({
       _tag: "Request",
-      message: new RegisterPeer({
+      message: trusted(RegisterPeer, {
         ...this.base,
         url: this.request.url,
         host: this.request.host,

@@ -3,6 +3,7 @@
 // that is still downloading streams each piece to its children the moment it lands.
 import { Effect } from "effect"
 import type { TaskId } from "./domain.ts"
+import { PieceIndexSet } from "./peer/piece-index-set.ts"
 import { pieceCountOf } from "./piece-layout.ts"
 import { type PieceEntry, PieceAvailability } from "./protocol.ts"
 
@@ -28,7 +29,7 @@ export class PieceLedger {
   /** 1 where a piece is held: `has` as a typed array, for scans over every piece (the piece picker). */
   readonly heldMask: Uint8Array
   private readonly log: Array<PieceEntry> = []
-  private readonly arriving = new Set<number>()
+  private readonly arriving = new PieceIndexSet()
   private waiters: Array<LedgerWaiter> = []
   /** The waiters array of the last wake, emptied, for the next one (a wake per piece would allocate one). */
   private spareWaiters: Array<LedgerWaiter> | undefined = undefined

@@ -196,7 +196,9 @@ export class SimEngine {
     return this.queue.pushCall(this.now + Math.max(0, delayMillis), fn, arg)
   }
 
-  private readonly instantEnd: Array<() => void> = []
+  private instantEnd: Array<() => void> = []
+  /** The hooks array the last `endInstant` ran, emptied: swapped in rather than a new array per instant. */
+  private spareInstantEnd: Array<() => void> = []
 
   /** Runs `f` once when the current instant is over (before virtual time moves on, or the queue empties). */
   atInstantEnd(f: () => void): void {
@@ -204,8 +206,12 @@ export class SimEngine {
   }
 
   private endInstant(): void {
-    const hooks = this.instantEnd.splice(0, this.instantEnd.length)
-    for (const f of hooks) f()
+    const hooks = this.instantEnd
+    // Hooks added while these run go to the other array, for the next round.
+    this.instantEnd = this.spareInstantEnd
+    for (let i = 0; i < hooks.length; i++) hooks[i]()
+    hooks.length = 0
+    this.spareInstantEnd = hooks
     this.dispatcher.flush()
   }
 

@@ -61,6 +61,9 @@ export interface Flow {
   readonly network: Network
 }
 
+/** A Flow as the network (re)fills it. */
+type MutableFlow = { -readonly [K in keyof Flow]: Flow[K] }
+
 /** How link capacity is shared; swap for full max-min fairness without touching the event logic. */
 export interface RateModel {
   /**
@@ -94,8 +97,9 @@ export class Network {
   readonly links: Array<Link> = []
   /** The shared links a flow from src to dst crosses (none unless the world sets a topology). */
   route: (src: NetHost, dst: NetHost) => ReadonlyArray<Link> = () => NO_LINKS
-  /** Bytes moved between host pairs, by host index: `pairBytes.get(src * hosts + dst)` (filled at flow end). */
-  readonly pairBytes = new Map<number, number>()
+  /** Bytes moved between host pairs, by host index: `pairBytes[src]?.get(dst)` (filled at flow end; small
+   *  integer keys, where one key for the pair would be a heap number in a large run). */
+  readonly pairBytes: Array<Map<number, number> | undefined> = []
   /** Links changed since the last re-solve (each once: marked with `-(solve + 1)`). */
   private readonly changedUp: Array<NetHost> = []
   private readonly changedDown: Array<NetHost> = []
@@ -138,16 +142,44 @@ export class Network {
     return this.startFlowCall(src, dst, bytes, onDone, undefined)
   }
 
+  /** Flows given back (`release`), reused by the next `startFlowCall`. */
+  private readonly spareFlows: Array<MutableFlow> = []
+
   /** `startFlow` calling `onDone(arg)`: a shared function and its target instead of a closure per flow. */
   startFlowCall<T>(src: NetHost, dst: NetHost, bytes: number, onDone: (arg: T) => void, arg: T): Flow {
     const now = this.engine.now
     const via = src === dst ? NO_LINKS : this.route(src, dst)
-    const flow: Flow = {
-      id: this.nextFlow++, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: NO_EVENT, dueAt: Infinity,
-      done: false, onDone, doneArg: arg, mark: 0, network: this
+    const id = this.nextFlow++
+    const spare = this.spareFlows.pop()
+    let flow: Flow
+    if (spare !== undefined) {
+      spare.id = id
+      spare.src = src
+      spare.dst = dst
+      spare.via = via
+      spare.bytes = bytes
+      spare.remaining = bytes
+      spare.rate = 0
+      spare.settledAt = now
+      spare.completion = NO_EVENT
+      spare.dueAt = Infinity
+      spare.done = false
+      spare.onDone = onDone
+      spare.doneArg = arg
+      spare.mark = 0
+      flow = spare
+    } else {
+      flow = {
+        id, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: NO_EVENT, dueAt: Infinity,
+        done: false, onDone, doneArg: arg, mark: 0, network: this
+      }
     }
     this.flowsStarted++
-    if (this.traceFlows) this.engine.record(`flow ${flow.id} start ${src.name}>${dst.name} ${bytes}`)
+    if (this.traceFlows) {
+      // `flow ${id} start ${src}>${dst} ${bytes}`, written straight into the trace (a line per flow).
+      this.engine.trace.begin(now, src.name.length + dst.name.length + 64)
+        .text("flow ").int(flow.id).text(" start ").text(src.name).text(">").text(dst.name).text(" ").int(bytes).end()
+    }
     if (bytes <= 0 || src === dst) {
       // Nothing crosses a link: done at once (but still as an event, to keep resumption asynchronous).
       this.engine.afterCall(0, finishEmpty, flow)
@@ -170,6 +202,21 @@ export class Network {
     flow.dst.bytesReceived += moved
     this.countPair(flow, moved)
     if (this.traceFlows) this.engine.record(`flow ${flow.id} cancel ${moved}`)
+  }
+
+  /**
+   * Gives back a flow that has completed (its `onDone` was called) or was cancelled, for reuse: a large
+   * run has ~80,000 flows in flight, and a flow object per piece lives just long enough to be copied by
+   * the young-generation GC. The caller must hold no reference to it afterwards (the network holds none:
+   * its completion event is gone and it is on no link). A flow that crossed no link is not reused (its
+   * zero-length completion event may still be pending).
+   */
+  release(flow: Flow): void {
+    if (!flow.done || flow.bytes <= 0 || flow.src === flow.dst || flow.completion !== NO_EVENT) return
+    const f = flow as MutableFlow
+    // Drop what it points to, so a spare keeps nothing alive.
+    f.doneArg = undefined
+    this.spareFlows.push(f)
   }
 
   /** Changes a host's uplink capacity now (a slowed parent or origin): its flows get new rates. */
@@ -275,24 +322,27 @@ export class Network {
     flow.src.bytesSent += flow.bytes
     flow.dst.bytesReceived += flow.bytes
     this.countPair(flow, flow.bytes)
-    if (this.traceFlows) this.engine.record(`flow ${flow.id} end`)
+    if (this.traceFlows) this.engine.trace.begin(this.engine.now, 40).text("flow ").int(flow.id).text(" end").end()
     flow.onDone(flow.doneArg)
   }
 
   private countPair(flow: Flow, bytes: number): void {
-    const key = flow.src.index * 1_000_003 + flow.dst.index
-    this.pairBytes.set(key, (this.pairBytes.get(key) ?? 0) + bytes)
+    const to = this.pairBytes[flow.src.index] ??= new Map()
+    const key = flow.dst.index
+    to.set(key, (to.get(key) ?? 0) + bytes)
   }
 
   /** Bytes moved from one group of hosts to another (e.g. IDCs), keyed "a->b". */
   trafficBetween(groupOf: (host: NetHost) => string): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const [key, bytes] of this.pairBytes) {
-      const src = this.hosts[Math.floor(key / 1_000_003)]
-      const dst = this.hosts[key % 1_000_003]
-      const k = `${groupOf(src)}->${groupOf(dst)}`
-      out[k] = (out[k] ?? 0) + bytes
-    }
+    this.pairBytes.forEach((to, s) => {
+      if (to === undefined) return
+      const src = groupOf(this.hosts[s])
+      for (const [d, bytes] of to) {
+        const k = `${src}->${groupOf(this.hosts[d])}`
+        out[k] = (out[k] ?? 0) + bytes
+      }
+    })
     return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : 1)))
   }
 

@@ -255,10 +255,12 @@ export class PeerDriver {
   reportArrived(m: PeerReport): void {
     const { world, me } = this
     const { engine, faults } = world
-    const what = "index" in m ? `${m._tag} ${m.index}` : m._tag
     // A report into a dead or partitioned scheduler is lost.
-    if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${what}`)
-    engine.record(`msg ${me.host.id}>scheduler ${what}`)
+    if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${"index" in m ? `${m._tag} ${m.index}` : m._tag}`)
+    // `msg ${host}>scheduler ${tag}[ ${index}]`, written straight into the trace (a line per piece).
+    const line = engine.trace.begin(engine.now, me.host.id.length + m._tag.length + 48).text("msg ").text(me.host.id).text(">scheduler ").text(m._tag)
+    if ("index" in m) line.text(" ").int(m.index)
+    line.end()
     const scheduler = world.scheduler
     scheduler.reportNow(m)
     world.monitor?.schedulerActivity(scheduler, m)
@@ -559,7 +561,10 @@ class FetchJob implements SlotWaiter {
   }
 
   flowed(): void {
+    const flow = this.flow!
     this.flow = undefined
+    // Nothing else holds it (the network called this last): the next flow reuses it.
+    this.d.world.network.release(flow)
     this.slots!.release()
     this.ok(this.bytes!)
   }
@@ -578,10 +583,12 @@ class FetchJob implements SlotWaiter {
     this.ev = NO_EVENT
     this.waiting = false
     if (this.flow !== undefined) {
-      this.d.world.network.cancel(this.flow)
+      const network = this.d.world.network
+      network.cancel(this.flow)
+      network.release(this.flow)
+      this.flow = undefined
       this.slots!.release()
     }
-    this.flow = undefined
     this.serviceCancel?.()
     this.serviceCancel = undefined
     this.dropDeadline()

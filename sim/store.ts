@@ -5,6 +5,7 @@ import { StoreFailed } from "../core/errors.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
 import type { PieceEntry } from "../core/protocol.ts"
 import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
+import type { Trace } from "./trace.ts"
 
 /** A task's piece bytes by index (an array, not a Map: a large run holds millions). */
 export class PieceBytes {
@@ -54,7 +55,10 @@ export class MemoryStore {
 
   constructor(
     private readonly hostId: string,
-    private readonly record: (line: string) => void
+    private readonly record: (line: string) => void,
+    /** The engine's trace and clock, when the store records into one: a piece's line is then written
+     *  straight into it instead of being built as a string (a line per piece per peer). */
+    private readonly traced?: { readonly now: number; readonly trace: Trace }
   ) {}
 
   ledger(taskId: TaskId): PieceLedger | undefined {
@@ -73,7 +77,11 @@ export class MemoryStore {
     if (index < 0 || index >= c.ledger.pieceCount) {
       return new StoreFailed({ message: `write: piece ${index} outside 0..${c.ledger.pieceCount - 1}` })
     }
-    if (!c.pieces.has(index)) this.record(`store ${this.hostId} ${index}`)
+    if (!c.pieces.has(index)) {
+      const t = this.traced
+      if (t !== undefined) t.trace.begin(t.now, this.hostId.length + 32).text("store ").text(this.hostId).text(" ").int(index).end()
+      else this.record(`store ${this.hostId} ${index}`)
+    }
     c.pieces.set(index, bytes)
     // The ledger is what children long-poll; adding is idempotent if the caller adds too.
     c.ledger.addEntry(entryOf(index, bytes, digest))

@@ -20,6 +20,7 @@ import {
   type SchedulerToPeer,
   trusted
 } from "../protocol.ts"
+import { PieceIndexCounts, PieceIndexSet } from "./piece-index-set.ts"
 import { chooseSource, pickPieces } from "./piece-picker.ts"
 
 export interface DownloadRequest {
@@ -123,7 +124,7 @@ export interface Source {
   readonly claimed: Map<number, string>
   inflight: number
   /** Pieces being fetched from this source now. */
-  readonly fetching: Set<number>
+  readonly fetching: PieceIndexSet
   /** Bytes/s this source delivered per fetch, as a moving average (undefined until measured). */
   measuredRate: number | undefined
   failures: number
@@ -214,7 +215,7 @@ export class PeerMachine {
   private isOffered = new Uint8Array(0)
   private expected: Array<string | null> = []
   /** Piece → fetches of it in flight (more than one only in endgame). */
-  private readonly inflight = new Map<number, number>()
+  private readonly inflight = new PieceIndexCounts()
   private fetchesInFlight = 0
   /** Live sources by id; a retired source leaves the map (its running fetches still settle on it). */
   private readonly sources = new Map<string, Source>()
@@ -234,7 +235,7 @@ export class PeerMachine {
   /** Pieces from parents whose digest the scheduler had not told us yet: held until it does. */
   private readonly unverified = new Map<number, { readonly s: Source; readonly bytes: Uint8Array; readonly millis: number }>()
   /** Verified pieces whose store write is under way. */
-  private readonly writing = new Set<number>()
+  private readonly writing = new PieceIndexSet()
   private digestsRequested = false
   /** Set while re-checking held pieces the scheduler could not vouch for (see `onDigests`). */
   private trustClaims = false
@@ -609,7 +610,8 @@ export class PeerMachine {
   /** Register, or register again with what we hold (after a scheduler restart or failover). */
   private registration(): RegisterPeer {
     const ledger = this.ledger
-    return new RegisterPeer({
+    // From our own state, once or twice per download: no Schema pass (see `trusted`).
+    return trusted(RegisterPeer, {
       ...this.base,
       url: this.request.url,
       host: this.request.host,
@@ -724,7 +726,7 @@ export class PeerMachine {
       have: new Uint8Array(this.pieceCount),
       claimed: new Map(),
       inflight: 0,
-      fetching: new Set(),
+      fetching: new PieceIndexSet(),
       measuredRate: undefined,
       failures: 0,
       retired: false,
@@ -954,7 +956,7 @@ export class PeerMachine {
   private askDigests(): void {
     this.out.push({
       _tag: "Request",
-      message: new RegisterPeer({
+      message: trusted(RegisterPeer, {
         ...this.base,
         url: this.request.url,
         host: this.request.host,

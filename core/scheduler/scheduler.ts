@@ -133,7 +133,7 @@ export class Scheduler {
       if (m.metadataOnly) {
         return task.contentLength === null
           ? new NeedBackToSource({ taskId: task.id, reason: "task metadata not known yet" })
-          : new MetadataOnly({ task: this.taskMessage(task) })
+          : trusted(MetadataOnly, { task: this.taskMessage(task) })
       }
       if (task.contentLength === 0) return new EmptyTask({ taskId: task.id })
 
@@ -148,7 +148,7 @@ export class Scheduler {
       }
       if (task.contentLength !== null && peer.finishedPieces === pieceCountOf(task.contentLength, task.pieceLength)) {
         peer.state = "succeeded"
-        return new MetadataOnly({ task: this.taskMessage(task) })
+        return trusted(MetadataOnly, { task: this.taskMessage(task) })
       }
       if (m.host.type === "seed") {
         if (task.seedHost?.id !== m.host.id) task.forest = undefined
@@ -217,7 +217,8 @@ export class Scheduler {
   private candidateParents(task: TaskRecord, peer: PeerRecord, parents: ReadonlyArray<PeerRecord>): CandidateParents {
     const stripes = this.handout.stripes
     if (stripes === undefined) {
-      return new CandidateParents({ task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
+      // Built from our own records, once per answer to every peer: no Schema pass (see `trusted`).
+      return trusted(CandidateParents, { task: this.taskMessage(task), parents: parents.map((p) => ({ peerId: p.id, host: p.host })) })
     }
     const relayed = new Map<string, Array<number>>()
     for (const [j, parent] of this.stripeParents(task, peer)) {

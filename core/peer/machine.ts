@@ -78,6 +78,9 @@ export interface PeerOptions {
    *  fills each connection from what that peer has), instead of the rarest pieces overall, each then
    *  given to a holder with room (which leaves the peer idle while the rarest sit at a busy parent). */
   readonly pickPerSource?: boolean | undefined
+  /** Live parents at most (a BitTorrent client's peer limit, aria2's --bt-max-peers): a refresh adds new
+   *  ones only up to it, and is not sent while we have that many. Absent: no limit. */
+  readonly maxParents?: number | undefined
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -688,8 +691,15 @@ export class PeerMachine {
     this.ask(new RescheduleParents({ ...this.base, blockedParents: [...this.failed], reason }))
   }
 
+  /** Live parents (sources other than the origin). */
+  private parentCount(): number {
+    return this.sources.size - (this.sources.has(ORIGIN) ? 1 : 0)
+  }
+
   /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
   private refresh(): void {
+    // At the peer limit a client asks for no more peers (the next refresh comes as usual).
+    if (this.parentCount() >= (this.options.maxParents ?? Infinity)) return
     this.out.push({
       _tag: "Request",
       message: new RescheduleParents({ ...this.base, blockedParents: [...this.failed], reason: "refresh", refresh: true }),
@@ -764,8 +774,10 @@ export class PeerMachine {
   /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
   private adoptParents(parents: ReadonlyArray<CandidateParent>, merge = false): void {
     if (!merge) for (const s of [...this.sources.values()]) if (s.id !== ORIGIN) this.retire(s)
+    const max = this.options.maxParents ?? Infinity
     for (const p of parents) {
       if (this.failed.has(p.peerId) || this.sources.has(p.peerId)) continue
+      if (this.parentCount() >= max) break
       // Fetches still running from an earlier adoption settle on that (retired) record.
       const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
       const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)

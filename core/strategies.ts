@@ -104,7 +104,8 @@ export const strategies: Readonly<Record<StrategyName, StrategyDefinition>> = {
     // aria2 fills a connection with pieces until it has maxOutstandingRequest (6, doubling up to 256) 16 KiB
     // blocks missing: one 1 MiB piece (64 blocks) at a time per connection, pipelined, from every peer
     // that unchokes it (no cap over connections but --bt-max-peers).
-    peerOptions: { concurrentPieces: 55, perParentPieces: 1, endgame: true, refreshParentsMillis: 5_000, pickPerSource: true },
+    // At most 55 peers connected (--bt-max-peers): a re-announce adds new peers only up to that.
+    peerOptions: { concurrentPieces: 55, perParentPieces: 1, endgame: true, refreshParentsMillis: 5_000, pickPerSource: true, maxParents: 55 },
     seeds: true,
     // A torrent's piece length is its creator's choice: a scenario names it (`file.pieceLengths`, the
     // swarm benchmark's `mktorrent -l 20` = 1 MiB); without one, Dragonfly's rule.

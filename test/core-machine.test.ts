@@ -185,4 +185,37 @@ describe("PeerMachine", () => {
     refreshOnce(nothing)
     expect(sent.slice(4)).toEqual([14_100, 15_100])
   })
+
+  it("keeps at most maxParents parents: a refresh adds new ones only up to it, and none is sent while at it", () => {
+    const { machine, task, ledger, take, of, setNow } = setup({ refreshParentsMillis: 1_000, stallTimeoutMillis: 60_000, maxParents: 3 })
+    const parents = (...ids: Array<string>) => new CandidateParents({ task, parents: ids.map((peerId) => ({ peerId, host: host(peerId) })) })
+    machine.start()
+    take()
+    machine.answered("ask", parents("p1", "p2"))
+    take()
+    machine.opened(ledger)
+    let timers = of(take(), "Timer")
+    // Fires the pending timers in time order up to `until`; returns the refresh requests sent.
+    const runUntil = (until: number) => {
+      const asked = []
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at)
+        if (timers.length === 0 || timers[0].at > until) return asked
+        const timer = timers.shift()!
+        setNow(timer.at)
+        machine.timerFired(timer.token)
+        const fired = take()
+        timers.push(...of(fired, "Timer"))
+        asked.push(...of(fired, "Request").filter((r) => r.purpose === "refresh"))
+      }
+    }
+    expect(runUntil(1_000)).toHaveLength(1)
+    // Two parents, room for one more: p3 joins; p4 and p5 (and p1, already ours) do not.
+    machine.answered("refresh", parents("p1", "p3", "p4", "p5"))
+    const out = take()
+    timers.push(...of(out, "Timer"))
+    expect(of(out, "Watch").map((c) => c.source.id)).toEqual(["p3"])
+    // At the limit: refresh deadlines pass without a request.
+    expect(runUntil(5_000)).toHaveLength(0)
+  })
 })

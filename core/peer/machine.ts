@@ -79,6 +79,9 @@ export interface PeerOptions {
    *  fills each connection from what that peer has), instead of the rarest pieces overall, each then
    *  given to a holder with room (which leaves the peer idle while the rarest sit at a busy parent). */
   readonly pickPerSource?: boolean | undefined
+  /** Live parents at most (a BitTorrent client's peer limit, aria2's --bt-max-peers): a refresh adds new
+   *  ones only up to it, and is not sent while we have that many. Absent: no limit. */
+  readonly maxParents?: number | undefined
 }
 
 export const defaultPeerOptions: PeerOptions = {
@@ -133,12 +136,16 @@ export interface Source {
   /** Availability version seen so far, and failed long-polls in a row. */
   since: number
   misses: number
-  /** Bumped whenever the source is seen to hold another piece. */
-  haveGen: number
-  /** `pickPerSource`: the haveGen and the machine's wantedGen when a scan of this source found nothing to
-   *  fetch; nothing changes that until one of them moves (pieces leave "wanted" only to be fetched). */
-  emptyHave: number
+  /**
+   * `pickPerSource`: a scan of this source found nothing to fetch (`empty`); nothing changes that until
+   * the source offers another piece (listed in `fresh`) or one of its pieces becomes wanted again (the
+   * machine's `rewanted` log past `emptyWant`; `emptyEpoch` for changes the log does not name). Pieces
+   * leave "wanted" only to be fetched, so only those pieces need a look, not all of them.
+   */
+  empty: boolean
+  readonly fresh: Array<number>
   emptyWant: number
+  emptyEpoch: number
 }
 
 /** What a parent's long-poll answers (a PieceAvailability, or the same fields from a simulator). */
@@ -240,8 +247,10 @@ export class PeerMachine {
   /** Set while re-checking held pieces the scheduler could not vouch for (see `onDigests`). */
   private trustClaims = false
   private rotation = 0
-  /** Bumped whenever a piece may have become wanted again (`pickPerSource`'s scans of sources start over). */
-  private wantedGen = 0
+  /** `pickPerSource`: pieces that may have become wanted again (a fetch ended or was given up), in order. */
+  private readonly rewanted: Array<number> = []
+  /** Bumped when pieces the log does not name may have become wanted again (every source's scan starts over). */
+  private wantedEpoch = 0
   private readonly random: number
   /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
   private stripeCount: number | undefined
@@ -400,7 +409,7 @@ export class PeerMachine {
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1
-        s.haveGen++
+        if (s.empty) s.fresh.push(i)
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
         // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
         if (this.expected[i] === null) s.claimed.set(i, p.digest)
@@ -684,8 +693,15 @@ export class PeerMachine {
     this.ask(new RescheduleParents({ ...this.base, blockedParents: [...this.failed], reason }))
   }
 
+  /** Live parents (sources other than the origin). */
+  private parentCount(): number {
+    return this.sources.size - (this.sources.has(ORIGIN) ? 1 : 0)
+  }
+
   /** A tracker-style re-announce: new parents join the ones we have; any other answer changes nothing. */
   private refresh(): void {
+    // At the peer limit a client asks for no more peers (the next refresh comes as usual).
+    if (this.parentCount() >= (this.options.maxParents ?? Infinity)) return
     this.out.push({
       _tag: "Request",
       message: new RescheduleParents({ ...this.base, blockedParents: [...this.failed], reason: "refresh", refresh: true }),
@@ -732,9 +748,10 @@ export class PeerMachine {
       retired: false,
       since: 0,
       misses: 0,
-      haveGen: 0,
-      emptyHave: -1,
-      emptyWant: -1
+      empty: false,
+      fresh: [],
+      emptyWant: 0,
+      emptyEpoch: 0
     }
   }
 
@@ -759,8 +776,10 @@ export class PeerMachine {
   /** Replace our parents with these, or (`merge`, a periodic refresh) add the new ones to ours. */
   private adoptParents(parents: ReadonlyArray<CandidateParent>, merge = false): void {
     if (!merge) for (const s of [...this.sources.values()]) if (s.id !== ORIGIN) this.retire(s)
+    const max = this.options.maxParents ?? Infinity
     for (const p of parents) {
       if (this.failed.has(p.peerId) || this.sources.has(p.peerId)) continue
+      if (this.parentCount() >= max) break
       // Fetches still running from an earlier adoption settle on that (retired) record.
       const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
       const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)
@@ -790,7 +809,7 @@ export class PeerMachine {
 
   private fetchEnded(s: Source, index: number): void {
     // The piece may be wanted again (a failure, or bytes dropped after this).
-    this.wantedGen++
+    if (this.options.pickPerSource === true) this.rewanted.push(index)
     s.inflight--
     s.fetching.delete(index)
     this.fetchesInFlight--
@@ -854,9 +873,12 @@ export class PeerMachine {
     const now = striped ? this.now() : 0
     this.graceWake = Infinity
     // With stripes, pieces held back for their stripe's parent are passed over: look further down the list.
-    if (this.options.pickPerSource === true && !striped) room = this.dispatchPerSource(room)
-    this.pruneOffered()
-    const picks = room <= 0 ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    const perSource = this.options.pickPerSource === true && !striped
+    if (perSource) room = this.dispatchPerSource(room)
+    else this.pruneOffered()
+    // Per source, every source with room has taken what it could: a pick over all pieces would find
+    // holders only with no room (the endgame below still asks further holders).
+    const picks = room <= 0 || perSource ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
     for (const index of picks) {
       if (room <= 0) break
       const count = this.holdersOf(index, false)
@@ -889,18 +911,34 @@ export class PeerMachine {
     for (const s of this.sources.values()) {
       if (room <= 0) break
       const free = Math.min(room, s.maxInflight - s.inflight)
-      if (free <= 0 || s.retired || (s.emptyHave === s.haveGen && s.emptyWant === this.wantedGen)) continue
+      if (free <= 0 || s.retired || this.stillEmpty(s)) continue
       const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, holder: s.have }, free, this.rotation, this.options.sequentialBias)
-      if (picks.length === 0) {
-        s.emptyHave = s.haveGen
-        s.emptyWant = this.wantedGen
-      }
+      s.empty = picks.length === 0
+      s.fresh.length = 0
+      s.emptyWant = this.rewanted.length
+      s.emptyEpoch = this.wantedEpoch
       for (const index of picks) {
         this.startFetch(s, index)
         room--
       }
     }
     return room
+  }
+
+  /**
+   * `pickPerSource`: true when a source found empty still offers nothing we want: none of the pieces it
+   * offered since, nor of the pieces that may have become wanted again since, is one it holds that we
+   * want. Those are looked at once (the marks move past them); any other change means a full scan.
+   */
+  private stillEmpty(s: Source): boolean {
+    if (!s.empty || s.emptyEpoch !== this.wantedEpoch) return false
+    const fresh = s.fresh
+    for (let k = 0; k < fresh.length; k++) if (s.have[fresh[k]] === 1 && this.wanted(fresh[k])) return false
+    fresh.length = 0
+    const log = this.rewanted
+    for (let k = s.emptyWant; k < log.length; k++) if (s.have[log[k]] === 1 && this.wanted(log[k])) return false
+    s.emptyWant = log.length
+    return true
   }
 
   /**
@@ -917,7 +955,7 @@ export class PeerMachine {
     this.inflight.delete(index)
     ledger.clearArriving(index)
     s.fetching.delete(index)
-    this.wantedGen++
+    this.rewanted.push(index)
     this.inflight.set(pick, 1)
     ledger.markArriving(pick)
     s.fetching.add(pick)
@@ -976,7 +1014,7 @@ export class PeerMachine {
     })
     const held = [...this.unverified]
     this.unverified.clear()
-    this.wantedGen++
+    this.wantedEpoch++
     this.dirty = true
     for (const [index, { s, bytes, millis }] of held) {
       // Still unknown to the scheduler: fall back to the parent's claim for this piece.

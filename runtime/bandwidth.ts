@@ -1,11 +1,12 @@
 // Bandwidth limits of a daemon: one token bucket per kind of traffic — upload (pieces served to
 // children), download (pieces fetched from parents) and back-to-source (ranges fetched from the origin)
 // — shared by every task on the host. Uploads and origin ranges are paced chunk by chunk as they are
-// written to or read from the socket (`pacedChunks` in the upload server, `readPacer` in
+// written to or read from the socket (`pacedBody` in the upload server, `readPacer` in
 // runtime/http-origin.ts), so a limit is smooth over sub-second windows: at most `rate` bytes/s plus one
 // chunk over any window. Downloads from parents still pay for a whole piece before its request goes out
 // (runtime/piece-client.ts reads the socket itself). With no limit the services are left untouched.
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect } from "effect"
+import { Readable } from "node:stream"
 import { PieceTransfer } from "../core/services/piece-transfer.ts"
 
 /**
@@ -74,14 +75,45 @@ export const limitPieceTransfer = (
   })
 }
 
+/** Runs `f` after `millis` (setTimeout; a test passes a virtual clock's); answers a canceller. */
+export type Schedule = (f: () => void, millis: number) => () => void
+
+const realTime: Schedule = (f, millis) => {
+  const timer = setTimeout(f, millis)
+  return () => clearTimeout(timer)
+}
+
 /**
- * `bytes` as a stream of `limiter.chunk`-sized views, each emitted only once the limiter admits it: an
- * upload's body is written to the socket at the limited rate, not reserved whole up front.
+ * `bytes` as a Node stream of `limiter.chunk`-sized views, each pushed only once the limiter admits it:
+ * an upload's body is written to the socket at the limited rate, not reserved whole up front. The next
+ * chunk is reserved only when the consumer asks for more (the response took the last one), so a slow
+ * socket holds back the reservations too. Why a Node stream and not an Effect Stream: the response is
+ * piped straight into Node's, with a timer per chunk and nothing else; an Effect Stream (a fiber step,
+ * a sleep and a latch per chunk) cost the uploading daemon's main thread 4.0 CPU-s/GiB at 12 MiB/s in
+ * runtime/testing/bench-throughput.ts.
  */
-export const pacedChunks = (limiter: RateLimiter, bytes: Uint8Array): Stream.Stream<Uint8Array> => {
-  const views: Array<Uint8Array> = []
-  for (let at = 0; at < bytes.length; at += limiter.chunk) views.push(bytes.subarray(at, Math.min(bytes.length, at + limiter.chunk)))
-  return Stream.mapEffect(Stream.fromIterable(views), (view) => Effect.as(limiter.take(view.length), view))
+export const pacedBody = (limiter: RateLimiter, bytes: Uint8Array, schedule: Schedule = realTime): Readable => {
+  let at = 0
+  let cancel: (() => void) | undefined
+  return new Readable({
+    // One chunk waiting at most: the next is reserved only once this one was taken.
+    highWaterMark: 1,
+    read() {
+      if (at >= bytes.length) return void this.push(null)
+      const view = bytes.subarray(at, Math.min(bytes.length, at + limiter.chunk))
+      at += view.length
+      const wait = limiter.reserve(view.length)
+      if (wait <= 0) return void this.push(view)
+      cancel = schedule(() => {
+        cancel = undefined
+        this.push(view)
+      }, Math.ceil(wait))
+    },
+    destroy(error, callback) {
+      cancel?.()
+      callback(error)
+    }
+  })
 }
 
 /**

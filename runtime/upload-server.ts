@@ -9,7 +9,7 @@ import { PieceAvailability } from "../core/protocol.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
-import { limiterFor, pacedChunks, type RateLimiter } from "./bandwidth.ts"
+import { limiterFor, pacedBody, type RateLimiter } from "./bandwidth.ts"
 import { pieceBuffers } from "./piece-buffer-pool.ts"
 
 export interface UploadOptions {
@@ -119,7 +119,7 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
             slotHandedOff = true
             response.once("close", () => Effect.runFork(Semaphore.release(slots, 1)))
           }
-          return HttpServerResponse.stream(pacedChunks(limiter, bytes), { ...head, contentLength: bytes.length })
+          return HttpServerResponse.raw(pacedBody(limiter, bytes), { ...head, contentLength: bytes.length })
         })
         // Wait a bounded time for a slot; the permit is released however the upload ends.
         return yield* Effect.uninterruptibleMask((restore) =>

@@ -1,10 +1,8 @@
-// Per-chunk pacing (runtime/bandwidth.ts) in virtual time: the upload path's `pacedChunks` streams run
-// on Effect's TestClock, the bucket reading the same clock, so the figures are exact and the test cannot
-// be slowed or sped up by a loaded machine. Real sockets: test/runtime-limits.test.ts.
-import { Clock, Effect, Fiber, Stream } from "effect"
-import { TestClock } from "effect/testing"
+// Per-chunk pacing (runtime/bandwidth.ts) in virtual time: the upload path's `pacedBody` streams wait on
+// a virtual clock's timers, the bucket reading the same clock, so the figures are exact and the test
+// cannot be slowed or sped up by a loaded machine. Real sockets: test/runtime-limits.test.ts.
 import { describe, expect, it } from "vitest"
-import { chunkFor, pacedChunks, readPacer, tokenBucket } from "../runtime/bandwidth.ts"
+import { chunkFor, pacedBody, readPacer, type Schedule, tokenBucket } from "../runtime/bandwidth.ts"
 import { busiestWindow } from "../runtime/testing/harness.ts"
 
 const MiB = 1024 * 1024
@@ -16,20 +14,47 @@ const PIECE = 4 * MiB
 const maxInWindow = (sends: ReadonlyArray<{ readonly at: number; readonly bytes: number }>, millis: number) =>
   busiestWindow([...sends].sort((a, b) => a.at - b.at), millis)
 
+/** Timers in virtual time: `schedule` queues, `run` fires them in time order (letting streams settle between). */
+const virtualClock = () => {
+  let now = 0
+  let seq = 0
+  const timers: Array<{ at: number; seq: number; f: () => void; live: boolean }> = []
+  const schedule: Schedule = (f, millis) => {
+    const t = { at: now + millis, seq: seq++, f, live: true }
+    timers.push(t)
+    return () => void (t.live = false)
+  }
+  const settle = () => new Promise<void>((r) => setImmediate(r))
+  const run = async (done: () => boolean) => {
+    for (;;) {
+      await settle()
+      const live = timers.filter((t) => t.live)
+      if (live.length === 0) break
+      const next = live.reduce((a, b) => (a.at < b.at || (a.at === b.at && a.seq < b.seq) ? a : b))
+      next.live = false
+      timers.splice(timers.indexOf(next), 1)
+      now = next.at
+      next.f()
+    }
+    expect(done(), "every paced body ended").toBe(true)
+  }
+  return { now: () => now, schedule, run, pending: () => timers.filter((t) => t.live).length }
+}
+
 /** `pieces` uploads of PIECE bytes at once through one limiter; when each chunk went out. */
-const uploadAtOnce = (pieces: number) =>
-  Effect.gen(function*() {
-    const clock = yield* Clock.Clock
-    const limiter = tokenBucket(RATE, undefined, () => clock.currentTimeMillisUnsafe())
-    const sends: Array<{ at: number; bytes: number }> = []
-    const fibers = yield* Effect.forEach(Array.from({ length: pieces }), () =>
-      Stream.runForEach(pacedChunks(limiter, new Uint8Array(PIECE)), (c) => Effect.sync(() => sends.push({ at: clock.currentTimeMillisUnsafe(), bytes: c.length }))).pipe(
-        Effect.forkChild
-      ))
-    yield* TestClock.adjust("60 seconds")
-    yield* Effect.forEach(fibers, Fiber.join)
-    return { sends, chunk: limiter.chunk }
-  }).pipe(Effect.provide(TestClock.layer()), Effect.runPromise)
+const uploadAtOnce = async (pieces: number) => {
+  const clock = virtualClock()
+  const limiter = tokenBucket(RATE, undefined, clock.now)
+  const sends: Array<{ at: number; bytes: number }> = []
+  let ended = 0
+  for (let i = 0; i < pieces; i++) {
+    const body = pacedBody(limiter, new Uint8Array(PIECE), clock.schedule)
+    body.on("data", (c: Buffer) => sends.push({ at: clock.now(), bytes: c.length }))
+    body.on("end", () => ended++)
+  }
+  await clock.run(() => ended === pieces)
+  return { sends, chunk: limiter.chunk }
+}
 
 describe("per-chunk pacing", () => {
   it("32 MiB uploaded as 8 pieces at once at 8 MiB/s: 4 s ± 15%, no 1-s window over the limit by more than one chunk", async () => {
@@ -52,6 +77,28 @@ describe("per-chunk pacing", () => {
     const early = sends.filter((s) => s.at < 100).reduce((a, s) => a + s.bytes, 0)
     expect(early).toBeLessThanOrEqual(RATE / 10 + chunk)
     expect(early).toBeGreaterThan(0)
+  })
+
+  it("a paced body destroyed mid-way (the child went away) sends nothing more and leaves no timer behind", async () => {
+    const clock = virtualClock()
+    const limiter = tokenBucket(RATE, undefined, clock.now)
+    const body = pacedBody(limiter, new Uint8Array(PIECE), clock.schedule)
+    const got: Array<number> = []
+    let closed = false
+    let pendingAtClose = -1
+    body.on("close", () => {
+      closed = true
+      pendingAtClose = clock.pending()
+    })
+    body.on("data", (c: Buffer) => {
+      got.push(c.length)
+      // Once the next chunk is reserved and waiting for its time.
+      if (got.length === 3) setImmediate(() => body.destroy())
+    })
+    await clock.run(() => closed)
+    expect(got.length).toBe(3)
+    expect(pendingAtClose, "timers still pending once the body closed").toBe(0)
+    expect(got.reduce((a, b) => a + b, 0)).toBeLessThan(PIECE)
   })
 
   it("readPacer: a reader told to pause after each chunk reads at the rate over any window (chunks of any size, in order)", () => {

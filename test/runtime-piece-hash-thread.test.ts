@@ -66,6 +66,29 @@ describe("piece hash thread", () => {
     expect(await hashInChunks(b, [777])).toBe(sha256(b))
   })
 
+  it("bodies longer than one update batch (4 MiB) are hashed as they arrive, interleaved with whole ones and a dropped one", async () => {
+    const MiB = 1024 * 1024
+    const long = bodyOf(10 * MiB + 5, true, 3)
+    const dropped = bodyOf(9 * MiB, true, 0)
+    const whole = bodyOf(4 * MiB, true, 0)
+    const hLong = startPieceHash(long)
+    const hDropped = startPieceHash(dropped)
+    const hWhole = startPieceHash(whole)
+    hLong.update(1 * MiB)
+    hDropped.update(4 * MiB + 1)
+    hLong.update(4 * MiB + 17)
+    hWhole.update(2 * MiB)
+    hDropped.update(8 * MiB)
+    hDropped.drop()
+    hLong.update(9 * MiB)
+    const [a, c] = await Promise.all([hLong.digest(long.length), hWhole.digest(whole.length)])
+    expect(a).toBe(sha256(long))
+    expect(c).toBe(sha256(whole))
+    // A byte of the long body changed: a new hash, fed differently, sees it.
+    long[5 * MiB]! ^= 0xff
+    expect(await hashInChunks(long, [4 * MiB + 1, 8 * MiB + 2])).toBe(sha256(long))
+  })
+
   // Last: the worker stays stopped for the rest of this file.
   it("when the worker dies, a digest awaited from it fails (never a wrong one), and later bodies are hashed in this thread", async () => {
     const body = bodyOf(3 * 1024 * 1024, true, 0)

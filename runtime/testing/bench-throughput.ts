@@ -61,28 +61,37 @@ const cpuOf = async (pid: number) => {
   return (Number(fields[11]) + Number(fields[12])) / TICK
 }
 
-/** CPU seconds of each thread, by thread id (Node 20 leaves its threads unnamed). */
+/** CPU seconds of each thread, by thread id, as [user, system] (Node 20 leaves its threads unnamed). */
 const threadCpuOf = async (pid: number) => {
-  const out = new Map<string, number>()
+  const out = new Map<string, readonly [number, number]>()
   for (const tid of await fs.readdir(`/proc/${pid}/task`).catch(() => [] as Array<string>)) {
     const stat = await fs.readFile(`/proc/${pid}/task/${tid}/stat`, "utf8").catch(() => "")
     if (stat === "") continue
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    out.set(tid, (Number(fields[11]) + Number(fields[12])) / TICK)
+    out.set(tid, [Number(fields[11]) / TICK, Number(fields[12]) / TICK])
   }
   return out
 }
+/** One process's CPU seconds over a run, [user, system] each: main (JS) thread, busiest other, the rest. */
+interface ThreadSplit {
+  readonly main: readonly [number, number]
+  readonly other: readonly [number, number]
+  readonly rest: readonly [number, number]
+}
 /**
  * The main (JS) thread, the busiest other thread (in a downloading daemon, the piece hash thread:
- * runtime/piece-hash-thread.ts) and all the rest (libuv's fs pool, V8's GC helpers) over a run.
+ * runtime/piece-hash-thread.ts; in the parent, usually libuv's fs pool reading pieces) and all the rest
+ * (libuv's fs pool, V8's GC helpers) over a run.
  */
-const threadDelta = (pid: number, after: Map<string, number>, before: Map<string, number>) => {
-  const used = [...after].map(([tid, v]) => [tid, v - (before.get(tid) ?? 0)] as const)
-  const main = used.find(([tid]) => tid === String(pid))?.[1] ?? 0
-  const others = used.filter(([tid]) => tid !== String(pid)).map(([, v]) => v).sort((a, b) => b - a)
-  const rest = others.slice(1).reduce((a, b) => a + b, 0)
-  return `main ${main.toFixed(2)}, busiest other ${(others[0] ?? 0).toFixed(2)}, rest ${rest.toFixed(2)}`
+const threadDelta = (pid: number, after: Map<string, readonly [number, number]>, before: Map<string, readonly [number, number]>): ThreadSplit => {
+  const used = [...after].map(([tid, [u, s]]) => [tid, [u - (before.get(tid)?.[0] ?? 0), s - (before.get(tid)?.[1] ?? 0)] as const] as const)
+  const main = used.find(([tid]) => tid === String(pid))?.[1] ?? [0, 0] as const
+  const others = used.filter(([tid]) => tid !== String(pid)).map(([, v]) => v).sort((a, b) => b[0] + b[1] - a[0] - a[1])
+  const rest = others.slice(1).reduce((a, b) => [a[0] + b[0], a[1] + b[1]] as const, [0, 0] as const)
+  return { main, other: others[0] ?? [0, 0], rest }
 }
+const us = (x: readonly [number, number]) => `${(x[0] + x[1]).toFixed(2)} (${x[0].toFixed(2)}u+${x[1].toFixed(2)}s)`
+const showSplit = (t: ThreadSplit) => `main ${us(t.main)}, busiest other ${us(t.other)}, rest ${us(t.rest)}`
 
 /** curl into a file; resolves to curl's own CPU seconds (bash's `times` of its finished child). */
 const curl = (url: string, output: string) =>
@@ -144,6 +153,7 @@ try {
   /** The p2p downloads' [start, end] in µs of the monotonic clock V8's profiles use, to cut them out. */
   const windows: Array<[number, number]> = []
   const threadLines: Array<string> = []
+  const splits: Array<{ parent: ThreadSplit; child: ThreadSplit }> = []
   for (let run = 1; run <= RUNS; run++) {
     // A fresh URL (so a fresh task) each run; the origin serves it but the child never asks it for data.
     const url = `${server.base}/blob.bin?run=${run}`
@@ -171,7 +181,7 @@ try {
     windows.push([Number(window0), Number(process.hrtime.bigint() / 1000n)])
     const parentCpu = (await cpuOf(parent.pid!)) - parentCpu0
     const childCpu = (await cpuOf(child.pid!)) - childCpu0
-    const threads = `parent: ${threadDelta(parent.pid!, await threadCpuOf(parent.pid!), threads0[0])}; child: ${threadDelta(child.pid!, await threadCpuOf(child.pid!), threads0[1])}`
+    const threads = { parent: threadDelta(parent.pid!, await threadCpuOf(parent.pid!), threads0[0]), child: threadDelta(child.pid!, await threadCpuOf(child.pid!), threads0[1]) }
     const p2pCpu = parentCpu + childCpu
     if (reply.status !== 200) throw new Error(`p2p download: ${JSON.stringify(reply)}`)
     if (reply.body.bytesFromPeers !== SIZE || reply.body.bytesFromOrigin !== 0) throw new Error(`p2p download did not come from the parent alone: ${JSON.stringify(reply.body)}`)
@@ -181,13 +191,17 @@ try {
     const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec, directCpu, parentCpu, childCpu }
     rows.push(row)
     console.log(`${run} | ${row.direct.toFixed(0)} | ${row.p2p.toFixed(0)} | ${row.ratio.toFixed(2)} | ${directCpu.toFixed(2)} | ${p2pCpu.toFixed(2)} (${parentCpu.toFixed(2)} + ${childCpu.toFixed(2)}) | ${loadavg()[0]!.toFixed(1)}`)
-    threadLines.push(`${run} | CPU s by thread: ${threads}`)
+    threadLines.push(`${run} | CPU s by thread: parent: ${showSplit(threads.parent)}; child: ${showSplit(threads.child)}`)
+    splits.push(threads)
   }
   for (const line of threadLines) console.log(line)
   const ratios = rows.map((r) => r.ratio)
   console.log(`median | ${median(rows.map((r) => r.direct)).toFixed(0)} | ${median(rows.map((r) => r.p2p)).toFixed(0)} | ${median(ratios).toFixed(2)} (ratio min ${Math.min(...ratios).toFixed(2)}, max ${Math.max(...ratios).toFixed(2)})`)
   const perGiB = (x: number) => (x / (SIZE / 1024 ** 3)).toFixed(2)
   console.log(`median CPU s/GiB | direct ${perGiB(median(rows.map((r) => r.directCpu)))} | p2p ${perGiB(median(rows.map((r) => r.parentCpu + r.childCpu)))} (parent ${perGiB(median(rows.map((r) => r.parentCpu)))}, child ${perGiB(median(rows.map((r) => r.childCpu)))})`)
+  const sum = (x: readonly [number, number]) => x[0] + x[1]
+  const med = (f: (s: { parent: ThreadSplit; child: ThreadSplit }) => number) => perGiB(median(splits.map(f)))
+  console.log(`median CPU s/GiB by thread | parent main ${med((s) => sum(s.parent.main))}, other ${med((s) => sum(s.parent.other))}, rest ${med((s) => sum(s.parent.rest))} | child main ${med((s) => sum(s.child.main))}, hash thread ${med((s) => sum(s.child.other))}, rest ${med((s) => sum(s.child.rest))}`)
   console.log(`load average after: ${loadavg().map((x) => x.toFixed(2)).join(" ")}`)
   if (PROFILE !== "") {
     for (const p of [parent, child]) {

@@ -37,14 +37,16 @@ const decodeAnswer = Schema.decodeUnknownEffect(SchedulerToPeer)
 interface CallFailed {
   readonly message: string
   readonly down: boolean
+  /** The connection failed at once (refused, reset) rather than timing out: worth one more try. */
+  readonly reset: boolean
 }
 
 const callScheduler = (base: string, headers: Record<string, string>) => {
-  const failed = (message: string, down = false): CallFailed => ({ message: `scheduler ${base}: ${message}`, down })
+  const failed = (message: string, down = false, reset = false): CallFailed => ({ message: `scheduler ${base}: ${message}`, down, reset })
   return {
     request: (message: ScheduleRequest, extra: Record<string, string> = {}): Effect.Effect<SchedulerToPeer, CallFailed> =>
       postJson(`${base}/v1/schedule`, encodeRequest(message), REQUEST_TIMEOUT_MILLIS, { ...headers, ...extra }).pipe(
-        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut)),
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(failed(describe(reply)))
           return Effect.try({ try: () => JSON.parse(reply.body.toString("utf8")) as unknown, catch: () => failed("reply is not JSON") }).pipe(
@@ -54,7 +56,7 @@ const callScheduler = (base: string, headers: Record<string, string>) => {
       ),
     report: (message: PeerReport): Effect.Effect<void, CallFailed> =>
       postJson(`${base}/v1/report`, encodeReport(message), REPORT_TIMEOUT_MILLIS, headers).pipe(
-        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut)),
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
         Effect.flatMap((reply) => reply.status < 300 ? Effect.void : Effect.fail(failed(describe(reply))))
       )
   }
@@ -113,13 +115,13 @@ export const makeRingSchedulerChannel = (
     /** Schedulers marked down and not heard from since (a re-mark after a mark expires is not news). */
     const lost = new Set<string>()
     const isDown = (url: string, now = Date.now()) => (downUntil.get(url) ?? 0) > now
-    const markDown = (url: string) => {
+    const markDown = (url: string, reason: string) => {
       downUntil.set(url, Date.now() + downMillis)
       if (!lost.has(url)) {
         lost.add(url)
         Queue.offerUnsafe(signal, undefined)
         return Effect.logWarning("scheduler marked down; its tasks move to the next scheduler on the ring").pipe(
-          Effect.annotateLogs({ scheduler: url, downMillis })
+          Effect.annotateLogs({ scheduler: url, downMillis, reason })
         )
       }
       return Effect.void
@@ -139,11 +141,14 @@ export const makeRingSchedulerChannel = (
         }
         const reasons: Array<string> = []
         for (const url of order) {
-          const r = yield* Effect.result(send(url))
+          let r = yield* Effect.result(send(url))
+          // A reset or refused connection is tried once more before the scheduler counts as gone: the
+          // server may have closed the kept-alive socket this call went out on just as it was sent.
+          if (r._tag === "Failure" && r.failure.reset) r = yield* Effect.result(send(url))
           if (r._tag === "Success") return [url, r.success] as const
           reasons.push(r.failure.message)
           if (!r.failure.down) return yield* Effect.fail(new SchedulerUnavailable({ message: r.failure.message }))
-          yield* markDown(url)
+          yield* markDown(url, r.failure.message)
         }
         return yield* Effect.fail(new SchedulerUnavailable({ message: reasons.join("; ") }))
       })
@@ -163,7 +168,7 @@ export const makeRingSchedulerChannel = (
             parts.push(`${url}=${r.success.epoch}`)
           } else if (r._tag === "Failure") {
             reasons.push(r.failure.message)
-            if (r.failure.down) yield* markDown(url)
+            if (r.failure.down) yield* markDown(url, r.failure.message)
           }
         }
         if (parts.length === 0) return yield* Effect.fail(new SchedulerUnavailable({ message: reasons.join("; ") }))

@@ -14,6 +14,7 @@ import {
   HostAnnounced,
   NeedRegister,
   PeerReport,
+  PeerReportBatch,
   type PeerToScheduler,
   ScheduleRequest,
   SchedulerToPeer
@@ -31,6 +32,17 @@ export const DEFAULT_SCHEDULER_DOWN_MILLIS = 10_000
 
 const encodeRequest = Schema.encodeSync(ScheduleRequest)
 const encodeReport = Schema.encodeSync(PeerReport)
+const encodeBatch = Schema.encodeSync(PeerReportBatch)
+
+/**
+ * A piece's report from a parent (one per piece and peer: most of what a scheduler hears in a swarm)
+ * waits this long for others of the same task, and all go in one request. The scheduler's view of who
+ * holds what lags by as much; reports that carry something it needs (a digest learned from the origin,
+ * a failure, a start or an end) go at once, after what was gathered before them.
+ */
+export const REPORT_BATCH_MILLIS = 1_000
+/** ... or until this many are gathered. */
+const REPORT_BATCH_MAX = 64
 const decodeAnswer = Schema.decodeUnknownEffect(SchedulerToPeer)
 
 /** Why one call to one scheduler failed; `down` when the scheduler itself is gone (not merely unhappy). */
@@ -58,6 +70,12 @@ const callScheduler = (base: string, headers: Record<string, string>) => {
       postJson(`${base}/v1/report`, encodeReport(message), REPORT_TIMEOUT_MILLIS, headers).pipe(
         Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
         Effect.flatMap((reply) => reply.status < 300 ? Effect.void : Effect.fail(failed(describe(reply))))
+      ),
+    /** Several reports in one request; `false` when the scheduler has no batch route (an older one). */
+    reports: (reports: ReadonlyArray<PeerReport>): Effect.Effect<boolean, CallFailed> =>
+      postJson(`${base}/v1/reports`, encodeBatch({ reports }), REPORT_TIMEOUT_MILLIS, headers).pipe(
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
+        Effect.flatMap((reply) => reply.status < 300 ? Effect.succeed(true) : reply.status === 404 ? Effect.succeed(false) : Effect.fail(failed(describe(reply))))
       )
   }
 }
@@ -177,6 +195,40 @@ export const makeRingSchedulerChannel = (
 
     const taskOf = (m: Exclude<PeerToScheduler, { _tag: "AnnounceHost" }>) => m.taskId
 
+    /** Per task: piece reports waiting for the batch to go. */
+    const gathered = new Map<string, Array<PeerReport>>()
+    const sendOne = (message: PeerReport) => Effect.asVoid(route(message.taskId, (url) => calls.get(url)!.report(message)))
+    /** Sends what the task has gathered (each alone to a scheduler without the batch route). */
+    const flush = (taskId: string): Effect.Effect<void, SchedulerUnavailable> =>
+      Effect.suspend(() => {
+        const batch = gathered.get(taskId)
+        if (batch === undefined || batch.length === 0) return Effect.void
+        gathered.delete(taskId)
+        if (batch.length === 1) return sendOne(batch[0])
+        return route(taskId, (url) => calls.get(url)!.reports(batch)).pipe(
+          Effect.flatMap(([, accepted]) => accepted ? Effect.void : Effect.forEach(batch, sendOne, { discard: true }))
+        )
+      })
+    const report = (message: PeerReport): Effect.Effect<void, SchedulerUnavailable> => {
+      if (message._tag !== "PieceFinished" || message.parentId === null) {
+        return Effect.andThen(Effect.ignore(flush(message.taskId)), sendOne(message))
+      }
+      let batch = gathered.get(message.taskId)
+      if (batch === undefined) {
+        batch = []
+        gathered.set(message.taskId, batch)
+      }
+      batch.push(message)
+      if (batch.length >= REPORT_BATCH_MAX) return flush(message.taskId)
+      if (batch.length > 1) return Effect.void
+      // The first of a batch: it goes, with whatever joined it, in a moment (unless a flush took it first).
+      const first = batch
+      return Effect.asVoid(Effect.forkDetach(Effect.andThen(
+        Effect.sleep(REPORT_BATCH_MILLIS),
+        Effect.suspend(() => gathered.get(message.taskId) === first ? Effect.ignore(flush(message.taskId)) : Effect.void)
+      )))
+    }
+
     const channel = SchedulerChannel.of({
       request: (message) => {
         if (message._tag === "AnnounceHost") return announce(message)
@@ -190,7 +242,7 @@ export const makeRingSchedulerChannel = (
           })
         )
       },
-      report: (message) => Effect.asVoid(route(message.taskId, (url) => calls.get(url)!.report(message)))
+      report
     })
 
     const registeredWithOwner = (taskId: string) => {

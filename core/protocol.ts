@@ -103,6 +103,10 @@ export const PeerReport = Schema.Union([
 ])
 export type PeerReport = typeof PeerReport.Type
 
+/** Several reports in one request (a daemon gathers its per-piece reports for a moment), in order. */
+export const PeerReportBatch = Schema.Struct({ reports: Schema.Array(PeerReport) })
+export type PeerReportBatch = typeof PeerReportBatch.Type
+
 export const PeerToScheduler = Schema.Union([ScheduleRequest, PeerReport])
 export type PeerToScheduler = typeof PeerToScheduler.Type
 

@@ -14,6 +14,7 @@ import {
   HostAnnounced,
   NeedRegister,
   PeerReport,
+  PeerReportBatch,
   type PeerToScheduler,
   ScheduleRequest,
   SchedulerToPeer
@@ -31,20 +32,33 @@ export const DEFAULT_SCHEDULER_DOWN_MILLIS = 10_000
 
 const encodeRequest = Schema.encodeSync(ScheduleRequest)
 const encodeReport = Schema.encodeSync(PeerReport)
+const encodeBatch = Schema.encodeSync(PeerReportBatch)
+
+/**
+ * A piece's report from a parent (one per piece and peer: most of what a scheduler hears in a swarm)
+ * waits this long for others of the same task, and all go in one request. The scheduler's view of who
+ * holds what lags by as much; reports that carry something it needs (a digest learned from the origin,
+ * a failure, a start or an end) go at once, after what was gathered before them.
+ */
+export const REPORT_BATCH_MILLIS = 1_000
+/** ... or until this many are gathered. */
+const REPORT_BATCH_MAX = 64
 const decodeAnswer = Schema.decodeUnknownEffect(SchedulerToPeer)
 
 /** Why one call to one scheduler failed; `down` when the scheduler itself is gone (not merely unhappy). */
 interface CallFailed {
   readonly message: string
   readonly down: boolean
+  /** The connection failed at once (refused, reset) rather than timing out: worth one more try. */
+  readonly reset: boolean
 }
 
 const callScheduler = (base: string, headers: Record<string, string>) => {
-  const failed = (message: string, down = false): CallFailed => ({ message: `scheduler ${base}: ${message}`, down })
+  const failed = (message: string, down = false, reset = false): CallFailed => ({ message: `scheduler ${base}: ${message}`, down, reset })
   return {
     request: (message: ScheduleRequest, extra: Record<string, string> = {}): Effect.Effect<SchedulerToPeer, CallFailed> =>
       postJson(`${base}/v1/schedule`, encodeRequest(message), REQUEST_TIMEOUT_MILLIS, { ...headers, ...extra }).pipe(
-        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut)),
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
         Effect.flatMap((reply) => {
           if (reply.status !== 200) return Effect.fail(failed(describe(reply)))
           return Effect.try({ try: () => JSON.parse(reply.body.toString("utf8")) as unknown, catch: () => failed("reply is not JSON") }).pipe(
@@ -54,8 +68,14 @@ const callScheduler = (base: string, headers: Record<string, string>) => {
       ),
     report: (message: PeerReport): Effect.Effect<void, CallFailed> =>
       postJson(`${base}/v1/report`, encodeReport(message), REPORT_TIMEOUT_MILLIS, headers).pipe(
-        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut)),
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
         Effect.flatMap((reply) => reply.status < 300 ? Effect.void : Effect.fail(failed(describe(reply))))
+      ),
+    /** Several reports in one request; `false` when the scheduler has no batch route (an older one). */
+    reports: (reports: ReadonlyArray<PeerReport>): Effect.Effect<boolean, CallFailed> =>
+      postJson(`${base}/v1/reports`, encodeBatch({ reports }), REPORT_TIMEOUT_MILLIS, headers).pipe(
+        Effect.mapError((e) => failed(e.message, e.unreachable || e.timedOut, e.unreachable && !e.timedOut)),
+        Effect.flatMap((reply) => reply.status < 300 ? Effect.succeed(true) : reply.status === 404 ? Effect.succeed(false) : Effect.fail(failed(describe(reply))))
       )
   }
 }
@@ -113,13 +133,13 @@ export const makeRingSchedulerChannel = (
     /** Schedulers marked down and not heard from since (a re-mark after a mark expires is not news). */
     const lost = new Set<string>()
     const isDown = (url: string, now = Date.now()) => (downUntil.get(url) ?? 0) > now
-    const markDown = (url: string) => {
+    const markDown = (url: string, reason: string) => {
       downUntil.set(url, Date.now() + downMillis)
       if (!lost.has(url)) {
         lost.add(url)
         Queue.offerUnsafe(signal, undefined)
         return Effect.logWarning("scheduler marked down; its tasks move to the next scheduler on the ring").pipe(
-          Effect.annotateLogs({ scheduler: url, downMillis })
+          Effect.annotateLogs({ scheduler: url, downMillis, reason })
         )
       }
       return Effect.void
@@ -139,11 +159,14 @@ export const makeRingSchedulerChannel = (
         }
         const reasons: Array<string> = []
         for (const url of order) {
-          const r = yield* Effect.result(send(url))
+          let r = yield* Effect.result(send(url))
+          // A reset or refused connection is tried once more before the scheduler counts as gone: the
+          // server may have closed the kept-alive socket this call went out on just as it was sent.
+          if (r._tag === "Failure" && r.failure.reset) r = yield* Effect.result(send(url))
           if (r._tag === "Success") return [url, r.success] as const
           reasons.push(r.failure.message)
           if (!r.failure.down) return yield* Effect.fail(new SchedulerUnavailable({ message: r.failure.message }))
-          yield* markDown(url)
+          yield* markDown(url, r.failure.message)
         }
         return yield* Effect.fail(new SchedulerUnavailable({ message: reasons.join("; ") }))
       })
@@ -163,7 +186,7 @@ export const makeRingSchedulerChannel = (
             parts.push(`${url}=${r.success.epoch}`)
           } else if (r._tag === "Failure") {
             reasons.push(r.failure.message)
-            if (r.failure.down) yield* markDown(url)
+            if (r.failure.down) yield* markDown(url, r.failure.message)
           }
         }
         if (parts.length === 0) return yield* Effect.fail(new SchedulerUnavailable({ message: reasons.join("; ") }))
@@ -171,6 +194,40 @@ export const makeRingSchedulerChannel = (
       })
 
     const taskOf = (m: Exclude<PeerToScheduler, { _tag: "AnnounceHost" }>) => m.taskId
+
+    /** Per task: piece reports waiting for the batch to go. */
+    const gathered = new Map<string, Array<PeerReport>>()
+    const sendOne = (message: PeerReport) => Effect.asVoid(route(message.taskId, (url) => calls.get(url)!.report(message)))
+    /** Sends what the task has gathered (each alone to a scheduler without the batch route). */
+    const flush = (taskId: string): Effect.Effect<void, SchedulerUnavailable> =>
+      Effect.suspend(() => {
+        const batch = gathered.get(taskId)
+        if (batch === undefined || batch.length === 0) return Effect.void
+        gathered.delete(taskId)
+        if (batch.length === 1) return sendOne(batch[0])
+        return route(taskId, (url) => calls.get(url)!.reports(batch)).pipe(
+          Effect.flatMap(([, accepted]) => accepted ? Effect.void : Effect.forEach(batch, sendOne, { discard: true }))
+        )
+      })
+    const report = (message: PeerReport): Effect.Effect<void, SchedulerUnavailable> => {
+      if (message._tag !== "PieceFinished" || message.parentId === null) {
+        return Effect.andThen(Effect.ignore(flush(message.taskId)), sendOne(message))
+      }
+      let batch = gathered.get(message.taskId)
+      if (batch === undefined) {
+        batch = []
+        gathered.set(message.taskId, batch)
+      }
+      batch.push(message)
+      if (batch.length >= REPORT_BATCH_MAX) return flush(message.taskId)
+      if (batch.length > 1) return Effect.void
+      // The first of a batch: it goes, with whatever joined it, in a moment (unless a flush took it first).
+      const first = batch
+      return Effect.asVoid(Effect.forkDetach(Effect.andThen(
+        Effect.sleep(REPORT_BATCH_MILLIS),
+        Effect.suspend(() => gathered.get(message.taskId) === first ? Effect.ignore(flush(message.taskId)) : Effect.void)
+      )))
+    }
 
     const channel = SchedulerChannel.of({
       request: (message) => {
@@ -185,7 +242,7 @@ export const makeRingSchedulerChannel = (
           })
         )
       },
-      report: (message) => Effect.asVoid(route(message.taskId, (url) => calls.get(url)!.report(message)))
+      report
     })
 
     const registeredWithOwner = (taskId: string) => {

@@ -3,7 +3,7 @@
 import { randomUUID } from "node:crypto"
 import { Effect, Layer } from "effect"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
-import { PeerReport, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
+import { PeerReport, PeerReportBatch, ScheduleRequest, SchedulerToPeer } from "../core/protocol.ts"
 import { type Deployment, deployedConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
@@ -95,6 +95,17 @@ export const schedulerRoutes = (
           ? `host.type: "seed" requires the seed token (${why})`
           : `host.id: ${JSON.stringify(message.host.id)} is a seed here; changing it requires the seed token (${why})`
       })
+    const receive = (message: PeerReport) =>
+      Effect.gen(function*() {
+        // A parent that sent bytes not matching their digest is worth an operator's attention.
+        if (message._tag === "PieceFailed" && !message.temporary) {
+          yield* Effect.logWarning("piece failed").pipe(Effect.annotateLogs({
+            peerId: message.peerId, taskId: message.taskId, index: message.index, parentId: message.parentId, reason: message.reason
+          }))
+        }
+        yield* scheduler.report(message)
+        metrics.report(message)
+      })
     return HttpRouter.addAll([
       metricsRoute(metrics.registry),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({
@@ -133,15 +144,13 @@ export const schedulerRoutes = (
         return encoded(SchedulerToPeer, answer)
       }))),
       HttpRouter.route("POST", "/v1/report", orBadRequest(Effect.gen(function*() {
-        const message = yield* decodeBody(PeerReport, REPORT_TAGS)
-        // A parent that sent bytes not matching their digest is worth an operator's attention.
-        if (message._tag === "PieceFailed" && !message.temporary) {
-          yield* Effect.logWarning("piece failed").pipe(Effect.annotateLogs({
-            peerId: message.peerId, taskId: message.taskId, index: message.index, parentId: message.parentId, reason: message.reason
-          }))
-        }
-        yield* scheduler.report(message)
-        metrics.report(message)
+        yield* receive(yield* decodeBody(PeerReport, REPORT_TAGS))
+        return HttpServerResponse.empty({ status: 204 })
+      }))),
+      // A daemon's per-piece reports gathered into one request (runtime/http-scheduler-channel.ts), in order.
+      HttpRouter.route("POST", "/v1/reports", orBadRequest(Effect.gen(function*() {
+        const batch = yield* decodeBody(PeerReportBatch)
+        for (const message of batch.reports) yield* receive(message)
         return HttpServerResponse.empty({ status: 204 })
       }))),
       ...preheatRoutes(jobs),

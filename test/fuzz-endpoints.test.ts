@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { Exit, Schema } from "effect"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { PeerReport, ScheduleRequest } from "../core/protocol.ts"
+import { PeerReport, PeerReportBatch, ScheduleRequest } from "../core/protocol.ts"
 import { DownloadBody, SeedRequestBody } from "../runtime/daemon.ts"
 import { MAX_BODY_BYTES } from "../runtime/http-json.ts"
 import { assertSound, damselfly, freePort, getJson, killAll, type Origin, type Proc, rawRequest, startOrigin, waitHealthy } from "../runtime/testing/harness.ts"
@@ -55,6 +55,7 @@ const expectRefused = (r: { status: number; json: any; text: string }, what: str
 const bodyEndpoints: Array<[string, () => string, string, Schema.Top, ReadonlyArray<Record<string, unknown>>]> = [
   ["scheduler /v1/schedule", () => scheduler.url, "/v1/schedule", ScheduleRequest, scheduleRequests],
   ["scheduler /v1/report", () => scheduler.url, "/v1/report", PeerReport, peerReports],
+  ["scheduler /v1/reports", () => scheduler.url, "/v1/reports", PeerReportBatch, [{ reports: peerReports }]],
   ["daemon /v1/seed", () => daemon.url, "/v1/seed", SeedRequestBody, [seedBody]],
   ["daemon /v1/download", () => daemon.url, "/v1/download", DownloadBody, [downloadBody]]
 ]

@@ -3,7 +3,7 @@
 // fetches and timers run in child fibers that post their outcome back to the loop's inbox, store
 // operations run inline — so state is owned by one loop and never shared between fibers. The
 // simulator drives the same machine from its event loop instead (sim/peer-driver.ts).
-import { Clock, Effect, Fiber, Queue, Random } from "effect"
+import { Clock, Effect, Fiber, Queue, Random, Schedule } from "effect"
 import { DownloadError, TransferFailed } from "../errors.ts"
 import { pieceAt } from "../piece-layout.ts"
 import { DownloadFailed, DownloadFinished, type PeerReport } from "../protocol.ts"
@@ -25,6 +25,9 @@ export { defaultPeerOptions, ORIGIN, PeerMachine } from "./machine.ts"
 export type { DownloadRequest, DownloadResult, PeerCommand, PeerOptions } from "./machine.ts"
 
 export type PeerServices = SchedulerChannel | PieceTransfer | Origin | PieceStore | Sha256
+
+/** A report of an origin-fetched piece (it carries the digest) is tried again: 100 ms doubling, ~50 s in all. */
+const REPORT_RETRY = { schedule: Schedule.exponential("100 millis"), times: 9 }
 
 export const downloadTask = (
   request: DownloadRequest,
@@ -51,8 +54,14 @@ export const downloadTask = (
     const watchers = new Map<Source, Fiber.Fiber<unknown, unknown>>()
 
     // Reports are one-way and must never hold up the loop; detached so that the last ones still
-    // arrive after this download's fiber is done.
-    const report = (m: PeerReport) => Effect.forkDetach(Effect.ignore(channel.report(m)))
+    // arrive after this download's fiber is done. A piece fetched from the origin is retried: its
+    // report carries the digest that only the origin's fetcher learned, and children verify the piece
+    // against the scheduler's copy of it — one lost report (a reset, a busy scheduler) left every peer
+    // dropping that piece until it stalled and went to the origin (a 16-host swarm: 30 s, 1.38 copies).
+    const report = (m: PeerReport) =>
+      Effect.forkDetach(Effect.ignore(
+        m._tag === "PieceFinished" && m.parentId === null ? Effect.retry(channel.report(m), REPORT_RETRY) : channel.report(m)
+      ))
 
     const fetch = (s: Source, index: number, delayMillis: number, timeoutMillis: number) =>
       Effect.gen(function*() {

@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import type { TaskId } from "./domain.ts"
 import { PieceIndexSet } from "./peer/piece-index-set.ts"
 import { pieceCountOf } from "./piece-layout.ts"
-import { type PieceEntry, PieceAvailability } from "./protocol.ts"
+import { type PieceEntry, PieceAvailability, trusted } from "./protocol.ts"
 
 /** A window `pieces[from..to)` on a ledger's arrival log (`deltaView`): a reusable AvailabilityAnswer. */
 export interface LedgerDeltaView {
@@ -99,8 +99,10 @@ export class PieceLedger {
     this.wake()
   }
 
+  /** The answer to a long-poll from `since`: built from this ledger's own state, so without the
+   *  constructor's Schema pass (`trusted`; one per long-poll answer, every piece, every watching child). */
   since(since: number): PieceAvailability {
-    return new PieceAvailability({
+    return trusted(PieceAvailability, {
       taskId: this.taskId,
       version: this.log.length,
       contentLength: this.contentLength,

@@ -1,9 +1,11 @@
 // The piece ledger's long-poll side: the shared window a simulator answers with says exactly what the
 // copying `delta` says, and waking waiters (reusing its array between wakes) wakes each live one once,
 // including when a waiter's own callback adds a piece to the same ledger.
+import { Schema } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { type LedgerDeltaView, type LedgerWaiter, PieceLedger } from "../core/piece-ledger.ts"
+import { PieceAvailability } from "../core/protocol.ts"
 
 const TASK = "d".repeat(64)
 const SEED = 20_261_129
@@ -63,5 +65,22 @@ describe("PieceLedger", () => {
     ledger.addWaiter(waiter("next", 3))
     ledger.add(2, "w")
     expect(woken).toEqual(["a@1", "adder@1", "later@2", "next@4"])
+  })
+
+  it("since's answer (built without the constructor's check) is the constructor's, and passes the wire Schema", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 20 }).chain((n) => fc.record({ n: fc.constant(n), held: fc.shuffledSubarray(Array.from({ length: n }, (_, i) => i)), since: fc.integer({ min: -1, max: n + 1 }) })), ({ n, held, since }) => {
+        const ledger = new PieceLedger(TASK, n * 4, 4)
+        for (const i of held) ledger.add(i, i.toString(16).padStart(64, "0"))
+        const answer = ledger.since(since)
+        expect(answer).toBeInstanceOf(PieceAvailability)
+        const fields = { taskId: TASK, version: held.length, contentLength: n * 4, pieceLength: 4, pieces: answer.pieces, arriving: [], complete: held.length === n }
+        expect(Object.keys(answer)).toEqual(Object.keys(new PieceAvailability(fields)))
+        const wire = Schema.encodeUnknownSync(PieceAvailability)(answer)
+        expect(Schema.encodeUnknownSync(PieceAvailability)(Schema.decodeUnknownSync(PieceAvailability)(wire))).toEqual(wire)
+        expect(answer.pieces.map((p) => p.index)).toEqual(held.slice(Math.max(0, since)))
+      }),
+      { seed: SEED, numRuns: 100 }
+    )
   })
 })

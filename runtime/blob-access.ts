@@ -3,18 +3,20 @@
 // Dragonfly serves any piece to anyone who knows the task id. Here, when a daemon fetches a blob with
 // an Authorization header, it first HEADs the blob upstream without credentials: a 2xx means the blob
 // is public and nothing changes. Otherwise it HEADs it with the caller's Authorization; when that
-// succeeds it asks the scheduler for a capability — (task id, origin registry, its peer id, its IP,
-// expiry), signed with the scheduler's Ed25519 key — and marks the task private on its disk, noting the
-// registry it proved access at. The scheduler does not take the daemon's word for it: the request carries
-// the blob URL and the Authorization, and the scheduler repeats the authenticated HEAD itself, so holding
-// the cluster token is not enough to read another tenant's private blob. The capability names the URL's
-// registry (host:port), and a holder accepts it only for a task it proved at that same registry, so a
-// member cannot mint one with a server of its own that answers 200 for any digest. A daemon's upload
-// server serves pieces (and availability) of a task it marked private only to requests carrying a
-// capability for that task, registry and requesting peer (`x-damselfly-capability`, `x-damselfly-peer`,
-// from the IP the capability names), verified with the schedulers' public keys: daemons never hold the
-// signing key. Credentials go only to the daemon's own upstream and its configured schedulers; only the
-// capability travels to parents.
+// succeeds it asks the scheduler for a capability — (task id, source, its peer id, its IP, expiry),
+// signed with the scheduler's Ed25519 key — and marks the task private on its disk, noting the source:
+// the URL it proved access at (scheme, host, port and path). The scheduler does not take the daemon's word
+// for it: the request carries the URL and the Authorization, and the scheduler repeats the authenticated
+// HEAD itself (bounded in time and concurrency), so holding the cluster token is not enough. A holder
+// accepts a capability only for the very source it proved the task at, and the first source a host
+// proved a task at stays its source, so a member cannot mint a capability with a server of its own that
+// answers 200 for any digest, nor with a public path of the same server, nor rebind a holder's task to
+// either. A daemon's upload server serves pieces (and availability) of a task it marked private only to
+// requests carrying a capability for that task, source and requesting peer (`x-damselfly-capability`,
+// `x-damselfly-peer`, from the IP the capability names), verified with the schedulers' public keys:
+// daemons never hold the signing key. Capabilities handed over by preheat are verified the same way
+// before they are adopted. Credentials go only to the daemon's own upstream and its configured schedulers
+// (in the capability request); only the capability travels to parents.
 //
 // Seeding a private blob: the scheduler's seed peer needs the registry's credentials to fetch it. A
 // daemon that proved access sends its `Authorization` with its registration for that task
@@ -31,7 +33,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto"
 import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Semaphore } from "effect"
 import { HttpRouter, HttpServerRequest } from "effect/http"
 import type { Host } from "../core/domain.ts"
 import { peerIdOf, TaskId } from "../core/domain.ts"
@@ -65,8 +67,8 @@ export const CapabilityClaims = Schema.Struct({
   /** Which scheduler key signed it. */
   kid: Schema.String,
   task: TaskId,
-  /** The registry (URL host, with port) where access was proven; "" on capabilities from before it was recorded. */
-  origin: Schema.optionalKey(Schema.String),
+  /** The URL (scheme://host:port/path) where access was proven (`sourceOf`). */
+  source: Schema.optionalKey(Schema.String),
   peer: Schema.String,
   /** The requesting host's IP as the scheduler knows it; "" when unknown. */
   ip: Schema.String,
@@ -79,12 +81,28 @@ export interface Capability {
   readonly token: string
   readonly taskId: string
   readonly expiresAt: number
-  /** The registry (host:port) the capability is good for. */
-  readonly origin: string
+  /** The source the capability is good for. */
+  readonly source: string
 }
 
-/** The part of a blob URL a private task is bound to: its host and port. */
-export const originOf = (url: string): string => new URL(url).host
+/** What a private task is bound to: the URL it was proven at, without credentials or query string. */
+export const sourceOf = (url: string): string => {
+  const u = new URL(url)
+  return `${u.origin}${u.pathname}`
+}
+
+/** Why `url` cannot be a source access is proven at, or undefined when it can. */
+export const accessUrlProblem = (url: string): string | undefined => {
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return `url: expected an absolute http(s) URL, got ${JSON.stringify(url.slice(0, 200))}`
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return `url: expected http or https, got ${parsed.protocol}`
+  if (parsed.username !== "" || parsed.password !== "") return "url: expected no user:password@ in the URL (send credentials as authorization)"
+  return undefined
+}
 
 export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", {
   message: Schema.String
@@ -98,13 +116,17 @@ export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject):
   return `${payload}.${b64url(sign(null, Buffer.from(payload), privateKey))}`
 }
 
+/** A token's claims, without checking them (call `capabilityProblem` first). */
+const claimsOf = (token: string): CapabilityClaims =>
+  Schema.decodeUnknownSync(CapabilityClaims)(JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString("utf8")))
+
 /** Why a token does not grant `taskId` to `peerId` from `remoteIp`, or undefined when it does. */
 export const capabilityProblem = (
   token: string | undefined,
   o: {
     taskId: string
-    /** The registry the holder proved the task at ("" when not recorded: any). */
-    origin?: string | undefined
+    /** The source the holder proved the task at (undefined: not checked; "" recorded before sources were: refused). */
+    source?: string | undefined
     peerId: string | undefined
     remoteIp: string | undefined
     keys: ReadonlyMap<string, KeyObject>
@@ -125,8 +147,9 @@ export const capabilityProblem = (
   if (!verify(null, Buffer.from(payload), key, Buffer.from(signature, "base64url"))) return `${CAPABILITY_HEADER}: bad signature`
   if (claims.exp <= o.nowSeconds) return `${CAPABILITY_HEADER}: expired`
   if (claims.task !== o.taskId) return `${CAPABILITY_HEADER}: issued for another task`
-  if (o.origin !== undefined && o.origin !== "" && claims.origin !== o.origin) {
-    return `${CAPABILITY_HEADER}: issued for the task at another registry (${JSON.stringify(claims.origin ?? "")}, this peer holds it from ${JSON.stringify(o.origin)})`
+  if (o.source === "") return `task ${o.taskId} was made private here before capabilities named their source: it is shared again once this peer proves access anew`
+  if (o.source !== undefined && claims.source !== o.source) {
+    return `${CAPABILITY_HEADER}: issued for the task at another source (${JSON.stringify(claims.source ?? "")}, this peer holds it from ${JSON.stringify(o.source)})`
   }
   if (o.peerId === undefined || claims.peer !== o.peerId) return `${CAPABILITY_HEADER}: issued for another peer than ${PEER_HEADER} ${JSON.stringify(o.peerId ?? null)}`
   if (claims.ip !== "" && o.remoteIp !== undefined && claims.ip !== o.remoteIp) return `${CAPABILITY_HEADER}: issued for a peer at another address`
@@ -163,24 +186,15 @@ const loadOrCreateKey = (o: IssuerOptions): KeyObject => {
 export const CapabilityRequest = Schema.Struct({
   taskId: TaskId,
   hostId: Schema.NonEmptyString,
-  /** The blob URL the daemon proved access at; its path must end in /blobs/sha256:<taskId>. */
+  /** The URL the daemon proved access at: the capability's source. */
   url: Schema.NonEmptyString,
   /** The Authorization that proved it; the scheduler repeats the HEAD with it and forgets it. */
   authorization: Schema.NonEmptyString
 })
 
-/** Why `url` cannot name the blob `taskId`, or undefined when it can. */
-export const blobUrlProblem = (url: string, taskId: string): string | undefined => {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    return `url: expected an absolute http(s) URL, got ${JSON.stringify(url.slice(0, 200))}`
-  }
-  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") return `url: expected http or https, got ${parsed.protocol}`
-  if (!parsed.pathname.endsWith(`/blobs/sha256:${taskId}`)) return `url: expected a registry blob URL ending in /blobs/sha256:${taskId}, got ${JSON.stringify(parsed.pathname.slice(0, 200))}`
-  return undefined
-}
+/** At most this many authenticated HEADs at once from a scheduler, each bounded in time. */
+const ACCESS_CHECKS = 8
+const ACCESS_CHECK_MILLIS = 15_000
 
 export const makeCapabilityIssuer = (o: IssuerOptions) => {
   const privateKey = loadOrCreateKey(o)
@@ -188,13 +202,14 @@ export const makeCapabilityIssuer = (o: IssuerOptions) => {
   const kid = keyIdOf(publicKey)
   const ttl = o.ttlSeconds ?? DEFAULT_CAPABILITY_TTL_SECONDS
   const fetch = o.fetch ?? nodeRegistryFetch
+  const checks = Semaphore.makeUnsafe(ACCESS_CHECKS)
   /** Tasks some daemon proved private access to (for operators; holders enforce it). */
   const privateTasks = new Set<string>()
-  /** Signs a capability; callers have proven access to `taskId` at `origin` (a daemon's HEAD repeated, or preheat's own). */
-  const issue = (taskId: string, host: Pick<Host, "id" | "ip">, origin: string, nowSeconds = Math.floor(Date.now() / 1000)): Capability => {
+  /** Signs a capability; callers have proven access to `taskId` at `source` (a daemon's HEAD repeated, or preheat's own). */
+  const issue = (taskId: string, host: Pick<Host, "id" | "ip">, source: string, nowSeconds = Math.floor(Date.now() / 1000)): Capability => {
     privateTasks.add(taskId)
-    const claims: CapabilityClaims = { v: 1, kid, task: taskId, origin, peer: peerIdOf(host.id, taskId), ip: host.ip, exp: nowSeconds + ttl }
-    return { token: signCapability(claims, privateKey), taskId, expiresAt: claims.exp, origin }
+    const claims: CapabilityClaims = { v: 1, kid, task: taskId, source, peer: peerIdOf(host.id, taskId), ip: host.ip, exp: nowSeconds + ttl }
+    return { token: signCapability(claims, privateKey), taskId, expiresAt: claims.exp, source }
   }
   const routes = [
     HttpRouter.route("GET", "/v1/blob-access/keys", Effect.sync(() =>
@@ -203,16 +218,19 @@ export const makeCapabilityIssuer = (o: IssuerOptions) => {
     // the capability names the IP this scheduler knows for it.
     HttpRouter.route("POST", "/v1/blob-access/capabilities", orBadRequest(Effect.gen(function*() {
       const body = yield* decodeBody(CapabilityRequest)
-      const malformed = blobUrlProblem(body.url, body.taskId)
+      const malformed = accessUrlProblem(body.url)
       if (malformed !== undefined) return errorResponse(400, malformed)
       const host = o.hosts().find((h) => h.id === body.hostId)
       if (host === undefined) return errorResponse(409, `hostId: host ${body.hostId} has not announced itself to this scheduler`)
-      const head = yield* Effect.result(fetch({ method: "HEAD", url: body.url, headers: { authorization: body.authorization } }))
-      if (head._tag === "Failure") return errorResponse(502, `url: the scheduler could not check access: ${head.failure.message}`)
-      if (head.success.status < 200 || head.success.status >= 300) {
-        return errorResponse(403, `authorization: HEAD ${body.url} with it answered HTTP ${head.success.status} to the scheduler`)
-      }
-      return jsonResponse(issue(body.taskId, host, originOf(body.url)))
+      const head = yield* Effect.result(checks.withPermits(1)(
+        fetch({ method: "HEAD", url: body.url, headers: { authorization: body.authorization } }).pipe(Effect.timeout(ACCESS_CHECK_MILLIS))
+      ))
+      // Little detail back: this HEAD goes where a member says, so its answer must not map the network.
+      if (head._tag === "Failure") return errorResponse(502, "url: the scheduler could not check access there (unreachable or too slow)")
+      const status = head.success.status
+      if (status === 401 || status === 403) return errorResponse(403, `authorization: the scheduler's HEAD with it was refused (HTTP ${status})`)
+      if (status < 200 || status >= 300) return errorResponse(502, "url: the scheduler's HEAD did not succeed there")
+      return jsonResponse(issue(body.taskId, host, sourceOf(body.url)))
     }))),
     HttpRouter.route("GET", "/v1/blob-access/tasks/:taskId", Effect.gen(function*() {
       const taskId = (yield* HttpRouter.params).taskId ?? ""
@@ -233,7 +251,7 @@ export interface BlobAccessOptions {
 }
 
 const KeysReply = Schema.Struct({ keys: Schema.Array(Schema.Struct({ kid: Schema.String, spki: Schema.String })) })
-const CapabilityReply = Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, origin: Schema.String })
+const CapabilityReply = Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, source: Schema.String })
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/
 
@@ -241,8 +259,8 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   const fetch = o.fetch ?? nodeRegistryFetch
   const dir = path.join(o.data, "blob-access", "private")
   mkdirSync(dir, { recursive: true })
-  // Tasks marked private survive a restart: one file per task id holding the registry (host:port) access
-  // was proven at (empty in files from before it was recorded: then any registry's capability is accepted).
+  // Tasks marked private survive a restart: one file per task id holding the source access was proven at
+  // (empty in files from before sources were recorded: no capability is accepted until proven anew).
   const privateTasks = new Map<string, string>(
     readdirSync(dir).filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => [n, readFileSync(path.join(dir, n), "utf8").trim()])
   )
@@ -253,11 +271,18 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
   let keysFetchedAt = 0
   const headers = authHeaders(o.token)
 
-  const markPrivate = (taskId: string, origin: string) =>
+  /** The source this host proved `taskId` at first; undefined when it holds no proof (or only a legacy marker). */
+  const recordedSource = (taskId: string) => {
+    const source = privateTasks.get(taskId)
+    return source === undefined || source === "" ? undefined : source
+  }
+
+  // The first source stays: proving the same digest at another URL later must not widen who may read it.
+  const markPrivate = (taskId: string, source: string) =>
     Effect.promise(async () => {
-      if (privateTasks.get(taskId) === origin) return
-      privateTasks.set(taskId, origin)
-      await fs.writeFile(path.join(dir, taskId), origin)
+      if (source === "" || recordedSource(taskId) !== undefined) return
+      privateTasks.set(taskId, source)
+      await fs.writeFile(path.join(dir, taskId), source)
     })
 
   const refreshKeys = Effect.gen(function*() {
@@ -276,7 +301,7 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
     Effect.gen(function*() {
       const problems: Array<string> = []
       for (const base of o.schedulers) {
-        const reply = yield* Effect.result(postJson(`${base}/v1/blob-access/capabilities`, { taskId, hostId: o.hostId, url, authorization }, 10_000, headers))
+        const reply = yield* Effect.result(postJson(`${base}/v1/blob-access/capabilities`, { taskId, hostId: o.hostId, url, authorization }, ACCESS_CHECK_MILLIS + 5_000, headers))
         if (reply._tag === "Failure") {
           problems.push(reply.failure.message)
           continue
@@ -313,10 +338,17 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       if (authed.status < 200 || authed.status >= 300) {
         return yield* Effect.fail(new AccessDenied({ message: `HEAD ${input.upstreamUrl} with the given authorization: HTTP ${authed.status}` }))
       }
+      const malformed = accessUrlProblem(input.upstreamUrl)
+      if (malformed !== undefined) return yield* Effect.fail(new AccessDenied({ message: malformed }))
       const cap = yield* requestCapability(taskId, input.upstreamUrl, input.authorization)
-      held.set(taskId, cap)
-      proofs.set(taskId, input.authorization)
-      yield* markPrivate(taskId, cap.origin)
+      // Held from another source already: keep that proof and capability (the caller still gets the
+      // blob: the content is the digest's, and this host may serve itself).
+      const recorded = recordedSource(taskId)
+      if (recorded === undefined || recorded === cap.source) {
+        held.set(taskId, cap)
+        proofs.set(taskId, input.authorization)
+        yield* markPrivate(taskId, cap.source)
+      }
       return cap
     })
 
@@ -355,7 +387,7 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       const token = request.headers[CAPABILITY_HEADER]
       const peerId = request.headers[PEER_HEADER]
       const remoteIp = normalIp(request.peerAddress._tag === "Some" ? request.peerAddress.value : undefined)
-      const check = () => capabilityProblem(token, { taskId, origin: privateTasks.get(taskId), peerId, remoteIp, keys, nowSeconds: Math.floor(Date.now() / 1000) })
+      const check = () => capabilityProblem(token, { taskId, source: privateTasks.get(taskId), peerId, remoteIp, keys, nowSeconds: Math.floor(Date.now() / 1000) })
       let problem = check()
       if (problem !== undefined && /unknown key/.test(problem)) {
         yield* refreshKeys
@@ -364,11 +396,27 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       return problem
     })
 
-  /** Preheat hands a capability the scheduler issued for this host (the scheduler proved access itself). */
-  const adopt = (cap: Capability) =>
+  /**
+   * Preheat hands a capability the scheduler issued for this host (the scheduler proved access itself).
+   * Anyone with the cluster token can call the preheat route, so the token is verified like a parent's
+   * request (signature, task, this host's peer id, expiry) and the source comes from its signed claims.
+   */
+  const adopt = (cap: Pick<Capability, "token" | "taskId">) =>
     Effect.gen(function*() {
-      held.set(cap.taskId, cap)
-      yield* markPrivate(cap.taskId, cap.origin)
+      const check = () => capabilityProblem(cap.token, { taskId: cap.taskId, peerId: peerIdOf(o.hostId, cap.taskId), remoteIp: undefined, keys, nowSeconds: Math.floor(Date.now() / 1000) })
+      let problem = check()
+      if (problem !== undefined && /unknown key/.test(problem)) {
+        yield* refreshKeys
+        problem = check()
+      }
+      if (problem !== undefined) return yield* Effect.fail(new AccessDenied({ message: `capability: ${problem}` }))
+      const source = claimsOf(cap.token).source ?? ""
+      if (source === "") return yield* Effect.fail(new AccessDenied({ message: "capability: names no source" }))
+      const recorded = recordedSource(cap.taskId)
+      if (recorded !== undefined && recorded !== source) return yield* Effect.fail(new AccessDenied({ message: `capability: this host holds task ${cap.taskId} from another source` }))
+      const claims = claimsOf(cap.token)
+      held.set(cap.taskId, { token: cap.token, taskId: cap.taskId, expiresAt: claims.exp, source })
+      yield* markPrivate(cap.taskId, source)
     })
 
   return { proveAccess, requestHeaders, seedHeaders, admitSeed, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }

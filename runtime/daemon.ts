@@ -268,7 +268,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
         const reply = yield* Effect.result(call(`${base}/healthy`, { timeoutMillis: 5_000 }))
         if (reply._tag === "Failure" || reply.success.status !== 200) continue
         const said = yield* Effect.result(Effect.try(() => (JSON.parse(reply.success.body.toString("utf8")) as { strategy?: unknown }).strategy))
-        if (said._tag === "Success" && typeof said.success === "string" && said.success in strategies) named.set(base, said.success)
+        if (said._tag === "Success" && typeof said.success === "string" && Object.hasOwn(strategies, said.success)) named.set(base, said.success)
       }
       const first = named.values().next()
       if (first.done === true) return

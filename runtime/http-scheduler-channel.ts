@@ -211,7 +211,7 @@ export const makeRingSchedulerChannel = (
       })
     const report = (message: PeerReport): Effect.Effect<void, SchedulerUnavailable> => {
       if (message._tag !== "PieceFinished" || message.parentId === null) {
-        return Effect.andThen(Effect.ignore(flush(message.taskId)), sendOne(message))
+        return Effect.andThen(Effect.ignoreCause(flush(message.taskId)), sendOne(message))
       }
       let batch = gathered.get(message.taskId)
       if (batch === undefined) {
@@ -225,7 +225,7 @@ export const makeRingSchedulerChannel = (
       const first = batch
       return Effect.asVoid(Effect.forkDetach(Effect.andThen(
         Effect.sleep(REPORT_BATCH_MILLIS),
-        Effect.suspend(() => gathered.get(message.taskId) === first ? Effect.ignore(flush(message.taskId)) : Effect.void)
+        Effect.suspend(() => gathered.get(message.taskId) === first ? Effect.ignoreCause(flush(message.taskId)) : Effect.void)
       )))
     }
 

@@ -9,7 +9,7 @@ import { HttpRouter } from "effect/http"
 import { PositiveInt, TaskId } from "../core/domain.ts"
 import type { BlobAccess } from "./blob-access.ts"
 import type { DiskStore } from "./disk-store.ts"
-import { badRequest, decodeBody, jsonResponse, orBadRequest } from "./http-json.ts"
+import { badRequest, decodeBody, jsonResponse, orBadRequest, errorResponse } from "./http-json.ts"
 
 const HttpUrl = Schema.String.check(Schema.isPattern(/^https?:\/\/[^\s]+$/)).annotate({ description: "an http(s) URL" })
 const Digest = Schema.String.check(Schema.isPattern(/^sha256:[0-9a-f]{64}$/)).annotate({ description: "a digest sha256:<64 hex>" })
@@ -22,7 +22,7 @@ export const PreheatTaskBody = Schema.Struct({
   /** The whole content's digest (an OCI blob): checked once every piece is in. */
   digest: Schema.optional(Digest),
   /** A private blob: the capability the scheduler issued this host (it proved access upstream itself). */
-  capability: Schema.optional(Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, origin: Schema.String }))
+  capability: Schema.optional(Schema.Struct({ token: Schema.String, taskId: TaskId, expiresAt: Schema.Number, source: Schema.optionalKey(Schema.String) }))
 })
 export type PreheatTaskBody = typeof PreheatTaskBody.Type
 
@@ -75,7 +75,8 @@ export const preheatDaemonRoutes = (deps: PreheatDaemonDeps) => {
       }
       if (body.capability !== undefined) {
         if (body.capability.taskId !== body.taskId) return yield* badRequest(`capability.taskId: expected ${body.taskId}, got ${body.capability.taskId}`)
-        yield* deps.blobAccess.adopt(body.capability)
+        const adopted = yield* Effect.result(deps.blobAccess.adopt(body.capability))
+        if (adopted._tag === "Failure") return errorResponse(403, adopted.failure.message)
       }
       const known = states.get(body.taskId)
       if (known?.state !== "running" && known?.state !== "succeeded") {

@@ -19,7 +19,7 @@ import type { Host } from "../core/domain.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { authHeaders } from "./auth.ts"
-import { originOf } from "./blob-access.ts"
+import { sourceOf } from "./blob-access.ts"
 import { call, postJson } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
 import { NodeSha256 } from "./node-sha256.ts"
@@ -111,7 +111,7 @@ export interface PreheatOptions {
   /** A peer whose download makes no progress this long fails its part of the job. */
   readonly stallMillis?: number
   /** Issues capabilities for private blobs (runtime/blob-access.ts): the job proved access itself. */
-  readonly issueCapability?: (taskId: string, host: { id: string; ip: string }, origin: string) => { token: string; taskId: string; expiresAt: number; origin: string }
+  readonly issueCapability?: (taskId: string, host: { id: string; ip: string }, source: string) => { token: string; taskId: string; expiresAt: number; source: string }
 }
 
 class JobFailed extends Error {}
@@ -205,7 +205,7 @@ export const makePreheatJobs = (o: PreheatOptions) =>
         pieceLength: layer.pieceLength,
         headers,
         ...(layer.digest === null ? {} : { digest: layer.digest }),
-        ...(isPrivate && o.issueCapability !== undefined ? { capability: o.issueCapability(layer.taskId, { id: t.hostId, ip: t.ip }, originOf(layer.url)) } : {})
+        ...(isPrivate && o.issueCapability !== undefined ? { capability: o.issueCapability(layer.taskId, { id: t.hostId, ip: t.ip }, sourceOf(layer.url)) } : {})
       }, 10_000, daemonHeaders).pipe(
         Effect.map((r) => r.status === 202 ? undefined : `HTTP ${r.status}: ${r.body.subarray(0, 300).toString("utf8")}`),
         Effect.catch((e) => Effect.succeed(e.message))

@@ -3,14 +3,14 @@
 // HEAD upstream) serves its pieces only to peers with a capability for that task and peer; a forged,
 // expired, or misdirected capability is refused; public content stays open to anyone.
 import { generateKeyPairSync, type KeyObject } from "node:crypto"
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { peerIdOf } from "../core/domain.ts"
-import { blobUrlProblem, CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability } from "../runtime/blob-access.ts"
+import { accessUrlProblem, CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability, sourceOf } from "../runtime/blob-access.ts"
 import { getJson, httpJson, killAll, type Origin, rawRequest, type Server, spawnDaemon, spawnScheduler, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { buildImage, getManifest, pushImage, type Registry, startRegistry } from "./oci-registry-fixture.ts"
 
@@ -33,7 +33,7 @@ let blob: { digest: string; size: number; url: string; taskId: string }
 
 
 const claims = (over: Partial<CapabilityClaims> = {}): CapabilityClaims => ({
-  v: 1, kid, task: blob.taskId, origin: registry.host, peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
+  v: 1, kid, task: blob.taskId, source: sourceOf(blob.url), peer: peerIdOf("peer-x", blob.taskId), ip: "127.0.0.1", exp: now() + 600, ...over
 })
 
 const piece = (node: Node, taskId: string, headers: Record<string, string> = {}) =>
@@ -68,6 +68,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
+/** The liar answers like a private registry: 401 without an Authorization, 200 with any. */
+const req401 = (req: http.IncomingMessage) => req.headers.authorization === undefined
+
 const download = (node: Node, body: Record<string, unknown>) =>
   httpJson(`${node.url}/v1/download`, { method: "POST", body: JSON.stringify(body), timeoutMillis: 120_000 })
 
@@ -89,22 +92,25 @@ describe("capability checks (pure)", () => {
     expect(capabilityProblem(`${payload}`, o)).toMatch(/malformed/)
   })
 
-  it("binds a capability to the registry the holder proved the task at", () => {
+  it("binds a capability to the source (URL) the holder proved the task at", () => {
     const keys = new Map<string, KeyObject>([[kid, publicKey]])
-    const o = { taskId: blob.taskId, origin: registry.host, peerId: peerIdOf("peer-x", blob.taskId), remoteIp: "127.0.0.1", keys, nowSeconds: now() }
+    const o = { taskId: blob.taskId, source: sourceOf(blob.url), peerId: peerIdOf("peer-x", blob.taskId), remoteIp: "127.0.0.1", keys, nowSeconds: now() }
     expect(capabilityProblem(signCapability(claims(), privateKey), o)).toBeUndefined()
-    expect(capabilityProblem(signCapability(claims({ origin: "evil.example:5000" }), privateKey), o)).toMatch(/another registry/)
-    const { origin: _, ...unbound } = claims()
-    expect(capabilityProblem(signCapability(unbound, privateKey), o)).toMatch(/another registry/)
-    // A holder's marker from before origins were recorded accepts any registry's capability.
-    expect(capabilityProblem(signCapability(claims({ origin: "evil.example:5000" }), privateKey), { ...o, origin: "" })).toBeUndefined()
+    expect(capabilityProblem(signCapability(claims({ source: "http://evil.example:5000/v2/x/blobs/sha256:" + blob.taskId }), privateKey), o)).toMatch(/another source/)
+    expect(capabilityProblem(signCapability(claims({ source: `http://${registry.host}/v2/` }), privateKey), o)).toMatch(/another source/)
+    expect(capabilityProblem(signCapability(claims({ source: blob.url.replace("http:", "https:") }), privateKey), o)).toMatch(/another source/)
+    const { source: _, ...unbound } = claims()
+    expect(capabilityProblem(signCapability(unbound, privateKey), o)).toMatch(/another source/)
+    // A holder's marker from before sources were recorded fails closed until the task is proven anew.
+    expect(capabilityProblem(signCapability(claims(), privateKey), { ...o, source: "" })).toMatch(/proves access anew/)
+    expect(sourceOf(`${blob.url}?x=1`)).toBe(sourceOf(blob.url))
   })
 
-  it("names the field when a capability request's URL cannot name the task's blob", () => {
-    expect(blobUrlProblem(blob.url, blob.taskId)).toBeUndefined()
-    expect(blobUrlProblem("not a url", blob.taskId)).toMatch(/^url: expected an absolute/)
-    expect(blobUrlProblem(`ftp://${registry.host}/v2/x/blobs/sha256:${blob.taskId}`, blob.taskId)).toMatch(/^url: expected http or https/)
-    expect(blobUrlProblem(blob.url, "e".repeat(64))).toMatch(/^url: expected a registry blob URL ending in \/blobs\/sha256:e{64}/)
+  it("names the field when a URL cannot be a source", () => {
+    expect(accessUrlProblem(blob.url)).toBeUndefined()
+    expect(accessUrlProblem("not a url")).toMatch(/^url: expected an absolute/)
+    expect(accessUrlProblem(`ftp://${registry.host}/v2/x/blobs/sha256:${blob.taskId}`)).toMatch(/^url: expected http or https/)
+    expect(accessUrlProblem(`http://u:p@${registry.host}/v2/x/blobs/sha256:${blob.taskId}`)).toMatch(/^url: expected no user:password@/)
   })
 })
 
@@ -163,35 +169,56 @@ describe("private blobs between daemons", () => {
     expect(refusals()).toBeGreaterThan(refusedBefore)
   }, 180_000)
 
-  it("the scheduler issues a capability only after repeating the authenticated HEAD, and names the registry in it", async () => {
+  it("the scheduler issues a capability only after repeating the authenticated HEAD; holders accept only their own source", async () => {
     const ask = (body: Record<string, unknown>) =>
       httpJson(`${scheduler.url}/v1/blob-access/capabilities`, { method: "POST", body: JSON.stringify({ taskId: blob.taskId, hostId: "peer-c", ...body }) })
-    // A cluster member without working credentials: the scheduler's own HEAD fails, so no capability.
+    const asPeerC = (token: string) => piece(daemons.a, blob.taskId, withCapability(token, peerIdOf("peer-c", blob.taskId)))
+    // A cluster member without working credentials: the scheduler's own HEAD is refused, so no capability.
     const wrong = await ask({ url: blob.url, authorization: "Basic bm9ib2R5Om5vcGU=" })
     expect(wrong.status).toBe(403)
-    expect(wrong.body.error).toMatch(/^authorization: HEAD .* HTTP 401/)
+    expect(wrong.body.error).toMatch(/^authorization: the scheduler's HEAD with it was refused \(HTTP 401\)/)
     expect((await ask({ url: blob.url })).status).toBe(400)
-    const otherBlob = await ask({ url: blob.url.replace(blob.taskId, "f".repeat(64)), authorization: BASIC })
-    expect(otherBlob.status).toBe(400)
-    expect(otherBlob.body.error).toMatch(/^url: expected a registry blob URL/)
+    expect((await ask({ url: `http://u:p@${registry.host}/v2/`, authorization: BASIC })).body.error).toMatch(/^url: expected no user:password@/)
+    const missing = await ask({ url: blob.url.replace(blob.taskId, "f".repeat(64)), authorization: BASIC })
+    expect(missing.status).toBe(502)
+    expect(missing.body.error).toMatch(/^url: the scheduler's HEAD did not succeed/)
     const good = await ask({ url: blob.url, authorization: BASIC })
     expect(good.status).toBe(200)
-    expect(good.body.origin).toBe(registry.host)
+    expect(good.body.source).toBe(sourceOf(blob.url))
+    expect((await asPeerC(good.body.token)).status).toBe(200)
 
-    // A member's own server that answers 200 for any digest gets a capability naming that server, which
-    // the holder (who proved the task at the real registry) refuses.
-    const liar = http.createServer((_req, res) => res.writeHead(200, { "content-length": "0" }).end())
+    // Real credentials, but proven at another path of the same registry (its /v2/ answers 200 to them).
+    const elsewhere = await ask({ url: `http://${registry.host}/v2/`, authorization: BASIC })
+    expect(elsewhere.status).toBe(200)
+    const refusedElsewhere = await asPeerC(elsewhere.body.token)
+    expect(refusedElsewhere.status).toBe(403)
+    expect(refusedElsewhere.json.error).toMatch(/another source/)
+
+    // A member's own server that answers 200 for anything gets a capability naming that server, which the
+    // holder refuses; nor can the member rebind the holder's task to that server (download or preheat).
+    const liar = http.createServer((_req, res) => res.writeHead(req401(_req) ? 401 : 200, { "content-length": "0" }).end())
     await new Promise<void>((resolve) => liar.listen(0, "127.0.0.1", resolve))
     try {
-      const liarHost = `127.0.0.1:${(liar.address() as AddressInfo).port}`
-      const minted = await ask({ url: `http://${liarHost}/v2/secret/app/blobs/${blob.digest}`, authorization: "Basic anything" })
+      const liarUrl = `http://127.0.0.1:${(liar.address() as AddressInfo).port}/v2/secret/app/blobs/${blob.digest}`
+      const minted = await ask({ url: liarUrl, authorization: "Basic anything" })
       expect(minted.status).toBe(200)
-      expect(minted.body.origin).toBe(liarHost)
-      const refused = await piece(daemons.a, blob.taskId, withCapability(minted.body.token, peerIdOf("peer-c", blob.taskId)))
+      expect(minted.body.source).toBe(liarUrl)
+      const refused = await asPeerC(minted.body.token)
       expect(refused.status).toBe(403)
-      expect(refused.json.error).toMatch(/another registry/)
-      const honest = await piece(daemons.a, blob.taskId, withCapability(good.body.token, peerIdOf("peer-c", blob.taskId)))
-      expect(honest.status).toBe(200)
+      expect(refused.json.error).toMatch(/another source/)
+
+      const marker = path.join(dir, "a", "blob-access", "private", blob.taskId)
+      expect(readFileSync(marker, "utf8")).toBe(sourceOf(blob.url))
+      await download(daemons.a, { url: liarUrl, digest: blob.digest, headers: { authorization: "Basic anything" }, output: path.join(dir, "out", "rebind.bin") })
+      const forged = await httpJson(`${daemons.a.url}/v1/preheat`, {
+        method: "POST",
+        body: JSON.stringify({ taskId: blob.taskId, url: liarUrl, pieceLength: 4 * 1024 * 1024, capability: { token: "junk.junk", taskId: blob.taskId, expiresAt: 0, source: "" } })
+      })
+      expect(forged.status).toBe(403)
+      expect(forged.body.error).toMatch(/^capability: /)
+      expect(readFileSync(marker, "utf8")).toBe(sourceOf(blob.url))
+      expect((await asPeerC(minted.body.token)).status).toBe(403)
+      expect((await asPeerC(good.body.token)).status).toBe(200)
     } finally {
       liar.close()
     }

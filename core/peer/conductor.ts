@@ -81,7 +81,8 @@ export const downloadTask = (
             }),
             Effect.mapError((e: TransferFailed) => ({ message: e.message, temporary: e.temporary }))
           )
-        const millis = clock.currentTimeMillisUnsafe() - started
+        // Wall clocks step backwards; a negative cost would fail the report's Schema at the wire.
+        const millis = Math.max(0, clock.currentTimeMillisUnsafe() - started)
         yield* post(() => machine.fetched(s, index, bytes, millis))
       }).pipe(
         Effect.catch((e: { message: string; temporary: boolean }) => post(() => machine.fetchFailed(s, index, e.message, e.temporary))),

@@ -4,10 +4,10 @@
 // sha256 checked by the downloading daemon, the output's sha256 checked here afterwards. Repeated N
 // times (fresh task each time); prints MB/s of both, the ratio p2p/direct, and the median.
 //
-// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [--delete-direct] [-- daemon flags…]
+// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [--delete-direct] [--no-sync] [-- daemon flags…]
 // --profile DIR writes V8 CPU profiles of both daemons (node --cpu-prof) into DIR/{parent,child}, and the
 // p2p downloads' time windows (µs, the profiles' clock) into DIR/windows.json.
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { randomFillSync } from "node:crypto"
 import { createReadStream, promises as fs } from "node:fs"
 import * as http from "node:http"
@@ -33,6 +33,17 @@ const PROFILE = flag("--profile", "")
  * this bench did before; in measurements here it made no visible difference to curl).
  */
 const DELETE_DIRECT = argv.includes("--delete-direct")
+/**
+ * Before each timed transfer, `sync`: dirty pages left by the previous phase (the parent's import, curl's
+ * file, the last run's) are written back first, so neither side pays for the other's. Without it, the
+ * p2p transfer (always after curl and the import, 2 GiB of fresh dirty pages a run) met the kernel's
+ * dirty-page throttling in later runs: the child's main thread spent 1.7–2.8 CPU-s in the kernel instead
+ * of ~0.4 (runs 4–5 of `--runs 5`). --no-sync leaves the page cache alone, as before.
+ */
+const SYNC = !argv.includes("--no-sync")
+const settleDisk = () => {
+  if (SYNC) spawnSync("sync", { stdio: "ignore" })
+}
 
 const MB = 1e6
 const median = (xs: ReadonlyArray<number>) => {
@@ -161,6 +172,7 @@ try {
     if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported)}`)
 
     const direct = path.join(dir, `direct-${run}.out`)
+    settleDisk()
     const serverCpu0 = process.cpuUsage()
     let t0 = performance.now()
     const curlCpu = await curl(url, direct)
@@ -171,6 +183,7 @@ try {
     if (DELETE_DIRECT) await fs.rm(direct)
 
     const viaPeer = path.join(dir, "p2p.out")
+    settleDisk()
     const parentCpu0 = await cpuOf(parent.pid!)
     const childCpu0 = await cpuOf(child.pid!)
     const threads0 = [await threadCpuOf(parent.pid!), await threadCpuOf(child.pid!)] as const

@@ -36,9 +36,9 @@ const DELETE_DIRECT = argv.includes("--delete-direct")
 /**
  * Before each timed transfer, `sync`: dirty pages left by the previous phase (the parent's import, curl's
  * file, the last run's) are written back first, so neither side starts with the other's backlog. It did
- * not remove the occasional run where one side spends 1–3 CPU-s in the kernel: those coincide with the
- * kernel reclaiming and compacting memory for the new page-cache pages (see `kernelStalls`, printed per
- * run). --no-sync leaves the page cache alone, as before.
+ * not remove the occasional run where one side spends 1–3 CPU-s more in the kernel: perf put that time in
+ * the copy into fresh page-cache pages (the same bytes, copied slower; see README), with or without the
+ * reclaim and compaction stalls `kernelStalls` prints per run. --no-sync leaves the page cache alone.
  */
 const SYNC = !argv.includes("--no-sync")
 const settleDisk = () => {

@@ -3,8 +3,8 @@
 //
 // The piece path is the hot one (a 1 GiB task is 256 of these), so it has its own client
 // (runtime/piece-client.ts): the socket reads the body straight into a buffer of the announced length,
-// hashed as it arrives on the piece hash thread (runtime/piece-hash-thread.ts), so hashing overlaps the
-// network and leaves this thread; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
+// hashed on the piece hash thread (runtime/piece-hash-thread.ts; a piece of up to 4 MiB whole once it is
+// in, larger ones as they arrive), so hashing overlaps the network (other pieces') and leaves this thread; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
 // conductor checks it against the expected one as for any piece. With a `stage` (the daemon's disk
 // store), the bytes also go to their place in the task's file as they arrive (runtime/disk-store.ts).
 import { Effect, Layer, Schema } from "effect"

@@ -4,10 +4,10 @@
 // sha256 checked by the downloading daemon, the output's sha256 checked here afterwards. Repeated N
 // times (fresh task each time); prints MB/s of both, the ratio p2p/direct, and the median.
 //
-// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [--delete-direct] [-- daemon flags…]
+// Run: npx tsx runtime/testing/bench-throughput.ts [--size-mib 1024] [--runs 5] [--profile DIR] [--delete-direct] [--no-sync] [-- daemon flags…]
 // --profile DIR writes V8 CPU profiles of both daemons (node --cpu-prof) into DIR/{parent,child}, and the
 // p2p downloads' time windows (µs, the profiles' clock) into DIR/windows.json.
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { randomFillSync } from "node:crypto"
 import { createReadStream, promises as fs } from "node:fs"
 import * as http from "node:http"
@@ -33,6 +33,34 @@ const PROFILE = flag("--profile", "")
  * this bench did before; in measurements here it made no visible difference to curl).
  */
 const DELETE_DIRECT = argv.includes("--delete-direct")
+/**
+ * Before each timed transfer, `sync`: dirty pages left by the previous phase (the parent's import, curl's
+ * file, the last run's) are written back first, so neither side starts with the other's backlog. It did
+ * not remove the occasional run where one side spends 1–3 CPU-s more in the kernel: perf put that time in
+ * the copy into fresh page-cache pages (the same bytes, copied slower; see README), with or without the
+ * reclaim and compaction stalls `kernelStalls` prints per run. --no-sync leaves the page cache alone.
+ */
+const SYNC = !argv.includes("--no-sync")
+const settleDisk = () => {
+  if (SYNC) spawnSync("sync", { stdio: "ignore" })
+}
+
+/**
+ * Machine-wide counts of allocations that stalled to reclaim memory (allocstall_*) or to compact it
+ * (compact_stall), from /proc/vmstat: whoever allocates pages then pays in system time, so a run whose
+ * transfer saw many of them measured the machine's memory, not the data path.
+ */
+const kernelStalls = async () => {
+  const text = await fs.readFile("/proc/vmstat", "utf8").catch(() => "")
+  let reclaim = 0
+  let compact = 0
+  for (const line of text.split("\n")) {
+    const [name, value] = line.split(" ")
+    if (name?.startsWith("allocstall_")) reclaim += Number(value)
+    else if (name === "compact_stall") compact += Number(value)
+  }
+  return { reclaim, compact }
+}
 
 const MB = 1e6
 const median = (xs: ReadonlyArray<number>) => {
@@ -161,16 +189,21 @@ try {
     if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported)}`)
 
     const direct = path.join(dir, `direct-${run}.out`)
+    settleDisk()
+    const directStalls0 = await kernelStalls()
     const serverCpu0 = process.cpuUsage()
     let t0 = performance.now()
     const curlCpu = await curl(url, direct)
     const directSec = (performance.now() - t0) / 1000
     const serverCpu = process.cpuUsage(serverCpu0)
     const directCpu = curlCpu + (serverCpu.user + serverCpu.system) / 1e6
+    const directStalls1 = await kernelStalls()
     if (await sha256File(direct) !== expected) throw new Error("direct download: wrong content")
     if (DELETE_DIRECT) await fs.rm(direct)
 
     const viaPeer = path.join(dir, "p2p.out")
+    settleDisk()
+    const p2pStalls0 = await kernelStalls()
     const parentCpu0 = await cpuOf(parent.pid!)
     const childCpu0 = await cpuOf(child.pid!)
     const threads0 = [await threadCpuOf(parent.pid!), await threadCpuOf(child.pid!)] as const
@@ -183,6 +216,7 @@ try {
     const childCpu = (await cpuOf(child.pid!)) - childCpu0
     const threads = { parent: threadDelta(parent.pid!, await threadCpuOf(parent.pid!), threads0[0]), child: threadDelta(child.pid!, await threadCpuOf(child.pid!), threads0[1]) }
     const p2pCpu = parentCpu + childCpu
+    const p2pStalls1 = await kernelStalls()
     if (reply.status !== 200) throw new Error(`p2p download: ${JSON.stringify(reply)}`)
     if (reply.body.bytesFromPeers !== SIZE || reply.body.bytesFromOrigin !== 0) throw new Error(`p2p download did not come from the parent alone: ${JSON.stringify(reply.body)}`)
     if (await sha256File(viaPeer) !== expected) throw new Error("p2p download: wrong content")
@@ -191,7 +225,8 @@ try {
     const row = { direct: SIZE / MB / directSec, p2p: SIZE / MB / p2pSec, ratio: directSec / p2pSec, directCpu, parentCpu, childCpu }
     rows.push(row)
     console.log(`${run} | ${row.direct.toFixed(0)} | ${row.p2p.toFixed(0)} | ${row.ratio.toFixed(2)} | ${directCpu.toFixed(2)} | ${p2pCpu.toFixed(2)} (${parentCpu.toFixed(2)} + ${childCpu.toFixed(2)}) | ${loadavg()[0]!.toFixed(1)}`)
-    threadLines.push(`${run} | CPU s by thread: parent: ${showSplit(threads.parent)}; child: ${showSplit(threads.child)}`)
+    const stalls = (a: { reclaim: number; compact: number }, b: { reclaim: number; compact: number }) => `reclaim ${b.reclaim - a.reclaim}, compact ${b.compact - a.compact}`
+    threadLines.push(`${run} | CPU s by thread: parent: ${showSplit(threads.parent)}; child: ${showSplit(threads.child)} | kernel stalls (machine-wide): direct ${stalls(directStalls0, directStalls1)}; p2p ${stalls(p2pStalls0, p2pStalls1)}`)
     splits.push(threads)
   }
   for (const line of threadLines) console.log(line)

@@ -311,6 +311,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
         yield* Effect.raceFirst(Effect.sleep(wait), ring.changed)
       }
     })
+    // Before serving: a request arriving at once (a kubelet pulling through the mirror as the node boots)
+    // would otherwise be cut by the default strategy. Bounded: with no scheduler up, presence learns later.
+    if (strategy.from === "default") yield* learnStrategy.pipe(Effect.timeout(3_000), Effect.ignore)
     yield* presence.pipe(Effect.forkIn(scope))
     yield* gcLoop({ store, downloading: (taskId) => inFlight.has(taskId), metrics: metrics.storage }, o.gc ?? DEFAULT_GC).pipe(Effect.forkIn(scope))
     yield* Effect.logInfo("daemon started").pipe(Effect.annotateLogs({ host: host.id, type: host.type, port: o.port, resumedTasks: resumed, wipedTasks: wiped }))

@@ -4,7 +4,7 @@
 import * as path from "node:path"
 import { expect, it } from "vitest"
 import { strategyPieceLength } from "../core/strategies.ts"
-import { getJson, httpJson, spawnDaemon, startScheduler, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
+import { getJson, httpJson, spawnDaemon, startScheduler, waitHealthy } from "../runtime/testing/harness.ts"
 import { useWorkspace } from "./fixtures/workspace.ts"
 
 const ws = useWorkspace("damselfly-strategy-learned-")
@@ -22,8 +22,8 @@ it("a daemon without --strategy runs its schedulers' strategy; one with the flag
   const learner = await start("learner", [])
   const pinned = await start("pinned", ["--strategy", "dragonfly"])
   for (const d of [seeded, learner, pinned]) await waitHealthy(d.url, d.proc)
-  await waitFor("the learner to take the schedulers' strategy", async () => (await getJson(`${learner.url}/healthy`)).body.strategyFrom === "scheduler", 30_000)
-  expect((await getJson(`${learner.url}/healthy`)).body.strategy).toBe("damselfly")
+  // Learned before the daemon serves anything: its first answer already runs the schedulers' strategy.
+  expect((await getJson(`${learner.url}/healthy`)).body).toMatchObject({ strategy: "damselfly", strategyFrom: "scheduler" })
   expect((await getJson(`${pinned.url}/healthy`)).body).toMatchObject({ strategy: "dragonfly", strategyFrom: "flag" })
 
   const download = (d: { url: string }, name: string) =>

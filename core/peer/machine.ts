@@ -407,6 +407,7 @@ export class PeerMachine {
     s.since = a.version
     const endgame = this.options.endgame
     const seen = this.stripeCount === undefined ? 0 : this.now()
+    const seed = s.parent?.host.type === "seed"
     const pieces = a.pieces
     const to = a.to ?? pieces.length
     for (let k = a.from ?? 0; k < to; k++) {
@@ -419,8 +420,9 @@ export class PeerMachine {
           this.flag(s)
         }
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
-        // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
-        if (this.expected[i] === null) s.claimed.set(i, p.digest)
+        // A parent's claim only matters while the scheduler has not told us the digest (never unlearned),
+        // and only a seed's (`onFetched`): a map per parent of every piece it offers costs memory and time.
+        if (seed && this.expected[i] === null) s.claimed.set(i, p.digest)
         if (this.availabilityCount[i]++ === 0) this.offer(i)
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
         if (!this.dirty && ((endgame && this.inflight.has(i)) || this.wanted(i))) this.dirty = true

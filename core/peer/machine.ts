@@ -408,6 +408,7 @@ export class PeerMachine {
     const endgame = this.options.endgame
     const seen = this.stripeCount === undefined ? 0 : this.now()
     const seed = s.parent?.host.type === "seed"
+    const held = this.ledger!.heldMask
     const pieces = a.pieces
     const to = a.to ?? pieces.length
     for (let k = a.from ?? 0; k < to; k++) {
@@ -415,7 +416,8 @@ export class PeerMachine {
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1
-        if (s.empty) {
+        // A piece we hold is never wanted again: only the others can end a source's emptiness.
+        if (s.empty && held[i] === 0) {
           s.fresh.push(i)
           this.flag(s)
         }
@@ -602,6 +604,7 @@ export class PeerMachine {
 
   private finish(): void {
     for (const s of [...this.sources.values()]) this.retire(s)
+    this.lookAt.length = 0
     this.ended = true
     this.timers.clear()
     this.out.push(FINISH)

@@ -136,16 +136,17 @@ export interface Source {
   /** Availability version seen so far, and failed long-polls in a row. */
   since: number
   misses: number
+  /** `pickPerSource`: creation order (the order dispatch goes through sources, as `sources` iterates). */
+  readonly seq: number
   /**
    * `pickPerSource`: a scan of this source found nothing to fetch (`empty`); nothing changes that until
-   * the source offers another piece (listed in `fresh`) or one of its pieces becomes wanted again (the
-   * machine's `rewanted` log past `emptyWant`; `emptyEpoch` for changes the log does not name). Pieces
-   * leave "wanted" only to be fetched, so only those pieces need a look, not all of them.
+   * the source offers another piece (listed in `fresh`) or one of its pieces becomes wanted again.
+   * Pieces leave "wanted" only to be fetched, so only those pieces need a look, not all of them.
    */
   empty: boolean
   readonly fresh: Array<number>
-  emptyWant: number
-  emptyEpoch: number
+  /** `pickPerSource`: in the machine's `lookAt` (it may have something to fetch and room for it). */
+  flagged: boolean
 }
 
 /** What a parent's long-poll answers (a PieceAvailability, or the same fields from a simulator). */
@@ -247,10 +248,15 @@ export class PeerMachine {
   /** Set while re-checking held pieces the scheduler could not vouch for (see `onDigests`). */
   private trustClaims = false
   private rotation = 0
-  /** `pickPerSource`: pieces that may have become wanted again (a fetch ended or was given up), in order. */
+  /** `pickPerSource`: pieces that may have become wanted again (a fetch ended or was given up) since the last dispatch. */
   private readonly rewanted: Array<number> = []
-  /** Bumped when pieces the log does not name may have become wanted again (every source's scan starts over). */
-  private wantedEpoch = 0
+  /**
+   * `pickPerSource`: the sources a dispatch looks at, in no order: every live source that may hold a
+   * piece we want and has room for it (new, a fetch from it ended, or it offered or holds a piece that
+   * became wanted). The others are full (until a fetch ends) or empty (until something changes).
+   */
+  private readonly lookAt: Array<Source> = []
+  private sourceSeq = 0
   private readonly random: number
   /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
   private stripeCount: number | undefined
@@ -402,6 +408,8 @@ export class PeerMachine {
     s.since = a.version
     const endgame = this.options.endgame
     const seen = this.stripeCount === undefined ? 0 : this.now()
+    const seed = s.parent?.host.type === "seed"
+    const held = this.ledger!.heldMask
     const pieces = a.pieces
     const to = a.to ?? pieces.length
     for (let k = a.from ?? 0; k < to; k++) {
@@ -409,10 +417,15 @@ export class PeerMachine {
       const i = p.index
       if (i < this.pieceCount && s.have[i] === 0) {
         s.have[i] = 1
-        if (s.empty) s.fresh.push(i)
+        // A piece we hold is never wanted again: only the others can end a source's emptiness.
+        if (s.empty && held[i] === 0) {
+          s.fresh.push(i)
+          this.flag(s)
+        }
         if (this.availabilityCount[i] === 0 && !(this.firstSeen[i] <= seen)) this.firstSeen[i] = seen
-        // A parent's claim only matters while the scheduler has not told us the digest (never unlearned).
-        if (this.expected[i] === null) s.claimed.set(i, p.digest)
+        // A parent's claim only matters while the scheduler has not told us the digest (never unlearned),
+        // and only a seed's (`onFetched`): a map per parent of every piece it offers costs memory and time.
+        if (seed && this.expected[i] === null) s.claimed.set(i, p.digest)
         if (this.availabilityCount[i]++ === 0) this.offer(i)
         // Picks change only if the piece is one we still want (or, in endgame, one in flight).
         if (!this.dirty && ((endgame && this.inflight.has(i)) || this.wanted(i))) this.dirty = true
@@ -592,6 +605,7 @@ export class PeerMachine {
 
   private finish(): void {
     for (const s of [...this.sources.values()]) this.retire(s)
+    this.lookAt.length = 0
     this.ended = true
     this.timers.clear()
     this.out.push(FINISH)
@@ -726,6 +740,7 @@ export class PeerMachine {
     for (const s of [...this.sources.values()]) this.retire(s)
     const s = this.newSource(ORIGIN, undefined, Number.MAX_SAFE_INTEGER, this.options.originPieces > 0 ? this.options.originPieces : this.options.concurrentPieces)
     s.have.fill(1)
+    this.flag(s)
     for (let i = 0; i < this.pieceCount; i++) if (this.availabilityCount[i]++ === 0) this.offer(i)
     this.sources.set(ORIGIN, s)
     this.dirty = true
@@ -748,10 +763,10 @@ export class PeerMachine {
       retired: false,
       since: 0,
       misses: 0,
+      seq: this.sourceSeq++,
       empty: false,
       fresh: [],
-      emptyWant: 0,
-      emptyEpoch: 0
+      flagged: false
     }
   }
 
@@ -784,6 +799,7 @@ export class PeerMachine {
       const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
       const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)
       this.sources.set(p.peerId, s)
+      this.flag(s)
       this.out.push({ _tag: "Watch", source: s, since: 0 })
     }
     this.dirty = true
@@ -809,7 +825,10 @@ export class PeerMachine {
 
   private fetchEnded(s: Source, index: number): void {
     // The piece may be wanted again (a failure, or bytes dropped after this).
-    if (this.options.pickPerSource === true) this.rewanted.push(index)
+    if (this.options.pickPerSource === true) {
+      this.rewanted.push(index)
+      if (!s.retired) this.flag(s)
+    }
     s.inflight--
     s.fetching.delete(index)
     this.fetchesInFlight--
@@ -908,36 +927,83 @@ export class PeerMachine {
    *  pieces it holds. Returns the room left. */
   private dispatchPerSource(room: number): number {
     const ledger = this.ledger!
-    for (const s of this.sources.values()) {
-      if (room <= 0) break
+    // A piece wanted again makes the empty sources holding it worth a full look.
+    const log = this.rewanted
+    for (let k = 0; k < log.length; k++) {
+      const i = log[k]
+      if (!this.wanted(i)) continue
+      for (const s of this.sources.values()) {
+        if (s.empty && s.have[i] === 1) {
+          s.empty = false
+          this.flag(s)
+        }
+      }
+    }
+    log.length = 0
+    const lookAt = this.lookAt
+    if (lookAt.length > 1) lookAt.sort(bySeq)
+    let kept = 0
+    for (let k = 0; k < lookAt.length; k++) {
+      const s = lookAt[k]
+      if (s.retired) {
+        s.flagged = false
+        continue
+      }
+      // Out of room: the rest wait for the next dispatch.
+      if (room <= 0) {
+        lookAt[kept++] = s
+        continue
+      }
       const free = Math.min(room, s.maxInflight - s.inflight)
-      if (free <= 0 || s.retired || this.stillEmpty(s)) continue
+      if (free <= 0 || this.stillEmpty(s)) {
+        s.flagged = false
+        continue
+      }
       const picks = pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, holder: s.have }, free, this.rotation, this.options.sequentialBias)
-      s.empty = picks.length === 0
+      // Fewer than asked for: it holds nothing else we want.
+      s.empty = picks.length < free
       s.fresh.length = 0
-      s.emptyWant = this.rewanted.length
-      s.emptyEpoch = this.wantedEpoch
       for (const index of picks) {
         this.startFetch(s, index)
         room--
       }
+      if (!s.empty && s.inflight < s.maxInflight) lookAt[kept++] = s
+      else s.flagged = false
     }
+    lookAt.length = kept
     return room
   }
 
   /**
+   * `pickPerSource`'s bookkeeping against a full scan (for tests): a live source with room that holds a
+   * piece we want while we have room, which the last dispatch should have taken; undefined when none.
+   */
+  missedWork(): string | undefined {
+    if (this.ended || this.ledger === undefined || !this.running || this.asking !== undefined || this.probing !== undefined) return undefined
+    if (this.fetchesInFlight >= this.options.concurrentPieces) return undefined
+    for (const s of this.sources.values()) {
+      if (s.inflight >= s.maxInflight) continue
+      for (let i = 0; i < this.pieceCount; i++) if (s.have[i] === 1 && this.wanted(i)) return `${s.id} has room and holds wanted piece ${i}`
+    }
+    return undefined
+  }
+
+  private flag(s: Source): void {
+    if (s.flagged || this.options.pickPerSource !== true) return
+    s.flagged = true
+    this.lookAt.push(s)
+  }
+
+  /**
    * `pickPerSource`: true when a source found empty still offers nothing we want: none of the pieces it
-   * offered since, nor of the pieces that may have become wanted again since, is one it holds that we
-   * want. Those are looked at once (the marks move past them); any other change means a full scan.
+   * offered since is one we want (pieces that became wanted again cleared `empty` already). Those are
+   * looked at once; any other change means a full scan.
    */
   private stillEmpty(s: Source): boolean {
-    if (!s.empty || s.emptyEpoch !== this.wantedEpoch) return false
+    if (!s.empty) return false
     const fresh = s.fresh
     for (let k = 0; k < fresh.length; k++) if (s.have[fresh[k]] === 1 && this.wanted(fresh[k])) return false
     fresh.length = 0
-    const log = this.rewanted
-    for (let k = s.emptyWant; k < log.length; k++) if (s.have[log[k]] === 1 && this.wanted(log[k])) return false
-    s.emptyWant = log.length
     return true
   }
 
@@ -1014,7 +1080,11 @@ export class PeerMachine {
     })
     const held = [...this.unverified]
     this.unverified.clear()
-    this.wantedEpoch++
+    // Any piece may be wanted again: every source gets a full look.
+    for (const s of this.sources.values()) {
+      s.empty = false
+      this.flag(s)
+    }
     this.dirty = true
     for (const [index, { s, bytes, millis }] of held) {
       // Still unknown to the scheduler: fall back to the parent's claim for this piece.
@@ -1085,6 +1155,7 @@ export class PeerMachine {
 }
 
 const EMPTY: Array<PeerCommand> = []
+const bySeq = (a: Source, b: Source): number => a.seq - b.seq
 const EMPTY_SLOT: PeerCommand = { _tag: "Finish" }
 const PROBE: PeerCommand = { _tag: "Probe" }
 const FINISH: PeerCommand = { _tag: "Finish" }

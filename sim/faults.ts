@@ -240,7 +240,8 @@ export class Faults {
   /** Why `me` cannot reach the scheduler right now, if it cannot. */
   schedulerProblem(me: NetHost): SchedulerUnavailable | undefined {
     if (this.schedulerDown) return new SchedulerUnavailable({ message: "scheduler: connection refused" })
-    if (this.schedulerCuts.some((refs) => refs.some((r) => this.matches(r, me))) || this.cut(me, this.target.schedulerNet)) {
+    // Length checks first: asked for every report, and the closures below are made per call.
+    if ((this.schedulerCuts.length > 0 && this.schedulerCuts.some((refs) => refs.some((r) => this.matches(r, me)))) || (this.cuts.length > 0 && this.cut(me, this.target.schedulerNet))) {
       return new SchedulerUnavailable({ message: `scheduler unreachable from ${me.name}: timed out` })
     }
     return undefined

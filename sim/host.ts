@@ -17,12 +17,14 @@ import type { SimEngine } from "./engine.ts"
 import type { Faults } from "./faults.ts"
 import type { Network, NetHost } from "./network.ts"
 import type { MemoryStore } from "./store.ts"
-import { uploadSlotsOf } from "./upload-slots.ts"
+import { type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 export interface SimHost {
   readonly host: Host
   readonly net: NetHost
   readonly store: MemoryStore
+  /** Its upload slots (`uploadSlotsOf`), kept here once looked up: the peer driver asks per piece. */
+  slots: UploadSlots | undefined
   /** Virtual time the host's download starts (ms); seeds start when triggered. */
   arrival: number
   startedAt?: number

@@ -537,7 +537,7 @@ class FetchJob implements SlotWaiter {
     if (this.cancelled) return
     this.ev = NO_EVENT
     const p = this.parent!
-    this.slots = uploadSlotsOf(p, p.host.uploadSlots)
+    this.slots = p.slots ??= uploadSlotsOf(p, p.host.uploadSlots)
     this.slots.enqueue(this)
   }
 

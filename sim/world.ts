@@ -430,7 +430,7 @@ export class World implements HostContext {
       uploadSlots: Math.min(cls.uploadSlots, strategies[this.options.strategy].uploadSlots ?? Infinity)
     })
     const net = this.addNet(id, idc.name, cls.uploadBytesPerSecond, cls.downloadBytesPerSecond)
-    const h: SimHost = { host, net, store: new MemoryStore(id, (line) => this.engine.record(line), this.engine), arrival: 0 }
+    const h: SimHost = { host, net, store: new MemoryStore(id, (line) => this.engine.record(line), this.engine), slots: undefined, arrival: 0 }
     this.byId.set(id, h)
     return h
   }

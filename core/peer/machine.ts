@@ -211,6 +211,8 @@ export class PeerMachine {
 
   // ------------------------------------------------------------ task state, once the length is known
   ledger: PieceLedger | undefined
+  /** The ledger's `heldMask`, one load nearer (read for every piece a parent announces). */
+  private held: Uint8Array = new Uint8Array(0)
   pieceCount = 0
   private availabilityCount = new Int32Array(0)
   /**
@@ -339,6 +341,7 @@ export class PeerMachine {
     if (this.ended) return
     if (this.ledger === undefined) {
       this.ledger = ledger
+      this.held = ledger.heldMask
       this.pieceCount = pieceCountOf(ledger.contentLength, ledger.pieceLength)
       this.availabilityCount = new Int32Array(this.pieceCount)
       this.offered = new Int32Array(this.pieceCount)
@@ -809,7 +812,7 @@ export class PeerMachine {
 
   // Cheapest test first: late in a download most pieces are held; the maps are usually (nearly) empty.
   private readonly wanted = (i: number): boolean =>
-    this.ledger!.heldMask[i] === 0 && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
+    this.held[i] === 0 && !this.inflight.has(i) && (this.unverified.size === 0 || !this.unverified.has(i)) &&
     (this.writing.size === 0 || !this.writing.has(i))
 
   private startFetch(s: Source, index: number): void {

@@ -76,6 +76,8 @@ const rarestFew = (view: PickerView, max: number, offset: number): Array<number>
   return out
 }
 
+const positionScratch: Array<number> = []
+
 /**
  * `rarestFew` over `view.candidates` (unordered): the rotation's order becomes an explicit tie-break,
  * a piece's position in the rotation, so the picks are the same as a scan of every piece.
@@ -88,7 +90,9 @@ const rarestFewOf = (view: PickerView, max: number, offset: number): Array<numbe
   const candidates = view.candidates!
   const count = view.candidateCount ?? candidates.length
   const out: Array<number> = []
-  const pos: Array<number> = []
+  // Each kept piece's rotation position, beside `out` (only the first `out.length` are read, all
+  // written by this call): scratch shared by every call, as a peer picks after every piece.
+  const pos = positionScratch
   for (let c = 0; c < count; c++) {
     const i = candidates[c]
     const a = availability[i]

@@ -87,7 +87,11 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
   text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)", "FILE"),
-  seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)")
+  seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)"),
+  {
+    path: "verifyBlobAccess", flag: "verify-blob-access", kind: "boolean", expected: "true or false", parse: bool,
+    description: "Repeat a daemon's authenticated HEAD before signing its private-blob capability (the cluster token alone then opens no private blob; adds a registry round trip to each first pull)"
+  }
 ]
 
 export const DEFAULT_SCHEDULER_URL = "http://127.0.0.1:8002"
@@ -297,7 +301,8 @@ export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions =>
   maxConnections: get<number>(v, "maxConnections"),
   data: get<string>(v, "data"),
   blobAccessKey: get<string>(v, "blobAccessKey"),
-  capabilityTtlSeconds: get<number>(v, "capabilityTtlSeconds")
+  capabilityTtlSeconds: get<number>(v, "capabilityTtlSeconds"),
+  verifyBlobAccess: get<boolean>(v, "verifyBlobAccess") ?? false
 })
 
 export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault"> => {

@@ -29,6 +29,8 @@ export interface SchedulerServerOptions {
   /** PEM Ed25519 key that signs private-blob capabilities (default: generated, kept in `data`). */
   readonly blobAccessKey?: string | undefined
   readonly capabilityTtlSeconds?: number | undefined
+  /** Repeat a daemon's authenticated HEAD before signing its capability (runtime/blob-access.ts). */
+  readonly verifyBlobAccess?: boolean | undefined
   /** Which of core's strategies schedules (its config, evaluator and handout); default dragonfly. Daemons take the same name for its peer options. */
   readonly strategy?: StrategyName | undefined
   /** A secret only seed peers hold: a host announcing itself as a seed must carry it (default $DAMSELFLY_SEED_TOKEN). */
@@ -48,14 +50,14 @@ export const schedulerFor = (strategy: StrategyName, epoch: string, deployment: 
 
 export const schedulerRoutes = (
   scheduler: Scheduler,
-  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "strategy" | "originIdc" | "seedToken"> = {}
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "verifyBlobAccess" | "strategy" | "originIdc" | "seedToken"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
     // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
     const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
     // Private blobs: capabilities for daemons that proved access upstream (runtime/blob-access.ts).
-    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, hosts: () => scheduler.knownHosts() })
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts() })
     // Preheated tasks are cut as the daemons of this strategy cut them (the same task ids and layouts).
     const pieceLengthFor = (contentLength: number) => strategyPieceLength(options.strategy ?? "dragonfly", contentLength)
     const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, pieceLengthFor })

@@ -51,7 +51,7 @@ beforeAll(async () => {
 
   const keyFile = path.join(dir, "capability-key.pem")
   writeFileSync(keyFile, privateKey.export({ type: "pkcs8", format: "pem" }))
-  scheduler = await spawnScheduler("scheduler", ["--data", path.join(dir, "scheduler"), "--blob-access-key", keyFile])
+  scheduler = await spawnScheduler("scheduler", ["--data", path.join(dir, "scheduler"), "--blob-access-key", keyFile, "--verify-blob-access"])
   // No seed peer: the first daemon goes to the registry itself, with its own credentials.
   for (const name of ["a", "b", "c"]) {
     daemons[name] = await spawnDaemon(`daemon-${name}`, { data: path.join(dir, name), schedulers: scheduler.url, hostId: `peer-${name}`, args: ["--origin-outage", "3"] })

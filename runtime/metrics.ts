@@ -33,6 +33,8 @@ export interface UploadMetrics {
   readonly uploaded: (bytes: number) => void
   /** A piece request was refused: no slot in time (busy), not held here, or a read error. */
   readonly refused: (reason: "busy" | "not_held" | "error") => void
+  /** An availability long-poll was answered: with news (a piece arrived) or empty at its time limit. */
+  readonly availabilityAnswered: (outcome: "changed" | "timeout") => void
 }
 
 export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) => {
@@ -100,13 +102,21 @@ export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) =>
     help: "Tasks in the piece store, as of the last GC pass",
     registers: [registry]
   })
+  const availabilityAnswers = new Counter({
+    name: "damselfly_availability_answers_total",
+    help: "Availability long-polls answered to children, by outcome (changed: new pieces; timeout: none within the poll's limit)",
+    labelNames: ["outcome"] as const,
+    registers: [registry]
+  })
+  for (const outcome of ["changed", "timeout"]) availabilityAnswers.inc({ outcome }, 0)
   for (const type of ["peer", "origin"]) traffic.inc({ type }, 0)
   for (const reason of ["ttl", "watermark"]) evictions.inc({ reason }, 0)
   for (const result of ["success", "failure"]) downloads.inc({ result }, 0)
   for (const reason of ["busy", "not_held", "error"]) uploadFailures.inc({ reason }, 0)
   const upload: UploadMetrics = {
     uploaded: (bytes) => uploadBytes.inc(bytes),
-    refused: (reason) => uploadFailures.inc({ reason })
+    refused: (reason) => uploadFailures.inc({ reason }),
+    availabilityAnswered: (outcome) => availabilityAnswers.inc({ outcome })
   }
   return {
     registry,

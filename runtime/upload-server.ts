@@ -82,11 +82,9 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
           options.downloading(taskId) ? store.awaitLedger(taskId, 5_000) : store.ledgerOf(taskId))
         if (ledger === undefined) return errorResponse(404, `task ${taskId} is not held here`)
         const since = Number(raw)
-        const answer = yield* ledger.awaitChange(since).pipe(
-          Effect.timeoutOption(longPoll),
-          Effect.map(Option.getOrElse(() => ledger.since(since)))
-        )
-        return encoded(PieceAvailability, answer)
+        const changed = yield* ledger.awaitChange(since).pipe(Effect.timeoutOption(longPoll))
+        options.metrics?.availabilityAnswered(Option.isSome(changed) ? "changed" : "timeout")
+        return encoded(PieceAvailability, Option.getOrElse(changed, () => ledger.since(since)))
       })))),
       HttpRouter.route("GET", "/v1/tasks/:taskId/pieces/:index", forbidden(orBadRequest(Effect.gen(function*() {
         const taskId = yield* taskIdParam

@@ -52,6 +52,10 @@ export interface SwarmOptions {
   /** Write a V8 CPU profile of the damselfly scheduler and every daemon here (node --cpu-prof; one
    *  directory per node, written when the process exits). */
   readonly cpuProfDir?: string
+  /** Damselfly modes: before the timed download, every host fetches another task of this many MiB (the first
+   *  MiB of the content, at /warmup) through the same daemons, so the timed run is served by daemons that have
+   *  served before (a long-running node) rather than just-started ones. 0 (default): none. */
+  readonly warmupMiB?: number
   readonly log?: (line: string) => void
 }
 
@@ -108,6 +112,20 @@ export interface SwarmResult {
   readonly modes: ReadonlyArray<ModeResult>
   readonly predictions: ReadonlyArray<Prediction>
   readonly comparison: ReadonlyArray<{ real: Mode; predicted: string; realP50: number | null; predictedP50: number; p50Error: number | null; realMax: number | null; predictedMax: number; maxError: number | null }>
+}
+
+/** A daemon's upload-side counters from its /metrics: availability long-polls answered, pieces refused, bytes served. */
+const daemonCounts = async (daemonUrl: string): Promise<Record<string, number>> => {
+  const text = await fetch(`${daemonUrl}/metrics`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.text(), () => "")
+  const counts: Record<string, number> = {}
+  for (const line of text.split("\n")) {
+    const m = /^(damselfly_availability_answers_total|damselfly_upload_failures_total|damselfly_upload_bytes_total|damselfly_piece_duration_seconds_count)(\{[^}]*\})? ([0-9.e+]+)$/.exec(line)
+    if (m === null) continue
+    const label = /(?:outcome|reason|type)="([^"]+)"/.exec(m[2] ?? "")?.[1]
+    const key = `${m[1].replace(/^damselfly_/, "")}${label === undefined ? "" : ` ${label}`}`
+    counts[key] = (counts[key] ?? 0) + Number(m[3])
+  }
+  return counts
 }
 
 /** The scheduler's request and report counters (its Prometheus text at /metrics); {} when unreadable. */
@@ -228,7 +246,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     const damselflyPieceLength = o.pieceLength ?? strategyPieceLength("damselfly", size)
 
     const startOrigin = async () => {
-      topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT)], { cwd: REPO, log: path.join(logDir, "origin.log") })
+      topo.spawnIn("origin", process.execPath, ["--import", "tsx", ORIGIN_SERVER, blob, originIp, String(ORIGIN_PORT), String(Math.round((o.warmupMiB ?? 0) * MiB))], { cwd: REPO, log: path.join(logDir, "origin.log") })
       await waitFor("the origin", async () => (await httpJson(`http://${originIp}:${ORIGIN_PORT}/stats`)).status === 200, 30_000)
     }
     const originBytes = async (): Promise<number> => (await httpJson(`http://${originIp}:${ORIGIN_PORT}/stats`)).body.bytesSent
@@ -363,6 +381,20 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         Sha256,
         Sha256.of({ hex: (d) => createHash("sha256").update(d).digest("hex") })
       ))
+      if ((o.warmupMiB ?? 0) > 0) {
+        const warmupStart = Date.now()
+        const cpu0 = topo.cpuSecondsByNode()
+        const warmed = await Promise.all(hostNames.map(async (h) => {
+          const body = JSON.stringify({ url: `http://${originIp}:${ORIGIN_PORT}/warmup`, output: path.join(hostDir(h), "warmup.bin") })
+          const r = await httpJson(`${daemonUrl(h)}/v1/download`, { method: "POST", body, timeoutMillis: timeoutMillis }).catch(() => ({ status: 0 }))
+          await fs.rm(path.join(hostDir(h), "warmup.bin"), { force: true })
+          return r.status === 200
+        }))
+        const cpu1 = topo.cpuSecondsByNode()
+        const cpu = Object.keys(cpu1).reduce((a, n) => a + cpu1[n] - (cpu0[n] ?? 0), 0)
+        log(`warmup: ${warmed.filter(Boolean).length}/${hostNames.length} hosts fetched ${o.warmupMiB} MiB in ${((Date.now() - warmupStart) / 1000).toFixed(2)} s, ${cpu.toFixed(1)} CPU s`)
+        if (!warmed.every(Boolean)) throw new Error("warmup: not every host fetched the warmup task")
+      }
       await sleep(500)
       const wire0 = topo.txBytes("origin")
       const payload0 = await originBytes()
@@ -414,6 +446,10 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
           .map((q) => ({ ...q, arrivedAt: q.arrivedAt - t0, finishedAt: q.finishedAt - t0 })), () => [])
       await fs.writeFile(path.join(logDir, `${strategy}-pieces.json`), JSON.stringify({ taskId, pieceLength, pieces: pieceLogs, origin: originLog }))
       await fs.writeFile(path.join(logDir, "damselfly-timeline.json"), JSON.stringify({ taskId, timeline, finalSnapshot }, null, 1))
+      const perDaemon = await Promise.all(["seed", ...hostNames].map((h) => daemonCounts(daemonUrl(h))))
+      const daemonTotals: Record<string, number> = {}
+      for (const c of perDaemon) for (const [k, v] of Object.entries(c)) daemonTotals[k] = (daemonTotals[k] ?? 0) + v
+      log(`mode ${strategy}: daemons (seed + hosts, summed): ${Object.entries(daemonTotals).map(([k, v]) => `${k} ${Math.round(v)}`).join(", ")}`)
       return summarise(strategy, wallStart, times, files, wire, payload, undefined, await schedulerRequestCounts(schedulerUrl))
     }
 

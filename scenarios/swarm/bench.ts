@@ -12,6 +12,7 @@ import { strategyPieceLength } from "../../core/strategies.ts"
 import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
 import { httpJson, sha256File, waitFor } from "../../runtime/testing/harness.ts"
+import { applyHostSettings } from "./host-settings.ts"
 import { type NodeSpec, sh, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
@@ -47,6 +48,8 @@ export interface SwarmOptions {
   readonly niceness?: number
   /** sysctls set in every namespace (e.g. net.ipv4.tcp_congestion_control=cubic). */
   readonly sysctls?: Readonly<Record<string, string>>
+  /** TCP congestion control in every namespace (default "cubic"; "default" keeps the machine's): see host-settings.ts. */
+  readonly congestionControl?: string
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
   /** Write a V8 CPU profile of the damselfly scheduler and every daemon here (node --cpu-prof; one
@@ -104,6 +107,9 @@ export interface SwarmResult {
     payloadFraction: number
     niceness: number
     sysctls: Readonly<Record<string, string>>
+    congestionControl: string
+    /** Machine-wide settings held for the run (scenarios/swarm/host-settings.ts). */
+    hostSettings: ReadonlyArray<string>
   }
   /** Kumar–Ross bound at the payload rate; uploaders counted: origin, the seed daemon and every host. */
   readonly boundSeconds: number
@@ -184,11 +190,14 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       if (sh("sh", ["-c", `command -v ${tool}`], { quiet: true }).trim() === "") throw new Error(`bittorrent mode needs ${tool}: apt-get install aria2 opentracker mktorrent`)
     }
   }
-  const topo = new Topology(prefix, subnet, o.niceness ?? 0, o.sysctls ?? {})
+  const congestionControl = o.congestionControl ?? "cubic"
+  const host = applyHostSettings(congestionControl, o.niceness ?? 0)
+  const topo = new Topology(prefix, subnet, o.niceness ?? 0, { ...host.namespaceSysctls, ...o.sysctls })
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined
   const cleanup = () => {
     topo.destroySync()
+    host.restore()
     try {
       unmount?.()
     } catch {}
@@ -541,7 +550,9 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         client,
         payloadFraction: PAYLOAD_FRACTION,
         niceness: o.niceness ?? 0,
-        sysctls: o.sysctls ?? {}
+        sysctls: o.sysctls ?? {},
+        congestionControl,
+        hostSettings: host.applied
       },
       boundSeconds: bound,
       boundSecondsShaped: boundShaped,
@@ -563,7 +574,7 @@ const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(10
 
 export const markdown = (r: SwarmResult): string => {
   const lines = [
-    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. Processes at nice ${r.config.niceness}.${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
+    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. Processes at nice ${r.config.niceness}.${r.config.hostSettings.length === 0 ? "" : ` For the run: ${r.config.hostSettings.join("; ")}.`}${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
     "",
     "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) | CPU s (all nodes) |",
     "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -191,7 +191,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
     }
   }
   const congestionControl = o.congestionControl ?? "cubic"
-  const host = applyHostSettings(congestionControl, o.niceness ?? 0)
+  const host = applyHostSettings(congestionControl)
   const topo = new Topology(prefix, subnet, o.niceness ?? 0, { ...host.namespaceSysctls, ...o.sysctls })
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined

@@ -10,13 +10,16 @@
 // - Softirq priority. Every packet between two namespaces is moved by the kernel (veth, bridge, tbf's
 //   dequeue timer), and on a busy machine that work runs in the ksoftirqd threads at nice 0. With the
 //   benchmark's processes at a negative nice (`--nice`), the wire itself waited for CPU: the seed's
-//   128 MiB origin fetch took 16.9–17.4 s instead of 11.5 s (it takes 11.5 s in a 2-host run). A real
-//   network is hardware no host's CPU load can slow, so ksoftirqd runs at least at the processes' nice.
+//   128 MiB origin fetch took 16.9–17.4 s instead of 11.5 s (it takes 11.5 s in a 2-host run); with
+//   ksoftirqd at the processes' own nice still 16.6 s, at nice −15 or SCHED_FIFO 13.3–13.7 s. A real
+//   network is hardware no host's CPU load can slow, so ksoftirqd runs at nice −20 for the run.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { execFileSync } from "node:child_process"
 
 const ALLOWED_CC = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
 const AVAILABLE_CC = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+/** The kernel's packet work outranks every emulated host (see above). */
+const SOFTIRQ_NICE = -20
 
 export interface HostSettings {
   /** Per-namespace sysctls to add (the congestion control), for Topology. */
@@ -41,9 +44,8 @@ const ksoftirqds = (): Array<number> =>
 
 /**
  * `congestionControl`: the algorithm every namespace uses ("default": the machine's own, untouched).
- * `niceness`: the benchmark processes' nice value; ksoftirqd is raised to it when it is lower than theirs.
  */
-export const applyHostSettings = (congestionControl: string, niceness: number): HostSettings => {
+export const applyHostSettings = (congestionControl: string): HostSettings => {
   const undo: Array<() => void> = []
   const applied: Array<string> = []
   const namespaceSysctls: Record<string, string> = {}
@@ -60,18 +62,18 @@ export const applyHostSettings = (congestionControl: string, niceness: number): 
     namespaceSysctls["net.ipv4.tcp_congestion_control"] = congestionControl
     applied.push(`TCP congestion control ${congestionControl} in every namespace`)
   }
-  if (niceness < 0) {
+  {
     for (const pid of ksoftirqds()) {
       const before = niceOf(pid)
-      if (before <= niceness) continue
-      execFileSync("renice", ["-n", String(niceness), "-p", String(pid)], { stdio: "pipe" })
+      if (before <= SOFTIRQ_NICE) continue
+      execFileSync("renice", ["-n", String(SOFTIRQ_NICE), "-p", String(pid)], { stdio: "pipe" })
       undo.push(() => {
         try {
           execFileSync("renice", ["-n", String(before), "-p", String(pid)], { stdio: "pipe" })
         } catch {}
       })
     }
-    applied.push(`ksoftirqd at nice ${niceness} (with the processes)`)
+    applied.push(`ksoftirqd at nice ${SOFTIRQ_NICE}`)
   }
   let restored = false
   return {

@@ -277,6 +277,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
           Effect.annotateLogs({ strategies: Object.fromEntries(named), using: first.value })
         )
       }
+      if (strategy.from === "scheduler" && strategy.name === first.value) return
       strategy.name = first.value as StrategyName
       strategy.from = "scheduler"
       yield* Effect.logInfo("strategy taken from the schedulers").pipe(Effect.annotateLogs({ strategy: strategy.name }))
@@ -299,12 +300,14 @@ export const daemonRoutes = (o: DaemonOptions) =>
         }
         lastProblem = problem
         if (ok) {
-          if (epoch !== undefined && next.success !== epoch) {
+          const changed = epoch !== undefined && next.success !== epoch
+          if (changed) {
             yield* Effect.logInfo("schedulers changed; held tasks re-registered where they now live").pipe(Effect.annotateLogs({ schedulers: next.success }))
           }
           epoch = next.success
           announced = true
-          if (strategy.from === "default") yield* learnStrategy
+          // A scheduler that restarted (a new epoch) may run another strategy now: ask again, unless a flag set it.
+          if (strategy.from === "default" || (strategy.from === "scheduler" && changed)) yield* learnStrategy
           yield* reRegisterDownloads
         }
         const wait = Math.min(ok ? 30_000 : 1_000, (ring.untilNextExpiry() ?? Infinity) + 50)

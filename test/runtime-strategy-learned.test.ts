@@ -4,7 +4,7 @@
 import * as path from "node:path"
 import { expect, it } from "vitest"
 import { strategyPieceLength } from "../core/strategies.ts"
-import { getJson, httpJson, spawnDaemon, startScheduler, waitHealthy } from "../runtime/testing/harness.ts"
+import { getJson, httpJson, spawnDaemon, spawnScheduler, startScheduler, waitHealthy } from "../runtime/testing/harness.ts"
 import { useWorkspace } from "./fixtures/workspace.ts"
 
 const ws = useWorkspace("damselfly-strategy-learned-")
@@ -40,3 +40,30 @@ it("a daemon without --strategy runs its schedulers' strategy; one with the flag
   expect(third.status, JSON.stringify(third.body)).toBe(200)
   expect(third.body.taskId).not.toBe(first.body.taskId)
 }, 180_000)
+
+it("a scheduler restarted with another strategy is asked again; a flag still wins", async () => {
+  const first = await spawnScheduler("scheduler-a", ["--strategy", "damselfly"])
+  await waitHealthy(first.url, first.proc)
+  const start = (name: string, args: Array<string>) =>
+    spawnDaemon(name, { data: path.join(ws.dir, name), schedulers: first.url, hostId: name, args })
+  const learner = await start("relearner", [])
+  const pinned = await start("pinned-again", ["--strategy", "damselfly"])
+  for (const d of [learner, pinned]) await waitHealthy(d.url, d.proc)
+  expect((await getJson(`${learner.url}/healthy`)).body).toMatchObject({ strategy: "damselfly", strategyFrom: "scheduler" })
+  // The scheduler goes away and comes back on the same address running Dragonfly's strategy (a new epoch).
+  const exited = new Promise((resolve) => first.proc.child.once("exit", resolve))
+  first.proc.child.kill("SIGTERM")
+  await exited
+  const second = await spawnScheduler("scheduler-b", ["--strategy", "dragonfly"], { port: first.port })
+  await waitHealthy(second.url, second.proc)
+  // An idle daemon announces every 30 s; the first announcement after the restart carries the new epoch.
+  const deadline = Date.now() + 75_000
+  let seen: unknown
+  while (Date.now() < deadline) {
+    seen = (await getJson(`${learner.url}/healthy`)).body
+    if ((seen as { strategy?: string }).strategy === "dragonfly") break
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  expect(seen).toMatchObject({ strategy: "dragonfly", strategyFrom: "scheduler" })
+  expect((await getJson(`${pinned.url}/healthy`)).body).toMatchObject({ strategy: "damselfly", strategyFrom: "flag" })
+}, 150_000)

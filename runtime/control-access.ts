@@ -139,10 +139,10 @@ export const controlProblem = (
     return sameSecret(givenToken, token) ? undefined : `${CONTROL_TOKEN_HEADER}: wrong control token`
   }
   const from = remote === undefined ? "an unknown address" : remote
-  const how = token === undefined
-    ? "this daemon has no --control-token; list the source in --control-from to allow it"
-    : `or send the daemon's --control-token in ${CONTROL_TOKEN_HEADER}`
-  return `call it from this host (a loopback address or the daemon's own address, not ${from}), ${how}`
+  const where = `call it from this host (a loopback address or the daemon's own address, not ${from})`
+  return token === undefined
+    ? `${where}; this daemon has no --control-token, so other sources must be listed in its --control-from`
+    : `${where}, from a --control-from source, or with the daemon's --control-token in ${CONTROL_TOKEN_HEADER}`
 }
 
 const headerValue = (v: string | ReadonlyArray<string> | undefined) => (typeof v === "string" ? v : v?.[0])

@@ -14,6 +14,10 @@ export const TOKEN_ENV = "DAMSELFLY_TOKEN"
  *  header, next to the cluster token, so a seed works with schedulers that have no seed token too. */
 export const SEED_TOKEN_ENV = "DAMSELFLY_SEED_TOKEN"
 export const SEED_TOKEN_HEADER = "x-damselfly-seed-token"
+/** A third secret, for the daemon's local control routes (runtime/control-access.ts): held by clients that
+ *  drive a daemon from another host, never needed by peers. Its own header, next to the cluster token. */
+export const CONTROL_TOKEN_ENV = "DAMSELFLY_CONTROL_TOKEN"
+export const CONTROL_TOKEN_HEADER = "x-damselfly-control-token"
 
 /** The flag's value, else the environment's; an empty string means no token. */
 export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string | undefined => {
@@ -24,6 +28,12 @@ export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string 
 /** Headers a client adds to every call when it has a token. */
 export const authHeaders = (token: string | undefined): Record<string, string> =>
   token === undefined ? {} : { authorization: `Bearer ${token}` }
+
+/** Headers a client of a daemon's control routes adds: the cluster token and, when it has one, the control token. */
+export const clientHeaders = (token: string | undefined, controlToken: string | undefined): Record<string, string> => {
+  const control = resolveToken(controlToken, CONTROL_TOKEN_ENV)
+  return { ...authHeaders(resolveToken(token)), ...(control === undefined ? {} : { [CONTROL_TOKEN_HEADER]: control }) }
+}
 
 /** Constant-time over digests, so response timing leaks neither how much of a guess was right nor the length. */
 export const sameSecret = (given: string, expected: string) =>

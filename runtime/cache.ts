@@ -15,7 +15,7 @@ import { pieceAt, pieceLengthFor } from "../core/piece-layout.ts"
 import type { PieceLedger } from "../core/piece-ledger.ts"
 import type { StoredTask } from "../core/services/piece-store.ts"
 import { taskIdOf } from "../core/task-id.ts"
-import { authHeaders, resolveToken } from "./auth.ts"
+import { clientHeaders } from "./auth.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { callPromise } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
@@ -222,12 +222,14 @@ export class CacheFailed extends Error {}
 export interface CacheClient {
   readonly daemon: string
   readonly token?: string | undefined
+  /** For a daemon on another host: its control token (falls back to DAMSELFLY_CONTROL_TOKEN). */
+  readonly controlToken?: string | undefined
 }
 
 const callDaemon = async (c: CacheClient, method: string, route: string, body?: unknown): Promise<Record<string, unknown>> => {
   const reply = await callPromise(`${c.daemon.replace(/\/+$/, "")}${route}`, {
     method,
-    headers: { ...authHeaders(resolveToken(c.token)), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    headers: { ...clientHeaders(c.token, c.controlToken), ...(body === undefined ? {} : { "content-type": "application/json" }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) })
   }).catch((e: unknown) => {
     throw new CacheFailed(`daemon ${c.daemon}: ${e instanceof Error ? e.message : String(e)}`)

@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises"
 import { Option, Schema, SchemaIssue } from "effect"
 import { Flag } from "effect/cli"
 import { parse as parseYaml } from "yaml"
+import { controlSourceProblem } from "./control-access.ts"
 import { parseBytes, parseDuration, parseFraction, parseInteger, parseRate } from "./config-units.ts"
 import type { DaemonOptions } from "./daemon.ts"
 import { parseSchedulerList } from "./scheduler-ring.ts"
@@ -40,6 +41,14 @@ const urlList = (u: unknown): ReadonlyArray<string> | undefined => {
   return urls.every((i) => HTTP_URL.test(i)) ? urls : undefined
 }
 
+/** `--control-from` sources: addresses, CIDR blocks or `any`; a YAML list, or one string with commas. */
+const controlSources = (u: unknown): ReadonlyArray<string> | undefined => {
+  const items = typeof u === "string" ? u.split(",") : Array.isArray(u) ? u : undefined
+  if (items === undefined || items.some((i) => typeof i !== "string")) return undefined
+  const entries = (items as Array<string>).flatMap((i) => i.split(",")).map((i) => i.trim()).filter((i) => i !== "")
+  return entries.length > 0 && entries.every((e) => controlSourceProblem(e) === undefined) ? entries : undefined
+}
+
 /** Regular expressions: one string, or a YAML list of strings; each must compile. */
 const regexList = (u: unknown): ReadonlyArray<string> | undefined => {
   const items = typeof u === "string" ? [u] : Array.isArray(u) ? u : undefined
@@ -69,6 +78,7 @@ const fraction = (path: string, flag: string, description: string): OptionSpec =
 
 const TOKEN_HELP = "Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy and /metrics); default $DAMSELFLY_TOKEN"
 const SEED_TOKEN_HELP = "Secret only seed peers hold: the scheduler takes a host as a seed (or lets one change) only with it; a seed daemon sends it to schedulers in x-damselfly-seed-token next to --token; default $DAMSELFLY_SEED_TOKEN"
+const CONTROL_TOKEN_HELP = "Secret that opens the local control routes (/v1/download, /v1/cache/*, /v1/object, /v1/downloads, the registry mirror and proxy) to callers on other hosts, in x-damselfly-control-token; without it only this host's clients (loopback or the daemon's own address) and --control-from sources may use them; default $DAMSELFLY_CONTROL_TOKEN"
 const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 
 const STRATEGY_OPTION: OptionSpec = {
@@ -123,6 +133,12 @@ export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
   },
   text("token", "token", TOKEN_HELP, "TOKEN"),
   text("seedToken", "seed-token", SEED_TOKEN_HELP, "TOKEN"),
+  text("controlToken", "control-token", CONTROL_TOKEN_HELP, "TOKEN"),
+  {
+    path: "controlFrom", flag: "control-from", kind: "list", metavar: "ADDRESS", parse: controlSources,
+    expected: "IP addresses or CIDR blocks (10.0.0.0/8), or \"any\"",
+    description: "Sources besides this host that may use the local control routes without the control token: an address or CIDR block (repeat, or separate with commas; e.g. the node's IP for a pod behind a hostPort), or any (every source: only behind a gateway or in a test harness). Default: none"
+  },
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   count("uploadQueueMillis", "upload-queue-millis", "How long a piece request waits for an upload slot before 503 busy, in ms (default 15000)"),
   seconds("originTimeout", "origin-timeout", "Seconds of silence from the origin before a piece fails and is retried (default 30)"),
@@ -347,6 +363,8 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
     smallContentMax: get<number>(v, "smallContentMax"),
     token: get<string>(v, "token"),
     seedToken: get<string>(v, "seedToken"),
+    controlToken: get<string>(v, "controlToken"),
+    controlFrom: get<ReadonlyArray<string>>(v, "controlFrom"),
     maxConnections: get<number>(v, "maxConnections"),
     uploadQueueMillis: get<number>(v, "uploadQueueMillis"),
     originIdleMillis: seconds("originTimeout"),

@@ -24,7 +24,8 @@ import { cacheRoutes } from "./cache.ts"
 import { DiskPieceStore, DiskStore } from "./disk-store.ts"
 import { call } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
-import { requireToken, resolveToken, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
+import { CONTROL_TOKEN_ENV, requireToken, resolveToken, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
+import { ANY_SOURCE, makeControlGate, requireLocalControl } from "./control-access.ts"
 import { serveRoutes } from "./http-serve.ts"
 import { listenLayer } from "./http-listen.ts"
 import { makeDaemonMetrics, metricsRoute } from "./metrics.ts"
@@ -73,6 +74,10 @@ export interface DaemonOptions {
   readonly token?: string | undefined
   /** A seed's secret for the schedulers (runtime/auth.ts SEED_TOKEN_ENV): sent with every scheduler call, next to `token`. */
   readonly seedToken?: string | undefined
+  /** Opens the local control routes (runtime/control-access.ts) to callers on other hosts that send it (falls back to DAMSELFLY_CONTROL_TOKEN). */
+  readonly controlToken?: string | undefined
+  /** Sources besides this host allowed on the control routes: addresses, CIDR blocks, or `any`. */
+  readonly controlFrom?: ReadonlyArray<string> | undefined
   readonly maxConnections?: number | undefined
   /** Silence from the origin mid-reply after which a piece fails (and is retried). */
   readonly originIdleMillis?: number | undefined
@@ -182,6 +187,10 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const resumed = yield* Effect.promise(() => store.loadExisting())
     const scope = yield* Effect.scope
     const token = resolveToken(o.token)
+    // Control routes (download, cache import/export, object, the registry front ends) only for this host's
+    // clients, listed sources or holders of the control token: the cluster token is every peer's.
+    const control = makeControlGate({ token: resolveToken(o.controlToken, CONTROL_TOKEN_ENV), from: o.controlFrom })
+    if (control.sources.any) yield* Effect.logWarning(`--control-from ${ANY_SOURCE}: any host that reaches this daemon may download to, import from and export to its files`)
     const metrics = makeDaemonMetrics()
     const origin = httpOrigin(o.originIdleMillis)
     const pieceStore = DiskPieceStore(store)
@@ -409,7 +418,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
         Effect.runForkWith(context)((level === "info" ? Effect.logInfo(message) : Effect.logWarning(message)).pipe(Effect.annotateLogs(fields)))
       // A client that sent Authorization and passed the upstream's HEAD proves access for this host: a
       // private blob's pieces then travel only between hosts holding a capability (runtime/blob-access.ts).
-      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log, authorizedBlobHook(blobAccess))
+      yield* serveRegistryFrontends({ ...o.registry, listen: o.listen, maxConnections: o.maxConnections }, blobs, log, control, authorizedBlobHook(blobAccess))
     }
 
     if (o.fault !== undefined) yield* Effect.logWarning(`TEST-ONLY FAULT INJECTION ACTIVE: ${o.fault}`)
@@ -516,7 +525,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       ...objectRoutes(tasks),
       notFoundRoute
     ])
-    return token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))
+    const gated = Layer.mergeAll(routes, requireLocalControl(control))
+    return token === undefined ? gated : Layer.mergeAll(gated, requireToken(token))
   }))
 
 export const daemonServer = (o: DaemonOptions) =>

@@ -7,7 +7,7 @@ import * as https from "node:https"
 import * as path from "node:path"
 import { Transform } from "node:stream"
 import { pipeline } from "node:stream/promises"
-import { authHeaders, resolveToken } from "./auth.ts"
+import { clientHeaders } from "./auth.ts"
 import { callPromise, HttpCallError } from "./http-call.ts"
 import type { ProgressView } from "./progress.ts"
 
@@ -19,6 +19,8 @@ export interface GetOptions {
   readonly pieceLength?: number | undefined
   /** Sent to the daemon as a bearer token (falls back to DAMSELFLY_TOKEN). */
   readonly token?: string | undefined
+  /** Sent in x-damselfly-control-token (falls back to DAMSELFLY_CONTROL_TOKEN): only needed for a daemon on another host. */
+  readonly controlToken?: string | undefined
   /**
    * Deadline for the whole download (`--timeout`), through the daemon and any direct fallback alike: when
    * it passes, `get` fails naming it and nothing is left at `output`.
@@ -79,7 +81,7 @@ const pollProgress = (o: GetOptions, onProgress: (view: ProgressView) => void) =
       await new Promise((r) => setTimeout(r, o.progressMillis ?? 250))
       if (stopped) break
       try {
-        const reply = await callPromise(`${base}/v1/downloads`, { headers: authHeaders(resolveToken(o.token)), timeoutMillis: 2_000 })
+        const reply = await callPromise(`${base}/v1/downloads`, { headers: clientHeaders(o.token, o.controlToken), timeoutMillis: 2_000 })
         if (reply.status !== 200 || stopped) continue
         const { downloads } = JSON.parse(reply.body.toString("utf8")) as { downloads: Array<ProgressView> }
         const mine = downloads.find((d) => d.url === o.url && (o.pieceLength === undefined || d.pieceLength === o.pieceLength))
@@ -213,7 +215,7 @@ export const get = async (o: GetOptions, log: (line: string) => void = () => {})
   try {
     const reply = await callPromise(`${o.daemon.replace(/\/+$/, "")}/v1/download`, {
       method: "POST",
-      headers: { ...authHeaders(resolveToken(o.token)), "content-type": "application/json" },
+      headers: { ...clientHeaders(o.token, o.controlToken), "content-type": "application/json" },
       body,
       ...(deadline === undefined ? {} : { timeoutMillis: deadline.at - Date.now() + DAEMON_ANSWER_GRACE_MILLIS })
     }).finally(stopProgress)

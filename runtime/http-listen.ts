@@ -26,6 +26,14 @@ export const makeServer = (maxConnections: number | undefined) => () => {
     requestTimeout: REQUEST_TIMEOUT_MILLIS
   })
   server.maxConnections = maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  // The server listens before the routes are built (a daemon reloads its store and asks the schedulers for
+  // their strategy first), and Node drops a request nobody listens for without an answer: the client then
+  // hangs (a probe for up to its own timeout). Until a handler is attached, say so and let it retry.
+  server.on("request", (_req, res) => {
+    if (server.listenerCount("request") > 1) return
+    res.writeHead(503, { "content-type": "application/json", "retry-after": "1", connection: "close" })
+    res.end(JSON.stringify({ error: "starting: not serving yet, retry shortly" }))
+  })
   return server
 }
 

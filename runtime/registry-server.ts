@@ -5,6 +5,7 @@
 // live in the daemon's scope and close with it.
 import type * as http from "node:http"
 import { Effect } from "effect"
+import { type ControlGate, gateNodeConnect, gateNodeRequest } from "./control-access.ts"
 import { makeServer } from "./http-listen.ts"
 import { connectHandler, parseProxyRules, proxyHandler } from "./proxy-server.ts"
 import type { BlobSource } from "./registry-blob-source.ts"
@@ -41,21 +42,23 @@ export const serveRegistryFrontends = (
   o: RegistryFrontendOptions,
   blobs: BlobSource,
   log: MirrorLog,
+  /** Who may use them: clients on this host, listed sources, the control token (runtime/control-access.ts). */
+  control: ControlGate,
   onAuthorizedBlob?: AuthorizedBlobHook
 ) =>
   Effect.gen(function*() {
     if (o.mirrorPort !== undefined) {
       const upstreams = yield* Effect.try({ try: () => parseUpstreams(o.mirrorUpstreams ?? []), catch: (e) => e as Error })
       const server = makeServer(o.maxConnections)()
-      server.on("request", mirrorHandler({ upstreams, blobs, log, onAuthorizedBlob }))
+      server.on("request", gateNodeRequest(control, "registry mirror", mirrorHandler({ upstreams, blobs, log, onAuthorizedBlob })))
       yield* listenOn(server, o.mirrorPort, o.listen)
       yield* Effect.logInfo("registry mirror listening").pipe(Effect.annotateLogs({ port: o.mirrorPort, upstreams: upstreams.map((u) => u.href) }))
     }
     if (o.proxyPort !== undefined) {
       const rules = yield* Effect.try({ try: () => parseProxyRules(o.proxyRules ?? []), catch: (e) => e as Error })
       const server = makeServer(o.maxConnections)()
-      server.on("request", proxyHandler({ rules, blobs, log, onAuthorizedBlob }))
-      server.on("connect", connectHandler)
+      server.on("request", gateNodeRequest(control, "proxy", proxyHandler({ rules, blobs, log, onAuthorizedBlob })))
+      server.on("connect", gateNodeConnect(control, connectHandler))
       yield* listenOn(server, o.proxyPort, o.listen)
       yield* Effect.logInfo("HTTP proxy listening").pipe(Effect.annotateLogs({ port: o.proxyPort, rules: rules.map(String) }))
     }

@@ -250,7 +250,7 @@ const resolveEnv = (c: any, pod: { name: string; node: string; ip: string }): Re
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = e.value
     const field = e.valueFrom?.fieldRef?.fieldPath
-    if (field !== undefined) env[e.name] = ({ "metadata.name": pod.name, "spec.nodeName": pod.node, "status.podIP": pod.ip } as Record<string, string>)[field]
+    if (field !== undefined) env[e.name] = ({ "metadata.name": pod.name, "spec.nodeName": pod.node, "status.podIP": pod.ip, "status.hostIP": pod.ip } as Record<string, string>)[field]
     const cm = e.valueFrom?.configMapKeyRef
     if (cm !== undefined) env[e.name] = named("ConfigMap", cm.name).data![cm.key]
   }
@@ -305,6 +305,9 @@ describe("roles", () => {
     expect(dataVolume?.hostPath?.path).toBe("/var/lib/damselfly")
     expect(flagValue(c.args, "--host-id")).toBe("$(NODE_NAME)")
     expect(c.env.find((e: any) => e.name === "NODE_NAME").valueFrom.fieldRef.fieldPath).toBe("spec.nodeName")
+    // Clients on the node reach the control routes through the hostPort, from the node's IP (runtime/control-access.ts).
+    expect(flagValue(c.args, "--control-from")).toBe("$(HOST_IP)")
+    expect(c.env.find((e: any) => e.name === "HOST_IP").valueFrom.fieldRef.fieldPath).toBe("status.hostIP")
     // A surge pod could not bind the hostPort the old one holds.
     expect(daemon.spec.updateStrategy.rollingUpdate.maxSurge).toBe(0)
   })

@@ -95,6 +95,8 @@ describe("config decoding", () => {
     expect(errorOf(() => decodeConfig("d.yaml", "schedulers: [ftp://x]\n", DAEMON_OPTIONS)))
       .toBe(`d.yaml: schedulers: expected a list of http(s) URLs, got ["ftp://x"]`)
     expect(errorOf(() => decodeConfig("d.yaml", "port: [1\n", DAEMON_OPTIONS))).toMatch(/^d\.yaml: not valid YAML/)
+    expect(errorOf(() => decodeConfig("d.yaml", "controlFrom: [10.0.0.0/33]\n", DAEMON_OPTIONS)))
+      .toBe(`d.yaml: controlFrom: expected IP addresses or CIDR blocks (10.0.0.0/8), or "any", got ["10.0.0.0/33"]`)
     // Each field alone is fine, but together they contradict: named too.
     expect(errorOf(() => daemonOptionsFrom(decodeConfig("d.yaml", "data: /d\ngc:\n  highWatermark: 0.5\n  lowWatermark: 0.6\n", DAEMON_OPTIONS))))
       .toBe("gc.lowWatermark: expected at most gc.highWatermark (0.5), got 0.6")
@@ -107,6 +109,10 @@ describe("config decoding", () => {
     const o = daemonOptionsFrom(mergeValues(file, flags))
     expect(o).toMatchObject({ data: "/d", port: 7000, uploadBandwidth: 2 * MiB, hostId: "h", schedulers: ["http://a:1", "http://b:2"], gc: { ttlMillis: 3600_000 } })
     expect(errorOf(() => flagValues(DAEMON_OPTIONS, { "gc-high-watermark": "x" }))).toBe(`--gc-high-watermark: expected a number between 0 and 1, got "x"`)
+    const control = daemonOptionsFrom(mergeValues(decodeConfig("d.yaml", "data: /d\ncontrolToken: t\ncontrolFrom: [192.168.1.0/24]\n", DAEMON_OPTIONS),
+      flagValues(DAEMON_OPTIONS, { "control-from": ["10.0.0.1,fd00::/64", "any"] })))
+    expect(control).toMatchObject({ controlToken: "t", controlFrom: ["10.0.0.1", "fd00::/64", "any"] })
+    expect(errorOf(() => flagValues(DAEMON_OPTIONS, { "control-from": ["localhost"] }))).toBe(`--control-from: expected IP addresses or CIDR blocks (10.0.0.0/8), or "any", got "localhost"`)
   })
 })
 

@@ -23,6 +23,11 @@ const token = Flag.String("token").pipe(
   Flag.optional
 )
 
+const controlToken = Flag.String("control-token").pipe(
+  Flag.withDescription("The daemon's control token, sent in x-damselfly-control-token: needed only for a daemon on another host; default $DAMSELFLY_CONTROL_TOKEN"),
+  Flag.optional
+)
+
 /** Runs a server Layer until the process is told to stop. */
 const serveForever = <E>(layer: Layer.Layer<never, E>) => Layer.launch(layer).pipe(Effect.provide(JsonStderrLogger))
 
@@ -93,6 +98,7 @@ const getCommand = Command.make(
       Flag.optional
     ),
     token,
+    controlToken,
     timeout: Flag.Int("timeout").pipe(
       Flag.withDescription("Deadline in seconds for the whole download (daemon and direct alike): past it, get fails and writes nothing (default: none)"),
       Flag.optional
@@ -115,6 +121,7 @@ const getCommand = Command.make(
             digest: orUndefined(o.digest),
             pieceLength: orUndefined(o.pieceLength),
             token: orUndefined(o.token),
+            controlToken: orUndefined(o.controlToken),
             timeoutMillis: Option.getOrUndefined(Option.map(o.timeout, (s) => s * 1000)),
             idleTimeoutMillis: Option.getOrUndefined(Option.map(o.idleTimeout, (s) => s * 1000)),
             headers: parseHeaders(o.header),
@@ -170,9 +177,10 @@ const cacheImportCommand = Command.make(
     url: Flag.String("url").pipe(Flag.withDescription("URL the content is known by: peers downloading it get it from this daemon")),
     pieceLength: cachePieceLength,
     daemon: daemonFlag,
-    token
+    token,
+    controlToken
   },
-  (o) => runCache("import", () => cacheImport({ daemon: o.daemon, token: orUndefined(o.token) }, { file: o.file, url: o.url, pieceLength: orUndefined(o.pieceLength) }))
+  (o) => runCache("import", () => cacheImport({ daemon: o.daemon, token: orUndefined(o.token), controlToken: orUndefined(o.controlToken) }, { file: o.file, url: o.url, pieceLength: orUndefined(o.pieceLength) }))
 ).pipe(Command.withDescription("Put a local file into the daemon's cache as the task of a URL, and announce it to the scheduler"))
 
 const cacheExportCommand = Command.make(
@@ -183,11 +191,12 @@ const cacheExportCommand = Command.make(
     pieceLength: cachePieceLength,
     taskId: cacheTaskId,
     daemon: daemonFlag,
-    token
+    token,
+    controlToken
   },
   (o) =>
     runCache("export", () =>
-      cacheExport({ daemon: o.daemon, token: orUndefined(o.token) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength), output: o.output }))
+      cacheExport({ daemon: o.daemon, token: orUndefined(o.token), controlToken: orUndefined(o.controlToken) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength), output: o.output }))
 ).pipe(Command.withDescription("Copy a task held complete by the daemon to a file"))
 
 const cacheStatCommand = Command.make(
@@ -197,9 +206,10 @@ const cacheStatCommand = Command.make(
     pieceLength: cachePieceLength,
     taskId: cacheTaskId,
     daemon: daemonFlag,
-    token
+    token,
+    controlToken
   },
-  (o) => runCache("stat", () => cacheStat({ daemon: o.daemon, token: orUndefined(o.token) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength) }))
+  (o) => runCache("stat", () => cacheStat({ daemon: o.daemon, token: orUndefined(o.token), controlToken: orUndefined(o.controlToken) }, { url: orUndefined(o.url), taskId: orUndefined(o.taskId), pieceLength: orUndefined(o.pieceLength) }))
 ).pipe(Command.withDescription("Show what the daemon holds of a task (by URL, default piece length 4 MiB, or --task-id)"))
 
 const cache = Command.make("cache").pipe(

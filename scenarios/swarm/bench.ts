@@ -370,7 +370,9 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
       const daemonUrl = (name: string) => `http://${topo.node(name).ip}:${DAEMON_PORT}`
       const nodeArgs = (name: string): Array<string> =>
         o.cpuProfDir === undefined ? [BIN] : ["--cpu-prof", "--cpu-prof-dir", path.resolve(o.cpuProfDir, `${strategy}-${name}`), BIN]
-      const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan", "--strategy", strategy, "--upload-slots", String(UPLOAD_SLOTS)]
+      // The bench itself (root namespace, the bridge's address) asks daemons for the warmup download and their
+      // piece logs: control routes, otherwise only for clients on the daemon's own host (runtime/control-access.ts).
+      const common = ["--port", String(DAEMON_PORT), "--scheduler", schedulerUrl, "--idc", "lan", "--location", "lab|bench|lan", "--strategy", strategy, "--upload-slots", String(UPLOAD_SLOTS), "--control-from", topo.bridgeIp]
       topo.spawnIn("sched", process.execPath, [...nodeArgs("scheduler"), "scheduler", "--listen", sched.ip, "--port", String(SCHEDULER_PORT), "--strategy", strategy], { cwd: REPO, log: path.join(logDir, `${strategy}-scheduler.log`) })
       await waitFor("the scheduler", async () => (await httpJson(`${schedulerUrl}/healthy`)).status === 200, 60_000)
       const state = path.join(dir, "state")

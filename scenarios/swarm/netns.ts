@@ -43,7 +43,7 @@ export const TBF_QUEUE_MILLIS = 5
 /** tbf with a burst of ~2 ms of traffic (at least 32 KiB: a GSO super-packet must fit) and TBF_QUEUE_MILLIS of queue. */
 const tbfArgs = (mbit: number): Array<string> => {
   const bytesPerSecond = (mbit * 1e6) / 8
-  const burst = Math.max(32 * 1024, Math.round(bytesPerSecond * 0.002))
+  const burst = Math.max(32 * 1024, Math.round(bytesPerSecond * Number(process.env.TBF_BURST_MS ?? "2") / 1000))
   return ["tbf", "rate", `${mbit}mbit`, "burst", String(burst), "latency", `${TBF_QUEUE_MILLIS}ms`]
 }
 

@@ -13,7 +13,7 @@ import { Sha256 } from "../../core/services/sha256.ts"
 import { taskIdOf } from "../../core/task-id.ts"
 import { httpJson, sha256File, waitFor } from "../../runtime/testing/harness.ts"
 import { applyHostSettings } from "./host-settings.ts"
-import { type NodeSpec, sh, Topology } from "./netns.ts"
+import { type NodeSpec, sh, TBF_BURST_MILLIS, Topology } from "./netns.ts"
 import { PAYLOAD_FRACTION, type Prediction, predict } from "./predict.ts"
 
 /** `damselfly` runs the scheduler and daemons with the damselfly strategy, `dragonfly` the same processes with Dragonfly's. */
@@ -50,6 +50,8 @@ export interface SwarmOptions {
   readonly sysctls?: Readonly<Record<string, string>>
   /** TCP congestion control in every namespace (default "cubic"; "default" keeps the machine's): see host-settings.ts. */
   readonly congestionControl?: string
+  /** Each tbf bucket, in milliseconds at its link's rate (default TBF_BURST_MILLIS, netns.ts). */
+  readonly tbfBurstMillis?: number
   /** Skip the simulator's prediction. */
   readonly noPredict?: boolean
   /** Write a V8 CPU profile of the damselfly scheduler and every daemon here (node --cpu-prof; one
@@ -108,6 +110,7 @@ export interface SwarmResult {
     niceness: number
     sysctls: Readonly<Record<string, string>>
     congestionControl: string
+    tbfBurstMillis: number
     /** Machine-wide settings held for the run (scenarios/swarm/host-settings.ts). */
     hostSettings: ReadonlyArray<string>
   }
@@ -192,7 +195,8 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
   }
   const congestionControl = o.congestionControl ?? "cubic"
   const host = applyHostSettings(congestionControl)
-  const topo = new Topology(prefix, subnet, o.niceness ?? 0, { ...host.namespaceSysctls, ...o.sysctls })
+  const tbfBurstMillis = o.tbfBurstMillis ?? TBF_BURST_MILLIS
+  const topo = new Topology(prefix, subnet, o.niceness ?? 0, { ...host.namespaceSysctls, ...o.sysctls }, tbfBurstMillis)
   const dir = await fs.mkdtemp(path.join(tmpdir(), `${prefix}-swarm-`))
   let unmount: (() => void) | undefined
   const cleanup = () => {
@@ -554,6 +558,7 @@ export const runSwarm = async (o: SwarmOptions): Promise<SwarmResult> => {
         niceness: o.niceness ?? 0,
         sysctls: o.sysctls ?? {},
         congestionControl,
+        tbfBurstMillis,
         hostSettings: host.applied
       },
       boundSeconds: bound,
@@ -576,7 +581,7 @@ const pct = (x: number | null) => (x === null ? "-" : `${x >= 0 ? "+" : ""}${(10
 
 export const markdown = (r: SwarmResult): string => {
   const lines = [
-    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. Processes at nice ${r.config.niceness}.${r.config.hostSettings.length === 0 ? "" : ` For the run: ${r.config.hostSettings.join("; ")}.`}${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
+    `Kumar–Ross bound ${f(r.boundSeconds)} s at the payload rate (${(r.config.payloadFraction * 100).toFixed(1)}% of the shaped rate; ${f(r.boundSecondsShaped)} s at the shaped rate); uploaders counted: origin, seed daemon, every host. tbf buckets of ${r.config.tbfBurstMillis} ms. Processes at nice ${r.config.niceness}.${r.config.hostSettings.length === 0 ? "" : ` For the run: ${r.config.hostSettings.join("; ")}.`}${Object.keys(r.config.sysctls).length === 0 ? "" : ` Namespaces' sysctls: ${Object.entries(r.config.sysctls).map(([k, v]) => `${k}=${v}`).join(", ")}.`}`,
     "",
     "| mode | hosts | finished | sha256 ok | p50 s | max s | max/bound | origin copies (payload) | origin copies (wire) | load (start/max) | CPU s (all nodes) |",
     "|---|---|---|---|---|---|---|---|---|---|---|"

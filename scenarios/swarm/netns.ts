@@ -40,10 +40,19 @@ export interface NetNode extends NodeSpec {
  *  uplink took a median 10.6 ms with 5 ms, 14.3 ms with 20 ms. */
 export const TBF_QUEUE_MILLIS = 5
 
-/** tbf with a burst of ~2 ms of traffic (at least 32 KiB: a GSO super-packet must fit) and TBF_QUEUE_MILLIS of queue. */
-const tbfArgs = (mbit: number): Array<string> => {
+/**
+ * How much link time a tbf bucket holds (at least 32 KiB: a GSO super-packet must fit). tbf sends only when
+ * its dequeue timer fires, in softirq; on this loaded 2-core machine that is often late, and tokens beyond
+ * the bucket are lost: with ~2 ms (25 KB at 100 Mbit/s) every late dequeue cost link time, and the seed's
+ * 128 MiB origin fetch in a 16-host run took 16.6–17.0 s instead of 11.5 s. 10 ms lets a late link catch up
+ * (12.4–14.1 s; README "The emulation's TCP and softirq settings") while the long-run rate stays the rate.
+ */
+export const TBF_BURST_MILLIS = 10
+
+/** tbf at `mbit` with a bucket of `burstMillis` of traffic and TBF_QUEUE_MILLIS of queue. */
+const tbfArgs = (mbit: number, burstMillis: number): Array<string> => {
   const bytesPerSecond = (mbit * 1e6) / 8
-  const burst = Math.max(32 * 1024, Math.round(bytesPerSecond * Number(process.env.TBF_BURST_MS ?? "2") / 1000))
+  const burst = Math.max(32 * 1024, Math.round((bytesPerSecond * burstMillis) / 1000))
   return ["tbf", "rate", `${mbit}mbit`, "burst", String(burst), "latency", `${TBF_QUEUE_MILLIS}ms`]
 }
 
@@ -60,7 +69,8 @@ export class Topology {
   /** `subnet` is the first three octets, e.g. "10.77.0". */
   /** `niceness`: every process started in a namespace runs at this nice value (negative: ahead of others). */
   /** `sysctls`: set in every namespace after it is made (per-namespace keys such as net.ipv4.tcp_*). */
-  constructor(readonly prefix: string, readonly subnet: string, readonly niceness = 0, readonly sysctls: Readonly<Record<string, string>> = {}) {
+  /** `burstMillis`: each tbf bucket, in time at its rate (TBF_BURST_MILLIS). */
+  constructor(readonly prefix: string, readonly subnet: string, readonly niceness = 0, readonly sysctls: Readonly<Record<string, string>> = {}, readonly burstMillis = TBF_BURST_MILLIS) {
     this.bridge = `${prefix}-br`
     this.bridgeIp = `${subnet}.254`
   }
@@ -101,8 +111,8 @@ export class Topology {
       sh("ip", ["-n", node.ns, "link", "set", "eth0", "up"])
       sh("ip", ["-n", node.ns, "link", "set", "lo", "up"])
       for (const [key, value] of Object.entries(this.sysctls)) sh("ip", ["netns", "exec", node.ns, "sysctl", "-q", "-w", `${key}=${value}`])
-      if (s.downMbit !== undefined) sh("tc", ["qdisc", "replace", "dev", node.hostIf, "root", ...tbfArgs(s.downMbit)])
-      if (s.upMbit !== undefined) sh("tc", ["-n", node.ns, "qdisc", "replace", "dev", "eth0", "root", ...tbfArgs(s.upMbit)])
+      if (s.downMbit !== undefined) sh("tc", ["qdisc", "replace", "dev", node.hostIf, "root", ...tbfArgs(s.downMbit, this.burstMillis)])
+      if (s.upMbit !== undefined) sh("tc", ["-n", node.ns, "qdisc", "replace", "dev", "eth0", "root", ...tbfArgs(s.upMbit, this.burstMillis)])
     }
   }
 

@@ -10,7 +10,7 @@ import { DEFAULT_MODES, markdown, type Mode, MODES, runSwarm } from "./bench.ts"
 const usage = `usage: scenarios/swarm/run.ts [--hosts N] [--rate-mbit R] [--origin-mbit R] [--size-mib S] [--piece-kib K]
   [--modes direct,damselfly,dragonfly,bittorrent] [--json PATH] [--client curl|get] [--logs DIR]
   [--timeout SECONDS] [--prefix NAME] [--subnet A.B.C] [--nice N] [--sysctl KEY=VALUE]... [--no-predict]
-  [--cpu-prof DIR] [--warmup-mib M] [--cc cubic|bbr|reno|default]`
+  [--cpu-prof DIR] [--warmup-mib M] [--cc cubic|bbr|reno|default] [--tbf-burst-ms MS]`
 
 const args = process.argv.slice(2)
 const value = (name: string): string | undefined => {
@@ -83,6 +83,7 @@ const main = async () => {
     sysctls: sysctls(),
     noPredict: args.includes("--no-predict"),
     ...(value("--cpu-prof") === undefined ? {} : { cpuProfDir: value("--cpu-prof")! }),
+    ...(value("--tbf-burst-ms") === undefined ? {} : { tbfBurstMillis: number("--tbf-burst-ms", 0) }),
     ...(value("--cc") === undefined ? {} : { congestionControl: value("--cc")! }),
     ...(value("--warmup-mib") === undefined ? {} : { warmupMiB: number("--warmup-mib", 0) })
   })

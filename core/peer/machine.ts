@@ -147,6 +147,9 @@ export interface Source {
   readonly fresh: Array<number>
   /** `pickPerSource`: in the machine's `lookAt` (it may have something to fetch and room for it). */
   flagged: boolean
+  /** The driver's own record for this source (the simulator's: the parent's host and its long-poll), so
+   *  it needs no map by source; the machine never reads it. */
+  link: unknown
 }
 
 /** What a parent's long-poll answers (a PieceAvailability, or the same fields from a simulator). */
@@ -769,7 +772,8 @@ export class PeerMachine {
       seq: this.sourceSeq++,
       empty: false,
       fresh: [],
-      flagged: false
+      flagged: false,
+      link: undefined
     }
   }
 

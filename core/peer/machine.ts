@@ -13,12 +13,12 @@ import {
   type CandidateParents,
   DownloadStarted,
   PieceFailed,
-  PieceFinished,
   type PeerReport,
   RegisterPeer,
   RescheduleParents,
   type SchedulerToPeer,
-  trusted
+  trusted,
+  trustedPieceFinished
 } from "../protocol.ts"
 import { PieceIndexCounts, PieceIndexSet } from "./piece-index-set.ts"
 import { chooseSource, pickPieces } from "./piece-picker.ts"
@@ -497,7 +497,7 @@ export class PeerMachine {
     // endgame (the count of missing pieces did). A peer does one scan per piece instead of two.
     if (this.stripeCount !== undefined || this.options.endgame) this.dirty = true
     // Per piece, so built without the constructor's Schema pass (see `trusted`).
-    this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+    this.report(trustedPieceFinished(this.base.peerId, this.base.taskId, index, s.parent?.peerId ?? null, digest, length, millis))
     this.step()
   }
 
@@ -1067,8 +1067,10 @@ export class PeerMachine {
   private askDigests(): void {
     this.out.push({
       _tag: "Request",
+      // Fields named rather than spread: a spread here cost more than the rest of the message.
       message: trusted(RegisterPeer, {
-        ...this.base,
+        peerId: this.base.peerId,
+        taskId: this.base.taskId,
         url: this.request.url,
         host: this.request.host,
         contentLength: null,

@@ -41,7 +41,7 @@ export class PeerDriver {
   /** Our own task in our store (fault-free path), looked up once. */
   private content: StoredContent | undefined = undefined
   /** Our own ledger's version times (`timesOf`), looked up once. */
-  private myTimes: Array<number> | undefined = undefined
+  private myTimes: VersionTimes | undefined = undefined
   /** A report's one-way latency to the scheduler (fixed: the hosts' IDCs). */
   private reportLatency = -1
   readonly fast: boolean
@@ -202,7 +202,7 @@ export class PeerDriver {
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
           const times = this.myTimes ??= timesOf(ledger)
-          while (times.length < ledger.version) times.push(world.engine.now)
+          while (times.count < ledger.version) times.at[times.count++] = world.engine.now
         }
         if (failure === undefined) machine.stored(c)
         else machine.storeFailed(failure.message)
@@ -661,7 +661,7 @@ class LongPoll implements LedgerWaiter {
   ev: EventId = NO_EVENT
   ledger: PieceLedger | undefined = undefined
   /** The ledger's version times (`versionTimes`), looked up once. */
-  private times: Array<number> = []
+  private times: VersionTimes = NO_TIMES
   /** The answer handed to the machine, refilled for each answer (the machine does not keep it). */
   private readonly view: LedgerDeltaView = { version: 0, pieces: [], from: 0, to: 0, complete: false }
   /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
@@ -745,18 +745,27 @@ class LongPoll implements LedgerWaiter {
 const pollArrived = (poll: LongPoll): void => poll.arrived()
 
 /** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
-const versionTimes = new WeakMap<object, Array<number>>()
+const versionTimes = new WeakMap<object, VersionTimes>()
 
-const timesOf = (ledger: PieceLedger): Array<number> => {
+/** When each version of a ledger was reached: `at[v - 1]`, for the first `count` versions (sized for all
+ *  of them at once, not grown piece by piece). */
+interface VersionTimes {
+  readonly at: Float64Array
+  count: number
+}
+const NO_TIMES: VersionTimes = { at: new Float64Array(0), count: 0 }
+
+const timesOf = (ledger: PieceLedger): VersionTimes => {
   let times = versionTimes.get(ledger)
-  if (times === undefined) versionTimes.set(ledger, (times = []))
+  if (times === undefined) versionTimes.set(ledger, (times = { at: new Float64Array(ledger.pieceCount), count: 0 }))
   return times
 }
 
 /** The ledger's version at virtual time `at` (at or before now); `times` = `timesOf(ledger)`. */
-const versionAt = (ledger: { readonly version: number }, times: Array<number>, at: number): number => {
+const versionAt = (ledger: { readonly version: number }, times: VersionTimes, at: number): number => {
   let v = ledger.version
-  while (v > 0 && times[v - 1] > at) v--
+  // A version not recorded (`count` short of it, never in the fast path) counts as reached.
+  while (v > 0 && v <= times.count && times.at[v - 1] > at) v--
   return v
 }
 

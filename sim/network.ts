@@ -8,13 +8,10 @@
 import { Effect } from "effect"
 import type { SimEngine } from "./engine.ts"
 import { type EventId, NO_EVENT } from "./event-queue.ts"
-import { encodedText } from "./trace.ts"
 
 export interface NetHost {
   readonly index: number
   readonly name: string
-  /** `name` encoded for the trace (written on every flow's line). */
-  readonly nameBytes: Uint8Array
   /** Link capacities; faults may change the uplink during a run (Network.setUplink). */
   up: number
   readonly down: number
@@ -155,13 +152,6 @@ export const equalShare: RateModel = {
 
 const NO_LINKS: ReadonlyArray<Link> = []
 
-// The fixed words of a flow's trace lines, encoded once.
-const FLOW = encodedText("flow ")
-const START = encodedText(" start ")
-const TO = encodedText(">")
-const SPACE = encodedText(" ")
-const END = encodedText(" end")
-
 /** One-way latency in milliseconds between two hosts. */
 export type Latency = (src: NetHost, dst: NetHost) => number
 
@@ -195,7 +185,7 @@ export class Network {
 
   addHost(name: string, up: number, down: number): NetHost {
     const h: NetHost = {
-      index: this.hosts.length, name, nameBytes: encodedText(name), up, down, upFlows: new FlowList(true), downFlows: new FlowList(false), bytesSent: 0, bytesReceived: 0,
+      index: this.hosts.length, name, up, down, upFlows: new FlowList(true), downFlows: new FlowList(false), bytesSent: 0, bytesReceived: 0,
       upMark: 0, downMark: 0, upSlot: 0, downSlot: 0
     }
     this.hosts.push(h)
@@ -254,7 +244,7 @@ export class Network {
     if (this.traceFlows) {
       // `flow ${id} start ${src}>${dst} ${bytes}`, written straight into the trace (a line per flow).
       this.engine.trace.begin(now, src.name.length + dst.name.length + 64)
-        .bytes(FLOW).int(flow.id).bytes(START).bytes(src.nameBytes).bytes(TO).bytes(dst.nameBytes).bytes(SPACE).int(bytes).end()
+        .text("flow ").int(flow.id).text(" start ").text(src.name).text(">").text(dst.name).text(" ").int(bytes).end()
     }
     if (bytes <= 0 || src === dst) {
       // Nothing crosses a link: done at once (but still as an event, to keep resumption asynchronous).
@@ -398,7 +388,7 @@ export class Network {
     flow.src.bytesSent += flow.bytes
     flow.dst.bytesReceived += flow.bytes
     this.countPair(flow, flow.bytes)
-    if (this.traceFlows) this.engine.trace.begin(this.engine.now, 40).bytes(FLOW).int(flow.id).bytes(END).end()
+    if (this.traceFlows) this.engine.trace.begin(this.engine.now, 40).text("flow ").int(flow.id).text(" end").end()
     flow.onDone(flow.doneArg)
   }
 

@@ -16,7 +16,6 @@ import { type HostContext, pieceTransfer, schedulerChannel, sha256Service, type 
 import { type EventId, NO_EVENT } from "./event-queue.ts"
 import type { Flow } from "./network.ts"
 import type { StoredContent } from "./store.ts"
-import { encodedText } from "./trace.ts"
 import { type SlotWaiter, type UploadSlots, uploadSlotsOf } from "./upload-slots.ts"
 
 type Cancel = () => void
@@ -45,8 +44,6 @@ export class PeerDriver {
   private myTimes: VersionTimes | undefined = undefined
   /** A report's one-way latency to the scheduler (fixed: the hosts' IDCs). */
   private reportLatency = -1
-  /** Our host's id encoded for the trace (a line per report), once the first report arrives. */
-  private idBytes: Uint8Array | undefined = undefined
   readonly fast: boolean
   /** PeerOptions.pickPerSource: a fetch that waited for a parent's slot picks its piece again (FetchJob.rebind). */
   readonly rebinds: boolean
@@ -268,10 +265,8 @@ export class PeerDriver {
     // A report into a dead or partitioned scheduler is lost.
     if (faults.schedulerProblem(me.net) !== undefined) return engine.record(`lost ${me.host.id}>scheduler ${"index" in m ? `${m._tag} ${m.index}` : m._tag}`)
     // `msg ${host}>scheduler ${tag}[ ${index}]`, written straight into the trace (a line per piece).
-    const line = engine.trace.begin(engine.now, me.host.id.length + m._tag.length + 48).bytes(MSG).bytes(this.idBytes ??= encodedText(me.host.id)).bytes(TO_SCHEDULER)
-    if (m._tag === "PieceFinished") line.bytes(PIECE_FINISHED)
-    else line.text(m._tag)
-    if ("index" in m) line.bytes(SPACE).int(m.index)
+    const line = engine.trace.begin(engine.now, me.host.id.length + m._tag.length + 48).text("msg ").text(me.host.id).text(">scheduler ").text(m._tag)
+    if ("index" in m) line.text(" ").int(m.index)
     line.end()
     const scheduler = world.scheduler
     scheduler.reportNow(m)
@@ -454,12 +449,6 @@ export class PeerDriver {
     if (this.deadlineEvent === NO_EVENT) this.armDeadlines()
   }
 }
-
-// The fixed words of a report's trace line, encoded once.
-const MSG = encodedText("msg ")
-const TO_SCHEDULER = encodedText(">scheduler ")
-const PIECE_FINISHED = encodedText("PieceFinished")
-const SPACE = encodedText(" ")
 
 const fireDeadlines = (d: PeerDriver): void => d.deadlinesDue()
 const reportArrives = (r: { readonly d: PeerDriver; readonly m: PeerReport }): void => r.d.reportArrived(r.m)

@@ -5,7 +5,7 @@ import { StoreFailed } from "../core/errors.ts"
 import { PieceLedger } from "../core/piece-ledger.ts"
 import type { PieceEntry } from "../core/protocol.ts"
 import type { PieceStore, StoredTask } from "../core/services/piece-store.ts"
-import { encodedText, type Trace } from "./trace.ts"
+import type { Trace } from "./trace.ts"
 
 /** A task's piece bytes by index (an array, not a Map: a large run holds millions). */
 export class PieceBytes {
@@ -64,13 +64,8 @@ const entryByBytes = (index: number, bytes: Uint8Array, digest: string): PieceEn
   return made
 }
 
-const STORE = encodedText("store ")
-const SPACE = encodedText(" ")
-
 export class MemoryStore {
   readonly tasks = new Map<TaskId, StoredContent>()
-  /** The host's id encoded for the trace (a line per piece stored). */
-  private readonly hostIdBytes: Uint8Array
 
   constructor(
     private readonly hostId: string,
@@ -78,9 +73,7 @@ export class MemoryStore {
     /** The engine's trace and clock, when the store records into one: a piece's line is then written
      *  straight into it instead of being built as a string (a line per piece per peer). */
     private readonly traced?: { readonly now: number; readonly trace: Trace }
-  ) {
-    this.hostIdBytes = encodedText(hostId)
-  }
+  ) {}
 
   ledger(taskId: TaskId): PieceLedger | undefined {
     return this.tasks.get(taskId)?.ledger
@@ -100,7 +93,7 @@ export class MemoryStore {
     }
     if (!c.pieces.has(index)) {
       const t = this.traced
-      if (t !== undefined) t.trace.begin(t.now, this.hostId.length + 32).bytes(STORE).bytes(this.hostIdBytes).bytes(SPACE).int(index).end()
+      if (t !== undefined) t.trace.begin(t.now, this.hostId.length + 32).text("store ").text(this.hostId).text(" ").int(index).end()
       else this.record(`store ${this.hostId} ${index}`)
     }
     c.pieces.set(index, bytes)

@@ -4,11 +4,6 @@
 // same hash in any process.
 import { createHash, type Hash } from "node:crypto"
 
-const encoder = new TextEncoder()
-
-/** A part written on millions of lines (a host's name, a fixed word) encoded once, for `Trace.bytes`. */
-export const encodedText = (s: string): Uint8Array => encoder.encode(s)
-
 /** Bytes gathered before they are fed to the hash (sha256 is chunk-agnostic: same digest, cheaper). */
 const CHUNK = 1 << 15
 
@@ -118,16 +113,6 @@ export class Trace {
       return this
     }
     return this.encoded(s)
-  }
-
-  /** `text(s)` with `s` given as `encodedText(s)`: the same bytes, copied without decoding a string.
-   *  Counts in `begin`'s `most` as `s.length` (its UTF-8 is at most 3 bytes per UTF-16 unit). */
-  bytes(encoded: Uint8Array): this {
-    const b = this.buffer
-    let at = this.used
-    for (let k = 0; k < encoded.length; k++) b[at++] = encoded[k]
-    this.used = at
-    return this
   }
 
   /** `s` through the UTF-8 encoder (over any bytes `text` wrote of it). */

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { encodedText, fixed3, Trace } from "../sim/trace.ts"
+import { fixed3, Trace } from "../sim/trace.ts"
 
 // A line: plain text, or parts (text and integers) written straight into the trace's buffer.
 const part = fc.oneof(fc.string({ maxLength: 90, unit: "binary" }), fc.string({ maxLength: 20 }), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.constantFrom(-1, 1.5, 1e21, -0, NaN))
@@ -66,22 +66,6 @@ describe("Trace", () => {
       expected += `1.000 ${v}\n`
     }
     expect(trace.finish()).toBe(createHash("sha256").update(expected).digest("hex"))
-  })
-
-  it("writes a part given as encodedText(s) as the same bytes as text(s)", () => {
-    fc.assert(
-      fc.property(fc.array(fc.tuple(fc.oneof(fc.string({ maxLength: 90, unit: "binary" }), fc.string({ maxLength: 20 })), fc.boolean()), { maxLength: 50 }), (parts) => {
-        const viaText = new Trace()
-        const viaBytes = new Trace()
-        for (const [p, encoded] of parts) {
-          viaText.begin(2.5, p.length + 1).text(p).text("|").end()
-          const line = viaBytes.begin(2.5, p.length + 1)
-          ;(encoded ? line.bytes(encodedText(p)) : line.text(p)).bytes(encodedText("|")).end()
-        }
-        expect(viaBytes.finish()).toBe(viaText.finish())
-      }),
-      { seed: 13, numRuns: 300 }
-    )
   })
 
   it("takes lines longer than its buffer", () => {

@@ -5,7 +5,7 @@
 import { createHash, type Hash } from "node:crypto"
 
 /** Bytes gathered before they are fed to the hash (sha256 is chunk-agnostic: same digest, cheaper). */
-const CHUNK = 1 << 15
+const CHUNK = 1 << 20
 
 /**
  * Writes `${x.toFixed(3)} ` into `out` as ASCII and returns its length, without toFixed's exact decimal

@@ -222,3 +222,49 @@ export const trusted = <C extends abstract new (fields: never) => object>(
   if ("_tag" in Class.fields) m._tag = Class.identifier
   return Object.assign(m, fields) as InstanceType<C>
 }
+
+/** Fills a PieceFinished's fields in the constructor's order (its prototype is PieceFinished's, below). */
+function PieceFinishedFields(
+  this: { -readonly [K in keyof PieceFinished]: PieceFinished[K] },
+  peerId: string,
+  taskId: string,
+  index: number,
+  parentId: string | null,
+  digest: string,
+  length: number,
+  costMillis: number
+) {
+  this._tag = "PieceFinished"
+  this.peerId = peerId
+  this.taskId = taskId as PieceFinished["taskId"]
+  this.index = index
+  this.parentId = parentId
+  this.digest = digest
+  this.length = length
+  this.costMillis = costMillis
+}
+PieceFinishedFields.prototype = PieceFinished.prototype
+
+/**
+ * `trusted(PieceFinished, …)` (one per piece per peer) as a constructor call: an object with a fixed
+ * layout from the start, where Object.create and Object.assign cost ~5× as much. The same object: a
+ * PieceFinished with the same fields in the same order.
+ */
+export const trustedPieceFinished = (
+  peerId: string,
+  taskId: string,
+  index: number,
+  parentId: string | null,
+  digest: string,
+  length: number,
+  costMillis: number
+): PieceFinished =>
+  new (PieceFinishedFields as unknown as new(...args: Parameters<typeof trustedPieceFinished>) => PieceFinished)(
+    peerId,
+    taskId,
+    index,
+    parentId,
+    digest,
+    length,
+    costMillis
+  )

@@ -108,6 +108,7 @@ export interface RunLimits {
  * (time, sequence), runs them exactly where the agenda would. Not cancellable: the callback checks.
  */
 class Lane {
+  constructor(readonly delay: number) {}
   times: Array<number> = []
   seqs: Array<number> = []
   fns: Array<(arg: any) => void> = []
@@ -169,7 +170,7 @@ export class SimEngine {
     return this.queue.push(this.now + Math.max(0, delayMillis), run)
   }
 
-  private readonly lanes = new Map<number, Lane>()
+  /** The lanes, one per delay (a handful: the distinct latencies of a topology). */
   private readonly laneList: Array<Lane> = []
 
   /**
@@ -178,11 +179,19 @@ export class SimEngine {
    */
   afterFixed<T>(delayMillis: number, fn: (arg: T) => void, arg: T): void {
     const delay = Math.max(0, delayMillis)
-    let lane = this.lanes.get(delay)
+    // A scan of the few lanes (as a Map would, NaN finds NaN's): cheaper than hashing a double per event.
+    const lanes = this.laneList
+    let lane: Lane | undefined = undefined
+    for (let i = 0; i < lanes.length; i++) {
+      const d = lanes[i].delay
+      if (d === delay || (d !== d && delay !== delay)) {
+        lane = lanes[i]
+        break
+      }
+    }
     if (lane === undefined) {
-      lane = new Lane()
-      this.lanes.set(delay, lane)
-      this.laneList.push(lane)
+      lane = new Lane(delay)
+      lanes.push(lane)
     }
     lane.push(this.now + delay, this.queue.takeSeq(), fn, arg)
   }

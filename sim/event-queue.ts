@@ -5,7 +5,10 @@
 //
 // Allocation-free: a large run pushes tens of millions of events, so an event is a slot in typed
 // arrays (time, sequence, heap position) plus a callback and its argument, and the heap holds the keys
-// inline. Slots are recycled; an EventId names a slot and its generation, so cancelling an event that
+// inline: each entry's time and sequence side by side in one array, four children per node (a run
+// keeps ~100,000 events pending; half the levels of a binary heap, and a node's children in one or
+// two cache lines). The (time, sequence) keys are unique, so the pop order is the same as any other
+// heap's. Slots are recycled; an EventId names a slot and its generation, so cancelling an event that
 // already ran (its slot since reused) is a no-op. Cancel and move are exact (the heap tracks every
 // slot's position): no dead entries are left for the loop to skip.
 
@@ -28,9 +31,8 @@ export class EventQueue {
   private free = new Int32Array(1024)
   private freeCount = 0
   private slotsUsed = 0
-  // The heap, keys inline.
-  private hTime = new Float64Array(1024)
-  private hSeq = new Float64Array(1024)
+  // The heap, keys inline: entry i's time at hKey[2i], its sequence at hKey[2i + 1].
+  private hKey = new Float64Array(2048)
   private hSlot = new Int32Array(1024)
   private n = 0
   private nextSeq = 0
@@ -57,7 +59,7 @@ export class EventQueue {
 
   /** The sequence number of the next event (Infinity when empty). */
   peekSeq(): number {
-    return this.n === 0 ? Infinity : this.hSeq[0]
+    return this.n === 0 ? Infinity : this.hKey[1]
   }
 
   push(time: number, run: () => void): EventId {
@@ -69,7 +71,7 @@ export class EventQueue {
     const slot = this.takeSlot()
     this.fns[slot] = fn
     this.args[slot] = arg
-    if (this.n === this.hTime.length) this.growHeap()
+    if (this.n === this.hSlot.length) this.growHeap()
     this.siftUp(this.n++, time, this.nextSeq++, slot)
     return this.gen[slot] * SLOTS + slot
   }
@@ -96,15 +98,15 @@ export class EventQueue {
   }
 
   peekTime(): number {
-    return this.n === 0 ? Infinity : this.hTime[0]
+    return this.n === 0 ? Infinity : this.hKey[0]
   }
 
   /** Removes the next event and exposes it in `time`, `seq`, `fn`, `arg`; false when empty. */
   popInto(): boolean {
     if (this.n === 0) return false
     const slot = this.hSlot[0]
-    this.time = this.hTime[0]
-    this.seq = this.hSeq[0]
+    this.time = this.hKey[0]
+    this.seq = this.hKey[1]
     this.fn = this.fns[slot]
     this.arg = this.args[slot]
     this.removeAt(0)
@@ -152,8 +154,7 @@ export class EventQueue {
   // ------------------------------------------------------------ heap
 
   private growHeap(): void {
-    this.hTime = grow(this.hTime)
-    this.hSeq = grow(this.hSeq)
+    this.hKey = grow(this.hKey)
     this.hSlot = grow(this.hSlot)
   }
 
@@ -161,55 +162,69 @@ export class EventQueue {
   private removeAt(i: number): void {
     const last = --this.n
     if (i === last) return
-    const t = this.hTime[last]
-    const s = this.hSeq[last]
+    const key = this.hKey
+    const t = key[2 * last]
+    const s = key[2 * last + 1]
     const slot = this.hSlot[last]
-    if (i > 0 && before(t, s, this.hTime[(i - 1) >> 1], this.hSeq[(i - 1) >> 1])) this.siftUp(i, t, s, slot)
+    const p = (i - 1) >> 2
+    if (i > 0 && before(t, s, key[2 * p], key[2 * p + 1])) this.siftUp(i, t, s, slot)
     else this.siftDown(i, t, s, slot)
   }
 
   private siftUp(start: number, t: number, s: number, slot: number): void {
-    const hTime = this.hTime
-    const hSeq = this.hSeq
+    const key = this.hKey
     const hSlot = this.hSlot
     const pos = this.pos
     let i = start
     while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!before(t, s, hTime[p], hSeq[p])) break
-      hTime[i] = hTime[p]
-      hSeq[i] = hSeq[p]
-      hSlot[i] = hSlot[p]
-      pos[hSlot[i]] = i
+      const p = (i - 1) >> 2
+      if (!before(t, s, key[2 * p], key[2 * p + 1])) break
+      key[2 * i] = key[2 * p]
+      key[2 * i + 1] = key[2 * p + 1]
+      const moved = hSlot[p]
+      hSlot[i] = moved
+      pos[moved] = i
       i = p
     }
-    hTime[i] = t
-    hSeq[i] = s
+    key[2 * i] = t
+    key[2 * i + 1] = s
     hSlot[i] = slot
     pos[slot] = i
   }
 
   private siftDown(start: number, t: number, s: number, slot: number): void {
-    const hTime = this.hTime
-    const hSeq = this.hSeq
+    const key = this.hKey
     const hSlot = this.hSlot
     const pos = this.pos
     const n = this.n
     let i = start
     while (true) {
-      const l = 2 * i + 1
-      if (l >= n) break
-      const r = l + 1
-      const c = r < n && before(hTime[r], hSeq[r], hTime[l], hSeq[l]) ? r : l
-      if (!before(hTime[c], hSeq[c], t, s)) break
-      hTime[i] = hTime[c]
-      hSeq[i] = hSeq[c]
-      hSlot[i] = hSlot[c]
-      pos[hSlot[i]] = i
+      const first = 4 * i + 1
+      if (first >= n) break
+      // The earliest of the (up to four) children.
+      let c = first
+      let ct = key[2 * first]
+      let cs = key[2 * first + 1]
+      const end = first + 4 < n ? first + 4 : n
+      for (let k = first + 1; k < end; k++) {
+        const kt = key[2 * k]
+        const ks = key[2 * k + 1]
+        if (before(kt, ks, ct, cs)) {
+          c = k
+          ct = kt
+          cs = ks
+        }
+      }
+      if (!before(ct, cs, t, s)) break
+      key[2 * i] = ct
+      key[2 * i + 1] = cs
+      const moved = hSlot[c]
+      hSlot[i] = moved
+      pos[moved] = i
       i = c
     }
-    hTime[i] = t
-    hSeq[i] = s
+    key[2 * i] = t
+    key[2 * i + 1] = s
     hSlot[i] = slot
     pos[slot] = i
   }

@@ -6,13 +6,19 @@
 // construction (no link is ever over capacity). No allocation per solve: links are numbered through
 // the hosts' and links' scratch fields, and the solver keeps its arrays.
 import { MaxMinSolver } from "./maxmin.ts"
-import type { Flow, Link, NetHost, RateModel } from "./network.ts"
+import type { Flow, FlowList, Link, NetHost, RateModel } from "./network.ts"
 
 export const localMaxMin = (): RateModel => {
   const solver = new MaxMinSolver()
 
-  /** What the flows outside this solve (which keep their rates) leave of a link. */
-  const free = (capacity: number, members: Set<Flow>, solve: number): number => {
+  /** What the flows outside this solve (which keep their rates) leave of a host's link. */
+  const free = (capacity: number, members: FlowList, solve: number): number => {
+    let used = 0
+    for (let f = members.first; f !== undefined; f = members.next(f)) if (f.mark !== solve) used += f.rate
+    return Math.max(0, capacity - used)
+  }
+  /** `free` for a shared link. */
+  const freeOfLink = (capacity: number, members: Set<Flow>, solve: number): number => {
     let used = 0
     for (const f of members) if (f.mark !== solve) used += f.rate
     return Math.max(0, capacity - used)
@@ -34,7 +40,7 @@ export const localMaxMin = (): RateModel => {
   const shared = (l: Link, solve: number): number => {
     if (l.mark !== solve) {
       l.mark = solve
-      l.slot = solver.addLink(free(l.capacity, l.flows, solve))
+      l.slot = solver.addLink(freeOfLink(l.capacity, l.flows, solve))
     }
     return l.slot
   }

@@ -15,8 +15,9 @@ export interface NetHost {
   /** Link capacities; faults may change the uplink during a run (Network.setUplink). */
   up: number
   readonly down: number
-  readonly upFlows: Set<Flow>
-  readonly downFlows: Set<Flow>
+  /** The flows on its uplink and downlink, in the order they started (as a Set would iterate them). */
+  readonly upFlows: FlowList
+  readonly downFlows: FlowList
   /** Bytes sent by completed or cancelled flows. */
   bytesSent: number
   bytesReceived: number
@@ -59,6 +60,70 @@ export interface Flow {
   /** Scratch: the re-solve that last collected this flow. */
   mark: number
   readonly network: Network
+  /** Its neighbours in its source's `upFlows` and its destination's `downFlows` (FlowList). */
+  upPrev: Flow | undefined
+  upNext: Flow | undefined
+  downPrev: Flow | undefined
+  downNext: Flow | undefined
+}
+
+/**
+ * A host link's flows in the order they were added: a list threaded through the flows themselves
+ * (`upPrev`/`upNext` for an uplink, `downPrev`/`downNext` for a downlink), so a flow's start and end
+ * hash nothing and allocate nothing (a large run starts a flow per piece per peer). Iterates as the
+ * `Set<Flow>` it replaces did: insertion order. Walk it with `first` and `next`.
+ */
+export class FlowList implements Iterable<Flow> {
+  first: Flow | undefined = undefined
+  private last: Flow | undefined = undefined
+  size = 0
+
+  constructor(private readonly up: boolean) {}
+
+  /** The flow after `f` in this list. */
+  next(f: Flow): Flow | undefined {
+    return this.up ? f.upNext : f.downNext
+  }
+
+  /** Appends a flow that is on no list of this kind. */
+  add(flow: Flow): void {
+    const f = flow as MutableFlow
+    const last = this.last
+    if (this.up) {
+      f.upPrev = last
+      f.upNext = undefined
+      if (last === undefined) this.first = f
+      else (last as MutableFlow).upNext = f
+    } else {
+      f.downPrev = last
+      f.downNext = undefined
+      if (last === undefined) this.first = f
+      else (last as MutableFlow).downNext = f
+    }
+    this.last = f
+    this.size++
+  }
+
+  /** Unlinks a flow; one not on this list (a flow that crossed no link) is left alone, as Set.delete would. */
+  delete(flow: Flow): void {
+    const f = flow as MutableFlow
+    const prev = this.up ? f.upPrev : f.downPrev
+    const next = this.up ? f.upNext : f.downNext
+    if (prev === undefined && this.first !== f) return
+    if (prev === undefined) this.first = next
+    else if (this.up) (prev as MutableFlow).upNext = next
+    else (prev as MutableFlow).downNext = next
+    if (next === undefined) this.last = prev
+    else if (this.up) (next as MutableFlow).upPrev = prev
+    else (next as MutableFlow).downPrev = prev
+    if (this.up) f.upPrev = f.upNext = undefined
+    else f.downPrev = f.downNext = undefined
+    this.size--
+  }
+
+  *[Symbol.iterator](): Iterator<Flow> {
+    for (let f = this.first; f !== undefined; f = this.next(f)) yield f
+  }
 }
 
 /** A Flow as the network (re)fills it. */
@@ -120,7 +185,7 @@ export class Network {
 
   addHost(name: string, up: number, down: number): NetHost {
     const h: NetHost = {
-      index: this.hosts.length, name, up, down, upFlows: new Set(), downFlows: new Set(), bytesSent: 0, bytesReceived: 0,
+      index: this.hosts.length, name, up, down, upFlows: new FlowList(true), downFlows: new FlowList(false), bytesSent: 0, bytesReceived: 0,
       upMark: 0, downMark: 0, upSlot: 0, downSlot: 0
     }
     this.hosts.push(h)
@@ -171,7 +236,8 @@ export class Network {
     } else {
       flow = {
         id, src, dst, via, bytes, remaining: bytes, rate: 0, settledAt: now, completion: NO_EVENT, dueAt: Infinity,
-        done: false, onDone, doneArg: arg, mark: 0, network: this
+        done: false, onDone, doneArg: arg, mark: 0, network: this,
+        upPrev: undefined, upNext: undefined, downPrev: undefined, downNext: undefined
       }
     }
     this.flowsStarted++
@@ -222,7 +288,7 @@ export class Network {
   /** Changes a host's uplink capacity now (a slowed parent or origin): its flows get new rates. */
   setUplink(host: NetHost, up: number): void {
     // Bytes so far move at the old rates; the re-solve (this instant) uses the new capacity.
-    for (const f of host.upFlows) settleFlow(f, this.engine.now)
+    for (let f = host.upFlows.first; f !== undefined; f = f.upNext) settleFlow(f, this.engine.now)
     host.up = up
     if (this.traceFlows) this.engine.record(`uplink ${host.name} ${up}`)
     this.changed(host, host, NO_LINKS)
@@ -288,7 +354,7 @@ export class Network {
     // costs a defineProperty when it is made, and this runs once per instant.
     for (const h of this.changedUp) collectFlows(h.upFlows, solve, now, flows)
     for (const h of this.changedDown) collectFlows(h.downFlows, solve, now, flows)
-    for (const l of this.changedLinks) collectFlows(l.flows, solve, now, flows)
+    for (const l of this.changedLinks) collectLinkFlows(l.flows, solve, now, flows)
     this.changedUp.length = 0
     this.changedDown.length = 0
     this.changedLinks.length = 0
@@ -361,8 +427,8 @@ export class Network {
     return this.hosts.map((host) => {
       let up = 0
       let down = 0
-      for (const f of host.upFlows) up += f.rate
-      for (const f of host.downFlows) down += f.rate
+      for (let f = host.upFlows.first; f !== undefined; f = f.upNext) up += f.rate
+      for (let f = host.downFlows.first; f !== undefined; f = f.downNext) down += f.rate
       return { host, up, down }
     })
   }
@@ -376,8 +442,17 @@ const settleFlow = (f: Flow, now: number): void => {
   }
 }
 
-/** Settles each flow of `set` not yet seen in this solve and adds it to `into`. */
-const collectFlows = (set: Set<Flow>, solve: number, now: number, into: Array<Flow>): void => {
+/** Settles each flow of `list` not yet seen in this solve and adds it to `into`. */
+const collectFlows = (list: FlowList, solve: number, now: number, into: Array<Flow>): void => {
+  for (let f = list.first; f !== undefined; f = list.next(f)) if (f.mark !== solve) {
+    f.mark = solve
+    settleFlow(f, now)
+    into.push(f)
+  }
+}
+
+/** `collectFlows` for a shared link's flows. */
+const collectLinkFlows = (set: Set<Flow>, solve: number, now: number, into: Array<Flow>): void => {
   for (const f of set) if (f.mark !== solve) {
     f.mark = solve
     settleFlow(f, now)

@@ -41,7 +41,9 @@ export class PeerDriver {
   /** Our own task in our store (fault-free path), looked up once. */
   private content: StoredContent | undefined = undefined
   /** Our own ledger's version times (`timesOf`), looked up once. */
-  private myTimes: Array<number> | undefined = undefined
+  private myTimes: VersionTimes | undefined = undefined
+  /** A report's one-way latency to the scheduler (fixed: the hosts' IDCs). */
+  private reportLatency = -1
   readonly fast: boolean
   /** PeerOptions.pickPerSource: a fetch that waited for a parent's slot picks its piece again (FetchJob.rebind). */
   readonly rebinds: boolean
@@ -125,7 +127,10 @@ export class PeerDriver {
     this.pending.clear()
     for (const w of this.watches.values()) w.cancel()
     this.watches.clear()
-    for (const p of this.polls.values()) p.cancel()
+    for (const [s, p] of this.polls) {
+      p.cancel()
+      if (s.link !== undefined) (s.link as SourceLink).poll = undefined
+    }
     this.polls.clear()
     for (const cancel of this.timers.values()) cancel()
     this.timers.clear()
@@ -180,6 +185,7 @@ export class PeerDriver {
         const p = this.polls.get(c.source)
         this.watches.delete(c.source)
         this.polls.delete(c.source)
+        if (c.source.link !== undefined) (c.source.link as SourceLink).poll = undefined
         w?.cancel()
         p?.cancel()
         return
@@ -196,7 +202,7 @@ export class PeerDriver {
           : failureOf(Effect.runSyncExit(world.storeOf(me).write(request.taskId, c.index, c.bytes, c.digest)))
         if (ledger.version > before) {
           const times = this.myTimes ??= timesOf(ledger)
-          while (times.length < ledger.version) times.push(world.engine.now)
+          while (times.count < ledger.version) times.at[times.count++] = world.engine.now
         }
         if (failure === undefined) machine.stored(c)
         else machine.storeFailed(failure.message)
@@ -248,7 +254,8 @@ export class PeerDriver {
   private report(m: PeerReport): void {
     const { world, me } = this
     // Not tied to the peer: like a detached fiber, the last reports still arrive after it ends.
-    world.engine.afterFixed(world.network.latency(me.net, world.schedulerNet), reportArrives, { d: this, m })
+    if (this.reportLatency < 0) this.reportLatency = world.network.latency(me.net, world.schedulerNet)
+    world.engine.afterFixed(this.reportLatency, reportArrives, { d: this, m })
   }
 
   /** A report reaches the scheduler. */
@@ -284,25 +291,26 @@ export class PeerDriver {
       return
     }
     // The request travels to the parent, waits there for a change, and the answer travels back.
-    const { world, me, request } = this
+    const { world, request } = this
+    const link = this.linkOf(s)
+    if (link === undefined) {
+      this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
+      return
+    }
     // The same parent asked again (after each answer): its last poll, with what it looked up.
-    const last = this.polls.get(s)
+    const last = link.poll
     if (last !== undefined && last.reusable) {
       last.rearm(since)
       last.ledger!.addWaiter(last)
       return
     }
-    const p = world.hostById(s.parent!.host.id)
-    if (p === undefined) {
-      this.machine.availabilityFailed(s, `no host ${s.parent!.host.id}`, false)
-      return
-    }
+    const p = link.parent
     const engine = world.engine
-    const there = world.network.latency(me.net, p.net)
-    const back = world.network.latency(p.net, me.net)
+    const there = link.there
     const ledger = p.store.ledger(request.taskId)
-    const poll = new LongPoll(this, s, since, p, engine.now + there, there, back)
+    const poll = new LongPoll(this, s, since, p, engine.now + there, there, link.back)
     this.polls.set(s, poll)
+    link.poll = poll
     if (ledger === undefined) {
       // Not open yet: whether it is by the time the request arrives decides (a temporary failure if not).
       poll.ev = engine.afterCall(there, pollArrived, poll)
@@ -312,6 +320,17 @@ export class PeerDriver {
       poll.setLedger(ledger)
       ledger.addWaiter(poll)
     }
+  }
+
+  /** The fault-free path's record of a parent source (`Source.link`), made when first needed; undefined if no such host. */
+  linkOf(s: Source): SourceLink | undefined {
+    if (s.link !== undefined) return s.link as SourceLink
+    const p = this.world.hostById(s.parent!.host.id)
+    if (p === undefined) return undefined
+    const network = this.world.network
+    const link = new SourceLink(p, network.latency(this.me.net, p.net), network.latency(p.net, this.me.net))
+    s.link = link
+    return link
   }
 
   /** A long-poll's answer is back. */
@@ -497,12 +516,13 @@ class FetchJob implements SlotWaiter {
       this.serviceCancel = d.fetchByService(this)
       return
     }
-    const { world, me, request } = d
-    const { engine, network } = world
-    const p = world.hostById(this.s.parent!.host.id)
-    if (p === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
+    const { world, request } = d
+    const link = d.linkOf(this.s)
+    if (link === undefined) return this.failed(`no host ${this.s.parent!.host.id}`, false)
+    const p = link.parent
     this.parent = p
-    const content = p.store.tasks.get(request.taskId)
+    // Fault-free, a store that opened the task keeps it (only a crash, a fault, empties one).
+    const content = link.content ??= p.store.tasks.get(request.taskId)
     const held = content?.ledger
     const bytes = held?.has(this.index) === true ? content!.pieces.get(this.index) : undefined
     if (held !== undefined && bytes !== undefined) {
@@ -512,10 +532,10 @@ class FetchJob implements SlotWaiter {
       this.length = pieceLengthAt(held.contentLength, held.pieceLength, this.index)
       // Many fetches share this round trip: a fixed-delay lane, not the agenda (so no event to cancel:
       // `answered` checks that the fetch still stands).
-      engine.afterFixed(network.latency(me.net, p.net) + network.latency(p.net, me.net), jobAnswered, this)
+      world.engine.afterFixed(link.there + link.back, jobAnswered, this)
       return
     }
-    this.ev = engine.afterCall(network.latency(me.net, p.net), jobArrived, this)
+    this.ev = world.engine.afterCall(link.there, jobArrived, this)
   }
 
   /** At the parent (only when it did not hold the piece when asked): its checks, then the answer's trip. */
@@ -619,6 +639,17 @@ class FetchJob implements SlotWaiter {
 }
 
 /**
+ * What the fault-free path keeps per parent source (`Source.link`): the parent's host, the latencies
+ * between us (fixed by the hosts' IDCs), its content once it has opened the task, and our long-poll of
+ * it (also in `PeerDriver.polls`). Looked up once per source instead of per fetch and per poll.
+ */
+class SourceLink {
+  poll: LongPoll | undefined = undefined
+  content: StoredContent | undefined = undefined
+  constructor(readonly parent: SimHost, readonly there: number, readonly back: number) {}
+}
+
+/**
  * One long-poll of a parent's ledger (fault-free path): the request's trip (an event only when the
  * parent had not opened the task when asked), the wait at the parent (a ledger waiter), the answer's
  * trip (a shared delivery event). One object, no closures.
@@ -630,7 +661,7 @@ class LongPoll implements LedgerWaiter {
   ev: EventId = NO_EVENT
   ledger: PieceLedger | undefined = undefined
   /** The ledger's version times (`versionTimes`), looked up once. */
-  private times: Array<number> = []
+  private times: VersionTimes = NO_TIMES
   /** The answer handed to the machine, refilled for each answer (the machine does not keep it). */
   private readonly view: LedgerDeltaView = { version: 0, pieces: [], from: 0, to: 0, complete: false }
   /** The parent opened the task only after the request was sent: it answers with what it holds when it changes. */
@@ -714,18 +745,27 @@ class LongPoll implements LedgerWaiter {
 const pollArrived = (poll: LongPoll): void => poll.arrived()
 
 /** Ledger → the virtual time each of its versions was reached (fast path only: writes go through the driver). */
-const versionTimes = new WeakMap<object, Array<number>>()
+const versionTimes = new WeakMap<object, VersionTimes>()
 
-const timesOf = (ledger: PieceLedger): Array<number> => {
+/** When each version of a ledger was reached: `at[v - 1]`, for the first `count` versions (sized for all
+ *  of them at once, not grown piece by piece). */
+interface VersionTimes {
+  readonly at: Float64Array
+  count: number
+}
+const NO_TIMES: VersionTimes = { at: new Float64Array(0), count: 0 }
+
+const timesOf = (ledger: PieceLedger): VersionTimes => {
   let times = versionTimes.get(ledger)
-  if (times === undefined) versionTimes.set(ledger, (times = []))
+  if (times === undefined) versionTimes.set(ledger, (times = { at: new Float64Array(ledger.pieceCount), count: 0 }))
   return times
 }
 
 /** The ledger's version at virtual time `at` (at or before now); `times` = `timesOf(ledger)`. */
-const versionAt = (ledger: { readonly version: number }, times: Array<number>, at: number): number => {
+const versionAt = (ledger: { readonly version: number }, times: VersionTimes, at: number): number => {
   let v = ledger.version
-  while (v > 0 && times[v - 1] > at) v--
+  // A version not recorded (`count` short of it, never in the fast path) counts as reached.
+  while (v > 0 && v <= times.count && times.at[v - 1] > at) v--
   return v
 }
 

@@ -42,7 +42,21 @@ export interface StoredContent {
  * parent's array (never mutated), so the array identifies the entry. A large run holds millions.
  */
 const entries = new WeakMap<Uint8Array, PieceEntry>()
+/** The entry last handed out per piece index, checked before the WeakMap: a swarm of one task writes
+ *  the same (index, digest) millions of times. Entries are immutable values: which of two equal ones a
+ *  ledger logs makes no difference. */
+const lastEntry: Array<PieceEntry | undefined> = []
 const entryOf = (index: number, bytes: Uint8Array, digest: string): PieceEntry => {
+  const last = lastEntry[index]
+  if (last !== undefined && last.digest === digest) return last
+  const e = entryByBytes(index, bytes, digest)
+  if (index < 1 << 20) {
+    while (lastEntry.length < index) lastEntry.push(undefined)
+    lastEntry[index] = e
+  }
+  return e
+}
+const entryByBytes = (index: number, bytes: Uint8Array, digest: string): PieceEntry => {
   const e = entries.get(bytes)
   if (e !== undefined && e.index === index && e.digest === digest) return e
   const made = { index, digest }

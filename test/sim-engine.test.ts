@@ -21,6 +21,57 @@ describe("EventQueue", () => {
       expect(popped).toEqual(expected)
     }))
   })
+
+  it("pops in (time, sequence) order through pushes, cancels, moves and pops interleaved", () => {
+    // Against a sorted list as the model: a moved event takes a new sequence number, a cancelled or
+    // popped one is gone (a stale id is ignored).
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("push" as const), time: fc.integer({ min: 0, max: 30 }) }),
+      fc.record({ kind: fc.constant("cancel" as const), pick: fc.nat() }),
+      fc.record({ kind: fc.constant("move" as const), pick: fc.nat(), time: fc.integer({ min: 0, max: 30 }) }),
+      fc.record({ kind: fc.constant("pop" as const) })
+    )
+    check(fc.property(fc.array(op, { maxLength: 400 }), (ops) => {
+      const q = new EventQueue()
+      const ids: Array<number> = []
+      let model: Array<{ time: number; seq: number; id: number }> = []
+      let seq = 0
+      const byKey = (a: { time: number; seq: number }, b: { time: number; seq: number }) => a.time - b.time || a.seq - b.seq
+      for (const o of ops) {
+        if (o.kind === "push") {
+          const id = q.push(o.time, () => {})
+          ids.push(id)
+          model.push({ time: o.time, seq: seq++, id })
+        } else if (o.kind === "cancel" || o.kind === "move") {
+          if (ids.length === 0) continue
+          const id = ids[o.pick % ids.length]
+          const live = model.find((e) => e.id === id)
+          if (o.kind === "cancel") {
+            q.cancel(id)
+            model = model.filter((e) => e.id !== id)
+          } else {
+            expect(q.move(id, o.time)).toBe(live !== undefined)
+            if (live !== undefined) {
+              live.time = o.time
+              live.seq = seq++
+            }
+          }
+        } else {
+          const ev = q.pop()
+          model.sort(byKey)
+          const want = model.shift()
+          expect(ev === undefined ? undefined : [ev.time, ev.seq]).toEqual(want === undefined ? undefined : [want.time, want.seq])
+        }
+        expect(q.size).toBe(model.length)
+      }
+      model.sort(byKey)
+      for (const want of model) {
+        const ev = q.pop()
+        expect(ev === undefined ? undefined : [ev.time, ev.seq]).toEqual([want.time, want.seq])
+      }
+      expect(q.pop()).toBeUndefined()
+    }), 200)
+  })
 })
 
 describe("SimEngine", () => {

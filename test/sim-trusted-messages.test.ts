@@ -3,7 +3,7 @@
 // scheduler, and every answer it gets, goes through the wire Schemas (encode, then decode) unchanged.
 import { Effect, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { PeerToScheduler, PieceFinished, type ScheduleRequest, SchedulerToPeer, trusted } from "../core/protocol.ts"
+import { PeerToScheduler, PieceFinished, type ScheduleRequest, SchedulerToPeer, trusted, trustedPieceFinished } from "../core/protocol.ts"
 import { Task } from "../core/domain.ts"
 import type { Scheduler } from "../core/scheduler/scheduler.ts"
 import { flashCrowd } from "../scenarios/presets.ts"
@@ -26,6 +26,12 @@ describe("trusted construction", () => {
     expect(b).toBeInstanceOf(PieceFinished)
     expect(Object.keys(b)).toEqual(Object.keys(a))
     expect(Schema.encodeUnknownSync(PeerToScheduler)(b)).toEqual(Schema.encodeUnknownSync(PeerToScheduler)(a))
+    const c = trustedPieceFinished(peerId, taskId, 3, null, digest, 4 * MiB, 12.5)
+    expect(c).toBeInstanceOf(PieceFinished)
+    expect(Object.entries(c)).toEqual(Object.entries(a))
+    expect(Schema.encodeUnknownSync(PeerToScheduler)(c)).toEqual(Schema.encodeUnknownSync(PeerToScheduler)(a))
+    const withParent = { ...fields, parentId: "peer-2/bbbb" }
+    expect(Object.entries(trustedPieceFinished(peerId, taskId, 3, "peer-2/bbbb", digest, 4 * MiB, 12.5))).toEqual(Object.entries(new PieceFinished(withParent)))
     const t = trusted(Task, { id: taskId, url: "http://o/f", contentLength: 10, pieceLength: 4, pieceDigests: [null, digest, null] })
     expect(t).toBeInstanceOf(Task)
     expect("_tag" in t).toBe(false)

@@ -13,15 +13,15 @@ import {
   type CandidateParents,
   DownloadStarted,
   PieceFailed,
-  PieceFinished,
   type PeerReport,
   RegisterPeer,
   RescheduleParents,
   type SchedulerToPeer,
-  trusted
+  trusted,
+  trustedPieceFinished
 } from "../protocol.ts"
 import { PieceIndexCounts, PieceIndexSet } from "./piece-index-set.ts"
-import { chooseSource, pickPieces } from "./piece-picker.ts"
+import { chooseSource, pickPieces, type PickerView } from "./piece-picker.ts"
 
 export interface DownloadRequest {
   readonly url: string
@@ -121,6 +121,8 @@ export const ORIGIN = "origin"
 export interface Source {
   readonly id: string
   readonly parent: CandidateParent | undefined
+  /** The parent is a seed peer (its claims count while the scheduler has no digest). */
+  readonly seed: boolean
   readonly uploadBandwidth: number
   readonly maxInflight: number
   readonly have: Uint8Array
@@ -147,6 +149,9 @@ export interface Source {
   readonly fresh: Array<number>
   /** `pickPerSource`: in the machine's `lookAt` (it may have something to fetch and room for it). */
   flagged: boolean
+  /** The driver's own record for this source (the simulator's: the parent's host and its long-poll), so
+   *  it needs no map by source; the machine never reads it. */
+  link: unknown
 }
 
 /** What a parent's long-poll answers (a PieceAvailability, or the same fields from a simulator). */
@@ -222,6 +227,8 @@ export class PeerMachine {
    */
   private offered = new Int32Array(0)
   private offeredCount = 0
+  /** What a dispatch picks from (rarest first among `offered`): made once the task is open, its count refreshed per pick. */
+  private offeredView: PickerView & { candidateCount: number } | undefined = undefined
   private isOffered = new Uint8Array(0)
   private expected: Array<string | null> = []
   /** Piece → fetches of it in flight (more than one only in endgame). */
@@ -229,6 +236,8 @@ export class PeerMachine {
   private fetchesInFlight = 0
   /** Live sources by id; a retired source leaves the map (its running fetches still settle on it). */
   private readonly sources = new Map<string, Source>()
+  /** The same sources in the order they joined (as `sources` iterates): the scans per dispatch walk an array, not a map. */
+  private readonly live: Array<Source> = []
   /** Parents that served corrupt data, failed too often or went away: never asked again. */
   private readonly failed = new Set<string>()
   private bytesFromPeers = 0
@@ -347,6 +356,7 @@ export class PeerMachine {
       this.offered = new Int32Array(this.pieceCount)
       this.isOffered = new Uint8Array(this.pieceCount)
       this.firstSeen = new Float64Array(this.pieceCount).fill(NaN)
+      this.offeredView = { pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: 0 }
       if (this.expected.length !== this.pieceCount) this.expected = new Array(this.pieceCount).fill(null)
     }
     const k = this.afterOpen
@@ -411,7 +421,7 @@ export class PeerMachine {
     s.since = a.version
     const endgame = this.options.endgame
     const seen = this.stripeCount === undefined ? 0 : this.now()
-    const seed = s.parent?.host.type === "seed"
+    const seed = s.seed
     const held = this.ledger!.heldMask
     const pieces = a.pieces
     const to = a.to ?? pieces.length
@@ -494,7 +504,7 @@ export class PeerMachine {
     // endgame (the count of missing pieces did). A peer does one scan per piece instead of two.
     if (this.stripeCount !== undefined || this.options.endgame) this.dirty = true
     // Per piece, so built without the constructor's Schema pass (see `trusted`).
-    this.report(trusted(PieceFinished, { peerId: this.base.peerId, taskId: this.base.taskId, index, parentId: s.parent?.peerId ?? null, digest, length, costMillis: millis }))
+    this.report(trustedPieceFinished(this.base.peerId, this.base.taskId, index, s.parent?.peerId ?? null, digest, length, millis))
     this.step()
   }
 
@@ -746,6 +756,7 @@ export class PeerMachine {
     this.flag(s)
     for (let i = 0; i < this.pieceCount; i++) if (this.availabilityCount[i]++ === 0) this.offer(i)
     this.sources.set(ORIGIN, s)
+    this.live.push(s)
     this.dirty = true
   }
 
@@ -755,6 +766,7 @@ export class PeerMachine {
     return {
       id,
       parent,
+      seed: parent?.host.type === "seed",
       uploadBandwidth,
       maxInflight,
       have: new Uint8Array(this.pieceCount),
@@ -769,14 +781,18 @@ export class PeerMachine {
       seq: this.sourceSeq++,
       empty: false,
       fresh: [],
-      flagged: false
+      flagged: false,
+      link: undefined
     }
   }
 
   private retire(s: Source): void {
     if (s.retired) return
     s.retired = true
-    if (this.sources.get(s.id) === s) this.sources.delete(s.id)
+    if (this.sources.get(s.id) === s) {
+      this.sources.delete(s.id)
+      this.live.splice(this.live.indexOf(s), 1)
+    }
     for (let i = 0; i < this.pieceCount; i++) if (s.have[i] === 1) this.availabilityCount[i]--
     if (s.id !== ORIGIN) this.out.push({ _tag: "Unwatch", source: s })
     this.dirty = true
@@ -802,6 +818,7 @@ export class PeerMachine {
       const remote = this.options.remoteParentPieces > 0 && this.isRemote(p.host.idc)
       const s = this.newSource(p.peerId, p, p.host.uploadBandwidth, remote ? this.options.remoteParentPieces : this.options.perParentPieces)
       this.sources.set(p.peerId, s)
+      this.live.push(s)
       this.flag(s)
       this.out.push({ _tag: "Watch", source: s, since: 0 })
     }
@@ -847,8 +864,10 @@ export class PeerMachine {
   /** How many live sources hold `index` (and, for endgame, are not the origin and not fetching it); they are `holders[0..count)`. */
   private holdersOf(index: number, endgame: boolean): number {
     const out = this.holders
+    const live = this.live
     let k = 0
-    for (const x of this.sources.values()) {
+    for (let j = 0; j < live.length; j++) {
+      const x = live[j]
       if (x.have[index] !== 1) continue
       if (endgame && (x.id === ORIGIN || x.fetching.has(index))) continue
       if (k < out.length) out[k] = x
@@ -900,7 +919,12 @@ export class PeerMachine {
     else this.pruneOffered()
     // Per source, every source with room has taken what it could: a pick over all pieces would find
     // holders only with no room (the endgame below still asks further holders).
-    const picks = room <= 0 || perSource ? [] : pickPieces({ pieceCount: this.pieceCount, availability: this.availabilityCount, wanted: this.wanted, skip: ledger.heldMask, candidates: this.offered, candidateCount: this.offeredCount }, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    let picks: Array<number> = NO_PICKS
+    if (room > 0 && !perSource) {
+      const view = this.offeredView!
+      view.candidateCount = this.offeredCount
+      picks = pickPieces(view, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+    }
     for (const index of picks) {
       if (room <= 0) break
       const count = this.holdersOf(index, false)
@@ -935,7 +959,7 @@ export class PeerMachine {
     for (let k = 0; k < log.length; k++) {
       const i = log[k]
       if (!this.wanted(i)) continue
-      for (const s of this.sources.values()) {
+      for (const s of this.live) {
         if (s.empty && s.have[i] === 1) {
           s.empty = false
           this.flag(s)
@@ -1056,15 +1080,18 @@ export class PeerMachine {
   }
 
   private anySourceHasRoom(): boolean {
-    for (const x of this.sources.values()) if (x.inflight < x.maxInflight) return true
+    const live = this.live
+    for (let j = 0; j < live.length; j++) if (live[j].inflight < live[j].maxInflight) return true
     return false
   }
 
   private askDigests(): void {
     this.out.push({
       _tag: "Request",
+      // Fields named rather than spread: a spread here cost more than the rest of the message.
       message: trusted(RegisterPeer, {
-        ...this.base,
+        peerId: this.base.peerId,
+        taskId: this.base.taskId,
         url: this.request.url,
         host: this.request.host,
         contentLength: null,
@@ -1115,7 +1142,7 @@ export class PeerMachine {
     // piece from the origin itself and is operator infrastructure). Any number of other parents
     // agreeing proves nothing — colluding peers can agree on a lie — so the bytes are dropped, that
     // parent is not asked for the piece again, and a seed (or in the end the origin) serves it.
-    if (s.id !== ORIGIN && expected[index] === null && !(s.parent?.host.type === "seed" && s.claimed.get(index) === digest)) {
+    if (s.id !== ORIGIN && expected[index] === null && !(s.seed && s.claimed.get(index) === digest)) {
       if (!this.inflight.has(index)) ledger.clearArriving(index)
       if (s.have[index] === 1 && !s.retired) {
         s.have[index] = 0
@@ -1158,6 +1185,8 @@ export class PeerMachine {
 }
 
 const EMPTY: Array<PeerCommand> = []
+/** No picks (never written to). */
+const NO_PICKS: Array<number> = []
 const bySeq = (a: Source, b: Source): number => a.seq - b.seq
 const EMPTY_SLOT: PeerCommand = { _tag: "Finish" }
 const PROBE: PeerCommand = { _tag: "Probe" }

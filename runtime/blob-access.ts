@@ -325,14 +325,21 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
     })
 
   // Every configured scheduler's keys (each has its own unless they share --blob-access-key). One fetch at
-  // a time, which concurrent callers wait for: a burst of triggers right after start must not be refused
-  // because the first one's fetch was still under way.
+  // a time, which concurrent callers wait for (a burst of triggers right after start must not be refused
+  // because the first one's fetch was still under way), and at most one every 2 s, however many unknown
+  // key ids arrive: a caller within 2 s of the last fetch waits for the next one rather than being refused
+  // (a scheduler that restarted with a new key just after a fetch would otherwise lose its seed trigger).
   let fetchingKeys: Promise<void> | undefined
   const refreshKeys = Effect.promise(() => {
     if (fetchingKeys !== undefined) return fetchingKeys
-    if (Date.now() - keysFetchedAt < 2_000) return Promise.resolve()
-    keysFetchedAt = Date.now()
-    fetchingKeys = Effect.runPromise(fetchKeys).catch(() => {}).finally(() => (fetchingKeys = undefined))
+    const wait = Math.max(0, keysFetchedAt + 2_000 - Date.now())
+    fetchingKeys = new Promise<void>((resolve) => setTimeout(resolve, wait))
+      .then(() => {
+        keysFetchedAt = Date.now()
+        return Effect.runPromise(fetchKeys)
+      })
+      .catch(() => {})
+      .finally(() => (fetchingKeys = undefined))
     return fetchingKeys
   })
   const fetchKeys = Effect.gen(function*() {

@@ -42,6 +42,7 @@ import { authHeaders } from "./auth.ts"
 import { call, postJson } from "./http-call.ts"
 import { decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
 import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
+import { signTrigger, TRIGGER_HEADER, triggerClaims, triggerProblem, type TriggerRoute, type TriggerSigner } from "./scheduler-trigger.ts"
 
 export const CAPABILITY_HEADER = "x-damselfly-capability"
 /** On a daemon's RegisterPeer for a private task it proved access to: the origin `Authorization` for the seed. */
@@ -109,8 +110,12 @@ export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDeni
   message: Schema.String
 }) {}
 
-/** Key id: the first 16 hex characters of the public key's SPKI DER, as base64url. */
-export const keyIdOf = (publicKey: KeyObject) => b64url(publicKey.export({ type: "spki", format: "der" })).slice(0, 16)
+/**
+ * Key id: the first 16 characters of the base64url sha256 of the public key's SPKI DER. (Not of the DER
+ * itself: its first 12 bytes are the same ASN.1 header for every Ed25519 key, so every scheduler had the
+ * same id and a daemon kept only one scheduler's key.)
+ */
+export const keyIdOf = (publicKey: KeyObject) => b64url(createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest()).slice(0, 16)
 
 export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject): string => {
   const payload = b64url(JSON.stringify(claims))
@@ -268,7 +273,10 @@ export const makeCapabilityIssuer = (o: IssuerOptions) => {
       return jsonResponse({ taskId, private: privateTasks.has(taskId) })
     }))
   ]
-  return { kid, publicKey, issue, routes, isPrivate: (taskId: string) => privateTasks.has(taskId) }
+  /** The same key signs the scheduler's requests to daemons (runtime/scheduler-trigger.ts). */
+  const signer: TriggerSigner = (route, taskId, hostId, body) =>
+    signTrigger(triggerClaims(kid, route, taskId, hostId, body, Math.floor(Date.now() / 1000)), privateKey)
+  return { kid, publicKey, issue, signTrigger: signer, routes, isPrivate: (taskId: string) => privateTasks.has(taskId) }
 }
 
 // ---------------------------------------------------------------- daemon side
@@ -316,9 +324,25 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       await fs.writeFile(path.join(dir, taskId), source)
     })
 
-  const refreshKeys = Effect.gen(function*() {
-    if (Date.now() - keysFetchedAt < 2_000) return
-    keysFetchedAt = Date.now()
+  // Every configured scheduler's keys (each has its own unless they share --blob-access-key). One fetch at
+  // a time, which concurrent callers wait for (a burst of triggers right after start must not be refused
+  // because the first one's fetch was still under way), and at most one every 2 s, however many unknown
+  // key ids arrive: a caller within 2 s of the last fetch waits for the next one rather than being refused
+  // (a scheduler that restarted with a new key just after a fetch would otherwise lose its seed trigger).
+  let fetchingKeys: Promise<void> | undefined
+  const refreshKeys = Effect.promise(() => {
+    if (fetchingKeys !== undefined) return fetchingKeys
+    const wait = Math.max(0, keysFetchedAt + 2_000 - Date.now())
+    fetchingKeys = new Promise<void>((resolve) => setTimeout(resolve, wait))
+      .then(() => {
+        keysFetchedAt = Date.now()
+        return Effect.runPromise(fetchKeys)
+      })
+      .catch(() => {})
+      .finally(() => (fetchingKeys = undefined))
+    return fetchingKeys
+  })
+  const fetchKeys = Effect.gen(function*() {
     for (const base of o.schedulers) {
       const reply = yield* Effect.result(call(`${base}/v1/blob-access/keys`, { timeoutMillis: 5_000, headers }))
       if (reply._tag === "Failure" || reply.success.status !== 200) continue
@@ -450,7 +474,31 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
       yield* markPrivate(cap.taskId, source)
     })
 
-  return { proveAccess, requestHeaders, seedHeaders, admitSeed, checkRequest, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }
+  /**
+   * A scheduler's request to this daemon (seed, preheat), after its body was decoded: undefined when its
+   * signed claim (runtime/scheduler-trigger.ts) verifies with a configured scheduler's key and names this
+   * route, task, host and body, else why not. Fails closed: when no scheduler's keys can be fetched,
+   * nothing verifies and the request is refused (logged).
+   */
+  const checkTrigger = (route: TriggerRoute, taskId: string) =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const token = request.headers[TRIGGER_HEADER]
+      // The body was read (and size-checked) by decodeBody already: this is its cached text.
+      const body = route === "preheat-status" ? undefined : yield* Effect.orElseSucceed(request.text, () => "")
+      const check = () => triggerProblem(token, { route, taskId, hostId: o.hostId, body }, keys, Math.floor(Date.now() / 1000))
+      let problem = check()
+      if (problem !== undefined && /unknown key/.test(problem)) {
+        yield* refreshKeys
+        problem = check()
+        if (problem !== undefined && keys.size === 0) {
+          yield* Effect.logWarning(`refused a scheduler request (${route}): no scheduler's signing keys could be fetched from ${o.schedulers.join(", ")} (GET /v1/blob-access/keys), so none can be verified`)
+        }
+      }
+      return problem
+    })
+
+  return { proveAccess, requestHeaders, seedHeaders, admitSeed, checkRequest, checkTrigger, markPrivate, adopt, isPrivate: (taskId: string) => privateTasks.has(taskId) }
 }
 
 export type BlobAccess = ReturnType<typeof makeBlobAccess>

@@ -96,7 +96,7 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   text("seedToken", "seed-token", SEED_TOKEN_HELP, "TOKEN"),
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
-  text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities, shared by the schedulers (default: generated, kept in --data)", "FILE"),
+  text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities and seed/preheat requests to daemons, shared by the schedulers (default: generated, kept in --data)", "FILE"),
   seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)"),
   {
     path: "verifyBlobAccess", flag: "verify-blob-access", kind: "boolean", expected: "true or false", parse: bool,

@@ -461,7 +461,13 @@ export const daemonRoutes = (o: DaemonOptions) =>
       })),
       HttpRouter.route("GET", "/healthy", Effect.sync(() => jsonResponse({ ok: true, hostId: host.id, type: host.type, announced, strategy: strategy.name, strategyFrom: strategy.from, downloading: inFlight.size, schedulers: ring.status() }))),
       HttpRouter.route("POST", "/v1/seed", orBadRequest(Effect.gen(function*() {
+        // The scheduler triggers only hosts announced as seeds (core/scheduler triggerSeed): anyone else
+        // asking a normal daemon to fetch a URL back to source is not the scheduler.
+        if (!o.seed) return errorResponse(403, "POST /v1/seed: this daemon is not a seed peer (--seed not set); schedulers trigger only seed peers")
         const seed = yield* decodeBody(SeedRequestBody)
+        // Signed by one of this daemon's schedulers for this task, body and host (runtime/scheduler-trigger.ts).
+        const unsigned = yield* blobAccess.checkTrigger("seed", seed.taskId)
+        if (unsigned !== undefined) return errorResponse(403, `POST /v1/seed: ${unsigned}`)
         // With origin credentials (a private blob): proven and marked private here before anything is fetched.
         const admitted = yield* Effect.result(blobAccess.admitSeed(seed))
         if (admitted._tag === "Failure") return errorResponse(403, `seed for ${seed.url}: ${admitted.failure.message}`)

@@ -33,7 +33,7 @@ export interface PreheatDaemonDeps {
   /** The daemon's one-download-per-task runner (joins a download already under way). */
   readonly download: (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) => Effect.Effect<unknown, unknown>
   readonly scope: Scope.Scope
-  readonly blobAccess: Pick<BlobAccess, "adopt">
+  readonly blobAccess: Pick<BlobAccess, "adopt" | "checkTrigger">
 }
 
 const TASK_ID = /^[0-9a-f]{64}$/
@@ -70,6 +70,9 @@ export const preheatDaemonRoutes = (deps: PreheatDaemonDeps) => {
   return [
     HttpRouter.route("POST", "/v1/preheat", orBadRequest(Effect.gen(function*() {
       const body = yield* decodeBody(PreheatTaskBody)
+      // Only this daemon's schedulers start preheats: the request is signed for this task, body and host.
+      const unsigned = yield* deps.blobAccess.checkTrigger("preheat", body.taskId)
+      if (unsigned !== undefined) return errorResponse(403, `POST /v1/preheat: ${unsigned}`)
       if (body.digest !== undefined && body.digest.slice("sha256:".length) !== body.taskId) {
         return yield* badRequest(`taskId: a blob named by its digest is the task ${body.digest.slice(7)}, got ${body.taskId}`)
       }
@@ -88,6 +91,8 @@ export const preheatDaemonRoutes = (deps: PreheatDaemonDeps) => {
     HttpRouter.route("GET", "/v1/preheat/:taskId", orBadRequest(Effect.gen(function*() {
       const taskId = (yield* HttpRouter.params).taskId ?? ""
       if (!TASK_ID.test(taskId)) return yield* badRequest(`taskId: expected 64 lowercase hex characters, got ${JSON.stringify(taskId.slice(0, 100))}`)
+      const unsigned = yield* deps.blobAccess.checkTrigger("preheat-status", taskId)
+      if (unsigned !== undefined) return errorResponse(403, `GET /v1/preheat/${taskId}: ${unsigned}`)
       const ledger = yield* Effect.promise(() => deps.store.ledgerOf(taskId))
       const known = states.get(taskId)
       return jsonResponse({

@@ -20,13 +20,14 @@ import { pieceLengthFor } from "../core/piece-layout.ts"
 import { taskIdOf } from "../core/task-id.ts"
 import { authHeaders } from "./auth.ts"
 import { sourceOf } from "./blob-access.ts"
-import { call, postJson } from "./http-call.ts"
+import { call } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
 import { NodeSha256 } from "./node-sha256.ts"
 import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
 import { resolveImage } from "./oci-manifest.ts"
 import { InvalidReference, parseImageReference } from "./oci-reference.ts"
 import { type JobRow, type JobState, JobStore } from "./preheat-store.ts"
+import { TRIGGER_HEADER, type TriggerSigner } from "./scheduler-trigger.ts"
 
 export const PREHEAT_SCOPES = ["single_seed_peer", "all_seed_peers", "all_peers"] as const
 export type PreheatScope = typeof PREHEAT_SCOPES[number]
@@ -112,6 +113,8 @@ export interface PreheatOptions {
   readonly stallMillis?: number
   /** Issues capabilities for private blobs (runtime/blob-access.ts): the job proved access itself. */
   readonly issueCapability?: (taskId: string, host: { id: string; ip: string }, source: string) => { token: string; taskId: string; expiresAt: number; source: string }
+  /** Signs each request to a daemon (runtime/scheduler-trigger.ts): daemons refuse unsigned preheats. */
+  readonly signTrigger: TriggerSigner
 }
 
 class JobFailed extends Error {}
@@ -199,20 +202,31 @@ export const makePreheatJobs = (o: PreheatOptions) =>
 
     /** Asks one peer to download one blob; true when it accepted. */
     const start = (layer: LayerProgress, t: Target, headers: Record<string, string>, isPrivate: boolean) =>
-      postJson(`${daemonBase(t)}/v1/preheat`, {
-        taskId: layer.taskId,
-        url: layer.url,
-        pieceLength: layer.pieceLength,
-        headers,
-        ...(layer.digest === null ? {} : { digest: layer.digest }),
-        ...(isPrivate && o.issueCapability !== undefined ? { capability: o.issueCapability(layer.taskId, { id: t.hostId, ip: t.ip }, sourceOf(layer.url)) } : {})
-      }, 10_000, daemonHeaders).pipe(
+      Effect.suspend(() => {
+        const body = JSON.stringify({
+          taskId: layer.taskId,
+          url: layer.url,
+          pieceLength: layer.pieceLength,
+          headers,
+          ...(layer.digest === null ? {} : { digest: layer.digest }),
+          ...(isPrivate && o.issueCapability !== undefined ? { capability: o.issueCapability(layer.taskId, { id: t.hostId, ip: t.ip }, sourceOf(layer.url)) } : {})
+        })
+        return call(`${daemonBase(t)}/v1/preheat`, {
+          method: "POST",
+          headers: { ...daemonHeaders, "content-type": "application/json", [TRIGGER_HEADER]: o.signTrigger("preheat", layer.taskId, t.hostId, body) },
+          body,
+          timeoutMillis: 10_000
+        })
+      }).pipe(
         Effect.map((r) => r.status === 202 ? undefined : `HTTP ${r.status}: ${r.body.subarray(0, 300).toString("utf8")}`),
         Effect.catch((e) => Effect.succeed(e.message))
       )
 
     const status = (layer: LayerProgress, t: Target) =>
-      call(`${daemonBase(t)}/v1/preheat/${layer.taskId}`, { timeoutMillis: 10_000, headers: daemonHeaders }).pipe(
+      Effect.suspend(() => call(`${daemonBase(t)}/v1/preheat/${layer.taskId}`, {
+        timeoutMillis: 10_000,
+        headers: { ...daemonHeaders, [TRIGGER_HEADER]: o.signTrigger("preheat-status", layer.taskId, t.hostId) }
+      })).pipe(
         Effect.flatMap((r) => r.status !== 200
           ? Effect.fail(new JobFailed(`HTTP ${r.status}`))
           : Effect.try({ try: () => Schema.decodeUnknownSync(DaemonStatus)(JSON.parse(r.body.toString("utf8"))), catch: (e) => new JobFailed(messageOf(e)) })),

@@ -48,19 +48,21 @@ export const schedulerFor = (strategy: StrategyName, epoch: string, deployment: 
   return new Scheduler(deployedConfig(s.config, deployment), s.evaluator, epoch, s.handout)
 }
 
+/** The scheduler's Ed25519 key at work: private-blob capabilities and signed requests to daemons. */
+export type SchedulerIssuer = ReturnType<typeof makeCapabilityIssuer>
+
 export const schedulerRoutes = (
   scheduler: Scheduler,
+  issuer: SchedulerIssuer,
   options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "verifyBlobAccess" | "strategy" | "originIdc" | "seedToken"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
     const trigger = yield* SeedPeerTrigger
     // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
     const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
-    // Private blobs: capabilities for daemons that proved access upstream (runtime/blob-access.ts).
-    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts() })
     // Preheated tasks are cut as the daemons of this strategy cut them (the same task ids and layouts).
     const pieceLengthFor = (contentLength: number) => strategyPieceLength(options.strategy ?? "dragonfly", contentLength)
-    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, pieceLengthFor })
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, signTrigger: issuer.signTrigger, pieceLengthFor })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     // A registration for a private task may carry the origin credentials its seed needs
     // (runtime/blob-access.ts): they go into the seed request this registration triggers, if it triggers
@@ -165,9 +167,15 @@ export const schedulerServer = (options: SchedulerServerOptions) => {
   const token = resolveToken(options.token)
   const seedToken = resolveToken(options.seedToken, SEED_TOKEN_ENV)
   const strategy = options.strategy ?? "dragonfly"
-  const routes = schedulerRoutes(schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc }), { ...options, token, seedToken, strategy })
-  return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
-    Layer.provide(httpSeedPeerTrigger(token)),
-    Layer.provide(listenLayer(options))
-  )
+  return Layer.unwrap(Effect.sync(() => {
+    const scheduler = schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc })
+    // One key (runtime/blob-access.ts: --blob-access-key, else kept in --data) signs private-blob
+    // capabilities and every seed trigger and preheat request to daemons (runtime/scheduler-trigger.ts).
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts() })
+    const routes = schedulerRoutes(scheduler, issuer, { ...options, token, seedToken, strategy })
+    return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
+      Layer.provide(httpSeedPeerTrigger(token, issuer.signTrigger)),
+      Layer.provide(listenLayer(options))
+    )
+  }))
 }

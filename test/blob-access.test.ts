@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { peerIdOf } from "../core/domain.ts"
 import { accessUrlProblem, CAPABILITY_HEADER, capabilityProblem, type CapabilityClaims, keyIdOf, PEER_HEADER, signCapability, sourceOf } from "../runtime/blob-access.ts"
+import { signTrigger, TRIGGER_HEADER, triggerClaims } from "../runtime/scheduler-trigger.ts"
 import { getJson, httpJson, killAll, type Origin, rawRequest, type Server, spawnDaemon, spawnScheduler, startOrigin, waitFor, waitHealthy } from "../runtime/testing/harness.ts"
 import { buildImage, getManifest, pushImage, type Registry, startRegistry } from "./oci-registry-fixture.ts"
 
@@ -210,12 +211,20 @@ describe("private blobs between daemons", () => {
       const marker = path.join(dir, "a", "blob-access", "private", blob.taskId)
       expect(readFileSync(marker, "utf8")).toBe(sourceOf(blob.url))
       await download(daemons.a, { url: liarUrl, digest: blob.digest, headers: { authorization: "Basic anything" }, output: path.join(dir, "out", "rebind.bin") })
-      const forged = await httpJson(`${daemons.a.url}/v1/preheat`, {
-        method: "POST",
-        body: JSON.stringify({ taskId: blob.taskId, url: liarUrl, pieceLength: 4 * 1024 * 1024, capability: { token: "junk.junk", taskId: blob.taskId, expiresAt: 0, source: "" } })
-      })
+      const rebind = JSON.stringify({ taskId: blob.taskId, url: liarUrl, pieceLength: 4 * 1024 * 1024, capability: { token: "junk.junk", taskId: blob.taskId, expiresAt: 0, source: "" } })
+      // A member's preheat is not signed by a scheduler (runtime/scheduler-trigger.ts): refused outright.
+      const forged = await httpJson(`${daemons.a.url}/v1/preheat`, { method: "POST", body: rebind })
       expect(forged.status).toBe(403)
-      expect(forged.body.error).toMatch(/^capability: /)
+      expect(forged.body.error).toMatch(/x-damselfly-trigger: required/)
+      // Even signed with the scheduler's key (this test holds it), the capability in it is verified before it is adopted.
+      const signed = await rawRequest(daemons.a.url, {
+        method: "POST",
+        path: "/v1/preheat",
+        body: rebind,
+        headers: { "content-type": "application/json", [TRIGGER_HEADER]: signTrigger(triggerClaims(kid, "preheat", blob.taskId, "peer-a", rebind, now()), privateKey) }
+      })
+      expect(signed.status, signed.text).toBe(403)
+      expect(signed.json.error).toMatch(/^capability: /)
       expect(readFileSync(marker, "utf8")).toBe(sourceOf(blob.url))
       expect((await asPeerC(minted.body.token)).status).toBe(403)
       expect((await asPeerC(good.body.token)).status).toBe(200)

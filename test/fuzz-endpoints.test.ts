@@ -25,7 +25,8 @@ beforeAll(async () => {
   const sp = await freePort()
   const dp = await freePort()
   scheduler = { url: `http://127.0.0.1:${sp}`, proc: damselfly("scheduler", ["scheduler", "--port", String(sp)]) }
-  daemon = { url: `http://127.0.0.1:${dp}`, proc: damselfly("daemon", ["daemon", "--port", String(dp), "--data", path.join(dir, "d"), "--scheduler", scheduler.url, "--host-id", "fuzz"]) }
+  // A seed: only seeds take POST /v1/seed at all, so the fuzzed seed requests reach its decoder.
+  daemon = { url: `http://127.0.0.1:${dp}`, proc: damselfly("daemon", ["daemon", "--port", String(dp), "--data", path.join(dir, "d"), "--scheduler", scheduler.url, "--host-id", "fuzz", "--seed"]) }
   await waitHealthy(scheduler.url, scheduler.proc)
   await waitHealthy(daemon.url, daemon.proc)
   // The daemon holds one task, so piece requests can also be wrong about a task that exists.

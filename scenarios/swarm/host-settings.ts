@@ -44,6 +44,7 @@ const ksoftirqds = (): Array<number> =>
 
 /**
  * `congestionControl`: the algorithm every namespace uses ("default": the machine's own, untouched).
+ * ksoftirqd is raised to SOFTIRQ_NICE whatever it is.
  */
 export const applyHostSettings = (congestionControl: string): HostSettings => {
   const undo: Array<() => void> = []
@@ -62,19 +63,17 @@ export const applyHostSettings = (congestionControl: string): HostSettings => {
     namespaceSysctls["net.ipv4.tcp_congestion_control"] = congestionControl
     applied.push(`TCP congestion control ${congestionControl} in every namespace`)
   }
-  {
-    for (const pid of ksoftirqds()) {
-      const before = niceOf(pid)
-      if (before <= SOFTIRQ_NICE) continue
-      execFileSync("renice", ["-n", String(SOFTIRQ_NICE), "-p", String(pid)], { stdio: "pipe" })
-      undo.push(() => {
-        try {
-          execFileSync("renice", ["-n", String(before), "-p", String(pid)], { stdio: "pipe" })
-        } catch {}
-      })
-    }
-    applied.push(`ksoftirqd at nice ${SOFTIRQ_NICE}`)
+  for (const pid of ksoftirqds()) {
+    const before = niceOf(pid)
+    if (before <= SOFTIRQ_NICE) continue
+    execFileSync("renice", ["-n", String(SOFTIRQ_NICE), "-p", String(pid)], { stdio: "pipe" })
+    undo.push(() => {
+      try {
+        execFileSync("renice", ["-n", String(before), "-p", String(pid)], { stdio: "pipe" })
+      } catch {}
+    })
   }
+  applied.push(`ksoftirqd at nice ${SOFTIRQ_NICE}`)
   let restored = false
   return {
     namespaceSysctls,

@@ -31,7 +31,7 @@
 // The seam for the registry mirror: `proveAccess({upstreamUrl, authorization, digest})` →
 // "public" | Capability (AccessDenied when the authenticated HEAD fails); the daemon's piece transfer
 // then sends the capability with every request for that task (`requestHeaders`).
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto"
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto"
 import { existsSync, mkdirSync, promises as fs, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { Effect, Schema, Semaphore } from "effect"
@@ -42,6 +42,7 @@ import { authHeaders } from "./auth.ts"
 import { call, postJson } from "./http-call.ts"
 import { decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
 import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
+import { openSignedToken, signClaims } from "./signed-token.ts"
 import { signTrigger, TRIGGER_HEADER, triggerClaims, triggerProblem, type TriggerRoute, type TriggerSigner } from "./scheduler-trigger.ts"
 
 export const CAPABILITY_HEADER = "x-damselfly-capability"
@@ -117,10 +118,7 @@ export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDeni
  */
 export const keyIdOf = (publicKey: KeyObject) => b64url(createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest()).slice(0, 16)
 
-export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject): string => {
-  const payload = b64url(JSON.stringify(claims))
-  return `${payload}.${b64url(sign(null, Buffer.from(payload), privateKey))}`
-}
+export const signCapability = (claims: CapabilityClaims, privateKey: KeyObject): string => signClaims(claims, privateKey)
 
 /** A token's claims, without checking them (call `capabilityProblem` first). */
 const claimsOf = (token: string): CapabilityClaims =>
@@ -140,17 +138,9 @@ export const capabilityProblem = (
   }
 ): string | undefined => {
   if (token === undefined || token === "") return `task ${o.taskId} is private: a ${CAPABILITY_HEADER} header is required`
-  const [payload, signature, extra] = token.split(".")
-  if (payload === undefined || signature === undefined || extra !== undefined) return `${CAPABILITY_HEADER}: malformed`
-  let claims: CapabilityClaims
-  try {
-    claims = Schema.decodeUnknownSync(CapabilityClaims)(JSON.parse(Buffer.from(payload, "base64url").toString("utf8")))
-  } catch {
-    return `${CAPABILITY_HEADER}: malformed claims`
-  }
-  const key = o.keys.get(claims.kid)
-  if (key === undefined) return `${CAPABILITY_HEADER}: signed by an unknown key ${JSON.stringify(claims.kid)}`
-  if (!verify(null, Buffer.from(payload), key, Buffer.from(signature, "base64url"))) return `${CAPABILITY_HEADER}: bad signature`
+  const opened = openSignedToken(token, CAPABILITY_HEADER, CapabilityClaims, o.keys)
+  if (opened.problem !== undefined) return opened.problem
+  const { claims } = opened
   if (claims.exp <= o.nowSeconds) return `${CAPABILITY_HEADER}: expired`
   if (claims.task !== o.taskId) return `${CAPABILITY_HEADER}: issued for another task`
   if (o.source === "") return `task ${o.taskId} was made private here before capabilities named their source: it is shared again once this peer proves access anew`
@@ -465,11 +455,12 @@ export const makeBlobAccess = (o: BlobAccessOptions) => {
         problem = check()
       }
       if (problem !== undefined) return yield* Effect.fail(new AccessDenied({ message: `capability: ${problem}` }))
-      const source = claimsOf(cap.token).source ?? ""
+      // Verified just above: its claims are what the scheduler signed.
+      const claims = claimsOf(cap.token)
+      const source = claims.source ?? ""
       if (source === "") return yield* Effect.fail(new AccessDenied({ message: "capability: names no source" }))
       const recorded = recordedSource(cap.taskId)
       if (recorded !== undefined && recorded !== source) return yield* Effect.fail(new AccessDenied({ message: `capability: this host holds task ${cap.taskId} from another source` }))
-      const claims = claimsOf(cap.token)
       held.set(cap.taskId, { token: cap.token, taskId: cap.taskId, expiresAt: claims.exp, source })
       yield* markPrivate(cap.taskId, source)
     })

@@ -11,9 +11,10 @@
 // malformed, signed by a key none of them serves, expired, or made for another route, task, body or host.
 // A claim seen on the wire can be replayed until it expires, but only as the very same request to the
 // very same host: the download it starts is the one the scheduler asked for, and joining it is idempotent.
-import { createHash, type KeyObject, sign, verify } from "node:crypto"
+import { createHash, type KeyObject } from "node:crypto"
 import { Schema } from "effect"
 import { TaskId } from "../core/domain.ts"
+import { openSignedToken, signClaims } from "./signed-token.ts"
 
 export const TRIGGER_HEADER = "x-damselfly-trigger"
 /** Long enough for a slow network and modest clock skew; short enough that a captured claim soon dies. */
@@ -43,10 +44,7 @@ export type TriggerSigner = (route: TriggerRoute, taskId: string, hostId: string
 
 export const bodyDigest = (body: string) => createHash("sha256").update(body).digest("hex")
 
-export const signTrigger = (claims: TriggerClaims, privateKey: KeyObject): string => {
-  const payload = Buffer.from(JSON.stringify(claims)).toString("base64url")
-  return `${payload}.${sign(null, Buffer.from(payload), privateKey).toString("base64url")}`
-}
+export const signTrigger = (claims: TriggerClaims, privateKey: KeyObject): string => signClaims(claims, privateKey)
 
 /** The claims a scheduler signs for one request to `hostId` at `nowSeconds`. */
 export const triggerClaims = (kid: string, route: TriggerRoute, taskId: string, hostId: string, body: string | undefined, nowSeconds: number): TriggerClaims => ({
@@ -76,17 +74,9 @@ export const triggerProblem = (
   nowSeconds: number
 ): string | undefined => {
   if (token === undefined || token === "") return `${TRIGGER_HEADER}: required (only a scheduler this daemon is configured with may call this route, and it signs each request)`
-  const [payload, signature, extra] = token.split(".")
-  if (payload === undefined || signature === undefined || extra !== undefined) return `${TRIGGER_HEADER}: malformed`
-  let claims: TriggerClaims
-  try {
-    claims = Schema.decodeUnknownSync(TriggerClaims)(JSON.parse(Buffer.from(payload, "base64url").toString("utf8")))
-  } catch {
-    return `${TRIGGER_HEADER}: malformed claims`
-  }
-  const key = keys.get(claims.kid)
-  if (key === undefined) return `${TRIGGER_HEADER}: signed by an unknown key ${JSON.stringify(claims.kid)} (none of this daemon's schedulers serves it)`
-  if (!verify(null, Buffer.from(payload), key, Buffer.from(signature, "base64url"))) return `${TRIGGER_HEADER}: bad signature`
+  const opened = openSignedToken(token, TRIGGER_HEADER, TriggerClaims, keys, " (none of this daemon's schedulers serves it)")
+  if (opened.problem !== undefined) return opened.problem
+  const { claims } = opened
   if (claims.exp <= nowSeconds) return `${TRIGGER_HEADER}: expired ${nowSeconds - claims.exp} s ago (are the clocks of scheduler and daemon apart?)`
   if (claims.exp > nowSeconds + 10 * TRIGGER_TTL_SECONDS) return `${TRIGGER_HEADER}: expires too far ahead`
   if (claims.route !== expected.route) return `${TRIGGER_HEADER}: issued for another route (${claims.route}, not ${expected.route})`

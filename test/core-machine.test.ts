@@ -186,6 +186,46 @@ describe("PeerMachine", () => {
     expect(sent.slice(4)).toEqual([14_100, 15_100])
   })
 
+  it("takes another stripe's piece from the seed only once its own first piece has shown what a piece takes", () => {
+    // A daemon not told its link's rate announces an unlimited uplink (10 GiB/s): by that, a 4 MiB piece
+    // takes 0.4 ms and every piece would be overdue at once. The seed feeds the stripes' roots: a root that
+    // took the other stripe's first pieces from it too cost the whole forest a piece-time there.
+    const { machine, task, ledger, digests, take, of, setNow } = setup({ stripeGracePieces: 12, stallTimeoutMillis: 60_000, concurrentPieces: 8, perParentPieces: 2 })
+    const unlimited = 10 * 1024 ** 3
+    const seedHost = new Host({ id: "seed", ip: "10.0.0.2", port: 1, idc: "a", location: "a", type: "seed", uploadBandwidth: unlimited, downloadBandwidth: unlimited, uploadSlots: 8 })
+    machine.start()
+    take()
+    machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "seed", host: seedHost, stripes: [0] }, { peerId: "p2", host: host("p2"), stripes: [1] }], stripeCount: 2 }))
+    take()
+    machine.opened(ledger)
+    const [wSeed, wP2] = of(take(), "Watch")
+    expect([wSeed.source.id, wP2.source.id]).toEqual(["seed", "p2"])
+    // The seed holds pieces 0 (stripe 0, ours from it) and 1 (stripe 1, p2's, which p2 does not hold yet).
+    machine.availability(wSeed.source, { version: 2, pieces: [0, 1].map((index) => ({ index, digest: digests[index] })), complete: false })
+    machine.availability(wP2.source, { version: 0, pieces: [], complete: false })
+    let out = take()
+    expect(of(out, "Fetch").map((f) => [f.source.id, f.index])).toEqual([["seed", 0]])
+    // Long past 12 × 4 × 0.4 ms: still only piece 0 from the seed, and no timer set for piece 1's grace.
+    setNow(250)
+    for (const t of of(out, "Timer")) machine.timerFired(t.token)
+    out = take()
+    expect(of(out, "Fetch")).toEqual([])
+    // Piece 0 arrives after 300 ms: a piece takes 300 ms, so piece 1 may come from the seed 12 × 4 piece-times after it was first seen.
+    setNow(300)
+    machine.fetched(wSeed.source, 0, bytesOf(0), 300)
+    const write = of(take(), "Write")
+    expect(write.map((w) => w.index)).toEqual([0])
+    ledger.add(0, digests[0])
+    machine.stored(write[0])
+    out = take()
+    expect(of(out, "Fetch")).toEqual([])
+    const grace = of(out, "Timer").map((t) => t.at)
+    expect(Math.max(...grace)).toBeGreaterThanOrEqual(12 * 4 * 300)
+    setNow(12 * 4 * 300)
+    for (const t of of(out, "Timer")) if (t.at <= 12 * 4 * 300) machine.timerFired(t.token)
+    expect(of(take(), "Fetch").map((f) => [f.source.id, f.index])).toEqual([["seed", 1]])
+  })
+
   it("keeps at most maxParents parents: a refresh adds new ones only up to it, and none is sent while at it", () => {
     const { machine, task, ledger, take, of, setNow } = setup({ refreshParentsMillis: 1_000, stallTimeoutMillis: 60_000, maxParents: 3 })
     const parents = (...ids: Array<string>) => new CandidateParents({ task, parents: ids.map((peerId) => ({ peerId, host: host(peerId) })) })

@@ -890,10 +890,17 @@ export class PeerMachine {
     // Another IDC's holder of a piece whose stripe has a parent: the stripe crosses the WAN once, through
     // that parent's tree; taking it here would send it across again.
     if (designated !== undefined && s.parent !== undefined && this.isRemote(s.parent.host.idc)) return false
+    // The seed's uplink feeds the stripes' roots, so it is the last resort, and not before we know what a
+    // piece takes us: a daemon not told its link's rate announces an unlimited uplink, which would make
+    // every piece overdue within milliseconds and send each root to the seed for the other stripe's first
+    // pieces too (each such copy costs the whole forest a piece-time at its busiest uplink). Our first
+    // piece's arrival dispatches again.
+    const seed = s.parent?.host.type === "seed"
+    if (seed && this.pieceMillis === undefined) return false
     // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
     const pieceTime = Math.max(this.pieceMillis ?? 0, this.ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
     // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
-    const due = this.firstSeen[index] + this.options.stripeGracePieces * pieceTime * (s.parent?.host.type === "seed" ? 4 : 1)
+    const due = this.firstSeen[index] + this.options.stripeGracePieces * pieceTime * (seed ? 4 : 1)
     if (now >= due) return true
     this.graceWake = Math.min(this.graceWake, due)
     return false

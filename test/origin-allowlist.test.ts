@@ -5,7 +5,7 @@
 // The last part runs a scheduler in a network namespace (root, like test/runtime-control-routes.test.ts)
 // to show the jobs API without a jobs token refusing a caller from another host.
 import { execFile } from "node:child_process"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { mkdtempSync, promises as fs, rmSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
@@ -17,9 +17,10 @@ import { Host } from "../core/domain.ts"
 import { RegisterPeer, ScheduleRequest } from "../core/protocol.ts"
 import { JOBS_TOKEN_HEADER } from "../runtime/auth.ts"
 import {
-  BIN, damselfly, getJson, killAll, type Origin, rawRequest, type Server, sha256File, startDaemon, startOrigin, startScheduler, waitFor
+  BIN, damselfly, freePort, getJson, killAll, type Origin, rawRequest, type Server, sha256File, startDaemon, startOrigin, startScheduler, waitFor
 } from "../runtime/testing/harness.ts"
 import { Topology } from "../scenarios/swarm/netns.ts"
+import { buildImage, getManifest, type Manifest, pushImage, type Registry, startRegistry, startTokenServer } from "./oci-registry-fixture.ts"
 
 const TOKEN = "cluster-token-every-peer-has"
 const JOBS = "jobs-token-only-operators-have"
@@ -32,6 +33,12 @@ let seedDenied: Origin // in the scheduler's list, not in the seed's
 let scheduler: Server
 let seed: Server
 let peer: Server
+let registry: Registry // listed everywhere: the mirror and preheat reach it
+let tokenRegistry: Registry // listed, but its token service is not
+let tokenServer: Awaited<ReturnType<typeof startTokenServer>>
+let image: Manifest
+let mirrorPort: number
+const CREDS = { username: "puller", password: "s3cret-pass" }
 const hostPort = (o: Origin) => new URL(o.url).host
 
 const post = (base: string, route: string, body: unknown, headers: Record<string, string> = {}, timeoutMillis = 30_000) =>
@@ -49,6 +56,18 @@ const registration = (url: string, metadataOnly: boolean) =>
     metadataOnly
   }))
 
+const getBytes = (url: string) =>
+  new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 60_000 }, (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (c: Buffer) => chunks.push(c))
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }))
+      res.on("error", reject)
+    })
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url}`)))
+    req.on("error", reject)
+  })
+
 const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const p = damselfly("cli", args, undefined, { DAMSELFLY_JOBS_TOKEN: "", DAMSELFLY_TOKEN: "", ...env })
@@ -59,19 +78,32 @@ beforeAll(async () => {
   allowed = await startOrigin(await fs.mkdtemp(path.join(dir, "a-")), 6 * 1024 * 1024 + 77)
   denied = await startOrigin(await fs.mkdtemp(path.join(dir, "d-")), 1024 * 1024)
   seedDenied = await startOrigin(await fs.mkdtemp(path.join(dir, "s-")), 1024 * 1024)
+  registry = await startRegistry(path.join(dir, "registry"))
+  await pushImage(buildImage(dir, "app", [200_000, 5 * 1024 * 1024 + 3]), registry.host, "app", "v1")
+  image = await getManifest(registry.host, "app", "v1")
+  tokenServer = await startTokenServer(path.join(dir, "token"), CREDS)
+  tokenRegistry = await startRegistry(path.join(dir, "registry-token"), undefined, tokenServer.auth)
+  await pushImage(buildImage(dir, "bearer", [100_000]), tokenRegistry.host, "bearer/app", "v1", CREDS)
   scheduler = await startScheduler("scheduler", [
     "--token", TOKEN, "--jobs-token", JOBS, "--data", path.join(dir, "scheduler"),
-    "--origin-allow", `http://${hostPort(allowed)}`, "--origin-allow", `http://${hostPort(seedDenied)}/blob`
+    "--origin-allow", `http://${hostPort(allowed)}`, "--origin-allow", `http://${hostPort(seedDenied)}/blob`,
+    "--origin-allow", `http://${registry.host},http://${tokenRegistry.host}`
   ])
-  const list = ["--token", TOKEN, "--origin-allow", `http://${hostPort(allowed)}/`]
+  const list = ["--token", TOKEN, "--origin-allow", `http://${hostPort(allowed)}/`, "--origin-allow", `http://${registry.host}/v2/`]
   seed = await startDaemon("seed", { dir, seed: true, schedulers: scheduler.url, hostId: "seed-0", args: list })
-  peer = await startDaemon("peer", { dir, schedulers: scheduler.url, hostId: "peer-0", args: list })
+  mirrorPort = await freePort()
+  peer = await startDaemon("peer", {
+    dir, schedulers: scheduler.url, hostId: "peer-0", args: [...list, "--mirror-port", String(mirrorPort), "--mirror-upstream", `http://${registry.host}`]
+  })
   await waitFor("both hosts to announce themselves", async () => (await getJson(`${scheduler.url}/healthy`)).body.hosts === 2)
 }, 120_000)
 
 afterAll(async () => {
   await killAll()
   await Promise.all([allowed, denied, seedDenied].map((o) => o?.close()))
+  await registry?.close()
+  await tokenRegistry?.close()
+  await tokenServer?.close()
   rmSync(dir, { recursive: true, force: true })
 })
 
@@ -103,7 +135,8 @@ describe("--origin-allow", () => {
       const r = await post(scheduler.url, "/v1/schedule", registration(denied.url, metadataOnly), auth)
       expect(r.status).toBe(403)
       expect((r.json as { error: string }).error).toBe(
-        `url: origin http://${hostPort(denied)} is not allowed by this scheduler's --origin-allow (http://${hostPort(allowed)}, http://${hostPort(seedDenied)}/blob)`
+        `url: origin http://${hostPort(denied)} is not allowed by this scheduler's --origin-allow (http://${hostPort(allowed)}, http://${hostPort(seedDenied)}/blob, ` +
+          `http://${registry.host}, http://${tokenRegistry.host})`
       )
     }
     // A path outside the prefix is outside too, on an allowed host and port.
@@ -159,6 +192,38 @@ describe("the jobs API", () => {
     expect((image.json as { error: string }).error).toContain(`args.url: origin http://${hostPort(denied)} is not allowed`)
     expect(denied.requests()).toBe(0)
   })
+
+  it("a registry on the lists: an image preheats and the mirror serves its blobs", async () => {
+    const headers = { ...auth, [JOBS_TOKEN_HEADER]: JOBS }
+    const created = await post(scheduler.url, "/api/v1/jobs", { type: "preheat", args: { type: "image", url: `${registry.host}/app:v1` } }, headers)
+    expect(created.status, created.text).toBe(201)
+    let last: any
+    await waitFor("the image job to finish", async () => {
+      last = (await rawRequest(scheduler.url, { path: `/api/v1/jobs/${(created.json as { id: string }).id}`, headers })).json
+      return last.state === "SUCCESS" || last.state === "FAILURE"
+    }, 60_000)
+    expect(last.state, JSON.stringify(last)).toBe("SUCCESS")
+    const layer = image.json.layers[1]
+    const pulled = await getBytes(`http://127.0.0.1:${mirrorPort}/v2/app/blobs/${layer.digest}`)
+    expect(pulled.status).toBe(200)
+    expect(pulled.body.length).toBe(layer.size)
+    expect(`sha256:${createHash("sha256").update(pulled.body).digest("hex")}`).toBe(layer.digest)
+  }, 90_000)
+
+  it("a registry on the list whose token service is not: the job fails naming it, and the token service hears nothing", async () => {
+    const headers = { ...auth, [JOBS_TOKEN_HEADER]: JOBS }
+    const issued = tokenServer.issued()
+    const created = await post(scheduler.url, "/api/v1/jobs", { type: "preheat", args: { type: "image", url: `${tokenRegistry.host}/bearer/app:v1`, ...CREDS } }, headers)
+    expect(created.status, created.text).toBe(201)
+    let last: any
+    await waitFor("the job to fail", async () => {
+      last = (await rawRequest(scheduler.url, { path: `/api/v1/jobs/${(created.json as { id: string }).id}`, headers })).json
+      return last.state === "SUCCESS" || last.state === "FAILURE"
+    }, 60_000)
+    expect(last.state).toBe("FAILURE")
+    expect(last.error).toContain(`url: origin ${new URL(tokenServer.auth.realm).origin} is not allowed by this scheduler's --origin-allow`)
+    expect(tokenServer.issued()).toBe(issued)
+  }, 90_000)
 
   it("damselfly preheat sends --jobs-token; without it the scheduler's refusal is shown", async () => {
     const base = ["preheat", allowed.url, "--type", "file", "--scheduler", scheduler.url, "--token", TOKEN]

@@ -208,6 +208,10 @@ describe("the jobs API", () => {
     expect(pulled.status).toBe(200)
     expect(pulled.body.length).toBe(layer.size)
     expect(`sha256:${createHash("sha256").update(pulled.body).digest("hex")}`).toBe(layer.digest)
+    // Through the daemon's download (P2P, from the seed that preheated it), not a pass-through to the registry.
+    const held = await rawRequest(peer.url, { path: `/v1/cache/tasks/${layer.digest.slice(7)}`, headers: auth })
+    expect(held.status, held.text).toBe(200)
+    expect((held.json as { complete: boolean }).complete).toBe(true)
   }, 90_000)
 
   it("a registry on the list whose token service is not: the job fails naming it, and the token service hears nothing", async () => {

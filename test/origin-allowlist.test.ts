@@ -33,6 +33,8 @@ let seedDenied: Origin // in the scheduler's list, not in the seed's
 let scheduler: Server
 let seed: Server
 let peer: Server
+let open: Server // a daemon without a list: its local user's downloads are not restricted
+let userChosen: Origin // outside the scheduler's list; only `open`'s user asks for it
 let registry: Registry // listed everywhere: the mirror and preheat reach it
 let tokenRegistry: Registry // listed, but its token service is not
 let tokenServer: Awaited<ReturnType<typeof startTokenServer>>
@@ -78,6 +80,7 @@ beforeAll(async () => {
   allowed = await startOrigin(await fs.mkdtemp(path.join(dir, "a-")), 6 * 1024 * 1024 + 77)
   denied = await startOrigin(await fs.mkdtemp(path.join(dir, "d-")), 1024 * 1024)
   seedDenied = await startOrigin(await fs.mkdtemp(path.join(dir, "s-")), 1024 * 1024)
+  userChosen = await startOrigin(await fs.mkdtemp(path.join(dir, "u-")), 5 * 1024 * 1024 + 11)
   registry = await startRegistry(path.join(dir, "registry"))
   await pushImage(buildImage(dir, "app", [200_000, 5 * 1024 * 1024 + 3]), registry.host, "app", "v1")
   image = await getManifest(registry.host, "app", "v1")
@@ -95,12 +98,13 @@ beforeAll(async () => {
   peer = await startDaemon("peer", {
     dir, schedulers: scheduler.url, hostId: "peer-0", args: [...list, "--mirror-port", String(mirrorPort), "--mirror-upstream", `http://${registry.host}`]
   })
-  await waitFor("both hosts to announce themselves", async () => (await getJson(`${scheduler.url}/healthy`)).body.hosts === 2)
+  open = await startDaemon("open", { dir, schedulers: scheduler.url, hostId: "open-0", args: ["--token", TOKEN] })
+  await waitFor("every host to announce itself", async () => (await getJson(`${scheduler.url}/healthy`)).body.hosts === 3)
 }, 120_000)
 
 afterAll(async () => {
   await killAll()
-  await Promise.all([allowed, denied, seedDenied].map((o) => o?.close()))
+  await Promise.all([allowed, denied, seedDenied, userChosen].map((o) => o?.close()))
   await registry?.close()
   await tokenRegistry?.close()
   await tokenServer?.close()
@@ -114,6 +118,11 @@ describe("--origin-allow", () => {
     expect(r.code, r.stderr).toBe(0)
     expect(await sha256File(out)).toBe(allowed.sha256)
     expect(allowed.gets()).toBeGreaterThan(0)
+    // The scheduler triggered the seed for it, and the seed's list let it fetch.
+    await waitFor("the seed to hold the allowed content", async () => {
+      const held = await rawRequest(seed.url, { path: `/v1/cache/tasks?url=${encodeURIComponent(allowed.url)}`, headers: auth })
+      return held.status === 200 && JSON.stringify(held.json).includes('"complete":true')
+    }, 30_000)
   }, 60_000)
 
   it("a download of a URL outside the daemon's list fails with the reason, and its origin hears nothing", async () => {
@@ -147,6 +156,20 @@ describe("--origin-allow", () => {
     expect(seedDenied.requests()).toBe(0)
     expect((await getJson(`${seed.url}/healthy`)).body.downloading).toBe(0)
   }, 60_000)
+
+  it("a daemon without a list downloads what its user asks from the origin itself when the scheduler refuses; no seed fetches it", async () => {
+    const out = path.join(dir, "user-chosen.bin")
+    const r = await post(open.url, "/v1/download", { url: userChosen.url, output: out }, auth, 90_000)
+    expect(r.status, r.text).toBe(200)
+    const { taskId, bytesFromOrigin } = r.json as { taskId: string; bytesFromOrigin: number }
+    expect(bytesFromOrigin).toBe(userChosen.size)
+    expect(await sha256File(out)).toBe(userChosen.sha256)
+    expect(userChosen.gets()).toBeGreaterThan(0)
+    const onSeed = await rawRequest(seed.url, { path: `/v1/cache/tasks/${taskId}`, headers: auth })
+    expect(onSeed.status, onSeed.text).toBe(404)
+    const onOpen = await rawRequest(open.url, { path: `/v1/cache/tasks/${taskId}`, headers: auth })
+    expect((onOpen.json as { complete: boolean }).complete).toBe(true)
+  }, 90_000)
 
   it("the seed's own list: a URL the scheduler allows but the seed does not is refused by the seed (403), and fetched by nobody", async () => {
     const r = await post(scheduler.url, "/v1/schedule", registration(seedDenied.url, false), auth, 60_000)

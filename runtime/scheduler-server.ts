@@ -190,7 +190,8 @@ export const schedulerServer = (options: SchedulerServerOptions) => {
     const scheduler = schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc })
     // One key (runtime/blob-access.ts: --blob-access-key, else kept in --data) signs private-blob
     // capabilities and every seed trigger and preheat request to daemons (runtime/scheduler-trigger.ts).
-    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts() })
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts(),
+      originProblem: ((allow) => (url: string) => allow.problem("url", url))(makeOriginAllowlist(options.originAllow, "this scheduler")) })
     const jobsToken = resolveToken(options.jobsToken, JOBS_TOKEN_ENV)
     const routes = schedulerRoutes(scheduler, issuer, { ...options, token, seedToken, strategy, jobsToken })
     return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(

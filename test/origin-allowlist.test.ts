@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 import { Schema } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Host } from "../core/domain.ts"
-import { RegisterPeer, ScheduleRequest } from "../core/protocol.ts"
+import { AnnounceHost, RegisterPeer, ScheduleRequest } from "../core/protocol.ts"
 import { JOBS_TOKEN_HEADER } from "../runtime/auth.ts"
 import {
   BIN, damselfly, freePort, getJson, killAll, type Origin, rawRequest, type Server, sha256File, startDaemon, startOrigin, startScheduler, waitFor
@@ -46,12 +46,14 @@ const hostPort = (o: Origin) => new URL(o.url).host
 const post = (base: string, route: string, body: unknown, headers: Record<string, string> = {}, timeoutMillis = 30_000) =>
   rawRequest(base, { method: "POST", path: route, headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(body), timeoutMillis })
 
+const intruder = new Host({ id: "intruder", ip: "127.0.0.1", port: 9, idc: "", location: "", type: "normal", uploadBandwidth: 1, downloadBandwidth: 1, uploadSlots: 1 })
+
 const registration = (url: string, metadataOnly: boolean) =>
   Schema.encodeSync(ScheduleRequest)(new RegisterPeer({
     peerId: `intruder-${randomBytes(4).toString("hex")}`,
     taskId: randomBytes(32).toString("hex"),
     url,
-    host: new Host({ id: "intruder", ip: "127.0.0.1", port: 9, idc: "", location: "", type: "normal", uploadBandwidth: 1, downloadBandwidth: 1, uploadSlots: 1 }),
+    host: intruder,
     contentLength: null,
     pieceLength: 4 * 1024 * 1024,
     finishedPieces: [],
@@ -178,6 +180,24 @@ describe("--origin-allow", () => {
       /seed refused: .*is not allowed by this daemon's --origin-allow/.test(scheduler.proc.stderr() + scheduler.proc.stdout()), 20_000)
     expect(seedDenied.requests()).toBe(0)
   }, 90_000)
+})
+
+describe("--verify-blob-access within the list", () => {
+  it("the scheduler sends its access check only to allowed origins", async () => {
+    const verifier = await startScheduler("verifier", ["--token", TOKEN, "--verify-blob-access", "--origin-allow", `http://${hostPort(allowed)}`])
+    const announced = await post(verifier.url, "/v1/schedule", Schema.encodeSync(ScheduleRequest)(new AnnounceHost({ host: intruder })), auth)
+    expect(announced.status, announced.text).toBe(200)
+    const ask = (url: string) => post(verifier.url, "/v1/blob-access/capabilities", { taskId: "c".repeat(64), hostId: "intruder", url, authorization: "Basic eDp5" }, auth)
+    const outside = await ask(denied.url)
+    expect(outside.status).toBe(403)
+    expect((outside.json as { error: string }).error).toContain(`url: origin http://${hostPort(denied)} is not allowed by this scheduler's --origin-allow`)
+    expect(denied.requests()).toBe(0)
+    const before = allowed.requests()
+    const inside = await ask(allowed.url)
+    expect(inside.status, inside.text).toBe(200)
+    expect(allowed.requests()).toBe(before + 1)
+    verifier.proc.child.kill("SIGTERM")
+  }, 60_000)
 })
 
 describe("the jobs API", () => {

@@ -236,6 +236,21 @@ describe("the jobs API", () => {
     expect(denied.requests()).toBe(0)
   })
 
+  it("a job the scheduler allows but the seed's list does not: the seed refuses the signed request and fetches nothing", async () => {
+    const headers = { ...auth, [JOBS_TOKEN_HEADER]: JOBS }
+    const created = await post(scheduler.url, "/api/v1/jobs", job(seedDenied.url), headers)
+    expect(created.status, created.text).toBe(201)
+    let last: any
+    await waitFor("the job to fail", async () => {
+      last = (await rawRequest(scheduler.url, { path: `/api/v1/jobs/${(created.json as { id: string }).id}`, headers })).json
+      return last.state === "SUCCESS" || last.state === "FAILURE"
+    }, 90_000)
+    expect(last.state).toBe("FAILURE")
+    expect(last.error).toMatch(/HTTP 403: .*POST \/v1\/preheat: url: origin http:\/\/127\.0\.0\.1:\d+ is not allowed by this daemon's --origin-allow/)
+    // The scheduler's own HEAD (its list allows it) is all that origin saw: no GET, no seed download.
+    expect(seedDenied.gets()).toBe(0)
+  }, 120_000)
+
   it("a registry on the lists: an image preheats and the mirror serves its blobs", async () => {
     const headers = { ...auth, [JOBS_TOKEN_HEADER]: JOBS }
     const created = await post(scheduler.url, "/api/v1/jobs", { type: "preheat", args: { type: "image", url: `${registry.host}/app:v1` } }, headers)

@@ -7,6 +7,8 @@
 // progress. Jobs live in SQLite (preheat-store.ts): a restarted scheduler answers for finished jobs and
 // runs the unfinished ones again (the daemons join downloads under way and answer at once for blobs
 // they already hold).
+// The API takes the operator's jobs token (or a caller on the scheduler's host: `jobsAccessProblem`), and
+// with `--origin-allow` nothing a job names or fetches may leave the list (runtime/origin-allowlist.ts).
 //
 // Task ids: an image blob is the task named by its digest (core/task-id.ts with `digest`, i.e. the
 // digest's hex) with pieces of the strategy's piece length for its size — the task a registry mirror pulling the same blob
@@ -422,23 +424,23 @@ export const preheatRoutes = (jobs: PreheatJobs, jobsToken?: string | undefined)
       return refused === undefined ? yield* handler : errorResponse(403, refused)
     })
   return [
-  HttpRouter.route("POST", "/api/v1/jobs", gated(orBadRequest(Effect.gen(function*() {
-    const body = yield* decodeBody(JobRequest)
-    if (body.args.type === "image") {
-      yield* Effect.try({ try: () => parseImageReference(body.args.url), catch: (e) => e }).pipe(Effect.catch((e) => badRequest(`args.${messageOf(e)}`)))
-    }
-    // Refused before anything is fetched or stored: the job's URL must be within --origin-allow.
-    const refused = jobs.refusal(body.args)
-    if (refused !== undefined) return errorResponse(403, refused)
-    const row = yield* jobs.submit(body.args)
-    return jsonResponse({ id: row.id, type: row.type, state: row.state, createdAt: row.createdAt }, 201)
-  })))),
-  HttpRouter.route("GET", "/api/v1/jobs", gated(Effect.sync(() => jsonResponse(jobs.list(100).map(jobView))))),
-  HttpRouter.route("GET", "/api/v1/jobs/:id", gated(Effect.gen(function*() {
-    const id = (yield* HttpRouter.params).id ?? ""
-    if (!JOB_ID.test(id)) return errorResponse(400, `id: expected a job id (a UUID), got ${JSON.stringify(id.slice(0, 100))}`)
-    const row = jobs.get(id)
-    return row === undefined ? errorResponse(404, `job ${id} not found`) : jsonResponse(jobView(row))
-  })))
+    HttpRouter.route("POST", "/api/v1/jobs", gated(orBadRequest(Effect.gen(function*() {
+      const body = yield* decodeBody(JobRequest)
+      if (body.args.type === "image") {
+        yield* Effect.try({ try: () => parseImageReference(body.args.url), catch: (e) => e }).pipe(Effect.catch((e) => badRequest(`args.${messageOf(e)}`)))
+      }
+      // Refused before anything is fetched or stored: the job's URL must be within --origin-allow.
+      const refused = jobs.refusal(body.args)
+      if (refused !== undefined) return errorResponse(403, refused)
+      const row = yield* jobs.submit(body.args)
+      return jsonResponse({ id: row.id, type: row.type, state: row.state, createdAt: row.createdAt }, 201)
+    })))),
+    HttpRouter.route("GET", "/api/v1/jobs", gated(Effect.sync(() => jsonResponse(jobs.list(100).map(jobView))))),
+    HttpRouter.route("GET", "/api/v1/jobs/:id", gated(Effect.gen(function*() {
+      const id = (yield* HttpRouter.params).id ?? ""
+      if (!JOB_ID.test(id)) return errorResponse(400, `id: expected a job id (a UUID), got ${JSON.stringify(id.slice(0, 100))}`)
+      const row = jobs.get(id)
+      return row === undefined ? errorResponse(404, `job ${id} not found`) : jsonResponse(jobView(row))
+    })))
   ]
 }

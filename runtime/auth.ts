@@ -18,6 +18,10 @@ export const SEED_TOKEN_HEADER = "x-damselfly-seed-token"
  *  drive a daemon from another host, never needed by peers. Its own header, next to the cluster token. */
 export const CONTROL_TOKEN_ENV = "DAMSELFLY_CONTROL_TOKEN"
 export const CONTROL_TOKEN_HEADER = "x-damselfly-control-token"
+/** A fourth, the operator's, for the scheduler's preheat jobs API (runtime/preheat.ts): a job makes peers
+ *  fetch a URL, so the cluster token alone must not create one. */
+export const JOBS_TOKEN_ENV = "DAMSELFLY_JOBS_TOKEN"
+export const JOBS_TOKEN_HEADER = "x-damselfly-jobs-token"
 
 /** The flag's value, else the environment's; an empty string means no token. */
 export const resolveToken = (flag: string | undefined, env = TOKEN_ENV): string | undefined => {

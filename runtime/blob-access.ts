@@ -171,6 +171,8 @@ export interface IssuerOptions {
   readonly verifyAccess?: boolean | undefined
   /** How the scheduler repeats a daemon's authenticated HEAD (tests may pass another). */
   readonly fetch?: RegistryFetch
+  /** Why the scheduler will not send that HEAD to `url` (its --origin-allow), or undefined. */
+  readonly originProblem?: ((url: string) => string | undefined) | undefined
 }
 
 const loadOrCreateKey = (o: IssuerOptions): KeyObject => {
@@ -251,6 +253,9 @@ export const makeCapabilityIssuer = (o: IssuerOptions) => {
       if (malformed !== undefined) return errorResponse(400, malformed)
       const host = o.hosts().find((h) => h.id === body.hostId)
       if (host === undefined) return errorResponse(409, `hostId: host ${body.hostId} has not announced itself to this scheduler`)
+      // The HEAD goes where a member says: only within --origin-allow.
+      const outside = o.verifyAccess === true ? o.originProblem?.(body.url) : undefined
+      if (outside !== undefined) return errorResponse(403, outside)
       const status = o.verifyAccess === true ? yield* headStatus(body.url, body.authorization) : 200
       // Little detail back: this HEAD goes where a member says, so its answer must not map the network.
       if (status === 0) return errorResponse(502, "url: the scheduler could not check access there (unreachable or too slow)")

@@ -8,6 +8,7 @@ import { Option, Schema, SchemaIssue } from "effect"
 import { Flag } from "effect/cli"
 import { parse as parseYaml } from "yaml"
 import { controlSourceProblem } from "./control-access.ts"
+import { ORIGIN_PATTERN_EXPECTED, originAllowProblem } from "./origin-allowlist.ts"
 import { parseBytes, parseDuration, parseFraction, parseInteger, parseRate } from "./config-units.ts"
 import type { DaemonOptions } from "./daemon.ts"
 import { parseSchedulerList } from "./scheduler-ring.ts"
@@ -28,6 +29,8 @@ export interface OptionSpec {
   readonly metavar?: string
   readonly kind?: "value" | "boolean" | "list"
   readonly parse: (u: unknown) => unknown
+  /** For a list: which entry is wrong and why (`[2]: expected …`), when `parse` refuses the value. */
+  readonly problemOf?: (u: unknown) => string | undefined
 }
 
 const str = (u: unknown) => (typeof u === "string" ? u : undefined)
@@ -48,6 +51,24 @@ const controlSources = (u: unknown): ReadonlyArray<string> | undefined => {
   const entries = (items as Array<string>).flatMap((i) => i.split(",")).map((i) => i.trim()).filter((i) => i !== "")
   return entries.length > 0 && entries.every((e) => controlSourceProblem(e) === undefined) ? entries : undefined
 }
+
+/** `--origin-allow` patterns (runtime/origin-allowlist.ts): a YAML list, or one string with commas. */
+const originPatternItems = (u: unknown): ReadonlyArray<unknown> | undefined =>
+  typeof u === "string" ? u.split(",").map((i) => i.trim()).filter((i) => i !== "") : Array.isArray(u) ? u : undefined
+const originPatterns = (u: unknown): ReadonlyArray<string> | undefined => {
+  const items = originPatternItems(u)
+  return items !== undefined && items.length > 0 && originAllowProblem(items) === undefined ? (items as ReadonlyArray<string>) : undefined
+}
+const ORIGIN_ALLOW_EXPECTED = `a list of origin patterns (${ORIGIN_PATTERN_EXPECTED})`
+const originAllowOption = (who: string): OptionSpec => ({
+  path: "originAllow", flag: "origin-allow", kind: "list", metavar: "PATTERN", parse: originPatterns, expected: ORIGIN_ALLOW_EXPECTED,
+  problemOf: (u) => {
+    const items = originPatternItems(u)
+    if (items === undefined) return undefined
+    return items.length === 0 ? ": expected at least one pattern (leave the option out to allow every origin)" : originAllowProblem(items)
+  },
+  description: `${who} Patterns: https://host[:port][/path] (scheme, host and port must match; a path is a prefix), host[:port], *.example.com (any subdomain), or a CIDR block for hosts written as IP addresses. Repeat, or separate with commas; list your registries (and their token services) and file servers. Default: every origin`
+})
 
 /** Regular expressions: one string, or a YAML list of strings; each must compile. */
 const regexList = (u: unknown): ReadonlyArray<string> | undefined => {
@@ -79,6 +100,7 @@ const fraction = (path: string, flag: string, description: string): OptionSpec =
 const TOKEN_HELP = "Shared secret: requests must carry Authorization: Bearer TOKEN (except /healthy and /metrics); default $DAMSELFLY_TOKEN"
 const SEED_TOKEN_HELP = "Secret only seed peers hold: the scheduler takes a host as a seed (or lets one change) only with it; a seed daemon sends it to schedulers in x-damselfly-seed-token next to --token; default $DAMSELFLY_SEED_TOKEN"
 const CONTROL_TOKEN_HELP = "Secret that opens the local control routes (/v1/download, /v1/cache/*, /v1/object, /v1/downloads, the registry mirror and proxy) to callers on other hosts, in x-damselfly-control-token; without it only this host's clients (loopback or the daemon's own address) and --control-from sources may use them; default $DAMSELFLY_CONTROL_TOKEN"
+const JOBS_TOKEN_HELP = "Operator secret for the preheat jobs API (POST/GET /api/v1/jobs), in x-damselfly-jobs-token; without it only callers on the scheduler's host (loopback or its own address) may use that API; default $DAMSELFLY_JOBS_TOKEN"
 const MAX_CONNECTIONS_HELP = "Open connections at most (default 4096)"
 
 const STRATEGY_OPTION: OptionSpec = {
@@ -98,6 +120,8 @@ export const SCHEDULER_OPTIONS: ReadonlyArray<OptionSpec> = [
   text("data", "data", "Directory for preheat jobs (SQLite) and the capability signing key; without it they do not survive a restart", "DIR"),
   text("blobAccessKey", "blob-access-key", "PEM Ed25519 private key signing private-blob capabilities and seed/preheat requests to daemons, shared by the schedulers (default: generated, kept in --data)", "FILE"),
   seconds("capabilityTtlSeconds", "capability-ttl", "Seconds a private-blob capability stays valid (default 3600)"),
+  originAllowOption("Origins registrations and preheat jobs may name: other URLs are refused (403) before any seed is triggered or anything fetched."),
+  text("jobsToken", "jobs-token", JOBS_TOKEN_HELP, "TOKEN"),
   {
     path: "verifyBlobAccess", flag: "verify-blob-access", kind: "boolean", expected: "true or false", parse: bool,
     description: "Repeat a daemon's authenticated HEAD before signing its private-blob capability (the cluster token alone then opens no private blob; adds a registry round trip to each first pull)"
@@ -139,6 +163,7 @@ export const DAEMON_OPTIONS: ReadonlyArray<OptionSpec> = [
     expected: "IP addresses or CIDR blocks (10.0.0.0/8), or \"any\"",
     description: "Sources besides this host that may use the local control routes without the control token: an address or CIDR block (repeat, or separate with commas; e.g. the node's IP for a pod behind a hostPort), or any (every source: only behind a gateway or in a test harness). Default: none"
   },
+  originAllowOption("Origins this daemon fetches from, whoever asks (a scheduler's seed or preheat request, a local download, the object route, the mirror's blobs): other URLs are refused (403) before anything is fetched."),
   count("maxConnections", "max-connections", MAX_CONNECTIONS_HELP),
   count("uploadQueueMillis", "upload-queue-millis", "How long a piece request waits for an upload slot before 503 busy, in ms (default 15000)"),
   seconds("originTimeout", "origin-timeout", "Seconds of silence from the origin before a piece fails and is retried (default 30)"),
@@ -226,6 +251,8 @@ const explain = (tree: Tree, input: unknown, issue: SchemaIssue.Issue): Array<st
       const known = parent !== undefined && !isSpec(parent) ? Object.keys(parent).join(", ") : ""
       return `${where}: unknown option (expected one of: ${known})`
     }
+    const detail = isSpec(node) ? node.problemOf?.(valueAt(input, keys)) : undefined
+    if (detail !== undefined) return `${where}${detail}`
     if (isSpec(node)) return `${where}: expected ${node.expected}, got ${got}`
     return `${where}: expected a mapping of ${Object.keys(node).join(", ")}, got ${got} (${message})`
   })
@@ -293,7 +320,9 @@ export const flagValues = (specs: ReadonlyArray<OptionSpec>, given: Readonly<Rec
     else value = raw
     if (value === undefined) continue
     const parsed = spec.parse(value)
-    if (parsed === undefined) problems.push(`--${spec.flag}: expected ${spec.expected}, got ${describeValue(value)}`)
+    const detail = parsed === undefined ? spec.problemOf?.(value) : undefined
+    if (detail !== undefined) problems.push(`--${spec.flag}${detail}`)
+    else if (parsed === undefined) problems.push(`--${spec.flag}: expected ${spec.expected}, got ${describeValue(value)}`)
     else values.set(spec.path, parsed)
   }
   if (problems.length > 0) throw new ConfigError(problems.join("\n"))
@@ -318,7 +347,9 @@ export const schedulerOptionsFrom = (v: OptionValues): SchedulerServerOptions =>
   data: get<string>(v, "data"),
   blobAccessKey: get<string>(v, "blobAccessKey"),
   capabilityTtlSeconds: get<number>(v, "capabilityTtlSeconds"),
-  verifyBlobAccess: get<boolean>(v, "verifyBlobAccess") ?? false
+  verifyBlobAccess: get<boolean>(v, "verifyBlobAccess") ?? false,
+  originAllow: get<ReadonlyArray<string>>(v, "originAllow"),
+  jobsToken: get<string>(v, "jobsToken")
 })
 
 export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault"> => {
@@ -365,6 +396,7 @@ export const daemonOptionsFrom = (v: OptionValues): Omit<DaemonOptions, "fault">
     seedToken: get<string>(v, "seedToken"),
     controlToken: get<string>(v, "controlToken"),
     controlFrom: get<ReadonlyArray<string>>(v, "controlFrom"),
+    originAllow: get<ReadonlyArray<string>>(v, "originAllow"),
     maxConnections: get<number>(v, "maxConnections"),
     uploadQueueMillis: get<number>(v, "uploadQueueMillis"),
     originIdleMillis: seconds("originTimeout"),

@@ -120,6 +120,10 @@ export interface Connection {
   readonly localAddress: string | undefined
 }
 
+/** The connection comes from this host: a loopback address, or the very address it was made to. */
+export const isThisHost = ({ remoteAddress: remote, localAddress: local }: Connection): boolean =>
+  remote !== undefined && (isLoopback(remote) || (local !== undefined && sameAddress(remote, local)))
+
 /** Why a control request on this connection is refused (a sentence to finish), or undefined when it may pass. */
 export const controlProblem = (
   connection: Connection,
@@ -128,10 +132,9 @@ export const controlProblem = (
   sources: ControlSources
 ): string | undefined => {
   if (sources.any) return undefined
-  const { remoteAddress: remote, localAddress: local } = connection
+  const { remoteAddress: remote } = connection
+  if (isThisHost(connection)) return undefined
   if (remote !== undefined) {
-    if (isLoopback(remote)) return undefined
-    if (local !== undefined && sameAddress(remote, local)) return undefined
     const family = familyOf(splitZone(remote)[0])
     if (family !== undefined && sources.list.check(splitZone(remote)[0], family)) return undefined
   }
@@ -157,7 +160,7 @@ export const makeControlGate = (o: ControlAccess) => {
 export type ControlGate = ReturnType<typeof makeControlGate>
 
 /** The socket's addresses of a request served by Node's http server (not a forwarded-for header). */
-const connectionOf = (request: HttpServerRequest.HttpServerRequest): Connection => {
+export const connectionOf = (request: HttpServerRequest.HttpServerRequest): Connection => {
   try {
     const socket = (NodeHttpServerRequest.toIncomingMessage(request) as IncomingMessage).socket
     return { remoteAddress: socket?.remoteAddress, localAddress: socket?.localAddress }

@@ -14,7 +14,7 @@ import { Host, PositiveInt, peerIdOf, TaskId } from "../core/domain.ts"
 import { announceHost, reRegistration } from "../core/peer/presence.ts"
 import { type DownloadResult, defaultPeerOptions, downloadTask, type PeerOptions } from "../core/peer/conductor.ts"
 import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
-import { DownloadError } from "../core/errors.ts"
+import { DownloadError, OriginFailed } from "../core/errors.ts"
 import { Origin, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { pieceAt } from "../core/piece-layout.ts"
 import { SchedulerChannel } from "../core/services/scheduler-channel.ts"
@@ -36,6 +36,7 @@ import { NodeSha256 } from "./node-sha256.ts"
 import { preheatDaemonRoutes } from "./preheat-daemon.ts"
 import { DEFAULT_SMALL_CONTENT_MAX, fetchDirect } from "./direct-fetch.ts"
 import { objectRoutes } from "./object-route.ts"
+import { makeOriginAllowlist } from "./origin-allowlist.ts"
 import { makeTaskStreams, type TaskJob } from "./task-stream.ts"
 import { uploadRoutes } from "./upload-server.ts"
 import { limiterFor, limitPieceTransfer } from "./bandwidth.ts"
@@ -78,6 +79,8 @@ export interface DaemonOptions {
   readonly controlToken?: string | undefined
   /** Sources besides this host allowed on the control routes: addresses, CIDR blocks, or `any`. */
   readonly controlFrom?: ReadonlyArray<string> | undefined
+  /** `--origin-allow` (runtime/origin-allowlist.ts): the only origins this daemon fetches, whoever asks. Default: every origin. */
+  readonly originAllow?: ReadonlyArray<string> | undefined
   readonly maxConnections?: number | undefined
   /** Silence from the origin mid-reply after which a piece fails (and is retried). */
   readonly originIdleMillis?: number | undefined
@@ -192,7 +195,21 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const control = makeControlGate({ token: resolveToken(o.controlToken, CONTROL_TOKEN_ENV), from: o.controlFrom })
     if (control.sources.any) yield* Effect.logWarning(`--control-from ${ANY_SOURCE}: any host that reaches this daemon may download to, import from and export to its files`)
     const metrics = makeDaemonMetrics()
-    const origin = httpOrigin(o.originIdleMillis)
+    // Origins outside --origin-allow are never contacted: not for a seed or preheat request (a scheduler's
+    // key alone must not be enough), a local download, the object route or the mirror. Refused where the
+    // request arrives (403) and, for every other path, by the download runner and the Origin service itself.
+    const allow = makeOriginAllowlist(o.originAllow, "this daemon")
+    const guardOrigin = (service: Origin["Service"]): Origin["Service"] => !allow.configured ? service : Origin.of({
+      probe: (request) => Effect.suspend(() => {
+        const refused = allow.problem("url", request.url)
+        return refused === undefined ? service.probe(request) : Effect.fail(new OriginFailed({ message: refused, status: null }))
+      }),
+      fetchRange: (request, offset, length) => Effect.suspend(() => {
+        const refused = allow.problem("url", request.url)
+        return refused === undefined ? service.fetchRange(request, offset, length) : Effect.fail(new OriginFailed({ message: refused, status: null }))
+      })
+    })
+    const origin = Layer.succeed(Origin)(guardOrigin(yield* Origin.use(Effect.succeed).pipe(Effect.provide(httpOrigin(o.originIdleMillis)))))
     const pieceStore = DiskPieceStore(store)
     // Private blobs (runtime/blob-access.ts): proven access upstream → a capability sent to parents; tasks
     // marked private here are served only to capability holders. The registry mirror calls proveAccess.
@@ -221,7 +238,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
     }
     const transfer = makeHttpPieceTransfer(token, blobAccess.requestHeaders, (taskId, index, body) => store.stage(taskId, index, body))
     // Back-to-source ranges are read at the limit's rate chunk by chunk (runtime/bandwidth.ts).
-    const originService = yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(httpOrigin(o.originIdleMillis, backToSourceLimiter)))
+    const originService = guardOrigin(yield* Origin.use((service) => Effect.succeed(service)).pipe(Effect.provide(httpOrigin(o.originIdleMillis, backToSourceLimiter))))
     const progress = new Map<string, Progress>()
     // The piece log of the last few downloads that ended here, for `GET /v1/downloads/{taskId}/pieces`.
     const ended = new Map<string, Progress>()
@@ -336,6 +353,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
     const start = (job: TaskJob) =>
       Effect.gen(function*() {
         const { taskId, url, pieceLength, headers } = job
+        // Fails at once (core would retry a refusing origin for --origin-outage): nothing is fetched.
+        const outside = allow.problem("url", url)
+        if (outside !== undefined) return yield* Effect.forkIn(Effect.fail(new DownloadError({ message: outside })), scope)
         let fiber = inFlight.get(taskId)
         if (fiber === undefined) {
           const peerId = peerIdOf(host.id, taskId)
@@ -443,7 +463,7 @@ export const daemonRoutes = (o: DaemonOptions) =>
         pieceLengthFor: strategyRule
       }),
       // Preheat jobs of the scheduler start and follow downloads here (runtime/preheat-daemon.ts).
-      ...preheatDaemonRoutes({ store, download, scope, blobAccess }),
+      ...preheatDaemonRoutes({ store, download, scope, blobAccess, originProblem: (url) => allow.problem("url", url) }),
       metricsRoute(metrics.registry),
       // Downloads under way here and how far they are (`damselfly get` polls it for its progress bar).
       HttpRouter.route("GET", "/v1/downloads", Effect.promise(async () => {
@@ -468,6 +488,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
         // Signed by one of this daemon's schedulers for this task, body and host (runtime/scheduler-trigger.ts).
         const unsigned = yield* blobAccess.checkTrigger("seed", seed.taskId)
         if (unsigned !== undefined) return errorResponse(403, `POST /v1/seed: ${unsigned}`)
+        const outside = allow.problem("url", seed.url)
+        if (outside !== undefined) return errorResponse(403, `POST /v1/seed: ${outside}`)
         // With origin credentials (a private blob): proven and marked private here before anything is fetched.
         const admitted = yield* Effect.result(blobAccess.admitSeed(seed))
         if (admitted._tag === "Failure") return errorResponse(403, `seed for ${seed.url}: ${admitted.failure.message}`)
@@ -476,6 +498,8 @@ export const daemonRoutes = (o: DaemonOptions) =>
       }))),
       HttpRouter.route("POST", "/v1/download", orBadRequest(Effect.gen(function*() {
         const body = yield* decodeBody(DownloadBody)
+        const outside = allow.problem("url", body.url)
+        if (outside !== undefined) return errorResponse(403, `download of ${body.url}: ${outside}`)
         const deadline = body.timeoutMillis === undefined ? undefined : Date.now() + body.timeoutMillis
         const overdue = () => errorResponse(504, `download of ${body.url} did not complete within the client's timeout of ${body.timeoutMillis} ms; nothing written to ${body.output}`)
         const headers = { ...(body.headers ?? {}) }

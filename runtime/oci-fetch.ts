@@ -51,12 +51,17 @@ const once = (method: string, url: string, headers: Record<string, string>, sign
     req.end()
   })
 
-const fetchFollowing = async (request: RegistryRequest, signal: AbortSignal): Promise<RegistryReply> => {
+/** Why a URL may not be fetched (runtime/origin-allowlist.ts), checked before every hop; undefined: it may. */
+export type UrlRefusal = (url: string) => string | undefined
+
+const fetchFollowing = async (request: RegistryRequest, signal: AbortSignal, refuse?: UrlRefusal): Promise<RegistryReply> => {
   const method = request.method ?? "GET"
   let url = request.url
   let headers: Record<string, string> = { ...request.headers }
   const origin = new URL(url).host
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const refused = refuse?.(url)
+    if (refused !== undefined) throw new RegistryFetchError(`${method} ${url}: ${refused}`)
     const reply = await once(method, url, headers, signal)
     const location = reply.headers.location
     if (reply.status < 300 || reply.status >= 400 || reply.status === 304 || location === undefined) return reply
@@ -69,6 +74,13 @@ const fetchFollowing = async (request: RegistryRequest, signal: AbortSignal): Pr
   }
   throw new RegistryFetchError(`${method} ${request.url}: more than ${MAX_REDIRECTS} redirects`)
 }
+
+/** nodeRegistryFetch that refuses, before it is sent, any request or redirect `refuse` names. */
+export const nodeRegistryFetchRefusing = (refuse: UrlRefusal): RegistryFetch => (request) =>
+  Effect.tryPromise({
+    try: (signal) => fetchFollowing(request, signal, refuse),
+    catch: (e) => e instanceof RegistryFetchError ? e : new RegistryFetchError(`${request.method ?? "GET"} ${request.url}: ${String(e)}`)
+  })
 
 export const nodeRegistryFetch: RegistryFetch = (request) =>
   Effect.tryPromise({

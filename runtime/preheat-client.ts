@@ -1,6 +1,6 @@
 // `damselfly preheat IMAGE`: submit a preheat job to a scheduler and, with --wait, follow it to the
 // end, printing each layer's progress.
-import { authHeaders, resolveToken } from "./auth.ts"
+import { authHeaders, JOBS_TOKEN_ENV, JOBS_TOKEN_HEADER, resolveToken } from "./auth.ts"
 import { callPromise } from "./http-call.ts"
 
 export interface PreheatCommand {
@@ -15,17 +15,24 @@ export interface PreheatCommand {
   readonly count?: number | undefined
   readonly percentage?: number | undefined
   readonly token?: string | undefined
+  /** The scheduler's operator secret for the jobs API (falls back to DAMSELFLY_JOBS_TOKEN). */
+  readonly jobsToken?: string | undefined
   readonly wait: boolean
   readonly timeoutMillis?: number | undefined
 }
 
 export class PreheatFailed extends Error {}
 
+const jobsHeaders = (flag: string | undefined): Record<string, string> => {
+  const t = resolveToken(flag, JOBS_TOKEN_ENV)
+  return t === undefined ? {} : { [JOBS_TOKEN_HEADER]: t }
+}
+
 const callScheduler = async (c: PreheatCommand, method: string, route: string, body?: unknown) => {
   const base = c.scheduler.replace(/\/+$/, "")
   const reply = await callPromise(`${base}${route}`, {
     method,
-    headers: { ...authHeaders(resolveToken(c.token)), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    headers: { ...authHeaders(resolveToken(c.token)), ...jobsHeaders(c.jobsToken), ...(body === undefined ? {} : { "content-type": "application/json" }) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     timeoutMillis: 30_000
   }).catch((e: unknown) => {

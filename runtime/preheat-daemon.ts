@@ -34,6 +34,8 @@ export interface PreheatDaemonDeps {
   readonly download: (taskId: string, url: string, pieceLength: number, headers: Record<string, string>) => Effect.Effect<unknown, unknown>
   readonly scope: Scope.Scope
   readonly blobAccess: Pick<BlobAccess, "adopt" | "checkTrigger">
+  /** Why this daemon will not fetch `url` (its --origin-allow), or undefined. */
+  readonly originProblem?: ((url: string) => string | undefined) | undefined
 }
 
 const TASK_ID = /^[0-9a-f]{64}$/
@@ -73,6 +75,8 @@ export const preheatDaemonRoutes = (deps: PreheatDaemonDeps) => {
       // Only this daemon's schedulers start preheats: the request is signed for this task, body and host.
       const unsigned = yield* deps.blobAccess.checkTrigger("preheat", body.taskId)
       if (unsigned !== undefined) return errorResponse(403, `POST /v1/preheat: ${unsigned}`)
+      const outside = deps.originProblem?.(body.url)
+      if (outside !== undefined) return errorResponse(403, `POST /v1/preheat: ${outside}`)
       if (body.digest !== undefined && body.digest.slice("sha256:".length) !== body.taskId) {
         return yield* badRequest(`taskId: a blob named by its digest is the task ${body.digest.slice(7)}, got ${body.taskId}`)
       }

@@ -7,6 +7,8 @@
 // progress. Jobs live in SQLite (preheat-store.ts): a restarted scheduler answers for finished jobs and
 // runs the unfinished ones again (the daemons join downloads under way and answer at once for blobs
 // they already hold).
+// The API takes the operator's jobs token (or a caller on the scheduler's host: `jobsAccessProblem`), and
+// with `--origin-allow` nothing a job names or fetches may leave the list (runtime/origin-allowlist.ts).
 //
 // Task ids: an image blob is the task named by its digest (core/task-id.ts with `digest`, i.e. the
 // digest's hex) with pieces of the strategy's piece length for its size — the task a registry mirror pulling the same blob
@@ -14,7 +16,7 @@
 // (URL and the strategy's piece length for its content length).
 import { randomUUID } from "node:crypto"
 import { Effect, Schema, type Scope } from "effect"
-import { HttpRouter } from "effect/http"
+import { HttpRouter, HttpServerRequest, type HttpServerResponse } from "effect/http"
 import type { Host } from "../core/domain.ts"
 import { pieceLengthFor } from "../core/piece-layout.ts"
 import { taskIdOf } from "../core/task-id.ts"
@@ -23,9 +25,12 @@ import { sourceOf } from "./blob-access.ts"
 import { call } from "./http-call.ts"
 import { badRequest, decodeBody, errorResponse, jsonResponse, orBadRequest } from "./http-json.ts"
 import { NodeSha256 } from "./node-sha256.ts"
-import { nodeRegistryFetch, type RegistryFetch } from "./oci-fetch.ts"
+import { nodeRegistryFetch, nodeRegistryFetchRefusing, type RegistryFetch, RegistryFetchError } from "./oci-fetch.ts"
 import { resolveImage } from "./oci-manifest.ts"
-import { InvalidReference, parseImageReference } from "./oci-reference.ts"
+import { InvalidReference, manifestUrl, parseImageReference } from "./oci-reference.ts"
+import { ALLOW_ALL, type OriginAllowlist } from "./origin-allowlist.ts"
+import { connectionOf, isThisHost } from "./control-access.ts"
+import { JOBS_TOKEN_HEADER, sameSecret } from "./auth.ts"
 import { type JobRow, type JobState, JobStore } from "./preheat-store.ts"
 import { TRIGGER_HEADER, type TriggerSigner } from "./scheduler-trigger.ts"
 
@@ -115,6 +120,9 @@ export interface PreheatOptions {
   readonly issueCapability?: (taskId: string, host: { id: string; ip: string }, source: string) => { token: string; taskId: string; expiresAt: number; source: string }
   /** Signs each request to a daemon (runtime/scheduler-trigger.ts): daemons refuse unsigned preheats. */
   readonly signTrigger: TriggerSigner
+  /** `--origin-allow`: jobs for other origins are refused, and nothing the job fetches (manifests, token
+   *  services, redirects, blobs) may leave it. Default: every origin. */
+  readonly originAllow?: OriginAllowlist | undefined
 }
 
 class JobFailed extends Error {}
@@ -151,7 +159,17 @@ const DaemonStatus = Schema.Struct({
 export const makePreheatJobs = (o: PreheatOptions) =>
   Effect.gen(function*() {
     const scope: Scope.Scope = yield* Effect.scope
-    const fetch = o.fetch ?? nodeRegistryFetch
+    const allow = o.originAllow ?? ALLOW_ALL
+    const refuse = (url: string) => allow.problem("url", url)
+    // Every request a job makes, redirects included, stays within --origin-allow.
+    const fetch: RegistryFetch = !allow.configured
+      ? o.fetch ?? nodeRegistryFetch
+      : o.fetch === undefined
+      ? nodeRegistryFetchRefusing(refuse)
+      : (request) => Effect.suspend(() => {
+        const refused = refuse(request.url)
+        return refused === undefined ? o.fetch!(request) : Effect.fail(new RegistryFetchError(`${request.method ?? "GET"} ${request.url}: ${refused}`))
+      })
     const pollMillis = o.pollMillis ?? 500
     const hostWaitMillis = o.hostWaitMillis ?? 60_000
     const stallMillis = o.stallMillis ?? 300_000
@@ -165,6 +183,11 @@ export const makePreheatJobs = (o: PreheatOptions) =>
           const ref = yield* Effect.try({ try: () => parseImageReference(args.url), catch: (e) => e as InvalidReference })
           const image = yield* resolveImage(fetch, ref, { username: args.username, password: secrets.password, headers, platform: args.platform })
           const downloadHeaders: Record<string, string> = image.authorization === undefined ? {} : { authorization: image.authorization }
+          // Blob URLs are the registry's, but say so before any peer is asked to fetch one.
+          for (const b of image.blobs) {
+            const refused = allow.problem(`blob ${b.digest}`, b.url)
+            if (refused !== undefined) return yield* Effect.fail(new JobFailed(refused))
+          }
           return {
             reference: image.reference,
             manifestDigest: image.manifestDigest,
@@ -173,6 +196,8 @@ export const makePreheatJobs = (o: PreheatOptions) =>
           }
         }
         if (!/^https?:\/\/\S+$/.test(args.url)) return yield* Effect.fail(new JobFailed(`url: expected an http(s) URL for a file, got ${JSON.stringify(args.url)}`))
+        const refused = allow.problem("url", args.url)
+        if (refused !== undefined) return yield* Effect.fail(new JobFailed(refused))
         const basic: Record<string, string> = args.username === undefined ? {} : { authorization: `Basic ${Buffer.from(`${args.username}:${secrets.password ?? ""}`).toString("base64")}` }
         const downloadHeaders: Record<string, string> = { ...headers, ...basic }
         const head = yield* fetch({ method: "HEAD", url: args.url, headers: downloadHeaders })
@@ -350,7 +375,13 @@ export const makePreheatJobs = (o: PreheatOptions) =>
       yield* Effect.logInfo("preheat resumed after restart").pipe(Effect.annotateLogs({ job: row.id }))
       yield* run(row).pipe(Effect.forkIn(scope))
     }
-    return { submit, get: (id: string) => o.store.get(id), list: (limit: number) => o.store.list(limit) }
+    /** Why a job for these args is refused at once (its URL's origin is not allowed), or undefined. */
+    const refusal = (args: PreheatArgs): string | undefined => {
+      if (args.type === "file") return allow.problem("args.url", args.url)
+      const ref = parseImageReference(args.url)
+      return allow.problem("args.url", manifestUrl(ref))
+    }
+    return { submit, refusal, get: (id: string) => o.store.get(id), list: (limit: number) => o.store.list(limit) }
   })
 
 export type PreheatJobs = Effect.Success<ReturnType<typeof makePreheatJobs>>
@@ -368,20 +399,48 @@ export const jobView = (row: JobRow) => ({
 
 const JOB_ID = /^[0-9a-f-]{36}$/
 
-export const preheatRoutes = (jobs: PreheatJobs) => [
-  HttpRouter.route("POST", "/api/v1/jobs", orBadRequest(Effect.gen(function*() {
-    const body = yield* decodeBody(JobRequest)
-    if (body.args.type === "image") {
-      yield* Effect.try({ try: () => parseImageReference(body.args.url), catch: (e) => e }).pipe(Effect.catch((e) => badRequest(`args.${messageOf(e)}`)))
+/**
+ * Who may use the jobs API. A job makes the scheduler and the peers it picks fetch a URL, and every peer
+ * holds the cluster token: so the operator's jobs token (`--jobs-token`, header x-damselfly-jobs-token),
+ * or without one a caller on the scheduler's own host (as for a daemon's local control routes).
+ */
+export const jobsAccessProblem = (jobsToken: string | undefined) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const given = request.headers[JOBS_TOKEN_HEADER]
+    if (jobsToken !== undefined) {
+      if (given === undefined) return `the jobs API needs the operator's jobs token: missing ${JOBS_TOKEN_HEADER}`
+      return sameSecret(given, jobsToken) ? undefined : `${JOBS_TOKEN_HEADER}: wrong jobs token`
     }
-    const row = yield* jobs.submit(body.args)
-    return jsonResponse({ id: row.id, type: row.type, state: row.state, createdAt: row.createdAt }, 201)
-  }))),
-  HttpRouter.route("GET", "/api/v1/jobs", Effect.sync(() => jsonResponse(jobs.list(100).map(jobView)))),
-  HttpRouter.route("GET", "/api/v1/jobs/:id", Effect.gen(function*() {
-    const id = (yield* HttpRouter.params).id ?? ""
-    if (!JOB_ID.test(id)) return errorResponse(400, `id: expected a job id (a UUID), got ${JSON.stringify(id.slice(0, 100))}`)
-    const row = jobs.get(id)
-    return row === undefined ? errorResponse(404, `job ${id} not found`) : jsonResponse(jobView(row))
-  }))
-]
+    const connection = connectionOf(request)
+    if (isThisHost(connection)) return undefined
+    return `the jobs API is for callers on the scheduler's host (a loopback address or its own address, not ${connection.remoteAddress ?? "an unknown address"}); this scheduler has no --jobs-token to open it to others`
+  })
+
+export const preheatRoutes = (jobs: PreheatJobs, jobsToken?: string | undefined) => {
+  const gated = <E, R>(handler: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+    Effect.gen(function*() {
+      const refused = yield* jobsAccessProblem(jobsToken)
+      return refused === undefined ? yield* handler : errorResponse(403, refused)
+    })
+  return [
+    HttpRouter.route("POST", "/api/v1/jobs", gated(orBadRequest(Effect.gen(function*() {
+      const body = yield* decodeBody(JobRequest)
+      if (body.args.type === "image") {
+        yield* Effect.try({ try: () => parseImageReference(body.args.url), catch: (e) => e }).pipe(Effect.catch((e) => badRequest(`args.${messageOf(e)}`)))
+      }
+      // Refused before anything is fetched or stored: the job's URL must be within --origin-allow.
+      const refused = jobs.refusal(body.args)
+      if (refused !== undefined) return errorResponse(403, refused)
+      const row = yield* jobs.submit(body.args)
+      return jsonResponse({ id: row.id, type: row.type, state: row.state, createdAt: row.createdAt }, 201)
+    })))),
+    HttpRouter.route("GET", "/api/v1/jobs", gated(Effect.sync(() => jsonResponse(jobs.list(100).map(jobView))))),
+    HttpRouter.route("GET", "/api/v1/jobs/:id", gated(Effect.gen(function*() {
+      const id = (yield* HttpRouter.params).id ?? ""
+      if (!JOB_ID.test(id)) return errorResponse(400, `id: expected a job id (a UUID), got ${JSON.stringify(id.slice(0, 100))}`)
+      const row = jobs.get(id)
+      return row === undefined ? errorResponse(404, `job ${id} not found`) : jsonResponse(jobView(row))
+    })))
+  ]
+}

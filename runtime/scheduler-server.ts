@@ -8,13 +8,14 @@ import { type Deployment, deployedConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
 import { type StrategyName, strategies, strategyPieceLength } from "../core/strategies.ts"
 import { SeedPeerTrigger } from "../core/services/seed-peer-trigger.ts"
-import { requireToken, resolveToken, sameSecret, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
+import { JOBS_TOKEN_ENV, requireToken, resolveToken, sameSecret, SEED_TOKEN_ENV, SEED_TOKEN_HEADER } from "./auth.ts"
 import { makeCapabilityIssuer, SEED_AUTHORIZATION_HEADER, seedCredentialsApply } from "./blob-access.ts"
 import { httpSeedPeerTrigger } from "./http-seed-trigger.ts"
 import { decodeBody, encoded, errorResponse, jsonResponse, orBadRequest, notFoundRoute } from "./http-json.ts"
 import { listenLayer } from "./http-listen.ts"
 import { serveRoutes } from "./http-serve.ts"
 import { makeSchedulerMetrics, metricsRoute } from "./metrics.ts"
+import { makeOriginAllowlist } from "./origin-allowlist.ts"
 import { makePreheatJobs, preheatRoutes } from "./preheat.ts"
 import { JobStore } from "./preheat-store.ts"
 
@@ -37,6 +38,10 @@ export interface SchedulerServerOptions {
   readonly seedToken?: string | undefined
   /** The origin's IDC: strategies that seed near the origin (damselfly) trigger a seed host there. */
   readonly originIdc?: string | undefined
+  /** `--origin-allow` (runtime/origin-allowlist.ts): registrations and preheat jobs for other origins are refused. Default: every origin. */
+  readonly originAllow?: ReadonlyArray<string> | undefined
+  /** The operator's secret for the jobs API (falls back to DAMSELFLY_JOBS_TOKEN); without one, only this host's callers. */
+  readonly jobsToken?: string | undefined
 }
 
 const SCHEDULE_TAGS = ["AnnounceHost", "RegisterPeer", "RescheduleParents"]
@@ -54,15 +59,26 @@ export type SchedulerIssuer = ReturnType<typeof makeCapabilityIssuer>
 export const schedulerRoutes = (
   scheduler: Scheduler,
   issuer: SchedulerIssuer,
-  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "verifyBlobAccess" | "strategy" | "originIdc" | "seedToken"> = {}
+  options: Pick<SchedulerServerOptions, "data" | "token" | "blobAccessKey" | "capabilityTtlSeconds" | "verifyBlobAccess" | "strategy" | "originIdc" | "seedToken" | "originAllow" | "jobsToken"> = {}
 ) =>
   Layer.unwrap(Effect.gen(function*() {
-    const trigger = yield* SeedPeerTrigger
+    const allow = makeOriginAllowlist(options.originAllow, "this scheduler")
+    if (!allow.configured && options.token !== undefined) {
+      yield* Effect.logWarning("no --origin-allow: any holder of the cluster token can make a seed fetch any URL (registering a task for it); list your registries and file servers")
+    }
+    // Defence in depth: a seed is never sent to a URL outside the list, whatever registered the task.
+    const unguarded = yield* SeedPeerTrigger
+    const trigger = !allow.configured ? unguarded : SeedPeerTrigger.of({
+      trigger: (seed, request) => {
+        const refused = allow.problem("url", request.url)
+        return refused === undefined ? unguarded.trigger(seed, request) : Effect.logWarning(`seed not triggered: ${refused}`).pipe(Effect.annotateLogs({ taskId: request.taskId }))
+      }
+    })
     // Preheat jobs (runtime/preheat.ts): SQLite in the data directory, unfinished ones resumed now.
     const jobStore = yield* Effect.acquireRelease(Effect.sync(() => new JobStore(options.data)), (s) => Effect.sync(() => s.close()))
     // Preheated tasks are cut as the daemons of this strategy cut them (the same task ids and layouts).
     const pieceLengthFor = (contentLength: number) => strategyPieceLength(options.strategy ?? "dragonfly", contentLength)
-    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, signTrigger: issuer.signTrigger, pieceLengthFor })
+    const jobs = yield* makePreheatJobs({ store: jobStore, hosts: () => scheduler.knownHosts(), token: options.token, issueCapability: issuer.issue, signTrigger: issuer.signTrigger, pieceLengthFor, originAllow: allow })
     const metrics = makeSchedulerMetrics(() => scheduler.knownHosts().length)
     // A registration for a private task may carry the origin credentials its seed needs
     // (runtime/blob-access.ts): they go into the seed request this registration triggers, if it triggers
@@ -131,6 +147,9 @@ export const schedulerRoutes = (
         const message = yield* decodeBody(ScheduleRequest, SCHEDULE_TAGS)
         const refused = yield* seedProblem(message)
         if (refused !== undefined) return errorResponse(403, refused)
+        // Before the task exists (its first registration's URL is what the seed fetches), metadata-only too.
+        const outside = message._tag === "RegisterPeer" ? allow.problem("url", message.url) : undefined
+        if (outside !== undefined) return errorResponse(403, outside)
         // A task named by its content digest is one task whatever the piece length, so a daemon cutting it
         // differently (another --strategy than the cluster's) would fetch pieces that are not its pieces.
         if (message._tag === "RegisterPeer") {
@@ -157,7 +176,7 @@ export const schedulerRoutes = (
         for (const message of batch.reports) yield* receive(message)
         return HttpServerResponse.empty({ status: 204 })
       }))),
-      ...preheatRoutes(jobs),
+      ...preheatRoutes(jobs, options.jobsToken),
       ...issuer.routes,
       notFoundRoute
     ])
@@ -171,8 +190,10 @@ export const schedulerServer = (options: SchedulerServerOptions) => {
     const scheduler = schedulerFor(strategy, randomUUID(), { originIdc: options.originIdc })
     // One key (runtime/blob-access.ts: --blob-access-key, else kept in --data) signs private-blob
     // capabilities and every seed trigger and preheat request to daemons (runtime/scheduler-trigger.ts).
-    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts() })
-    const routes = schedulerRoutes(scheduler, issuer, { ...options, token, seedToken, strategy })
+    const issuer = makeCapabilityIssuer({ keyFile: options.blobAccessKey, data: options.data, ttlSeconds: options.capabilityTtlSeconds, verifyAccess: options.verifyBlobAccess ?? false, hosts: () => scheduler.knownHosts(),
+      originProblem: ((allow) => (url: string) => allow.problem("url", url))(makeOriginAllowlist(options.originAllow, "this scheduler")) })
+    const jobsToken = resolveToken(options.jobsToken, JOBS_TOKEN_ENV)
+    const routes = schedulerRoutes(scheduler, issuer, { ...options, token, seedToken, strategy, jobsToken })
     return serveRoutes(token === undefined ? routes : Layer.mergeAll(routes, requireToken(token))).pipe(
       Layer.provide(httpSeedPeerTrigger(token, issuer.signTrigger)),
       Layer.provide(listenLayer(options))

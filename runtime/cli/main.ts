@@ -251,6 +251,7 @@ const preheatCommand = Command.make(
     count: Flag.Int("count").pipe(Flag.withDescription("all_peers: at most this many hosts"), Flag.optional),
     percentage: Flag.Int("percentage").pipe(Flag.withDescription("all_peers: this percentage of the hosts"), Flag.optional),
     wait: Flag.Boolean("wait").pipe(Flag.withDescription("Follow the job until it ends, printing progress; exit 1 on FAILURE"), Flag.withDefault(false)),
+    jobsToken: Flag.String("jobs-token").pipe(Flag.withDescription("The scheduler's --jobs-token, sent in x-damselfly-jobs-token (needed unless the scheduler runs on this host without one); default $DAMSELFLY_JOBS_TOKEN"), Flag.withMetavar("TOKEN"), Flag.optional),
     token
   },
   (o) =>
@@ -268,6 +269,7 @@ const preheatCommand = Command.make(
           count: orUndefined(o.count),
           percentage: orUndefined(o.percentage),
           token: orUndefined(o.token),
+          jobsToken: orUndefined(o.jobsToken),
           wait: o.wait
         }, (line) => process.stderr.write(`damselfly preheat: ${line}\n`)),
       catch: (e) => e

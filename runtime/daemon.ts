@@ -204,9 +204,9 @@ export const daemonRoutes = (o: DaemonOptions) =>
         const refused = allow.problem("url", request.url)
         return refused === undefined ? service.probe(request) : Effect.fail(new OriginFailed({ message: refused, status: null }))
       }),
-      fetchRange: (request, offset, length, runEnd) => Effect.suspend(() => {
+      fetchRange: (request, offset, length) => Effect.suspend(() => {
         const refused = allow.problem("url", request.url)
-        return refused === undefined ? service.fetchRange(request, offset, length, runEnd) : Effect.fail(new OriginFailed({ message: refused, status: null }))
+        return refused === undefined ? service.fetchRange(request, offset, length) : Effect.fail(new OriginFailed({ message: refused, status: null }))
       })
     })
     const origin = Layer.succeed(Origin)(guardOrigin(yield* Origin.use(Effect.succeed).pipe(Effect.provide(httpOrigin(o.originIdleMillis)))))

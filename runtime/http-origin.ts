@@ -6,7 +6,6 @@ import { OriginFailed } from "../core/errors.ts"
 import { Origin, type OriginRequest } from "../core/services/piece-transfer.ts"
 import { readPacer, type RateLimiter } from "./bandwidth.ts"
 import { call, describe, type HttpReply } from "./http-call.ts"
-import { OriginStreamError, OriginStreams } from "./origin-stream.ts"
 
 const PROBE_TIMEOUT_MILLIS = 30_000
 const RANGE_TIMEOUT_MILLIS = 300_000
@@ -70,34 +69,8 @@ const fetchRange = (idleTimeoutMillis: number, limiter?: RateLimiter) => (reques
   )
 }
 
-/**
- * A piece in a run (`runEnd`, the pieces the origin alone will give next): read from one streamed range
- * (runtime/origin-stream.ts); the run's last piece joins the stream already delivering up to it.
- * An origin that answers such a range with anything but exactly it is asked per piece from then on.
- */
-const fetchStreamed = (idleTimeoutMillis: number, limiter?: RateLimiter) => {
-  const perPiece = fetchRange(idleTimeoutMillis, limiter)
-  const streams = new OriginStreams(idleTimeoutMillis, limiter)
-  const noStreaming = new Set<string>()
-  return (request: OriginRequest, offset: number, length: number, runEnd?: number): Effect.Effect<Uint8Array, OriginFailed> => {
-    if (runEnd === undefined || runEnd < offset + length || noStreaming.has(request.url)) return perPiece(request, offset, length)
-    return Effect.tryPromise({
-      try: (signal) => streams.read(request, offset, length, runEnd, signal),
-      catch: (e) => e
-    }).pipe(
-      Effect.catch((e) => {
-        if (e instanceof OriginStreamError && e.fallBack) {
-          noStreaming.add(request.url)
-          return perPiece(request, offset, length)
-        }
-        return Effect.fail(failed(`${request.url}: ${e instanceof Error ? e.message : String(e)}`))
-      })
-    )
-  }
-}
-
 /** With a `limiter` (the back-to-source limit), range bodies are read at its rate, chunk by chunk (probes are free). */
 export const httpOrigin = (idleTimeoutMillis = DEFAULT_ORIGIN_IDLE_MILLIS, limiter?: RateLimiter) =>
-  Layer.succeed(Origin)(Origin.of({ probe: probe(idleTimeoutMillis), fetchRange: fetchStreamed(idleTimeoutMillis, limiter) }))
+  Layer.succeed(Origin)(Origin.of({ probe: probe(idleTimeoutMillis), fetchRange: fetchRange(idleTimeoutMillis, limiter) }))
 
 export const HttpOrigin = httpOrigin()

@@ -83,11 +83,11 @@ export const meterPieceTransfer = (inner: PieceTransfer["Service"], progress: Pr
 export const meterOrigin = (inner: Origin["Service"], progress: Progress, time: PieceTimer): Origin["Service"] =>
   Origin.of({
     probe: inner.probe,
-    fetchRange: (request, offset, length, runEnd) =>
+    fetchRange: (request, offset, length) =>
       Effect.suspend(() => {
         const started = performance.now()
         const startedAt = Date.now()
-        return Effect.tap(inner.fetchRange(request, offset, length, runEnd), (bytes) =>
+        return Effect.tap(inner.fetchRange(request, offset, length), (bytes) =>
           Effect.sync(() => {
             progress.bytesFromOrigin += bytes.length
             progress.pieces.push({ index: Math.floor(offset / progress.pieceLength), from: "origin", startedAt, endedAt: Date.now() })

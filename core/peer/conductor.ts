@@ -63,13 +63,6 @@ export const downloadTask = (
         m._tag === "PieceFinished" && m.parentId === null ? Effect.retry(channel.report(m), REPORT_RETRY) : channel.report(m)
       ))
 
-    // The bytes after an origin piece that the origin alone will give us next, in order (machine.originRunEnd).
-    const runEndOf = (index: number): number | undefined => {
-      const ledger = machine.ledger!
-      const end = machine.originRunEnd(index)
-      return end === undefined ? undefined : end >= machine.pieceCount ? ledger.contentLength : pieceAt(ledger.contentLength, ledger.pieceLength, end).offset
-    }
-
     const fetch = (s: Source, index: number, delayMillis: number, timeoutMillis: number) =>
       Effect.gen(function*() {
         const ledger = machine.ledger!
@@ -77,7 +70,7 @@ export const downloadTask = (
         const started = clock.currentTimeMillisUnsafe()
         if (delayMillis > 0) yield* Effect.sleep(delayMillis)
         const bytes = s.id === ORIGIN
-          ? yield* Effect.mapError(origin.fetchRange(originRequest, piece.offset, piece.length, runEndOf(index)), (e) => ({
+          ? yield* Effect.mapError(origin.fetchRange(originRequest, piece.offset, piece.length), (e) => ({
             message: `origin: ${e.message}`,
             temporary: true
           }))

@@ -906,20 +906,6 @@ export class PeerMachine {
     return false
   }
 
-  /**
-   * For an origin fetch of `index`: the end (a piece index, exclusive) of the run of pieces after it that
-   * the origin alone will give us, in order: each already asked of the origin or wanted and not asked of
-   * anyone. Only while we have no parent (a seed, or a peer gone back to source): pieces a parent may
-   * still offer are not the origin's to send (undefined then). A driver may fetch the run as one stream.
-   */
-  originRunEnd(index: number): number | undefined {
-    const origin = this.sources.get(ORIGIN)
-    if (origin === undefined || this.live.some((s) => s.id !== ORIGIN)) return undefined
-    let i = index + 1
-    while (i < this.pieceCount && (origin.fetching.has(i) || this.wanted(i))) i++
-    return i
-  }
-
   /** True when `idc` names an IDC other than ours (an unnamed one is not). */
   private isRemote(idc: string): boolean {
     return idc !== "" && this.request.host.idc !== "" && idc !== this.request.host.idc

@@ -23,9 +23,5 @@ export class PieceTransfer extends Context.Service<PieceTransfer, {
 export class Origin extends Context.Service<Origin, {
   /** The content length, from a HEAD (or a 0-byte range) request. */
   probe(request: OriginRequest): Effect.Effect<{ readonly contentLength: number }, OriginFailed>
-  /**
-   * `length` bytes at `offset`. `runEnd`: the peer will ask for the bytes up to there next, in order (the
-   * pieces after this one that only the origin will give it), so a world may fetch them as one stream.
-   */
-  fetchRange(request: OriginRequest, offset: number, length: number, runEnd?: number): Effect.Effect<Uint8Array, OriginFailed>
+  fetchRange(request: OriginRequest, offset: number, length: number): Effect.Effect<Uint8Array, OriginFailed>
 }>()("damselfly/core/Origin") {}

@@ -47,9 +47,23 @@ const LOOPBACK = new BlockList()
 LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4")
 LOOPBACK.addAddress("::1", "ipv6")
 
-const familyOf = (address: string): "ipv4" | "ipv6" | undefined => {
+export const familyOf = (address: string): "ipv4" | "ipv6" | undefined => {
   const v = isIP(address)
   return v === 4 ? "ipv4" : v === 6 ? "ipv6" : undefined
+}
+
+/** Adds `entry`, an address or a CIDR block (`10.0.0.0/8`), to `list`; false (nothing added) when it is neither. */
+export const addAddressOrBlock = (list: BlockList, entry: string): boolean => {
+  const [address, prefix, extra] = entry.split("/")
+  const family = familyOf(address)
+  if (family === undefined || extra !== undefined) return false
+  if (prefix === undefined) {
+    list.addAddress(address, family)
+    return true
+  }
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === "ipv4" ? 32 : 128)) return false
+  list.addSubnet(address, Number(prefix), family)
+  return true
 }
 
 /** An address without its IPv6 zone (`fe80::1%eth0`), and the zone. */
@@ -99,11 +113,7 @@ export const parseControlSources = (entries: ReadonlyArray<string>): ControlSour
   for (const entry of entries) {
     const problem = controlSourceProblem(entry)
     if (problem !== undefined) throw new Error(`control-from: ${problem}`)
-    if (entry === ANY_SOURCE) continue
-    const [address, prefix] = entry.split("/")
-    const family = familyOf(address)!
-    if (prefix === undefined) list.addAddress(address, family)
-    else list.addSubnet(address, Number(prefix), family)
+    if (entry !== ANY_SOURCE) addAddressOrBlock(list, entry)
   }
   return { any: entries.includes(ANY_SOURCE), list, entries }
 }

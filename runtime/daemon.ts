@@ -199,15 +199,13 @@ export const daemonRoutes = (o: DaemonOptions) =>
     // key alone must not be enough), a local download, the object route or the mirror. Refused where the
     // request arrives (403) and, for every other path, by the download runner and the Origin service itself.
     const allow = makeOriginAllowlist(o.originAllow, "this daemon")
+    const withinList = <A>(url: string, call: () => Effect.Effect<A, OriginFailed>) => Effect.suspend(() => {
+      const refused = allow.problem("url", url)
+      return refused === undefined ? call() : Effect.fail(new OriginFailed({ message: refused, status: null }))
+    })
     const guardOrigin = (service: Origin["Service"]): Origin["Service"] => !allow.configured ? service : Origin.of({
-      probe: (request) => Effect.suspend(() => {
-        const refused = allow.problem("url", request.url)
-        return refused === undefined ? service.probe(request) : Effect.fail(new OriginFailed({ message: refused, status: null }))
-      }),
-      fetchRange: (request, offset, length) => Effect.suspend(() => {
-        const refused = allow.problem("url", request.url)
-        return refused === undefined ? service.fetchRange(request, offset, length) : Effect.fail(new OriginFailed({ message: refused, status: null }))
-      })
+      probe: (request) => withinList(request.url, () => service.probe(request)),
+      fetchRange: (request, offset, length) => withinList(request.url, () => service.fetchRange(request, offset, length))
     })
     const origin = Layer.succeed(Origin)(guardOrigin(yield* Origin.use(Effect.succeed).pipe(Effect.provide(httpOrigin(o.originIdleMillis)))))
     const pieceStore = DiskPieceStore(store)

@@ -14,6 +14,7 @@
 // segments removed), never as text: `https://good.com.evil.net` and `https://good.com@evil.net` are not
 // `https://good.com`. An unset list allows everything (what Damselfly did before the list existed).
 import { BlockList, isIP } from "node:net"
+import { addAddressOrBlock, familyOf } from "./control-access.ts"
 
 type HostRule =
   | { readonly kind: "exact"; readonly host: string }
@@ -53,14 +54,9 @@ export const parseOriginPattern = (text: string): OriginPattern | string => {
   const bad = `expected ${ORIGIN_PATTERN_EXPECTED}, got ${JSON.stringify(text)}`
   if (typeof text !== "string" || text === "" || text.length > 2048) return bad
   // A CIDR block (or a bare address, taken as /32 or /128).
-  const slash = text.indexOf("/")
-  if (slash > 0 && !text.includes("://")) {
-    const address = text.slice(0, slash)
-    const prefix = text.slice(slash + 1)
-    const family = isIP(address)
-    if (family === 0 || !/^\d{1,3}$/.test(prefix) || Number(prefix) > (family === 4 ? 32 : 128)) return bad
+  if (text.indexOf("/") > 0 && !text.includes("://")) {
     const block = new BlockList()
-    block.addSubnet(address, Number(prefix), family === 4 ? "ipv4" : "ipv6")
+    if (!addAddressOrBlock(block, text)) return bad
     return { text, scheme: undefined, host: { kind: "block", block }, port: undefined, path: undefined }
   }
   let scheme: "http:" | "https:" | undefined
@@ -115,8 +111,8 @@ const hostMatches = (rule: HostRule, hostname: string) => {
       return hostname.length > rule.suffix.length && hostname.endsWith(rule.suffix)
     case "block": {
       const address = unbracket(hostname)
-      const family = isIP(address)
-      return family !== 0 && rule.block.check(address, family === 4 ? "ipv4" : "ipv6")
+      const family = familyOf(address)
+      return family !== undefined && rule.block.check(address, family)
     }
   }
 }

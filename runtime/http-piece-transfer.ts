@@ -7,14 +7,19 @@
 // in, larger ones as they arrive), so hashing overlaps the network (other pieces') and leaves this thread; the digest is handed to the Sha256 service (runtime/node-sha256.ts), and the
 // conductor checks it against the expected one as for any piece. With a `stage` (the daemon's disk
 // store), the bytes also go to their place in the task's file as they arrive (runtime/disk-store.ts).
+//
+// Availability goes over one streamed response per (parent, task) (runtime/availability-feed.ts); a
+// parent from before the feed is long-polled, one request per answer.
 import { Effect, Layer, Schema } from "effect"
 import { TransferFailed } from "../core/errors.ts"
 import { PieceAvailability } from "../core/protocol.ts"
 import { type ParentAddress, PieceTransfer } from "../core/services/piece-transfer.ts"
 import { authHeaders } from "./auth.ts"
-import { call, describe, type HttpCallError } from "./http-call.ts"
+import { makeAvailabilityFeeds } from "./availability-feed.ts"
+import { call, describe } from "./http-call.ts"
 import { rememberDigest } from "./node-sha256.ts"
 import { getPiece, PieceClientError, type PieceSink } from "./piece-client.ts"
+import { statusFailure, transportFailure } from "./transfer-failure.ts"
 
 /** The upload server answers a long-poll within ~20 s; this only catches a hung parent. */
 const AVAILABILITY_TIMEOUT_MILLIS = 35_000
@@ -25,11 +30,6 @@ const MAX_PIECE_BYTES = 1024 * 1024 * 1024
 const decodeAvailability = Schema.decodeUnknownEffect(PieceAvailability)
 
 const baseOf = (parent: ParentAddress) => `http://${parent.host.ip}:${parent.host.port}/v1/tasks`
-
-const transportFailure = (e: HttpCallError) => new TransferFailed({ message: e.message, temporary: e.timedOut })
-
-const statusFailure = (status: number, message: string) =>
-  new TransferFailed({ message, temporary: status === 404 || status === 429 || status === 503 })
 
 /** One piece: the bytes (their digest remembered for the Sha256 service) on 200, else why not. */
 const fetchPieceBytes = async (
@@ -74,21 +74,23 @@ export const makeHttpPieceTransfer = (
 ) => {
   const auth = authHeaders(token)
   const headersFor = (taskId: string) => taskHeaders === undefined ? auth : { ...auth, ...taskHeaders(taskId) }
+  const longPoll = (parent: ParentAddress, taskId: string, since: number) =>
+    call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers: headersFor(taskId) }).pipe(
+      Effect.mapError(transportFailure),
+      Effect.flatMap((reply) => {
+        if (reply.status !== 200) return Effect.fail(statusFailure(reply.status, `availability from ${parent.peerId}: ${describe(reply)}`))
+        return Effect.try({
+          try: () => JSON.parse(reply.body.toString("utf8")) as unknown,
+          catch: () => new TransferFailed({ message: `availability from ${parent.peerId}: not JSON`, temporary: false })
+        }).pipe(Effect.flatMap((json) =>
+          Effect.mapError(decodeAvailability(json), (e) =>
+            new TransferFailed({ message: `availability from ${parent.peerId}: ${e.message}`, temporary: false }))
+        ))
+      })
+    )
+  const feeds = makeAvailabilityFeeds({ longPoll })
   return PieceTransfer.of({
-    availability: (parent, taskId, since) =>
-      call(`${baseOf(parent)}/${taskId}/availability?since=${since}`, { timeoutMillis: AVAILABILITY_TIMEOUT_MILLIS, headers: headersFor(taskId) }).pipe(
-        Effect.mapError(transportFailure),
-        Effect.flatMap((reply) => {
-          if (reply.status !== 200) return Effect.fail(statusFailure(reply.status, `availability from ${parent.peerId}: ${describe(reply)}`))
-          return Effect.try({
-            try: () => JSON.parse(reply.body.toString("utf8")) as unknown,
-            catch: () => new TransferFailed({ message: `availability from ${parent.peerId}: not JSON`, temporary: false })
-          }).pipe(Effect.flatMap((json) =>
-            Effect.mapError(decodeAvailability(json), (e) =>
-              new TransferFailed({ message: `availability from ${parent.peerId}: ${e.message}`, temporary: false }))
-          ))
-        })
-      ),
+    availability: (parent, taskId, since) => feeds.availability(parent, taskId, since, headersFor(taskId)),
     fetchPiece: (parent, taskId, index) =>
       Effect.tryPromise({
         try: (signal): Promise<Uint8Array> =>

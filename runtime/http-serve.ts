@@ -9,7 +9,11 @@ import { HttpMiddleware, HttpRouter, HttpServerRequest, HttpServerResponse } fro
 /** The client went away (Effect's 499 for an aborted request: a long-poll its child stopped watching). */
 const clientGone = (cause: Cause.Cause<unknown>): boolean => {
   const e = Cause.squash(cause)
-  return HttpServerResponse.isHttpServerResponse(e) && e.status === 499
+  if (HttpServerResponse.isHttpServerResponse(e) && e.status === 499) return true
+  // A streamed body (the availability feed, a paced piece) cut off by the client: the interrupt, plus
+  // the response that was being written when it came.
+  return Cause.hasInterrupts(cause) &&
+    cause.reasons.every((r) => r._tag === "Interrupt" || (r._tag === "Die" && HttpServerResponse.isHttpServerResponse(r.defect)))
 }
 
 /**

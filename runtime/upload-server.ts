@@ -1,11 +1,13 @@
 // The daemon's upload side: what a parent offers its children. Only tasks this daemon holds, addressed
 // by task id and piece index (never by path), so no request can reach other files. Availability is a
-// long-poll on the task's ledger, capped so proxies and clients never see an idle connection for long.
+// long-poll on the task's ledger, capped so proxies and clients never see an idle connection for long,
+// or, with `stream=1`, a feed of every change over one response (runtime/availability-feed.ts).
 import { Duration, Effect, Option, Semaphore } from "effect"
 import type { ServerResponse } from "node:http"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "effect/http"
 import { PieceAvailability } from "../core/protocol.ts"
+import { availabilityLines, NDJSON } from "./availability-feed.ts"
 import type { DiskStore } from "./disk-store.ts"
 import { badRequest, encoded, errorResponse, orBadRequest } from "./http-json.ts"
 import type { UploadMetrics } from "./metrics.ts"
@@ -27,6 +29,8 @@ export interface UploadOptions {
   /** The upload limit's token bucket (runtime/bandwidth.ts); built from uploadBandwidth when absent. */
   readonly uploadLimiter?: RateLimiter | undefined
   readonly longPollMillis?: number
+  /** Answer `?stream=1` with the availability feed (default); false behaves as a server from before it (tests). */
+  readonly availabilityStream?: boolean
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
   /** Counts pieces served and refused (runtime/metrics.ts); nothing is counted without it. */
@@ -76,12 +80,20 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
         const taskId = yield* taskIdParam
         yield* allowed(taskId)
         const request = yield* HttpServerRequest.HttpServerRequest
-        const raw = new URL(request.url, "http://local").searchParams.get("since") ?? "0"
+        const query = new URL(request.url, "http://local").searchParams
+        const raw = query.get("since") ?? "0"
         if (!INDEX.test(raw)) return yield* badRequest(`since: expected a non-negative integer, got ${JSON.stringify(raw)}`)
         const ledger = yield* Effect.promise(() =>
           options.downloading(taskId) ? store.awaitLedger(taskId, 5_000) : store.ledgerOf(taskId))
         if (ledger === undefined) return errorResponse(404, `task ${taskId} is not held here`)
         const since = Number(raw)
+        // The feed: one response carrying every answer for this child, a line per change.
+        if (query.get("stream") === "1" && options.availabilityStream !== false) {
+          return HttpServerResponse.raw(availabilityLines(ledger, since, { onLine: (news) => news && options.metrics?.availabilityAnswered("changed") }), {
+            contentType: NDJSON,
+            headers: { "cache-control": "no-store" }
+          })
+        }
         const changed = yield* ledger.awaitChange(since).pipe(Effect.timeoutOption(longPoll))
         options.metrics?.availabilityAnswered(Option.isSome(changed) ? "changed" : "timeout")
         return encoded(PieceAvailability, Option.getOrElse(changed, () => ledger.since(since)))

@@ -1,6 +1,7 @@
 // runtime/http-serve.ts on a real socket: successful answers leave no log line (the swarm's hot path),
 // answers with status 400 and up and failed handlers do, with method, path and status.
 import { createServer } from "node:net"
+import { Readable } from "node:stream"
 import { Effect, Fiber, Layer, Logger } from "effect"
 import { HttpRouter, HttpServerResponse } from "effect/http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -28,7 +29,13 @@ beforeAll(async () => {
     HttpRouter.route("POST", "/ok", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
     HttpRouter.route("GET", "/refused", Effect.succeed(HttpServerResponse.text("no", { status: 401 }))),
     HttpRouter.route("GET", "/boom", Effect.die(new Error("handler exploded"))),
-    HttpRouter.route("GET", "/wait", Effect.never)
+    HttpRouter.route("GET", "/wait", Effect.never),
+    // A body that never ends (as the availability feed's), a line at once.
+    HttpRouter.route("GET", "/stream", Effect.sync(() => {
+      const body = new Readable({ read() {} })
+      body.push("line\n")
+      return HttpServerResponse.raw(body, { contentType: "application/x-ndjson" })
+    }))
   ])
   const capture = Logger.layer([Logger.map(Logger.formatJson, (line) => void lines.push(line))])
   fiber = Effect.runFork(Layer.launch(serveRoutes(routes).pipe(Layer.provide(listenLayer({ port, listen: "127.0.0.1" })))).pipe(Effect.provide(capture)))
@@ -78,5 +85,20 @@ describe("serveRoutes", () => {
     await new Promise((r) => setTimeout(r, 100))
     const urls = lines.map((l) => (JSON.parse(l) as { annotations: Record<string, unknown> }).annotations["http.url"])
     expect(urls).toEqual(["/refused"])
+  })
+
+  it("logs nothing for a streamed body the client cut off, while a failed one is still logged", async () => {
+    lines.length = 0
+    const abort = new AbortController()
+    const r = await fetch(`${base}/stream`, { signal: abort.signal })
+    expect(r.status).toBe(200)
+    const reader = r.body!.getReader()
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe("line\n")
+    abort.abort()
+    await new Promise((r) => setTimeout(r, 200))
+    expect((await fetch(`${base}/boom`)).status).toBe(500)
+    await new Promise((r) => setTimeout(r, 100))
+    const urls = lines.map((l) => (JSON.parse(l) as { annotations: Record<string, unknown> }).annotations["http.url"])
+    expect(urls).toEqual(["/boom"])
   })
 })

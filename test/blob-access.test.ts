@@ -128,6 +128,7 @@ describe("private blobs between daemons", () => {
     expect(none.status).toBe(403)
     expect(none.json.error).toMatch(/private/)
     expect((await rawRequest(a.url, { path: `/v1/tasks/${blob.taskId}/availability?since=0` })).status).toBe(403)
+    expect((await rawRequest(a.url, { path: `/v1/tasks/${blob.taskId}/availability?since=0&stream=1` })).status).toBe(403)
 
     const valid = await piece(a, blob.taskId, withCapability(signCapability(claims(), privateKey)))
     expect(valid.status).toBe(200)

@@ -33,8 +33,8 @@ const encodeAvailability = Schema.encodeSync(PieceAvailability)
 const decodeAvailability = Schema.decodeUnknownSync(PieceAvailability)
 
 export interface FeedLineOptions {
-  readonly heartbeatMillis?: number
-  readonly capMillis?: number
+  readonly heartbeatMillis?: number | undefined
+  readonly capMillis?: number | undefined
   /** Called per line written; `news`: it answers the child (the version grew, or the ledger is complete). */
   readonly onLine?: (news: boolean) => void
 }
@@ -146,7 +146,8 @@ class Feed {
     readonly parent: ParentAddress,
     readonly taskId: string,
     readonly base: number,
-    readonly headers: Readonly<Record<string, string>>
+    /** The last call's (a capability may have come since): a reopened stream sends these. */
+    public headers: Readonly<Record<string, string>>
   ) {
     this.idle = setTimeout(() => this.idleCheck(), feeds.idleMillis).unref()
   }
@@ -410,6 +411,7 @@ export class AvailabilityFeeds {
         for (const w of moving) feed.add(w)
       }
       feed.touch()
+      feed.headers = headers
       const ready = feed.answerFor(since)
       if (ready !== undefined) return Effect.succeed(ready)
       const first = feed

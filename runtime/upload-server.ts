@@ -31,6 +31,8 @@ export interface UploadOptions {
   readonly longPollMillis?: number
   /** Answer `?stream=1` with the availability feed (default); false behaves as a server from before it (tests). */
   readonly availabilityStream?: boolean
+  /** How long one feed response lasts at most (runtime/availability-feed.ts; tests shorten it). */
+  readonly availabilityStreamMillis?: number
   /** This host is downloading the task right now (its ledger may be about to appear). */
   readonly downloading: (taskId: string) => boolean
   /** Counts pieces served and refused (runtime/metrics.ts); nothing is counted without it. */
@@ -89,7 +91,10 @@ export const uploadRoutes = (store: DiskStore, options: UploadOptions) =>
         const since = Number(raw)
         // The feed: one response carrying every answer for this child, a line per change.
         if (query.get("stream") === "1" && options.availabilityStream !== false) {
-          return HttpServerResponse.raw(availabilityLines(ledger, since, { onLine: (news) => news && options.metrics?.availabilityAnswered("changed") }), {
+          return HttpServerResponse.raw(availabilityLines(ledger, since, {
+            capMillis: options.availabilityStreamMillis,
+            onLine: (news) => news && options.metrics?.availabilityAnswered("changed")
+          }), {
             contentType: NDJSON,
             headers: { "cache-control": "no-store" }
           })

@@ -193,7 +193,7 @@ describe("availability feed", () => {
     }
   })
 
-  it("ends the stream after the complete line, and sends heartbeats while the ledger is quiet", async () => {
+  it("ends the stream after the complete line, a delta from since", async () => {
     const up = await startUpload()
     try {
       const { taskId, ledger } = await newTask()
@@ -265,6 +265,28 @@ describe("availability feed", () => {
       expect(again.requests).toEqual([`/v1/tasks/${taskId}/availability?since=1&stream=1`])
     } finally {
       await again.kill()
+    }
+  })
+
+  it("a stream the parent ended at its cap is reopened transparently for a waiting call", async () => {
+    const up = await startUpload({ availabilityStreamMillis: 150 })
+    try {
+      const { taskId, ledger } = await newTask()
+      ledger.add(0, digestOf(0))
+      const transfer = makeHttpPieceTransfer()
+      const parent = parentAt(up.port)
+      expect((await Effect.runPromise(transfer.availability(parent, taskId, 0))).version).toBe(1)
+      setTimeout(() => ledger.add(1, digestOf(1)), 400) // after two caps
+      const a = await Effect.runPromise(transfer.availability(parent, taskId, 1))
+      expect(a).toMatchObject({ version: 2, complete: false })
+      expect(a.pieces.map((p) => p.index)).toEqual([1])
+      const asked = up.requests.filter((u) => u.includes("/availability"))
+      expect(asked[0]).toBe(`/v1/tasks/${taskId}/availability?since=0&stream=1`)
+      // Reopened from what the waiting call had: at least twice in 400 ms at a 150 ms cap.
+      expect(asked.length).toBeGreaterThanOrEqual(3)
+      expect(asked.slice(1).every((u) => u === `/v1/tasks/${taskId}/availability?since=1&stream=1`)).toBe(true)
+    } finally {
+      await up.kill()
     }
   })
 

@@ -33,7 +33,7 @@ export interface UploadMetrics {
   readonly uploaded: (bytes: number) => void
   /** A piece request was refused: no slot in time (busy), not held here, or a read error. */
   readonly refused: (reason: "busy" | "not_held" | "error") => void
-  /** An availability long-poll was answered: with news (a piece arrived) or empty at its time limit. */
+  /** An availability long-poll was answered, or a feed line with news written: with news (a piece arrived) or empty at its time limit. */
   readonly availabilityAnswered: (outcome: "changed" | "timeout") => void
 }
 
@@ -104,7 +104,7 @@ export const makeDaemonMetrics = (options: { defaultMetrics?: boolean } = {}) =>
   })
   const availabilityAnswers = new Counter({
     name: "damselfly_availability_answers_total",
-    help: "Availability long-polls answered to children, by outcome (changed: new pieces; timeout: none within the poll's limit)",
+    help: "Availability answers to children, long-polls and feed lines, by outcome (changed: new pieces; timeout: a long-poll with none within its limit)",
     labelNames: ["outcome"] as const,
     registers: [registry]
   })

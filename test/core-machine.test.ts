@@ -15,12 +15,12 @@ const bytesOf = (i: number) => new Uint8Array([i, 1, 2, 3])
 const host = (id: string, type: "normal" | "seed" = "normal") =>
   new Host({ id, ip: "10.0.0.1", port: 1, idc: "a", location: "a", type, uploadBandwidth: 1e9, downloadBandwidth: 1e9, uploadSlots: 8 })
 
-const setup = (options: Partial<PeerOptions> = {}, pieces = 6) => {
+const setup = (options: Partial<PeerOptions> = {}, pieces = 6, random = 0) => {
   let now = 0
   const machine = new PeerMachine(
     { url: "http://o/f", taskId: TASK, pieceLength: 4 * MiB, peerId: "me", host: host("me"), headers: {} },
     { ...defaultPeerOptions, ...options },
-    { now: () => now, random: 0, hex }
+    { now: () => now, random, hex }
   )
   const digests = Array.from({ length: pieces }, (_, i) => hex(bytesOf(i)))
   const task = new Task({ id: TASK, url: "http://o/f", contentLength: pieces * 4 * MiB, pieceLength: 4 * MiB, pieceDigests: digests })
@@ -224,6 +224,26 @@ describe("PeerMachine", () => {
     setNow(12 * 4 * 300)
     for (const t of of(out, "Timer")) if (t.at <= 12 * 4 * 300) machine.timerFired(t.token)
     expect(of(take(), "Fetch").map((f) => [f.source.id, f.index])).toEqual([["seed", 1]])
+  })
+
+  it("takes a seed's pieces in index order when the seed is its stripe parent, and keeps its random rotation otherwise", () => {
+    // A fast seed feeds several roots of each stripe. Each root taking the stripe in its own rotation
+    // would leave every tree missing, at the end, what its own root takes last (members also take a
+    // stripe's pieces from other trees after the grace); in index order the trees move together.
+    const firstFetches = (parentType: "seed" | "normal") => {
+      const { machine, task, ledger, digests, take, of } = setup({ concurrentPieces: 8, perParentPieces: 8, stripeGracePieces: 12 }, 8, 0.5)
+      machine.start()
+      take()
+      machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "up", host: host("up", parentType), stripes: [0, 1] }], stripeCount: 2 }))
+      take()
+      machine.opened(ledger)
+      const [w] = of(take(), "Watch")
+      machine.availability(w.source, { version: 8, pieces: digests.map((digest, index) => ({ index, digest })), complete: true })
+      return of(take(), "Fetch").map((f) => f.index)
+    }
+    expect(firstFetches("seed")).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    // random 0.5 of 8 pieces: the rotation starts at piece 4.
+    expect(firstFetches("normal")).toEqual([4, 5, 6, 7, 0, 1, 2, 3])
   })
 
   it("keeps at most maxParents parents: a refresh adds new ones only up to it, and none is sent while at it", () => {

@@ -272,6 +272,8 @@ export class PeerMachine {
   /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
   private stripeCount: number | undefined
   private readonly stripeParent = new Map<number, string>()
+  /** A seed is one of our stripe parents: we are a root of its tree (see `dispatch`). */
+  private rootOfSeed = false
   /** When each piece first became available from some parent (NaN until then). */
   private firstSeen = new Float64Array(0)
   /** The earliest moment a held-back piece may be fetched from a holder that is not its stripe's parent. */
@@ -804,6 +806,7 @@ export class PeerMachine {
     this.stripeCount = answer.stripeCount
     this.stripeParent.clear()
     for (const p of answer.parents) for (const j of p.stripes ?? []) this.stripeParent.set(j, p.peerId)
+    this.rootOfSeed = answer.parents.some((p) => p.host.type === "seed" && (p.stripes?.length ?? 0) > 0)
   }
 
 
@@ -930,7 +933,9 @@ export class PeerMachine {
     if (room > 0 && !perSource) {
       const view = this.offeredView!
       view.candidateCount = this.offeredCount
-      picks = pickPieces(view, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias)
+      // A seed feeding several roots of a stripe: each root in its own rarest-first order would make its
+      // tree the only one still missing what that root takes last; in index order the trees move together.
+      picks = pickPieces(view, striped ? this.pieceCount : room, this.rotation, this.options.sequentialBias || this.rootOfSeed)
     }
     for (const index of picks) {
       if (room <= 0) break

@@ -246,6 +246,54 @@ describe("PeerMachine", () => {
     expect(firstFetches("normal")).toEqual([4, 5, 6, 7, 0, 1, 2, 3])
   })
 
+  it("waits for a stripe's own parent while that parent keeps delivering, and takes the stripe elsewhere once it stalls", () => {
+    // The grace for a piece its stripe parent does not hold yet runs from when the piece was first seen or
+    // from the stripe parent's last delivery, whichever is later: a fast seed shows a root every piece at
+    // once, long before its tree brings them, and taking them elsewhere then only clogs the trees.
+    const { machine, task, ledger, digests, take, of, setNow } = setup({ stripeGracePieces: 2, stallTimeoutMillis: 60_000, concurrentPieces: 8, perParentPieces: 8 }, 8)
+    // Uplinks at which a 4 MiB piece takes 100 ms: a piece-time is 100 ms before and after any is measured.
+    const at100ms = (id: string) => new Host({ id, ip: "10.0.0.1", port: 1, idc: "a", location: "a", type: "normal", uploadBandwidth: 40 * MiB, downloadBandwidth: 40 * MiB, uploadSlots: 8 })
+    machine.start()
+    take()
+    machine.answered("ask", new CandidateParents({ task, parents: [{ peerId: "p1", host: at100ms("p1"), stripes: [0] }, { peerId: "p2", host: at100ms("p2"), stripes: [1] }, { peerId: "p3", host: at100ms("p3") }], stripeCount: 2 }))
+    take()
+    machine.opened(ledger)
+    const [w1, w2, w3] = of(take(), "Watch")
+    expect([w1.source.id, w2.source.id, w3.source.id]).toEqual(["p1", "p2", "p3"])
+    const offer = (w: typeof w1, indices: Array<number>) =>
+      machine.availability(w.source, { version: indices.length, pieces: indices.map((index) => ({ index, digest: digests[index] })), complete: indices.length === 8 })
+    const fetches = (cs: Array<PeerCommand>) => of(cs, "Fetch").map((f) => [f.source.id, f.index])
+    const timers: Array<Extract<PeerCommand, { _tag: "Timer" }>> = []
+    const keep = (cs: Array<PeerCommand>) => (timers.push(...of(cs, "Timer")), cs)
+    const fire = (at: number) => {
+      setNow(at)
+      for (const t of timers.splice(0)) if (t.at <= at) machine.timerFired(t.token)
+        else timers.push(t)
+      return keep(take())
+    }
+    // p3 holds everything from t=0; p1 (stripe 0) nothing; p2 (stripe 1) piece 1.
+    offer(w3, [0, 1, 2, 3, 4, 5, 6, 7])
+    offer(w1, [])
+    offer(w2, [1])
+    expect(fetches(keep(take()))).toEqual([["p2", 1]])
+    // Piece 1 arrives at 100 ms, then p2 offers piece 3.
+    setNow(100)
+    machine.fetched(w2.source, 1, bytesOf(1), 100)
+    const [write] = of(keep(take()), "Write")
+    ledger.add(1, digests[1])
+    machine.stored(write)
+    keep(take())
+    offer(w2, [1, 3])
+    expect(fetches(keep(take()))).toEqual([["p2", 3]])
+    // 2 piece-times after t=0: stripe 0 (nothing from p1 ever) goes to p3; stripe 1's pieces 5 and 7 wait,
+    // since p2 delivered at 100 ms.
+    const at200 = fetches(fire(200))
+    expect(at200.length).toBeGreaterThan(0)
+    expect(at200.every(([id, i]) => id === "p3" && (i as number) % 2 === 0)).toBe(true)
+    // p2 delivers nothing more: 2 piece-times after its last delivery, stripe 1 goes to p3 too.
+    expect(fetches(fire(300)).filter(([id, i]) => id === "p3" && (i as number) % 2 === 1).length).toBeGreaterThan(0)
+  })
+
   it("keeps at most maxParents parents: a refresh adds new ones only up to it, and none is sent while at it", () => {
     const { machine, task, ledger, take, of, setNow } = setup({ refreshParentsMillis: 1_000, stallTimeoutMillis: 60_000, maxParents: 3 })
     const parents = (...ids: Array<string>) => new CandidateParents({ task, parents: ids.map((peerId) => ({ peerId, host: host(peerId) })) })

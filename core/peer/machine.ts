@@ -272,6 +272,8 @@ export class PeerMachine {
   /** Stripe overlay: the stripe count, and each stripe's parent (by source id), as the scheduler said. */
   private stripeCount: number | undefined
   private readonly stripeParent = new Map<number, string>()
+  /** Per stripe, when its parent last delivered one of its pieces to us (-Infinity: never). */
+  private stripeDelivered = new Float64Array(0)
   /** A seed is one of our stripe parents: we are a root of its tree (see `dispatch`). */
   private rootOfSeed = false
   /** When each piece first became available from some parent (NaN until then). */
@@ -498,6 +500,7 @@ export class PeerMachine {
     } else {
       this.bytesFromPeers += length
       this.pieceMillis = this.pieceMillis === undefined ? millis : 0.8 * this.pieceMillis + 0.2 * millis
+      if (this.stripeCount !== undefined && this.stripeParent.get(index % this.stripeCount) === s.id) this.stripeDelivered[index % this.stripeCount] = this.now()
     }
     this.lastProgress = this.now()
     this.stalls = 0
@@ -803,6 +806,7 @@ export class PeerMachine {
   /** A stripe overlay's answer names every stripe's parent anew. */
   private learnStripes(answer: CandidateParents): void {
     if (answer.stripeCount === undefined) return
+    if (this.stripeCount !== answer.stripeCount) this.stripeDelivered = new Float64Array(answer.stripeCount).fill(-Infinity)
     this.stripeCount = answer.stripeCount
     this.stripeParent.clear()
     for (const p of answer.parents) for (const j of p.stripes ?? []) this.stripeParent.set(j, p.peerId)
@@ -903,7 +907,11 @@ export class PeerMachine {
     // A piece-time: what one takes us (measured), at least what the holder's announced uplink allows.
     const pieceTime = Math.max(this.pieceMillis ?? 0, this.ledger!.pieceLength * 1000 / Math.max(1, s.uploadBandwidth))
     // A seed's uplink feeds the stripes' roots: it helps with other pieces only when one is stuck.
-    const due = this.firstSeen[index] + this.options.stripeGracePieces * pieceTime * (seed ? 4 : 1)
+    // The grace runs from when the piece was first seen, or from the stripe parent's last delivery if
+    // that is later: a tree that is moving is the plan even when pieces wait in it (a fast seed shows a
+    // root every piece at once, long before its tree can bring them); only a stalled stripe is helped.
+    const since = Math.max(this.firstSeen[index], designated === undefined ? -Infinity : this.stripeDelivered[index % this.stripeCount])
+    const due = since + this.options.stripeGracePieces * pieceTime * (seed ? 4 : 1)
     if (now >= due) return true
     this.graceWake = Math.min(this.graceWake, due)
     return false

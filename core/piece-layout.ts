@@ -1,6 +1,6 @@
 // How content is cut into pieces. Dragonfly's rule: about 500 pieces per task, a power of two in length,
 // never below 4 MiB (per-piece overhead) nor above 64 MiB (latency to first byte from a parent).
-// Damselfly's own rule (damselflyPieceLengthFor) goes down to 2 MiB: see there.
+// Damselfly's own rule (damselflyPieceLengthFor) goes down to 1.5 MiB: see there.
 import type { Piece } from "./domain.ts"
 
 export const MiB = 1024 * 1024
@@ -27,15 +27,21 @@ export const pieceLengthFor = (contentLength: number, override?: number): number
 /** Damselfly's floor. A piece is forwarded only once whole and verified, so each hop of a stripe tree
  *  costs one piece time and a tree d hops deep ends about d/M of the transfer after the seed (M pieces):
  *  with Dragonfly's 4 MiB floor a 128 MiB task has 32 pieces, and 16 hosts 4–5 hops deep end 1.34× the
- *  bound in the simulator (2 MiB: 1.20×, 1 MiB: 1.15×). Lower costs more than it gains: each piece is an
- *  HTTP GET with one piece in flight per parent (a round trip of idle link per piece: 0.5 ms against
- *  1 MiB's 0.8 ms at 10 Gbit/s), an availability answer and a report (~1–2 ms of daemon CPU each, on
- *  daemons the swarm benchmark shows CPU-bound); in the simulator 1 MiB made dragonfly-v1 1.91× the
- *  bound (2 MiB 1.15×, 4 MiB 1.18×) and spegel-matrix's 10 MB in 4 layers 2.47× (1.57×, 1.67×). */
-export const DAMSELFLY_MIN_PIECE_LENGTH = 2 * MiB
+ *  bound in the simulator (2 MiB: 1.20×, 1.5 MiB: 1.17×, 1 MiB: 1.15×). Lower costs more than it gains:
+ *  each piece is an HTTP GET with one piece in flight per parent, an availability line and a report
+ *  (~5–7 ms of daemon CPU per piece moved in the swarm benchmark, which is CPU-bound on its 2 cores): real
+ *  16-host runs took a median 14.47 s at 1.5 MiB against 14.86 s at 2 MiB, and 1 MiB used a fifth more CPU
+ *  for no gain (14.54 s, one run of five at 17.6 s). In the library (`damselfly library`, scale 1) 1.5 MiB
+ *  against 2 MiB improves 11 of 17 cases (spegel-matrix 100MB-4layers-create 1.29× → 1.19×, dragonfly-v1
+ *  1.10× → 1.08×) and worsens one (10MB-1layer-rolling 1.21× → 1.24×). Not a power of two: 1.5 MiB is a
+ *  multiple of every page and block size that matters. Before the stripe grace ran from the stripe
+ *  parent's last delivery (core/peer/machine.ts `mayServe`) small pieces were far worse in dragonfly-v1
+ *  (1.5 MiB 1.63×): a fast seed shows its roots every piece at once, and the grace, counted in piece
+ *  times, expired sooner. */
+export const DAMSELFLY_MIN_PIECE_LENGTH = 1.5 * MiB
 
-/** Damselfly's rule: Dragonfly's (about 500 pieces, a power of two, at most 64 MiB) with a 2 MiB floor,
- *  so never fewer pieces than Dragonfly's and up to twice as many below 1 GiB. */
+/** Damselfly's rule: Dragonfly's (about 500 pieces, a power of two, at most 64 MiB) with a 1.5 MiB floor,
+ *  so never fewer pieces than Dragonfly's and up to 2.67 times as many below 1 GiB. */
 export const damselflyPieceLengthFor = (contentLength: number, override?: number): number =>
   override !== undefined
     ? checkedOverride(override)

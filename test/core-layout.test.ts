@@ -41,10 +41,13 @@ describe("piece layout", () => {
 })
 
 describe("damselfly's piece layout", () => {
-  it("is Dragonfly's rule with a 2 MiB floor: a power of two, never longer than Dragonfly's, at most twice as many pieces", () => {
+  it("is Dragonfly's rule with a 1.5 MiB floor: the floor or a power of two, never longer than Dragonfly's, at most 4/1.5 times as many pieces", () => {
+    expect(DAMSELFLY_MIN_PIECE_LENGTH).toBe(1.5 * MiB)
     expect(damselflyPieceLengthFor(0)).toBe(DAMSELFLY_MIN_PIECE_LENGTH)
-    expect(damselflyPieceLengthFor(10_000_000)).toBe(2 * MiB)
-    expect(damselflyPieceLengthFor(128 * MiB)).toBe(2 * MiB)
+    expect(damselflyPieceLengthFor(10_000_000)).toBe(1.5 * MiB)
+    expect(damselflyPieceLengthFor(128 * MiB)).toBe(1.5 * MiB)
+    expect(damselflyPieceLengthFor(500 * MiB)).toBe(1.5 * MiB)
+    expect(damselflyPieceLengthFor(501 * MiB)).toBe(2 * MiB)
     expect(damselflyPieceLengthFor(953 * MiB)).toBe(2 * MiB)
     expect(damselflyPieceLengthFor(1024 * MiB)).toBe(4 * MiB)
     expect(damselflyPieceLengthFor(1024 * 1024 * MiB)).toBe(MAX_PIECE_LENGTH)
@@ -54,10 +57,11 @@ describe("damselfly's piece layout", () => {
       fc.property(fc.integer({ min: 0, max: 2 ** 45 }), (len) => {
         const p = damselflyPieceLengthFor(len)
         const dragonfly = pieceLengthFor(len)
-        expect(Number.isInteger(Math.log2(p))).toBe(true)
+        expect(p === DAMSELFLY_MIN_PIECE_LENGTH || Number.isInteger(Math.log2(p))).toBe(true)
+        expect(p % (512 * 1024)).toBe(0)
         expect(p).toBeGreaterThanOrEqual(DAMSELFLY_MIN_PIECE_LENGTH)
         expect(p).toBeLessThanOrEqual(dragonfly)
-        expect(dragonfly / p).toBeLessThanOrEqual(2)
+        expect(dragonfly / p).toBeLessThanOrEqual(MIN_PIECE_LENGTH / DAMSELFLY_MIN_PIECE_LENGTH)
         if (p > DAMSELFLY_MIN_PIECE_LENGTH && p < MAX_PIECE_LENGTH) expect(pieceCountOf(len, p)).toBeLessThanOrEqual(500)
         if (p < dragonfly) expect(dragonfly).toBe(MIN_PIECE_LENGTH)
       }),
@@ -67,7 +71,7 @@ describe("damselfly's piece layout", () => {
 
   it("each strategy cuts by its own rule (damselfly's, else Dragonfly's), and an override wins", () => {
     for (const name of strategyNames) {
-      const expected = name === "damselfly" ? 2 * MiB : 4 * MiB
+      const expected = name === "damselfly" ? 1.5 * MiB : 4 * MiB
       expect(strategyPieceLength(name, 128 * MiB), name).toBe(expected)
       expect(strategies[name].pieceLength(128 * MiB), name).toBe(expected)
       expect(strategyPieceLength(name, 128 * MiB, 2 * MiB), name).toBe(2 * MiB)

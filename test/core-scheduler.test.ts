@@ -15,6 +15,7 @@ import {
 } from "../core/protocol.ts"
 import { defaultSchedulerConfig } from "../core/scheduler/config.ts"
 import { Scheduler } from "../core/scheduler/scheduler.ts"
+import { strategies } from "../core/strategies.ts"
 import { SeedPeerTrigger, type SeedRequest } from "../core/services/seed-peer-trigger.ts"
 
 const TASK = "a".repeat(64)
@@ -157,5 +158,39 @@ describe("Scheduler", () => {
     // Two go to the origin; the next ones find those as parents once they run.
     expect(tags.slice(0, 1)).toEqual(["NeedBackToSource"])
     expect(scheduler.snapshot(TASK)!.backToSource.length).toBeLessThanOrEqual(2)
+  })
+
+  it("damselfly without a seed host: the peer sent back to source feeds every stripe's roots, and every peer has a parent in every stripe", async () => {
+    const { config, evaluator, handout } = strategies.damselfly
+    const scheduler = new Scheduler(config, evaluator, "0", handout)
+    const count = handout.stripes!.count
+    // Ten like nodes in one rack, no seed (the spegel-matrix cluster).
+    const node = (i: number) =>
+      new Host({ id: `node-${i}`, ip: `10.1.0.${i}`, port: 4000, idc: "", location: "", type: "normal", uploadBandwidth: 1e9, downloadBandwidth: 1e9, uploadSlots: 8 })
+    const registerAt = (i: number) => new RegisterPeer({ ...register(i, i), host: node(i) })
+    expect((await run(scheduler.request(registerAt(0)), 3))._tag).toBe("NeedBackToSource")
+    for (let i = 1; i < 10; i++) expect((await run(scheduler.request(registerAt(i)), 3))._tag).toBe("CandidateParents")
+    // Everyone has registered: each peer's current stripe parents.
+    const parentIn = new Map<string, Map<number, string>>()
+    for (let i = 1; i < 10; i++) {
+      const answer = await run(scheduler.request(new RescheduleParents({ taskId: TASK, peerId: `peer-${i}`, blockedParents: [], reason: "test" })), 3)
+      const byStripe = new Map<number, string>()
+      if (answer._tag === "CandidateParents") for (const p of answer.parents) for (const j of p.stripes ?? []) byStripe.set(j, p.peerId)
+      parentIn.set(`peer-${i}`, byStripe)
+    }
+    for (let j = 0; j < count; j++) {
+      const roots = [...parentIn].filter(([, byStripe]) => byStripe.get(j) === "peer-0").map(([id]) => id)
+      expect(roots.length, `stripe ${j}: peers fed by the back-to-source peer`).toBeGreaterThan(0)
+      for (const [id, byStripe] of parentIn) {
+        expect(byStripe.has(j), `${id} has a parent in stripe ${j}`).toBe(true)
+        // Up the stripe's tree from every peer reaches the back-to-source peer.
+        let at = id
+        for (let hops = 0; at !== "peer-0"; hops++) {
+          expect(hops).toBeLessThan(10)
+          at = parentIn.get(at)!.get(j)!
+          expect(at, `${id}'s chain in stripe ${j}`).toBeDefined()
+        }
+      }
+    }
   })
 })

@@ -115,6 +115,15 @@ describe("StripeForest", () => {
     const depths = members.map((m) => forest.depthOf(m.id, 0)!)
     expect(Math.max(...depths)).toBeLessThanOrEqual(6)
   })
+
+  it("a peer standing in for the seed (childrenPerStripe) feeds a member's fan-out of roots in every stripe", () => {
+    const members = membersOf(20, 1, 10, () => 100)
+    const forest = new StripeForest(members, 2, 2, { idc: "idc0", uploadBandwidth: 100, childrenPerStripe: 2 })
+    expect([forest.childrenOf(SEED, 0), forest.childrenOf(SEED, 1)]).toEqual([2, 2])
+    // A seed host at the median uplink: one root per stripe.
+    const seeded = new StripeForest(members, 2, 2, { idc: "idc0", uploadBandwidth: 100 })
+    expect([seeded.childrenOf(SEED, 0), seeded.childrenOf(SEED, 1)]).toEqual([1, 1])
+  })
 })
 
 describe("damselfly in the simulator", () => {

@@ -235,17 +235,22 @@ export class Scheduler {
   /** Under a stripe overlay: the peer's parent in each stripe's tree (stripes whose parent cannot serve it are left out). */
   private stripeParents(task: TaskRecord, peer: PeerRecord): Map<number, PeerRecord> {
     const stripes = this.handout.stripes!
+    // Without a seed host, the peer sent back to source holds every piece first: it feeds every
+    // stripe's roots as a seed would (else one stripe would hang below it and the others have no upstream).
+    const seedPeer = task.peerList.find((p) => p.host.type === "seed") ??
+      (task.seedHost === undefined ? this.sourcePeer(task) : undefined)
     if (task.forest === undefined) {
-      const members = task.peerList.filter((p) => p.stripe !== undefined && p.state !== "failed" && p.state !== "leave")
-      const seedHost = task.peerList.find((p) => p.host.type === "seed")?.host ?? task.seedHost
+      const members = task.peerList.filter((p) => p.stripe !== undefined && p !== seedPeer && p.state !== "failed" && p.state !== "leave")
       task.forest = new StripeForest(
         members.map((p) => ({ id: p.id, idc: p.host.idc, location: p.host.location, uploadBandwidth: p.host.uploadBandwidth })),
         stripes.count,
         stripes.fanout,
-        seedHost
+        seedPeer === undefined || seedPeer.host.type === "seed"
+          ? seedPeer?.host ?? task.seedHost
+          : { idc: seedPeer.host.idc, uploadBandwidth: seedPeer.host.uploadBandwidth, childrenPerStripe: stripes.fanout }
       )
     }
-    const seed = task.peerList.find((p) => p.host.type === "seed" && this.isForestParent(p, peer))
+    const seed = seedPeer !== undefined && this.isForestParent(seedPeer, peer) ? seedPeer : undefined
     const out = new Map<number, PeerRecord>()
     for (let j = 0; j < stripes.count; j++) {
       const id = task.forest.parentOf(peer.id, j)
@@ -291,6 +296,7 @@ export class Scheduler {
         if (task.backToSource.size < this.config.backToSourceCount) {
           task.backToSource.add(peer.id)
           peer.state = "back-to-source"
+          task.forest = undefined
           return new NeedBackToSource({
             taskId: task.id,
             reason: noSource ? "no seed peer and no peer holds the task" : `no parent after ${peer.rounds} rounds`
@@ -382,6 +388,7 @@ export class Scheduler {
         if (peer.state === "pending" || peer.state === "received-normal") peer.state = "running"
         return
       case "BackToSourceStarted":
+        if (!task.backToSource.has(peer.id)) task.forest = undefined
         peer.state = "back-to-source"
         task.backToSource.add(peer.id)
         if (task.contentLength === null) this.learnLength(task, m.contentLength)
@@ -555,6 +562,15 @@ export class Scheduler {
     const i = task.peerList.findIndex((p) => p.id === peerId)
     if (i >= 0) task.peerList.splice(i, 1)
     task.dag.removeVertex(peerId)
+  }
+
+  /** The first peer still fetching from (or done with) the origin, of those the scheduler sent back to source. */
+  private sourcePeer(task: TaskRecord): PeerRecord | undefined {
+    for (const id of task.backToSource) {
+      const p = task.peers.get(id)
+      if (p !== undefined && (p.state === "back-to-source" || p.state === "succeeded")) return p
+    }
+    return undefined
   }
 
   private hasSeedHost(): boolean {

@@ -44,6 +44,12 @@ export interface ForestMember {
 export interface ForestSeed {
   readonly idc: string
   readonly uploadBandwidth: number
+  /**
+   * Roots it feeds per stripe at the median uplink (default 1). A peer standing in for the seed (sent
+   * back to source, no seed host) takes a member's fan-out in every stripe: the origin, not its uplink,
+   * is what it forwards at.
+   */
+  readonly childrenPerStripe?: number
 }
 
 export const SEED = "seed"
@@ -113,7 +119,9 @@ export class StripeForest {
     const ups = members.map((m) => m.uploadBandwidth).sort((a, b) => a - b)
     const median = ups.length === 0 ? 1 : Math.max(1, ups[Math.floor(ups.length / 2)])
     const capacity = (m: ForestMember) => Math.max(1, Math.round((fanout * m.uploadBandwidth) / median))
-    const seedSlots = seed === undefined ? count : Math.max(count, Math.round((count * seed.uploadBandwidth) / median))
+    const seedSlots = seed === undefined
+      ? count
+      : Math.max(count, Math.round((count * (seed.childrenPerStripe ?? 1) * seed.uploadBandwidth) / median))
 
     for (let j = 0; j < count; j++) {
       const parents = new Map<string, string>()

@@ -144,8 +144,12 @@ export class PieceLedger {
     }
     const waiter: LedgerWaiter = { since, live: true, changed }
     this.waiters.push(waiter)
+    // Withdrawn waits leave the list at once: on a ledger that stops growing (a partial task kept on
+    // disk) nothing would ever wake it to drop them, and each holds its caller's closure.
     return () => {
       waiter.live = false
+      const i = this.waiters.indexOf(waiter)
+      if (i >= 0) this.waiters.splice(i, 1)
     }
   }
 

@@ -29,7 +29,6 @@ export const NDJSON = "application/x-ndjson"
 export const FEED_HEARTBEAT_MILLIS = 10_000
 export const FEED_CAP_MILLIS = 120_000
 
-const encodeAvailability = Schema.encodeSync(PieceAvailability)
 const decodeAvailability = Schema.decodeUnknownSync(PieceAvailability)
 
 export interface FeedLineOptions {
@@ -70,7 +69,9 @@ export const availabilityLines = (ledger: PieceLedger, since: number, options: F
     if (!first && !news) return void (cancelWait = ledger.whenChanged(sent, wake))
     first = false
     sent = Math.max(sent, a.version)
-    wanted = stream.push(JSON.stringify(encodeAvailability(a)) + "\n")
+    // `ledger.since` builds the message from the ledger's own state (`trusted`): its JSON is the encoded
+    // form already (plain numbers, strings and arrays, `_tag` first), without a Schema pass per line and child.
+    wanted = stream.push(JSON.stringify(a) + "\n")
     options.onLine?.(news)
     if (a.complete) {
       cleanup()
@@ -161,14 +162,23 @@ class Feed {
   }
 
   open(): void {
-    const req = http.request({
-      host: this.parent.host.ip,
-      port: this.parent.host.port,
-      path: `/v1/tasks/${this.taskId}/availability?since=${this.base}&stream=1`,
-      headers: this.headers,
-      // Its own socket: a long-lived response must not hold one of the piece client's.
-      agent: false
-    })
+    let req: http.ClientRequest
+    try {
+      req = http.request({
+        host: this.parent.host.ip,
+        port: this.parent.host.port,
+        path: `/v1/tasks/${this.taskId}/availability?since=${this.base}&stream=1`,
+        headers: this.headers,
+        // Its own socket: a long-lived response must not hold one of the piece client's.
+        agent: false
+      })
+    } catch (e) {
+      // Refused before any socket (e.g. a header Node will not send): a failure, never a defect that
+      // would leave the core's watch unanswered; on the next turn, once the caller's wait is attached.
+      const failure = new TransferFailed({ message: `${this.what()}: ${e instanceof Error ? e.message : String(e)}`, temporary: false })
+      setImmediate(() => this.fail(failure))
+      return
+    }
     this.request = req
     req.setTimeout(this.feeds.silenceMillis, () =>
       this.fail(new TransferFailed({ message: `${this.what()}: timed out (no data for ${this.feeds.silenceMillis} ms)`, temporary: true })))

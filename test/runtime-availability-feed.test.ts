@@ -357,6 +357,38 @@ describe("availability feed", () => {
     }
   })
 
+  it("a request Node refuses to send (a header with a newline) fails the call with TransferFailed, never leaves it waiting", async () => {
+    const feeds = makeAvailabilityFeeds({ longPoll: () => Effect.die("not used"), answerMillis: 60_000, silenceMillis: 60_000 })
+    const taskId = "e".repeat(64)
+    const failed = await Effect.runPromise(Effect.flip(feeds.availability(parentAt(9), taskId, 0, { "x-bad": "a\nb" })).pipe(Effect.timeout("5 seconds")))
+    expect(failed).toMatchObject({ _tag: "TransferFailed", temporary: false })
+    expect(failed.message).toMatch(/availability from parent-9/)
+    expect(feeds.size).toBe(0)
+  })
+
+  it("streams that end leave no ledger waiter behind, though the ledger never grows again", async () => {
+    const up = await startUpload({ availabilityStreamMillis: 50 })
+    try {
+      const { taskId, ledger } = await newTask()
+      ledger.add(0, digestOf(0))
+      const waiters = () => (ledger as unknown as { waiters: Array<unknown> }).waiters.length
+      // Ten streams, each ended by the server's cap (50 ms) while the ledger stays at version 1.
+      for (let i = 0; i < 10; i++) {
+        const body = await new Promise<string>((resolve, reject) =>
+          http.get({ host: "127.0.0.1", port: up.port, path: `/v1/tasks/${taskId}/availability?since=1&stream=1` }, (res) => {
+            let text = ""
+            res.on("data", (c: Buffer) => (text += c.toString()))
+            res.on("end", () => resolve(text))
+          }).on("error", reject))
+        expect(body.split("\n").filter((l) => l.length > 0)).toHaveLength(1)
+      }
+      await sleep(50)
+      expect(waiters()).toBe(0)
+    } finally {
+      await up.kill()
+    }
+  })
+
   it("writes a heartbeat while the ledger is quiet", async () => {
     const { ledger } = await newTask()
     const lines = availabilityLines(ledger, 0, { heartbeatMillis: 40 })
